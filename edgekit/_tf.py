@@ -1,0 +1,78 @@
+"""The one place TensorFlow is imported: legacy tf-keras (what tfmot needs), quietly.
+
+tfmot only works with tf-keras (Keras 3 makes pruning/QAT raise and clustering return None), so
+``TF_USE_LEGACY_KERAS=1`` is set before TensorFlow loads, and every edgekit module uses
+``tf_keras``. TensorFlow's oneDNN/CUDA banner lines ignore ``TF_CPP_MIN_LOG_LEVEL``; only
+redirecting file descriptor 2 around the import silences them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from types import ModuleType
+
+_LOADED: tuple[ModuleType, ModuleType] | None = None
+
+
+@contextlib.contextmanager
+def silence_native_stderr() -> Iterator[None]:
+    """Send fd 2 to /dev/null for the duration (C++ logging bypasses ``sys.stderr``)."""
+    if os.environ.get("EDGEKIT_DEBUG"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def configure_environment() -> None:
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("CUDA_VISIBLE_DEVICES", os.environ.get("EDGEKIT_CUDA_VISIBLE_DEVICES", "-1"))
+
+
+def import_tf() -> tuple[ModuleType, ModuleType]:
+    """Return ``(tensorflow, tf_keras)``, importing them once, quietly."""
+    global _LOADED
+    if _LOADED is None:
+        configure_environment()
+        with silence_native_stderr():
+            import tensorflow as tf
+            import tf_keras
+
+            tf.get_logger().setLevel("ERROR")
+            tf.autograph.set_verbosity(0)
+        _LOADED = (tf, tf_keras)
+    return _LOADED
+
+
+def import_tfmot() -> ModuleType:
+    import_tf()
+    with silence_native_stderr():
+        import tensorflow_model_optimization as tfmot
+    return tfmot
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, numpy and TensorFlow, and ask TF for deterministic kernels."""
+    import random
+
+    import numpy as np
+
+    tf, tf_keras = import_tf()
+    random.seed(seed)
+    np.random.seed(seed)
+    tf_keras.utils.set_random_seed(seed)
+    with contextlib.suppress(Exception):
+        tf.config.experimental.enable_op_determinism()

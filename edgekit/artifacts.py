@@ -1,0 +1,326 @@
+"""Artifacts and their manifests: the record every stage reads and writes.
+
+An artifact is one model file in its own directory with a ``manifest.json`` beside it::
+
+    runs/demo/float/model.keras      runs/demo/float/manifest.json
+    runs/demo/int8/model.tflite      runs/demo/int8/manifest.json   (parent -> float's sha256)
+
+The manifest holds what the next stage needs without reloading heavy libraries: format, hash,
+size, input/output spec (with quantization), preprocessing, labels, parent, options, seed,
+library versions and metrics. All writes are atomic (temp file in the same directory + rename),
+so an interruption never leaves a half-written model or manifest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgekit import __version__
+from edgekit.errors import ManifestError, ModelFileError, OutputError
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_SCHEMA = "edgekit.manifest/1"
+TEMP_PREFIX = ".edgekit-tmp-"
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How raw RGB pixels (0..255) become model input: resize, then ``(x - mean) / std`` per channel."""
+
+    size: tuple[int, int]  # (height, width)
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    resize_method: str = "bilinear"
+    color: str = "RGB"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"size": list(self.size), "mean": list(self.mean), "std": list(self.std),
+                "resize_method": self.resize_method, "color": self.color}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
+        try:
+            return cls(size=(int(data["size"][0]), int(data["size"][1])),
+                       mean=tuple(float(v) for v in data.get("mean", (0, 0, 0))),
+                       std=tuple(float(v) for v in data.get("std", (1, 1, 1))),
+                       resize_method=str(data.get("resize_method", "bilinear")),
+                       color=str(data.get("color", "RGB")))
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ManifestError(f"preprocessing block is malformed: {exc}",
+                                fix="re-export the model with edgekit") from exc
+
+
+@dataclass
+class Manifest:
+    """The record written beside every artifact. ``extra`` keeps stage-specific details."""
+
+    format: str  # keras | tflite | onnx | edgetpu-tflite
+    artifact: str  # file name, relative to the manifest's directory
+    stage: str
+    sha256: str = ""
+    size_bytes: int = 0
+    labels: list[str] = field(default_factory=list)
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    input: dict[str, Any] = field(default_factory=dict)
+    output: dict[str, Any] = field(default_factory=dict)
+    parent: dict[str, Any] | None = None  # {"path": relative-or-absolute, "sha256": ...}
+    backbone: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    created: str = ""
+    schema: str = MANIFEST_SCHEMA
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, where: Path) -> Manifest:
+        if not isinstance(data, dict) or data.get("schema") != MANIFEST_SCHEMA:
+            raise ManifestError(f"{where} is not an edgekit manifest (schema {MANIFEST_SCHEMA!r} expected)",
+                                fix="point at a directory written by an edgekit command")
+        known = {f.name for f in dataclasses.fields(cls)}
+        try:
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except TypeError as exc:
+            raise ManifestError(f"{where} is missing fields: {exc}", fix="re-run the stage that wrote it") from exc
+
+    def preprocessing_spec(self) -> Preprocessing:
+        return Preprocessing.from_dict(self.preprocessing)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A model file plus its manifest, as found on disk."""
+
+    path: Path
+    manifest: Manifest
+
+    @property
+    def directory(self) -> Path:
+        return self.path.parent
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def library_versions(*names: str) -> dict[str, str]:
+    """Versions of installed distributions (without importing them) plus python/platform."""
+    from importlib import metadata
+
+    versions = {"edgekit": __version__, "python": platform.python_version(), "platform": platform.platform()}
+    for name in names:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[name] = metadata.version(name)
+    return versions
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _raise_output_error(path: Path, exc: OSError) -> None:
+    if exc.errno == errno.ENOSPC:
+        raise OutputError(f"no space left on the device while writing {path}",
+                          fix="free disk space or choose another --out folder") from exc
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        raise OutputError(f"cannot write {path}: {exc.strerror}",
+                          fix="choose a writable --out folder") from exc
+    raise OutputError(f"cannot write {path}: {exc}", fix="check the --out folder") from exc
+
+
+@contextlib.contextmanager
+def atomic_path(final: Path, *, directory: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``final``; on success rename it into place, else delete it.
+
+    The temp path lives in the same directory so the rename is atomic; on any exception
+    (including KeyboardInterrupt) the temp file is removed and ``final`` is untouched.
+    """
+    final = Path(final)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if directory:
+            tmp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=final.parent))
+        else:
+            fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=final.suffix, dir=final.parent)
+            os.close(fd)
+            tmp = Path(name)
+    except OSError as exc:
+        _raise_output_error(final, exc)
+    try:
+        yield tmp
+        if not directory:
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+        if directory and final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+    except OSError as exc:
+        _remove(tmp)
+        _raise_output_error(final, exc)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink()
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def check_output_dir(out_dir: Path, *, inputs: tuple[Path, ...] = ()) -> Path:
+    """Refuse an output folder that is (or contains) an input file, before any work starts."""
+    out_dir = Path(out_dir).expanduser().resolve()
+    for item in inputs:
+        item = Path(item).expanduser().resolve()
+        if item == out_dir or (item.is_file() and item.parent == out_dir and item.name in (MANIFEST_NAME,)):
+            raise OutputError(f"output folder {out_dir} is the input {item}",
+                              fix="pass a different --out folder so the input is not overwritten")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"output path {out_dir} exists and is not a folder", fix="pass a folder to --out")
+    return out_dir
+
+
+def write_artifact(out_dir: Path, file_name: str, manifest: Manifest, *, writer) -> Artifact:
+    """Write a model via ``writer(tmp_path)`` and its manifest, both atomically, into ``out_dir``.
+
+    The model is renamed into place first, then the manifest (which records the model's hash), so
+    a manifest on disk always describes a complete model file.
+    """
+    out_dir = Path(out_dir)
+    final = out_dir / file_name
+    with atomic_path(final) as tmp:
+        writer(tmp)
+        manifest.sha256 = sha256_file(tmp)
+        manifest.size_bytes = tmp.stat().st_size
+    manifest.artifact = file_name
+    manifest.created = manifest.created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if not manifest.versions:
+        manifest.versions = library_versions()
+    write_json_atomic(out_dir / MANIFEST_NAME, manifest.to_dict())
+    return Artifact(path=final, manifest=manifest)
+
+
+def update_manifest(artifact: Artifact) -> None:
+    """Rewrite an artifact's manifest (e.g. after new metrics were measured)."""
+    write_json_atomic(artifact.directory / MANIFEST_NAME, artifact.manifest.to_dict())
+
+
+def find_manifest(model_path: Path) -> Path | None:
+    model_path = Path(model_path)
+    candidate = model_path / MANIFEST_NAME if model_path.is_dir() else model_path.parent / MANIFEST_NAME
+    return candidate if candidate.is_file() else None
+
+
+def load_artifact(path: Path, *, require_manifest: bool = True, verify_hash: bool = True) -> Artifact:
+    """Find the model file and manifest for a path given by the user (the directory or the file)."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ModelFileError(f"{path} does not exist", fix="check the path to the model or its folder")
+    manifest_path = find_manifest(path)
+    if manifest_path is None:
+        if require_manifest:
+            raise ManifestError(f"no {MANIFEST_NAME} next to {path}",
+                                fix="pass a model written by edgekit, or its folder")
+        if path.is_dir():
+            raise ModelFileError(f"{path} is a folder without a {MANIFEST_NAME}", fix="pass the model file itself")
+        return Artifact(path=path, manifest=Manifest(format=guess_format(path), artifact=path.name, stage="external"))
+    try:
+        data = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{manifest_path} is not valid JSON: {exc}", fix="re-run the stage that wrote it") from exc
+    manifest = Manifest.from_dict(data, where=manifest_path)
+    if Path(manifest.artifact).name != manifest.artifact:
+        raise ManifestError(f"{manifest_path} names an artifact outside its folder: {manifest.artifact!r}",
+                            fix="re-run the stage that wrote it")
+    model = manifest_path.parent / manifest.artifact
+    if path.is_file() and path.resolve() != model.resolve():
+        # A file beside someone else's manifest: treat it as external.
+        return Artifact(path=path, manifest=Manifest(format=guess_format(path), artifact=path.name, stage="external"))
+    if not model.is_file():
+        raise ModelFileError(f"{model} named by {manifest_path} is missing", fix="re-run the stage that wrote it")
+    if verify_hash and manifest.sha256 and sha256_file(model) != manifest.sha256:
+        raise ManifestError(f"{model} does not match the sha256 in {manifest_path} (modified or truncated)",
+                            fix="re-run the stage that wrote it")
+    return Artifact(path=model, manifest=manifest)
+
+
+def guess_format(path: Path) -> str:
+    suffix = Path(path).suffix.lower()
+    return {".tflite": "tflite", ".onnx": "onnx", ".keras": "keras", ".h5": "h5"}.get(suffix, suffix.lstrip(".") or "unknown")
+
+
+def resolve_parent(artifact: Artifact) -> Artifact | None:
+    """The parent artifact named in the manifest (relative paths are relative to this artifact's folder)."""
+    parent = artifact.manifest.parent
+    if not parent or not parent.get("path"):
+        return None
+    candidate = Path(parent["path"])
+    if not candidate.is_absolute():
+        candidate = (artifact.directory / candidate).resolve()
+    if not candidate.exists():
+        return None
+    found = load_artifact(candidate)
+    if parent.get("sha256") and found.manifest.sha256 != parent["sha256"]:
+        raise ManifestError(f"parent {candidate} changed since {artifact.path} was derived from it",
+                            fix="re-run the stage from the current parent")
+    return found
+
+
+def parent_record(parent: Artifact, child_dir: Path) -> dict[str, Any]:
+    """How a child manifest refers to its parent: a path relative to the child's folder, plus hash."""
+    try:
+        rel = os.path.relpath(parent.path.resolve(), Path(child_dir).resolve())
+    except ValueError:  # different drives on Windows
+        rel = str(parent.path.resolve())
+    return {"path": rel, "sha256": parent.manifest.sha256, "format": parent.manifest.format}
