@@ -39,7 +39,6 @@ def silence_native_stderr() -> Iterator[None]:
 def configure_environment() -> None:
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("CUDA_VISIBLE_DEVICES", os.environ.get("EDGEKIT_CUDA_VISIBLE_DEVICES", "-1"))
 
 
 def import_tf() -> tuple[ModuleType, ModuleType]:

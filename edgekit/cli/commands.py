@@ -1,0 +1,21 @@
+"""Imports every command module so each registers itself on the Typer app (import order = help order)."""
+
+import importlib
+import pkgutil
+
+import edgekit.cli as _cli
+
+_ORDER = ["quickstart", "finetune", "evaluate", "compress", "export", "compile", "profile", "predict",
+          "run", "sweep", "targets", "devices"]
+
+
+def _register_all() -> None:
+    present = {m.name for m in pkgutil.iter_modules(_cli.__path__) if m.name.startswith("cmd_")}
+    for name in _ORDER:
+        if f"cmd_{name}" in present:
+            importlib.import_module(f"edgekit.cli.cmd_{name}")
+    for name in sorted(present - {f"cmd_{n}" for n in _ORDER}):
+        importlib.import_module(f"edgekit.cli.{name}")
+
+
+_register_all()

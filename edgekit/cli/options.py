@@ -1,0 +1,15 @@
+"""Reusable ``Annotated`` option types so every command spells shared options the same way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+OutDir = Annotated[Path, typer.Option("--out", "-o", help="Output folder (created; existing files are replaced atomically).")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout instead of tables.")]
+Seed = Annotated[int, typer.Option("--seed", help="Random seed (recorded in the manifest; same seed, same metrics).")]
+Threads = Annotated[int | None, typer.Option("--threads", "-t", min=1, help="Inference threads (default: the device profile's).")]
+ModelArg = Annotated[Path, typer.Argument(help="Model file (.keras/.tflite/.onnx) or the artifact folder holding it.")]
+DataDir = Annotated[Path, typer.Argument(help="Image folder: one sub-folder per class.")]
