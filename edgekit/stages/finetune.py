@@ -1,0 +1,324 @@
+"""Transfer learning from an image folder onto a pretrained backbone.
+
+Phase 1 trains only the classification head, on backbone features computed once and cached (on
+disk, keyed by everything that determines them), so many head epochs cost seconds instead of a
+full forward pass each. Phase 2 optionally unfreezes the top N backbone layers and trains end to
+end at a lower learning rate, with augmentation, checkpointing every epoch so ``resume=True``
+continues after an interruption.
+
+The classifier is built *flat* (``Model(backbone.input, head(backbone.output))``): tfmot only sees
+layers of the outermost model, and silently skips a nested backbone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.artifacts import (Artifact, Manifest, Preprocessing, atomic_path, check_output_dir, library_versions,
+                               write_artifact, write_json_atomic, write_text_atomic)
+from edgekit.data import Augmentation, class_weights, load_folder_arrays, load_splits, normalize
+from edgekit.errors import UsageError
+from edgekit.progress import status, track
+
+HEAD_DENSE = "edgekit_head_dense"
+HEAD_DROPOUT = "edgekit_head_dropout"
+MODEL_FILE = "model.keras"
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Every option that changes the result (hashed into checkpoints and recorded in the manifest)."""
+
+    backbone: str = "mobilenet_v2"
+    weights: str | None = "imagenet"
+    input_size: int | None = None
+    alpha: float = 1.0
+    epochs: int = 30
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    dropout: float = 0.2
+    label_smoothing: float = 0.1
+    augment: bool = True
+    augment_copies: int = 1
+    balance_classes: bool = False
+    early_stopping: int = 5
+    fine_tune_layers: int = 0
+    fine_tune_epochs: int = 0
+    fine_tune_learning_rate: float = 1e-5
+    validation_fraction: float = 0.2
+    seed: int = 0
+
+    def validate(self) -> None:
+        checks = [
+            (self.epochs >= 1, "--epochs must be >= 1"),
+            (self.batch_size >= 1, "--batch-size must be >= 1"),
+            (self.learning_rate > 0 and self.fine_tune_learning_rate > 0, "learning rates must be > 0"),
+            (0.0 <= self.dropout < 1.0, "--dropout must be in [0, 1)"),
+            (0.0 <= self.label_smoothing < 1.0, "--label-smoothing must be in [0, 1)"),
+            (self.augment_copies >= 0, "--augment-copies must be >= 0"),
+            (self.fine_tune_layers >= 0 and self.fine_tune_epochs >= 0, "fine-tune layers/epochs must be >= 0"),
+            (self.early_stopping >= 0, "--early-stopping must be >= 0 (0 disables it)"),
+            (self.input_size is None or 32 <= self.input_size <= 1024, "--input-size must be in 32..1024"),
+            (0.0 < self.alpha <= 2.0, "--alpha must be in (0, 2]"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UsageError(message, fix="see `edgekit finetune --help`")
+        if (self.fine_tune_layers > 0) != (self.fine_tune_epochs > 0):
+            raise UsageError("--fine-tune-layers and --fine-tune-epochs go together",
+                             fix="set both above 0 to unfreeze the top layers, or neither")
+
+    def digest(self, *parts: str) -> str:
+        payload = json.dumps(asdict(self), sort_keys=True) + "|".join(parts)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass
+class FinetuneResult:
+    artifact: Artifact
+    metrics: dict
+    timings: dict = field(default_factory=dict)
+
+
+def build_classifier(backbone, num_classes: int, *, dropout: float):
+    """Attach Dropout + Dense(softmax) to the backbone's pooled output, in one flat functional model."""
+    _, tf_keras = _tf()
+    x = backbone.output
+    if dropout:
+        x = tf_keras.layers.Dropout(dropout, name=HEAD_DROPOUT)(x)
+    outputs = tf_keras.layers.Dense(num_classes, activation="softmax", name=HEAD_DENSE)(x)
+    return tf_keras.Model(backbone.input, outputs, name="edgekit_classifier")
+
+
+def _tf():
+    from edgekit._tf import import_tf
+
+    return import_tf()
+
+
+def _dataset_fingerprint(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        stat = path.stat()
+        digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def _predict_batches(model, pixels: np.ndarray, preprocessing: Preprocessing, *, batch_size: int,
+                     description: str) -> np.ndarray:
+    outputs = []
+    starts = range(0, len(pixels), batch_size)
+    for start in track(starts, description=description, total=len(starts)):
+        batch = normalize(pixels[start:start + batch_size], preprocessing)
+        outputs.append(np.asarray(model(batch, training=False)))
+    return np.concatenate(outputs) if outputs else np.zeros((0,) + tuple(model.output_shape[1:]), np.float32)
+
+
+def _cached_features(cache_dir: Path, key: str, compute) -> np.ndarray:
+    path = cache_dir / f"features-{key}.npy"
+    if path.is_file():
+        return np.load(path, allow_pickle=False)
+    features = compute()
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.save(handle, features, allow_pickle=False)
+    return features
+
+
+def finetune(*, data: Path, out_dir: Path, config: FinetuneConfig = FinetuneConfig(), resume: bool = False,
+             strict: bool = False) -> FinetuneResult:
+    """Train a classifier on ``data`` and write ``out_dir/model.keras`` + manifest, metrics and plots."""
+    from edgekit._tf import set_seed
+    from edgekit.backbones import build_backbone, get_backbone
+    from edgekit.metrics import classification_report
+    from edgekit.plots import confusion_matrix_png
+
+    config.validate()
+    spec = get_backbone(config.backbone)
+    out_dir = check_output_dir(out_dir, inputs=(Path(data),))
+    size = config.input_size or spec.default_size
+    preprocessing = Preprocessing(size=(size, size), mean=spec.preprocessing.mean, std=spec.preprocessing.std,
+                                  resize_method=spec.preprocessing.resize_method)
+    splits = load_splits(data, validation_fraction=config.validation_fraction, seed=config.seed, strict=strict)
+    classes = splits.train.classes
+    if len(classes) < 2:
+        raise UsageError(f"{data} has only one class ({classes[0]})", fix="a classifier needs at least 2 class folders")
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+
+    tf, tf_keras = _tf()
+    set_seed(config.seed)
+    backbone = build_backbone(config.backbone, input_size=size, weights=config.weights, alpha=config.alpha)
+    backbone.trainable = False
+    timings["build_backbone_s"] = time.perf_counter() - started
+
+    tick = time.perf_counter()
+    train_pixels, train_labels = load_folder_arrays(splits.train, preprocessing)
+    val_pixels, val_labels = load_folder_arrays(splits.val, preprocessing)
+    timings["load_images_s"] = time.perf_counter() - tick
+
+    # Phase 1: features computed once per (backbone, data, augmentation copy), cached on disk.
+    cache_dir = out_dir / "cache"
+    data_key = _dataset_fingerprint(splits.train.paths + splits.val.paths)
+    feature_key = FinetuneConfig(backbone=config.backbone, weights=config.weights, input_size=size,
+                                 alpha=config.alpha, seed=config.seed,
+                                 validation_fraction=config.validation_fraction).digest(data_key)
+    tick = time.perf_counter()
+    rng = np.random.default_rng(config.seed)
+    augmentation = Augmentation()
+    train_feature_sets = [
+        _cached_features(cache_dir, f"{feature_key}-train-0",
+                         lambda: _predict_batches(backbone, train_pixels, preprocessing, batch_size=64,
+                                                  description="backbone features (train)"))]
+    for copy in range(1, 1 + (config.augment_copies if config.augment else 0)):
+        augmented = augmentation.apply(train_pixels, rng)
+        train_feature_sets.append(_cached_features(
+            cache_dir, f"{feature_key}-train-{copy}",
+            lambda pixels=augmented, copy=copy: _predict_batches(
+                backbone, pixels, preprocessing, batch_size=64, description=f"backbone features (augmented copy {copy})")))
+    val_features = _cached_features(cache_dir, f"{feature_key}-val",
+                                    lambda: _predict_batches(backbone, val_pixels, preprocessing, batch_size=64,
+                                                             description="backbone features (validation)"))
+    timings["features_s"] = time.perf_counter() - tick
+
+    features = np.concatenate(train_feature_sets)
+    feature_labels = np.tile(train_labels, len(train_feature_sets))
+    num_classes = len(classes)
+    head_input = tf_keras.Input(shape=(features.shape[1],), name="features")
+    head_x = tf_keras.layers.Dropout(config.dropout, name=HEAD_DROPOUT)(head_input) if config.dropout else head_input
+    head_out = tf_keras.layers.Dense(num_classes, activation="softmax", name=HEAD_DENSE)(head_x)
+    head = tf_keras.Model(head_input, head_out)
+    loss = tf_keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+    head.compile(optimizer=tf_keras.optimizers.Adam(config.learning_rate), loss=loss, metrics=["accuracy"])
+    callbacks = [_EpochProgress("head", config.epochs)]
+    if config.early_stopping:
+        callbacks.append(tf_keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.early_stopping,
+                                                          restore_best_weights=True))
+    tick = time.perf_counter()
+    history = head.fit(
+        features, tf_keras.utils.to_categorical(feature_labels, num_classes), batch_size=config.batch_size,
+        epochs=config.epochs, shuffle=True, verbose=0, callbacks=callbacks,
+        validation_data=(val_features, tf_keras.utils.to_categorical(val_labels, num_classes)),
+        class_weight=class_weights(feature_labels, num_classes) if config.balance_classes else None)
+    timings["head_training_s"] = time.perf_counter() - tick
+    timings["head_epochs"] = len(history.history["loss"])
+
+    model = build_classifier(backbone, num_classes, dropout=config.dropout)
+    model.get_layer(HEAD_DENSE).set_weights(head.get_layer(HEAD_DENSE).get_weights())
+    histories = {"head": {k: [float(v) for v in vals] for k, vals in history.history.items()}}
+
+    if config.fine_tune_layers:
+        tick = time.perf_counter()
+        histories["fine_tune"] = _fine_tune_top_layers(
+            model, backbone, train_pixels, train_labels, val_pixels, val_labels, preprocessing, config,
+            checkpoint_dir=out_dir / "checkpoints", run_key=config.digest(data_key), resume=resume, rng=rng)
+        timings["fine_tune_s"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    probabilities = _predict_batches(model, val_pixels, preprocessing, batch_size=64, description="evaluating")
+    report = classification_report(val_labels, probabilities, classes)
+    timings["evaluate_s"] = time.perf_counter() - tick
+    timings["total_s"] = time.perf_counter() - started
+
+    manifest = Manifest(
+        format="keras", artifact=MODEL_FILE, stage="finetune", labels=classes,
+        preprocessing=preprocessing.to_dict(),
+        input={"shape": [1, size, size, 3], "dtype": "float32", "name": model.input.name.split(":")[0]},
+        output={"shape": [1, num_classes], "dtype": "float32", "activation": "softmax"},
+        backbone=config.backbone, options=asdict(config) | {"input_size": size}, seed=config.seed,
+        metrics={"validation": _headline(report)},
+        extra={"data": str(Path(data).expanduser().resolve()), "split": splits.source,
+               "train_images": len(splits.train.items), "validation_images": len(splits.val.items),
+               "skipped_files": [f"{p}: {r}" for p, r in splits.train.skipped[:20]],
+               "history": histories, "timings_s": {k: round(v, 3) for k, v in timings.items()},
+               "tfmot_wrap": spec.tfmot_wrap},
+        versions=library_versions("tensorflow", "tf-keras", "numpy"),
+    )
+    from edgekit.keras_io import save_keras_model
+
+    artifact = write_artifact(out_dir, MODEL_FILE, manifest, writer=lambda tmp: save_keras_model(model, tmp))
+    write_text_atomic(out_dir / "labels.txt", "\n".join(classes) + "\n")
+    write_json_atomic(out_dir / "metrics.json", {"validation": report, "timings_s": timings})
+    confusion_matrix_png(report["confusion_matrix"], classes, out_dir / "confusion_matrix.png",
+                         title=f"{config.backbone} validation (accuracy {report['accuracy']:.3f})")
+    status(f"validation accuracy {report['accuracy']:.4f} on {report['count']} images; wrote {artifact.path}")
+    return FinetuneResult(artifact=artifact, metrics=report, timings=timings)
+
+
+def _headline(report: dict) -> dict:
+    return {k: v for k, v in report.items() if k not in ("per_class", "confusion_matrix", "labels")}
+
+
+class _EpochProgress:
+    """A Keras callback that narrates epochs on stderr (one line each) when progress is enabled."""
+
+    def __new__(cls, phase: str, epochs: int):
+        _, tf_keras = _tf()
+        from edgekit.progress import enabled
+
+        class Callback(tf_keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if enabled() and logs:
+                    shown = " ".join(f"{k}={v:.4f}" for k, v in logs.items())
+                    status(f"[{phase}] epoch {epoch + 1}/{epochs} {shown}")
+
+        return Callback()
+
+
+def _fine_tune_top_layers(model, backbone, train_pixels, train_labels, val_pixels, val_labels,
+                          preprocessing: Preprocessing, config: FinetuneConfig, *, checkpoint_dir: Path,
+                          run_key: str, resume: bool, rng: np.random.Generator) -> dict:
+    """Unfreeze the top N backbone layers (BatchNorm stays frozen) and train end to end, checkpointing each epoch."""
+    tf, tf_keras = _tf()
+    backbone.trainable = True
+    trainable_layers = [layer for layer in backbone.layers if layer.weights]
+    for layer in backbone.layers:
+        layer.trainable = False
+    for layer in trainable_layers[-config.fine_tune_layers:]:
+        if not isinstance(layer, tf_keras.layers.BatchNormalization):
+            layer.trainable = True
+    num_classes = model.output_shape[-1]
+    model.compile(optimizer=tf_keras.optimizers.Adam(config.fine_tune_learning_rate),
+                  loss=tf_keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+                  metrics=["accuracy"])
+    checkpoint = checkpoint_dir / f"finetune-{run_key}.weights.h5"
+    state_path = checkpoint_dir / f"finetune-{run_key}.json"
+    start_epoch, history = 0, {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
+    if resume and checkpoint.is_file() and state_path.is_file():
+        state = json.loads(state_path.read_text())
+        model.load_weights(str(checkpoint))
+        start_epoch, history = state["epoch"], state["history"]
+        rng.bit_generator.state = state["rng"]
+        status(f"resuming fine-tuning after epoch {start_epoch} from {checkpoint}")
+    augmentation = Augmentation()
+    val_x = normalize(val_pixels, preprocessing)
+    val_y = tf_keras.utils.to_categorical(val_labels, num_classes)
+    for epoch in range(start_epoch, config.fine_tune_epochs):
+        order = rng.permutation(len(train_pixels))
+        losses, accuracies = [], []
+        batches = range(0, len(order), config.batch_size)
+        for start in track(batches, description=f"fine-tune epoch {epoch + 1}/{config.fine_tune_epochs}",
+                           total=len(batches)):
+            idx = order[start:start + config.batch_size]
+            pixels = augmentation.apply(train_pixels[idx], rng) if config.augment else train_pixels[idx]
+            loss, accuracy = model.train_on_batch(normalize(pixels, preprocessing),
+                                                  tf_keras.utils.to_categorical(train_labels[idx], num_classes))
+            losses.append(loss)
+            accuracies.append(accuracy)
+        val_loss, val_accuracy = model.evaluate(val_x, val_y, batch_size=64, verbose=0)
+        for key, value in (("loss", np.mean(losses)), ("accuracy", np.mean(accuracies)),
+                           ("val_loss", val_loss), ("val_accuracy", val_accuracy)):
+            history[key].append(float(value))
+        status(f"[fine-tune] epoch {epoch + 1}/{config.fine_tune_epochs} loss={np.mean(losses):.4f} "
+               f"val_accuracy={val_accuracy:.4f}")
+        with atomic_path(checkpoint) as tmp:
+            model.save_weights(str(tmp))
+        write_json_atomic(state_path, {"epoch": epoch + 1, "history": history,
+                                       "rng": rng.bit_generator.state})
+    return history
