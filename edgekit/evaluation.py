@@ -1,0 +1,66 @@
+"""Evaluate any edgekit artifact (.keras with TensorFlow; .tflite/.onnx with the light runtime) on a labelled folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.artifacts import Artifact, Preprocessing, load_artifact, write_json_atomic
+from edgekit.data import ImageFolder, load_folder_arrays, normalize, scan_image_folder
+from edgekit.errors import DataError
+from edgekit.progress import track
+
+
+def predict_pixels(artifact: Artifact, pixels: np.ndarray, *, batch_size: int = 32, threads: int | None = None,
+                   trust: bool = False) -> np.ndarray:
+    """Class probabilities for uint8 pixels already at the model's input size."""
+    preprocessing = artifact.manifest.preprocessing_spec()
+    if artifact.manifest.format in ("keras", "h5"):
+        from edgekit.keras_io import load_keras_model
+
+        model = load_keras_model(artifact.path, trust=trust)
+        outputs = []
+        starts = range(0, len(pixels), batch_size)
+        for start in track(starts, description="evaluating (Keras)", total=len(starts)):
+            outputs.append(np.asarray(model(normalize(pixels[start:start + batch_size], preprocessing), training=False)))
+        return np.concatenate(outputs) if outputs else np.zeros((0, len(artifact.manifest.labels)))
+    from edgekit.runtime import Predictor
+
+    predictor = Predictor(artifact.path, threads=threads)
+    rows = []
+    for image in track(pixels, description=f"evaluating ({artifact.path.suffix})", total=len(pixels)):
+        model_input = predictor.preprocess(image)
+        rows.append(predictor.run_raw(model_input if model_input.ndim == 4 else model_input[None])[0])
+    return np.stack(rows) if rows else np.zeros((0, len(artifact.manifest.labels)))
+
+
+def labelled_folder(data: Path, labels: list[str], *, strict: bool = False) -> ImageFolder:
+    """The labelled images to evaluate on; the folder's classes must be among the model's labels."""
+    folder = scan_image_folder(data, strict=strict, classes=labels)
+    if not folder.items:
+        raise DataError(f"{data} has no images of the model's classes", fix=f"use folders named {', '.join(labels)}")
+    return folder
+
+
+def evaluate(*, model: Path, data: Path, out_dir: Path | None = None, top_k: int = 5, threads: int | None = None,
+             trust: bool = False, strict: bool = False) -> dict:
+    """Accuracy, top-k, per-class P/R/F1 and the confusion matrix; JSON + PNG into ``out_dir`` when given."""
+    from edgekit.metrics import classification_report
+    from edgekit.plots import confusion_matrix_png
+
+    artifact = load_artifact(model)
+    labels = artifact.manifest.labels
+    folder = labelled_folder(data, labels, strict=strict)
+    preprocessing: Preprocessing = artifact.manifest.preprocessing_spec()
+    pixels, truth = load_folder_arrays(folder, preprocessing)
+    probabilities = predict_pixels(artifact, pixels, threads=threads, trust=trust)
+    report = classification_report(truth, probabilities, labels, top_k=top_k)
+    report["model"] = str(artifact.path)
+    report["data"] = str(Path(data).resolve())
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        write_json_atomic(out_dir / "evaluation.json", report)
+        confusion_matrix_png(report["confusion_matrix"], labels, out_dir / "confusion_matrix.png",
+                             title=f"{artifact.path.name} on {Path(data).name} (accuracy {report['accuracy']:.3f})")
+    return report
