@@ -1,0 +1,134 @@
+"""The recipe schema (JSON Schema, draft 2020-12) and the safe loader that checks recipes against it.
+
+A recipe is one YAML file describing the whole pipeline. Unknown keys, wrong types and missing
+fields are errors that name the key path (``compress[1].prune: 1.5 is greater than ...``). YAML
+is parsed with ``safe_load``: tags such as ``!!python/object`` are refused, never constructed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgekit.errors import RecipeError
+
+_NUMBER = {"type": "number"}
+_POSITIVE_INT = {"type": "integer", "minimum": 1}
+
+FINETUNE = {
+    "type": "object", "additionalProperties": False,
+    "properties": {
+        "backbone": {"type": "string"}, "weights": {"type": ["string", "null"]},
+        "input_size": {"type": "integer", "minimum": 32, "maximum": 1024}, "alpha": {"type": "number", "exclusiveMinimum": 0},
+        "epochs": _POSITIVE_INT, "batch_size": _POSITIVE_INT, "learning_rate": {"type": "number", "exclusiveMinimum": 0},
+        "dropout": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+        "label_smoothing": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+        "augment": {"type": "boolean"}, "augment_copies": {"type": "integer", "minimum": 0},
+        "balance_classes": {"type": "boolean"}, "early_stopping": {"type": "integer", "minimum": 0},
+        "fine_tune_layers": {"type": "integer", "minimum": 0}, "fine_tune_epochs": {"type": "integer", "minimum": 0},
+        "fine_tune_learning_rate": {"type": "number", "exclusiveMinimum": 0},
+        "validation_fraction": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+    },
+}
+
+VARIANT = {
+    "type": "object", "additionalProperties": False, "required": ["name"],
+    "properties": {
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"},
+        "int8": {"type": "boolean"}, "float16": {"type": "boolean"}, "dynamic": {"type": "boolean"},
+        "int16x8": {"type": "boolean"}, "io_dtype": {"enum": ["float32", "int8", "uint8"]},
+        "prune": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+        "cluster": {"type": "integer", "minimum": 2}, "qat": {"type": "boolean"},
+        "max_accuracy_drop": {"type": "number", "minimum": 0},
+        "calibration_samples": _POSITIVE_INT, "fine_tune_epochs": {"type": "integer", "minimum": 0},
+    },
+}
+
+EXPORT = {
+    "type": "object", "additionalProperties": False, "required": ["name", "target"],
+    "properties": {
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"},
+        "target": {"type": "string"},
+        "source": {"type": "string", "description": "'float' or the name of a compress variant"},
+        "options": {"type": "object"},
+    },
+}
+
+RECIPE_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object", "additionalProperties": False,
+    "required": ["name", "data", "finetune"],
+    "properties": {
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"},
+        "description": {"type": "string"},
+        "seed": {"type": "integer", "minimum": 0},
+        "output": {"type": "string"},
+        "data": {
+            "type": "object", "additionalProperties": False, "required": ["train"],
+            "properties": {
+                "train": {"type": "string", "description": "image folder, or 'embedded:digits'"},
+                "test": {"type": "string"}, "calibration": {"type": "string"},
+            },
+        },
+        "finetune": FINETUNE,
+        "distribute": {"enum": ["none", "mirrored", "multi_worker_mirrored"]},
+        "compress": {"type": "array", "items": VARIANT},
+        "export": {"type": "array", "items": EXPORT},
+        "devices": {"type": "array", "items": {"type": "string"}},
+        "profile": {
+            "type": "object", "additionalProperties": False,
+            "properties": {"runs": _POSITIVE_INT, "warmup": {"type": "integer", "minimum": 0},
+                           "threads": _POSITIVE_INT, "max_eval_images": _POSITIVE_INT},
+        },
+        "constraints": {
+            "type": "object", "additionalProperties": False,
+            "properties": {"max_accuracy_drop": _NUMBER, "max_latency_ms": _NUMBER, "max_size_mb": _NUMBER},
+        },
+    },
+}
+
+
+def _key_path(error) -> str:
+    path = ""
+    for part in error.absolute_path:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(top level)"
+
+
+def parse_recipe(text: str, *, source: str) -> dict[str, Any]:
+    """Parse YAML safely and validate it; the first error names the key path."""
+    import jsonschema
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{source}: not valid (safe) YAML: {str(exc).splitlines()[0]}",
+                          fix="fix the syntax; Python tags such as !!python/object are never allowed") from exc
+    if not isinstance(data, dict):
+        raise RecipeError(f"{source}: a recipe is a mapping of keys (name, data, finetune, ...)",
+                          fix="see recipes/quickstart.yaml for the layout")
+    validator = jsonschema.Draft202012Validator(RECIPE_SCHEMA)
+    errors = sorted(validator.iter_errors(data), key=lambda e: (len(list(e.absolute_path)), str(e.absolute_path)))
+    if errors:
+        error = errors[0]
+        extra = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise RecipeError(f"{source}: {_key_path(error)}: {error.message}{extra}",
+                          fix="correct that key; `edgekit run --help` shows the recipe layout")
+    names = [v["name"] for v in data.get("compress", [])] + [e["name"] for e in data.get("export", [])]
+    duplicates = sorted({n for n in names if names.count(n) > 1} | ({"float"} & set(names)))
+    if duplicates:
+        raise RecipeError(f"{source}: variant/export names must be unique and not 'float': {', '.join(duplicates)}",
+                          fix="rename the duplicates")
+    return data
+
+
+def load_recipe(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe {path} does not exist", fix="pass a YAML file, e.g. recipes/quickstart.yaml")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError) as exc:
+        raise RecipeError(f"recipe {path} cannot be read: {exc}", fix="save it as UTF-8 text") from exc
+    return parse_recipe(text, source=str(path))
