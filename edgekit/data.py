@@ -111,11 +111,12 @@ def scan_image_folder(root: Path, *, strict: bool = False, classes: list[str] | 
     folder = ImageFolder(root=root, classes=class_list, items=items, skipped=skipped)
     counts = folder.counts()
     empty = [name for name, count in counts.items() if count < min_per_class and (root / name).is_dir()]
+    note = f" ({len(skipped)} unreadable file(s) skipped, first: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
     if empty:
-        raise DataError(f"class folder(s) {', '.join(empty)} in {root} have fewer than {min_per_class} usable image(s)",
-                        fix="add images to them or remove those folders")
+        raise DataError(f"class folder(s) {', '.join(empty)} in {root} have fewer than {min_per_class} usable "
+                        f"image(s){note}", fix="add readable images to them or remove those folders")
     if not items:
-        raise DataError(f"{root} contains no readable images", fix="add .jpg/.png images under <class>/ folders")
+        raise DataError(f"{root} contains no readable images{note}", fix="add .jpg/.png images under <class>/ folders")
     if skipped:
         warnings.warn(f"skipped {len(skipped)} unreadable file(s) in {root} (first: {skipped[0][0]}: "
                       f"{skipped[0][1]}); use --strict to fail instead", stacklevel=2)
