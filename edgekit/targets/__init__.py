@@ -1,0 +1,190 @@
+"""The registry of export targets: one table drives the CLI choices, option checks, `edgekit targets` and tests.
+
+Each :class:`Target` names its file suffix, the parent formats it accepts, the options it takes
+(with per-option checks), what it needs (Python modules, executables) and the module + function
+that does the work. Nothing heavy is imported here: :meth:`Target.available` asks
+``importlib.util.find_spec`` / ``shutil.which``, and :meth:`Target.run` imports its one module on use.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgekit.errors import DeviceUnavailableError, UsageError
+
+CALIBRATE_METHODS = ("minmax", "entropy", "percentile")
+MIN_OPSET, MAX_OPSET = 13, 18  # tf2onnx 1.17 writes opsets up to 18; QDQ per-channel needs >= 13
+
+
+@dataclass(frozen=True)
+class TargetOption:
+    """One option a target accepts: the keyword it is passed as, its CLI flag, help, and a value check."""
+
+    name: str
+    flag: str
+    help: str
+    check: Callable[[Any], str | None] | None = None  # returns what is wrong with the value, or None
+
+    def validate(self, value: Any) -> None:
+        problem = self.check(value) if self.check else None
+        if problem:
+            raise UsageError(f"{self.flag} {value}: {problem}", fix=f"see the help of {self.flag}")
+
+
+@dataclass(frozen=True)
+class Target:
+    """An export target: what it writes, what it takes and needs, and where its code lives."""
+
+    name: str
+    suffix: str
+    description: str
+    command: str  # the CLI command that produces it: "export" or "compile"
+    inputs: tuple[str, ...]  # parent formats accepted
+    module: str
+    function: str
+    options: tuple[TargetOption, ...] = ()
+    requires: tuple[str, ...] = ()  # importable Python modules
+    executables: dict[str, str] = field(default_factory=dict)  # executable -> env var that may name its path
+    combination_check: Callable[[dict[str, Any]], None] | None = None
+    notes: str = ""
+    optional: dict[str, str] = field(default_factory=dict)  # option name -> module it additionally needs
+
+    def _missing_modules(self) -> list[str]:
+        return [m for m in self.requires if importlib.util.find_spec(m) is None]
+
+    def available(self) -> tuple[bool, str]:
+        """Whether this machine can produce the target, and if not, what is missing (nothing is imported)."""
+        missing = self._missing_modules()
+        missing += [f"{exe} (executable{f' or ${env}' if env else ''})" for exe, env in self.executables.items()
+                    if shutil.which(os.environ.get(env) or exe) is None]
+        if missing:
+            return False, "missing " + ", ".join(missing)
+        return True, "all requirements found"
+
+    def needs(self) -> list[str]:
+        return list(self.requires) + [f"{exe} (executable)" for exe in self.executables]
+
+    def validate_options(self, given: dict[str, Any]) -> dict[str, Any]:
+        """Refuse options this target does not take and values out of range; return the given options."""
+        known = {option.name: option for option in self.options}
+        for name, value in given.items():
+            if name not in known:
+                flags = ", ".join(option.flag for option in self.options) or "none"
+                raise UsageError(f"option {_flag(name)} does not apply to target {self.name!r} (its options: {flags})",
+                                 fix=f"drop {_flag(name)} or choose another --target")
+            known[name].validate(value)
+        for name, module in self.optional.items():
+            if given.get(name) and importlib.util.find_spec(module) is None:
+                raise DeviceUnavailableError(f"{known[name].flag} needs the Python module {module!r}",
+                                             fix=f"pip install {module}")
+        if self.combination_check:
+            self.combination_check(given)
+        return given
+
+    def run(self, model: Path, *, out_dir: Path, **options: Any):
+        """Check options and Python requirements, import the target's module, and produce the artifact.
+
+        Missing executables are left to the target's function, which says what it did instead
+        (the Edge TPU target writes its static report).
+        """
+        self.validate_options(options)
+        missing = self._missing_modules()
+        if missing:
+            raise DeviceUnavailableError(f"target {self.name!r} needs the Python module(s) {', '.join(missing)}",
+                                         fix="pip install 'edgekit[full]'")
+        function = getattr(importlib.import_module(self.module), self.function)
+        return function(model, out_dir=out_dir, **options)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _opset(value: Any) -> str | None:
+    return None if MIN_OPSET <= int(value) <= MAX_OPSET else f"opset must be in {MIN_OPSET}..{MAX_OPSET}"
+
+
+def _folder(value: Any) -> str | None:
+    return None if Path(value).expanduser().is_dir() else "is not an existing folder of images"
+
+
+def _method(value: Any) -> str | None:
+    return None if str(value) in CALIBRATE_METHODS else f"must be one of {', '.join(CALIBRATE_METHODS)}"
+
+
+def _positive(value: Any) -> str | None:
+    return None if int(value) >= 1 else "must be >= 1"
+
+
+def _onnx_combinations(given: dict[str, Any]) -> None:
+    if given.get("int8") and given.get("dynamic"):
+        raise UsageError("--int8 and --dynamic are two different quantization modes",
+                         fix="pass one of them (--int8 is the fast one for CNNs)")
+    for name in ("calibration", "calibrate_method", "calibration_samples"):
+        if given.get(name) is not None and not given.get("int8"):
+            raise UsageError(f"{_flag(name)} only applies with --int8 (static quantization)",
+                             fix=f"add --int8 or drop {_flag(name)}")
+
+
+ONNX_OPTIONS = (
+    TargetOption("opset", "--opset", f"ONNX opset to write ({MIN_OPSET}..{MAX_OPSET}; default 17).", _opset),
+    TargetOption("int8", "--int8", "Static int8 quantization (QDQ: per-channel int8 weights, uint8 activations; "
+                 "Softmax stays float), calibrated on images. About 1.9x faster than fp32 on CPU."),
+    TargetOption("dynamic", "--dynamic", "Dynamic (weight-only) quantization. Warning: 3-11x SLOWER than fp32 for "
+                 "CNNs on CPU; use --int8 instead unless the model is mostly MatMul."),
+    TargetOption("calibration", "--calibration", "Image folder for --int8 calibration (default: the parent's "
+                 "training folder from its manifest).", _folder),
+    TargetOption("calibration_samples", "--calibration-samples", "Images used for --int8 calibration (default 200).",
+                 _positive),
+    TargetOption("calibrate_method", "--calibrate-method", "Activation range estimator for --int8: "
+                 f"{', '.join(CALIBRATE_METHODS)} (default minmax).", _method),
+    TargetOption("simplify", "--simplify", "Simplify the graph with onnxslim before quantization/saving."),
+)
+
+TARGETS: dict[str, Target] = {
+    target.name: target
+    for target in (
+        Target("tflite", ".tflite", "Float32 TensorFlow Lite model (for int8 use `edgekit compress`).", "export",
+               ("keras",), "edgekit.targets.float_tflite", "export_float_tflite", requires=("tensorflow", "tf_keras"),
+               notes="int8/pruned/clustered TFLite models come from `edgekit compress`"),
+        Target("onnx", ".onnx", "ONNX model (tf2onnx), optionally int8 QDQ-quantized for onnxruntime.", "export",
+               ("keras", "onnx"), "edgekit.targets.onnx", "export_onnx", options=ONNX_OPTIONS,
+               requires=("tensorflow", "tf2onnx", "onnx", "onnxruntime"), combination_check=_onnx_combinations,
+               optional={"simplify": "onnxslim"}),
+        Target("edgetpu", "_edgetpu.tflite", "Edge TPU model compiled from a full-int8 .tflite.", "compile",
+               ("tflite",), "edgekit.targets.edgetpu", "compile_edgetpu",
+               requires=("ai_edge_litert",), executables={"edgetpu_compiler": "EDGETPU_COMPILER"},
+               notes="without the compiler, `edgekit compile` prints the static compatibility report"),
+    )
+}
+
+
+def get_target(name: str) -> Target:
+    """The registered target called ``name``; a typo gets a "did you mean" suggestion."""
+    key = name.strip().lower()
+    if key in TARGETS:
+        return TARGETS[key]
+    close = difflib.get_close_matches(key, list(TARGETS), n=1, cutoff=0.5)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise UsageError(f"unknown target {name!r}: {hint}known targets: {', '.join(TARGETS)}",
+                     fix=f"use --target {close[0] if close else next(iter(TARGETS))}")
+
+
+def list_targets() -> list[dict[str, Any]]:
+    """One row per target for `edgekit targets`: name, suffix, command, options, needs, availability."""
+    rows = []
+    for target in TARGETS.values():
+        ok, reason = target.available()
+        rows.append({"name": target.name, "suffix": target.suffix, "command": target.command,
+                     "description": target.description, "inputs": list(target.inputs),
+                     "options": [option.flag for option in target.options], "needs": target.needs(),
+                     "available": ok, "reason": reason, "notes": target.notes})
+    return rows

@@ -1,0 +1,117 @@
+"""What every export target shares: finding the parent, refusing a bad --out, sample inputs, the parent check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.artifacts import Artifact, Preprocessing, check_output_dir, load_artifact
+from edgekit.errors import OutputError, UsageError, ValidationError
+
+FP32_ATOL = 1e-4  # max |diff| of probabilities allowed between a float export and its parent
+QUANTIZED_MIN_AGREEMENT = 0.8  # top-1 agreement with the parent required of a quantized export
+VALIDATION_SAMPLES = 32
+
+
+def load_parent(model: Path, *, formats: tuple[str, ...], target: str) -> Artifact:
+    """The artifact to export from; it must be one of ``formats`` and carry labels + preprocessing.
+
+    ONNX files are checked byte-wise first (empty, truncated, LFS pointer, wrong format, external
+    data outside the folder); an ONNX file without a manifest may carry its metadata inside.
+    """
+    parent = load_artifact(Path(model).expanduser(), require_manifest=False)
+    fmt = parent.manifest.format
+    if fmt not in formats:
+        raise UsageError(f"{parent.path} is a {fmt} model; target {target!r} takes {' or '.join(formats)} models",
+                         fix="pass the model.keras written by `edgekit finetune`, or its folder")
+    if fmt == "onnx":
+        from edgekit.runtime.safety import check_model_file
+
+        check_model_file(parent.path, "onnx")
+        if not parent.manifest.labels:
+            parent = _with_embedded_onnx_metadata(parent)
+    if not parent.manifest.labels or not parent.manifest.preprocessing:
+        raise UsageError(f"{parent.path} has no labels/preprocessing (no edgekit manifest beside it)",
+                         fix="pass the artifact folder written by `edgekit finetune`")
+    return parent
+
+
+def _with_embedded_onnx_metadata(parent: Artifact) -> Artifact:
+    from edgekit.artifacts import Manifest
+    from edgekit.runtime.metadata import read_onnx_metadata
+
+    meta = read_onnx_metadata(parent.path) or {}
+    manifest = Manifest(format="onnx", artifact=parent.path.name, stage="external",
+                        labels=list(meta.get("labels", [])), preprocessing=dict(meta.get("preprocessing", {})))
+    return Artifact(path=parent.path, manifest=manifest)
+
+
+def check_out_dir(out_dir: Path, parent: Artifact) -> Path:
+    """The resolved output folder; refuses the parent's own folder (its manifest would be overwritten)."""
+    out_dir = check_output_dir(out_dir, inputs=(parent.path,))
+    if out_dir == parent.directory.resolve():
+        raise OutputError(f"output folder {out_dir} holds the input model {parent.path.name} and its manifest",
+                          fix="pass a different --out folder so the parent is not overwritten")
+    return out_dir
+
+
+def sample_images(folder: Path, preprocessing: Preprocessing, count: int, seed: int) -> np.ndarray:
+    """``count`` stratified, seeded images of ``folder`` as normalized float32 model inputs."""
+    from edgekit.data import calibration_sample, load_images, normalize, scan_image_folder
+
+    chosen = calibration_sample(scan_image_folder(folder), count, seed=seed)
+    pixels = load_images(chosen.paths, preprocessing.size, resize_method=preprocessing.resize_method,
+                         description=f"loading {len(chosen.paths)} images")
+    return normalize(pixels, preprocessing)
+
+
+def sample_inputs(parent: Artifact, preprocessing: Preprocessing, extra_folder: Path | None = None, *,
+                  seed: int = 0) -> tuple[np.ndarray, str]:
+    """Inputs to validate on: real images (the held-out split when the data has one), else seeded random pixels."""
+    from edgekit.data import find_split, normalize
+
+    recorded = parent.manifest.extra.get("data")
+    roots = [Path(recorded)] if recorded else []
+    roots += [extra_folder] if extra_folder else []
+    for root in roots:
+        if root.is_dir():
+            held_out = find_split(root.parent, "test") or find_split(root.parent, "val")
+            folder = held_out if root.name == "train" and held_out else root
+            return sample_images(folder, preprocessing, VALIDATION_SAMPLES, seed + 1), f"images from {folder}"
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, size=(VALIDATION_SAMPLES, *preprocessing.size, 3)).astype(np.uint8)
+    return normalize(pixels, preprocessing), "random images"
+
+
+def compare_to_parent(reference: np.ndarray, candidate: np.ndarray, *, quantized: bool, what: str,
+                      sample_source: str = "sample inputs", atol: float = FP32_ATOL,
+                      min_agreement: float = QUANTIZED_MIN_AGREEMENT) -> dict:
+    """Max |diff| and top-1 agreement vs the parent; ValidationError (naming the numbers) if out of tolerance.
+
+    Float exports must match within ``atol``; quantized ones must agree on top-1 for at least
+    ``min_agreement`` of the samples (their |diff| is recorded, not bounded).
+    """
+    from edgekit.metrics import agreement, check_outputs_sane
+
+    if reference.shape != candidate.shape:
+        raise ValidationError(f"{what}: output shape {candidate.shape} differs from the parent's {reference.shape}",
+                              fix="check that the parent is the model this file was exported from")
+    if not np.allclose(reference, reference[:1], atol=1e-7) or not np.all(np.isfinite(candidate)):
+        check_outputs_sane(candidate, what=what)  # a parent that is itself constant cannot collapse further
+    numbers = agreement(reference, candidate) | {"samples": int(len(reference)), "sample_source": sample_source,
+                                                  "atol": None if quantized else atol,
+                                                  "min_top1_agreement": min_agreement if quantized else None}
+    if quantized:
+        failed = numbers["top1_agreement"] < min_agreement
+        limit = f"top-1 agreement {numbers['top1_agreement']:.3f} < required {min_agreement}"
+    else:
+        failed = numbers["max_abs_diff"] > atol
+        limit = f"max |diff| {numbers['max_abs_diff']:.3g} > atol {atol:g}"
+    if failed:
+        raise ValidationError(
+            f"{what} disagrees with its parent on {numbers['samples']} {sample_source}: {limit} "
+            f"(max |diff| {numbers['max_abs_diff']:.3g}, mean |diff| {numbers['mean_abs_diff']:.3g}, "
+            f"top-1 agreement {numbers['top1_agreement']:.3f})",
+            fix="compare against the right parent; for int8 use more or more representative --calibration images")
+    return numbers
