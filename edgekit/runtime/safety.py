@@ -206,8 +206,9 @@ def _check_tflite_structure(path: Path, buf) -> None:
                 op = graph.Operators(o)
                 if op.OpcodeIndex() >= model.OperatorCodesLength():
                     raise ValueError(f"operator {o} uses an unknown opcode")
-                op.InputsAsNumpy()
-                op.OutputsAsNumpy()
+                for index in (*op.InputsAsNumpy().tolist(), *op.OutputsAsNumpy().tolist()):
+                    if not -1 <= index < graph.TensorsLength():
+                        raise ValueError(f"operator {o} names tensor {index} of {graph.TensorsLength()}")
     except Exception as exc:  # the generated readers raise IndexError/struct.error/... on bad offsets
         raise ModelFileError(f"{path} is a truncated or corrupt .tflite flatbuffer ({type(exc).__name__}: {exc})",
                              fix="re-export or re-download the model") from exc

@@ -1,0 +1,308 @@
+"""The on-device runtime against real models: a tiny tf_keras CNN trained on the digits, converted with the
+real TFLite converter (float and full int8) and tf2onnx, then predicted with LiteRT/onnxruntime."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgekit.artifacts import Manifest, Preprocessing, write_artifact
+from edgekit.errors import DeviceUnavailableError, ManifestError
+from edgekit.runtime import (Predictor, accelerator_available, embed_onnx_metadata, embed_tflite_metadata,
+                             make_metadata, read_onnx_metadata, read_tflite_metadata)
+
+SIZE = 32
+PRE = Preprocessing(size=(SIZE, SIZE), mean=(127.5, 127.5, 127.5), std=(127.5, 127.5, 127.5))
+LABELS = [f"digit-{i}" for i in range(10)]
+
+
+def build_tiny_models(base: Path, digits: Path) -> dict[str, Path]:
+    """Train a tiny CNN on the digits and write float/int8 .tflite and .onnx artifacts (once per base folder)."""
+    from edgekit.data import load_image, normalize, scan_image_folder
+
+    paths = {"float": base / "float" / "model.tflite", "int8": base / "int8" / "model.tflite",
+             "onnx": base / "onnx" / "model.onnx", "bare": base / "bare" / "model.tflite",
+             "keras_probs": base / "keras_probs.npy", "test_images": base / "test_images.json"}
+    if (base / ".complete").is_file():
+        return paths
+    from edgekit._tf import import_tf
+
+    base.mkdir(parents=True, exist_ok=True)
+    tf, keras = import_tf()
+    keras.utils.set_random_seed(0)
+    train = scan_image_folder(digits / "train")
+    x = normalize(np.stack([load_image(p, PRE.size) for p in train.paths]), PRE)
+    y = train.labels
+    inputs = keras.Input((SIZE, SIZE, 3), batch_size=1)
+    h = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(inputs)
+    h = keras.layers.Conv2D(32, 3, strides=2, activation="relu")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    outputs = keras.layers.Dense(10, activation="softmax")(h)
+    model = keras.Model(inputs, outputs)
+    # Train with a batch-free twin sharing the layers (the exported graph keeps batch 1).
+    trainer = keras.Model(*_rebatched(keras, model))
+    trainer.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
+    trainer.fit(x, y, epochs=15, batch_size=32, verbose=0)
+
+    test = scan_image_folder(digits / "test")
+    test_paths = test.paths[::9][:40]
+    x_test = normalize(np.stack([load_image(p, PRE.size) for p in test_paths]), PRE)
+    np.save(paths["keras_probs"], trainer.predict(x_test, verbose=0))
+    paths["test_images"].write_text(json.dumps([str(p) for p in test_paths]))
+
+    saved = base / "saved_model"
+    tf.saved_model.save(model, str(saved))
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+    float_bytes = converter.convert()
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([x[i:i + 1]] for i in range(0, 400, 4))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.int8
+    int8_bytes = converter.convert()
+
+    import onnx
+    import tf2onnx
+
+    spec = (tf.TensorSpec((1, SIZE, SIZE, 3), tf.float32, name="image"),)
+    proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=13)
+    meta = make_metadata(LABELS, PRE.to_dict())
+    embed_onnx_metadata(proto, meta)
+    paths["onnx"].parent.mkdir(parents=True)
+    onnx.save(proto, str(paths["onnx"]))
+
+    def manifest(fmt: str) -> Manifest:
+        return Manifest(format=fmt, artifact="model.tflite", stage="test", labels=LABELS, preprocessing=PRE.to_dict())
+
+    write_artifact(base / "float", "model.tflite", manifest("tflite"),
+                   writer=lambda tmp: tmp.write_bytes(embed_tflite_metadata(float_bytes, meta)))
+    write_artifact(base / "int8", "model.tflite", manifest("tflite"), writer=lambda tmp: tmp.write_bytes(int8_bytes))
+    paths["bare"].parent.mkdir(parents=True)
+    paths["bare"].write_bytes(float_bytes)
+    (base / ".complete").write_text("ok\n")
+    return paths
+
+
+def _rebatched(keras, model):
+    inputs = keras.Input((SIZE, SIZE, 3))
+    h = inputs
+    for layer in model.layers[1:]:
+        h = layer(h)
+    return inputs, h
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory, digits_dir) -> dict[str, Path]:
+    return build_tiny_models(tmp_path_factory.getbasetemp() / "runtime-models", digits_dir)
+
+
+@pytest.fixture(scope="session")
+def test_images(tiny_models) -> list[Path]:
+    return [Path(p) for p in json.loads(tiny_models["test_images"].read_text())]
+
+
+def test_float_tflite_matches_keras_within_1e4_and_reads_embedded_metadata(tiny_models, test_images):
+    predictor = Predictor(tiny_models["float"])
+    assert predictor.backend == "ai_edge_litert"
+    assert predictor.labels == LABELS and predictor.input_dtype == np.float32
+    probs = np.concatenate([predictor.run_raw(predictor.preprocess(p)) for p in test_images])
+    np.testing.assert_allclose(probs, np.load(tiny_models["keras_probs"]), atol=1e-4)
+
+
+def test_int8_tflite_quantizes_input_dequantizes_output_and_agrees_on_top1(tiny_models, test_images):
+    predictor = Predictor(tiny_models["int8"])  # labels/preprocessing from manifest.json only
+    assert predictor.input_dtype == np.int8
+    assert read_tflite_metadata(tiny_models["int8"].read_bytes()) is None
+    batch = predictor.preprocess(test_images[0])
+    assert batch.dtype == np.int8 and batch.shape == (1, SIZE, SIZE, 3)
+    probs = np.concatenate([predictor.run_raw(predictor.preprocess(p)) for p in test_images])
+    assert probs.dtype == np.float32 and np.allclose(probs.sum(axis=1), 1.0, atol=0.05)
+    keras_top1 = np.load(tiny_models["keras_probs"]).argmax(axis=1)
+    assert np.mean(probs.argmax(axis=1) == keras_top1) >= 0.8
+
+
+def test_keras_model_is_confident_enough_for_top1_comparisons(tiny_models):
+    keras_probs = np.load(tiny_models["keras_probs"])
+    assert np.median(keras_probs.max(axis=1)) > 0.5
+
+
+def test_onnx_matches_keras_and_takes_labels_from_metadata_props(tiny_models, test_images):
+    predictor = Predictor(tiny_models["onnx"])
+    assert predictor.backend == "onnxruntime" and predictor.labels == LABELS
+    probs = np.concatenate([predictor.run_raw(predictor.preprocess(p)) for p in test_images])
+    np.testing.assert_allclose(probs, np.load(tiny_models["keras_probs"]), atol=1e-4)
+
+
+def test_cpu_reference_kernels_agree_with_xnnpack(tiny_models, test_images):
+    fast = Predictor(tiny_models["float"], threads=2)
+    reference = Predictor(tiny_models["float"], accelerator="cpu-reference")
+    batch = np.concatenate([fast.preprocess(p) for p in test_images[:8]])
+    np.testing.assert_allclose(reference.run_raw(batch), fast.run_raw(batch), atol=1e-5)
+
+
+def test_litert_compiled_model_path_gives_interpreter_results(tiny_models, test_images):
+    """The GPU code path (CompiledModel), exercised here on LiteRT's CPU accelerator."""
+    from edgekit.runtime.backends import LiteRTCompiledBackend
+
+    predictor = Predictor(tiny_models["int8"])
+    compiled = LiteRTCompiledBackend(tiny_models["int8"], hardware="CPU")
+    assert compiled.input == predictor._backend.input and compiled.output == predictor._backend.output
+    batch = np.concatenate([predictor.preprocess(p) for p in test_images[:4]])
+    np.testing.assert_array_equal(compiled.run(batch), predictor._backend.run(batch))
+
+
+def test_predict_batch_equals_one_by_one_and_is_sorted(tiny_models, test_images):
+    predictor = Predictor(tiny_models["float"])
+    batched = predictor.predict_batch(test_images[:5], top_k=3)
+    assert batched == [predictor.predict(p, top_k=3) for p in test_images[:5]]
+    for ranked in batched:
+        scores = [s for _, s in ranked]
+        assert len(ranked) == 3 and scores == sorted(scores, reverse=True)
+
+
+def test_path_pil_array_and_odd_image_modes_give_the_same_prediction(tiny_models, test_images, tmp_path):
+    predictor = Predictor(tiny_models["float"])
+    path = test_images[0]
+    rgb = Image.open(path).convert("RGB")
+    expected = predictor.predict(path, top_k=1)[0]
+    assert predictor.predict(rgb, top_k=1)[0] == pytest.approx(expected)
+    assert predictor.predict(np.asarray(rgb), top_k=1)[0] == pytest.approx(expected)
+    for mode in ("L", "RGBA", "P", "CMYK"):
+        assert predictor.predict(rgb.convert(mode), top_k=1)[0][0] == expected[0], mode
+    rotated = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated; EXIF says "rotate 90 degrees clockwise to view"
+    rgb.transpose(Image.Transpose.ROTATE_90).save(rotated, exif=exif, quality=100)
+    assert predictor.predict(rotated, top_k=1)[0][0] == expected[0]
+
+
+def test_predict_folder_reports_unreadable_files_and_keeps_going(tiny_models, test_images, tmp_path):
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    Image.open(test_images[0]).save(folder / "a.png")
+    Image.open(test_images[1]).save(folder / "sub" / "b.png")
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    (folder / "notes.txt").write_text("ignored")
+    results = Predictor(tiny_models["float"]).predict_folder(folder, top_k=2)
+    assert [Path(r["path"]).name for r in results] == ["a.png", "broken.jpg", "b.png"]
+    assert "broken.jpg" in results[1]["error"]
+    assert len(results[0]["top_k"]) == 2 and results[0]["top_k"][0]["label"] in LABELS
+
+
+def test_non_image_and_bad_array_inputs_raise_data_error_naming_the_file(tiny_models, tmp_path):
+    from edgekit.errors import DataError
+
+    predictor = Predictor(tiny_models["float"])
+    bogus = tmp_path / "bogus.png"
+    bogus.write_text("hello")
+    with pytest.raises(DataError, match="bogus.png"):
+        predictor.predict(bogus)
+    with pytest.raises(DataError, match="uint8"):
+        predictor.predict(np.zeros((8, 8, 3), dtype=np.float32))
+
+
+def test_model_without_labels_or_preprocessing_says_how_to_supply_them(tiny_models, test_images):
+    with pytest.raises(ManifestError, match="no labels") as info:
+        Predictor(tiny_models["bare"])
+    assert "--labels" in info.value.fix and "--mean" in info.value.fix
+    with pytest.raises(ManifestError, match="no preprocessing"):
+        Predictor(tiny_models["bare"], labels=LABELS)
+    explicit = Predictor(tiny_models["bare"], labels=LABELS, preprocessing=PRE.to_dict())
+    assert explicit.predict(test_images[0]) == Predictor(tiny_models["float"]).predict(test_images[0])
+
+
+def test_wrong_label_count_or_input_size_is_refused(tiny_models):
+    with pytest.raises(ManifestError, match="10 classes but 3 labels"):
+        Predictor(tiny_models["bare"], labels=["a", "b", "c"], preprocessing=PRE.to_dict())
+    with pytest.raises(ManifestError, match="32x32"):
+        Predictor(tiny_models["bare"], labels=LABELS, preprocessing={"size": [64, 64]})
+
+
+def test_tflite_metadata_round_trip_replaces_instead_of_duplicating(tiny_models, tmp_path, test_images):
+    original = tiny_models["bare"].read_bytes()
+    assert read_tflite_metadata(original) is None
+    first = embed_tflite_metadata(original, make_metadata(["x"] * 10, PRE.to_dict()))
+    second = embed_tflite_metadata(first, make_metadata(LABELS, PRE.to_dict()))
+    assert read_tflite_metadata(second)["labels"] == LABELS
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(second, 0)
+    names = [model.Metadata(i).Name() for i in range(model.MetadataLength())]
+    assert names.count(b"edgekit") == 1 and b"min_runtime_version" in names
+    target = tmp_path / "embedded.tflite"
+    target.write_bytes(second)
+    assert Predictor(target).predict(test_images[0]) == Predictor(tiny_models["float"]).predict(test_images[0])
+
+
+def test_onnx_metadata_round_trip_is_readable_without_onnx_and_by_onnxruntime(tiny_models, tmp_path):
+    import onnx
+    import onnxruntime
+
+    meta = read_onnx_metadata(tiny_models["onnx"])
+    assert meta["labels"] == LABELS and meta["preprocessing"] == PRE.to_dict()
+    proto = onnx.load(str(tiny_models["onnx"]))
+    embed_onnx_metadata(proto, make_metadata(["z"] * 10, PRE.to_dict()))
+    assert sum(p.key == "edgekit" for p in proto.metadata_props) == 1
+    target = tmp_path / "relabelled.onnx"
+    onnx.save(proto, str(target))
+    assert read_onnx_metadata(target)["labels"] == ["z"] * 10
+    session = onnxruntime.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    assert json.loads(session.get_modelmeta().custom_metadata_map["edgekit"])["labels"] == ["z"] * 10
+
+
+_NO_TF_SCRIPT = """
+import json, sys
+from edgekit.runtime import Predictor
+out = {}
+for model in sys.argv[2:]:
+    p = Predictor(model)
+    out[model] = [p.backend, p.predict(sys.argv[1], top_k=1)[0][0]]
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "tf_keras", "keras", "onnx", "tf2onnx"))
+print(json.dumps({"heavy": heavy, "out": out}))
+"""
+
+
+def test_importing_the_runtime_and_predicting_never_imports_tensorflow(tiny_models, test_images):
+    models = [str(tiny_models[k]) for k in ("float", "int8", "onnx")]
+    proc = subprocess.run([sys.executable, "-c", _NO_TF_SCRIPT, str(test_images[0]), *models],
+                          capture_output=True, text=True, timeout=120, check=True)
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["heavy"] == []
+    assert [backend for backend, _ in report["out"].values()] == ["ai_edge_litert", "ai_edge_litert", "onnxruntime"]
+
+
+def test_missing_edgetpu_runtime_raises_device_unavailable_naming_the_library(tiny_models):
+    ok, reason = accelerator_available("edgetpu", "tflite")
+    if ok:
+        pytest.skip(f"an Edge TPU runtime is installed here: {reason}")
+    with pytest.raises(DeviceUnavailableError, match="libedgetpu.so.1") as info:
+        Predictor(tiny_models["int8"], accelerator="edgetpu")
+    assert "apt-get install libedgetpu1-std" in info.value.fix
+    assert accelerator_available("edgetpu", "onnx")[0] is False
+
+
+def test_missing_gpu_raises_device_unavailable_for_tflite_and_onnx(tiny_models):
+    tflite_ok, tflite_reason = accelerator_available("gpu", "tflite")
+    onnx_ok, _ = accelerator_available("gpu", "onnx")
+    if not tflite_ok:
+        with pytest.raises(DeviceUnavailableError, match="gpu"):
+            Predictor(tiny_models["float"], accelerator="gpu")
+    if not onnx_ok:
+        with pytest.raises(DeviceUnavailableError) as info:
+            Predictor(tiny_models["onnx"], accelerator="gpu")
+        assert "pip install onnxruntime-gpu" in info.value.fix
+    if tflite_ok and onnx_ok:
+        pytest.skip(f"GPU accelerators are available here ({tflite_reason})")
+
+
+def test_accelerator_available_reports_cpu_and_rejects_unknown_names():
+    assert accelerator_available("cpu", "tflite") == (True, "TFLite interpreter on the CPU (XNNPACK)")
+    assert accelerator_available("cpu", "onnx")[0] is True
+    ok, reason = accelerator_available("npu", "tflite")
+    assert not ok and "unknown accelerator" in reason
