@@ -1,0 +1,61 @@
+"""Accuracy loss: a compressed/exported artifact against its float parent on the same labelled images.
+
+The parent comes from the manifest (:func:`edgekit.artifacts.resolve_parent`). Both models are
+evaluated through :func:`edgekit.evaluation.predict_pixels` (a .keras parent with TensorFlow
+in-process; .tflite/.onnx with the light runtime on this machine's CPU), so accuracy is measured
+once per model, not per device.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgekit.artifacts import Artifact, resolve_parent
+from edgekit.errors import ManifestError, UsageError
+
+
+def _parent_or_reason(artifact: Artifact) -> tuple[Artifact | None, str]:
+    record = artifact.manifest.parent
+    if not record or not record.get("path"):
+        return None, f"{artifact.path} has no parent in its manifest (not derived from another edgekit model)"
+    try:
+        parent = resolve_parent(artifact)
+    except ManifestError as exc:
+        return None, exc.one_line()
+    if parent is None:
+        return None, f"parent {record['path']} named in the manifest of {artifact.path} is missing"
+    return parent, ""
+
+
+def accuracy_loss(artifact: Artifact, data: Path, *, threads: int | None = None, strict: bool = False) -> dict:
+    """Top-1/top-5 of the artifact and its parent, the drop in points, top-1 agreement and both reports."""
+    from edgekit.data import load_folder_arrays
+    from edgekit.evaluation import labelled_folder, predict_pixels
+    from edgekit.metrics import agreement, classification_report
+
+    labels = artifact.manifest.labels
+    if not labels:
+        raise UsageError(f"--data needs the model's labels, and {artifact.path} has no manifest with labels",
+                         fix="profile the artifact folder written by edgekit (model + manifest.json)")
+    folder = labelled_folder(Path(data), labels, strict=strict)
+    pixels, truth = load_folder_arrays(folder, artifact.manifest.preprocessing_spec())
+    probabilities = predict_pixels(artifact, pixels, threads=threads)
+    model_report = classification_report(truth, probabilities, labels)
+    result = {"data": str(Path(data).resolve()), "images": int(len(truth)), "model": model_report,
+              "parent": None, "parent_path": None}
+    parent, reason = _parent_or_reason(artifact)
+    if parent is None:
+        result["parent_missing"] = reason
+        return result
+    if parent.manifest.preprocessing_spec() != artifact.manifest.preprocessing_spec():
+        pixels, _ = load_folder_arrays(folder, parent.manifest.preprocessing_spec())
+    parent_probabilities = predict_pixels(parent, pixels, threads=threads)
+    parent_report = classification_report(truth, parent_probabilities, labels)
+    top5 = next(k for k in model_report if k.startswith("top") and k.endswith("_accuracy"))
+    result.update({
+        "parent": parent_report, "parent_path": str(parent.path),
+        "accuracy_drop": round((parent_report["accuracy"] - model_report["accuracy"]) * 100, 3),
+        "top5_drop": round((parent_report[top5] - model_report[top5]) * 100, 3),
+        "top1_agreement": agreement(parent_probabilities, probabilities)["top1_agreement"],
+    })
+    return result

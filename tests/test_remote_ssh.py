@@ -1,0 +1,177 @@
+"""Remote (SSH) devices against a real OpenSSH server started on 127.0.0.1 by the test.
+
+The server uses fresh host/client keys in tmp_path, key auth only, and this venv's Python as the
+device's Python. Skipped with a reason when sshd or ssh-keygen is not installed
+(CI: ``apt-get install -y openssh-server openssh-client``).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edgekit.devices import parse_profile
+from edgekit.errors import RemoteDeviceError
+
+SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None)
+KEYGEN = shutil.which("ssh-keygen")
+pytestmark = pytest.mark.skipif(not (SSHD and KEYGEN), reason="OpenSSH server not installed "
+                                "(apt-get install -y openssh-server openssh-client)")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _keygen(path: Path) -> Path:
+    subprocess.run([KEYGEN, "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    """A loopback sshd accepting only the generated client key; yields (port, key, known_hosts, folder)."""
+    folder = tmp_path_factory.mktemp("sshd")
+    host_key = _keygen(folder / "host_ed25519")
+    client_key = _keygen(folder / "client_ed25519")
+    (folder / "authorized_keys").write_text((folder / "client_ed25519.pub").read_text())
+    os.chmod(folder / "authorized_keys", 0o600)
+    port = _free_port()
+    host_pub = (folder / "host_ed25519.pub").read_text().split()
+    (folder / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
+    config = folder / "sshd_config"
+    config.write_text(f"""ListenAddress 127.0.0.1
+HostKey {host_key}
+PidFile {folder}/sshd.pid
+AuthorizedKeysFile {folder}/authorized_keys
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PermitRootLogin prohibit-password
+Subsystem sftp internal-sftp
+""")
+    Path("/run/sshd").mkdir(exist_ok=True) if os.geteuid() == 0 else None
+    process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config), "-p", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        if process.poll() is not None:
+            pytest.skip(f"sshd did not start: {process.stdout.read().decode(errors='replace')[-300:]}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    yield port, client_key, folder / "known_hosts", folder
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def _profile(port: int, key: Path, known_hosts: Path, *, python: str = sys.executable, threads: int = 1):
+    return parse_profile(f"""
+name: loopback
+accelerator: cpu
+threads: {threads}
+transport: ssh
+ssh: {{host: 127.0.0.1, port: {port}, user: {getpass.getuser()}, key: "{key}", known_hosts: "{known_hosts}",
+       python: "{python}", connect_timeout_s: 3}}
+""", source="loopback.yaml")
+
+
+def test_remote_profile_over_real_ssh_matches_the_local_result_shape(sshd, tiny_models):
+    from edgekit.profiling import profile
+
+    port, key, known_hosts, folder = sshd
+    device_file = folder / "loopback.yaml"
+    device_file.write_text(f"""name: loopback
+accelerator: cpu
+threads: 1
+transport: ssh
+ssh: {{host: 127.0.0.1, port: {port}, user: {getpass.getuser()}, key: "{key}", known_hosts: "{known_hosts}",
+       python: "{sys.executable}", connect_timeout_s: 3}}
+""")
+    result = profile(model=tiny_models["float.tflite"], devices=("cpu-1t", str(device_file)), runs=20, warmup=2)
+    local, remote = result["devices"]["cpu-1t"], result["devices"]["loopback"]
+    assert remote["status"] == "ok", remote
+    assert remote["transport"].startswith("ssh ")
+    assert set(local["latency"]) == set(remote["latency"])
+    assert set(local["memory"]) == set(remote["memory"])
+    stats = remote["latency"]
+    assert stats["count"] == 20 and stats["min_ms"] <= stats["p50_ms"] <= stats["p90_ms"] <= stats["p99_ms"]
+    assert remote["memory"]["peak_delta_mib"] > 0
+    # Same model, same machine, same threads: the device's memory delta is the local one.
+    assert abs(remote["memory"]["peak_delta_mib"] - local["memory"]["peak_delta_mib"]) < 2
+
+
+def test_remote_device_is_available_only_when_reachable(sshd):
+    port, key, known_hosts, _ = sshd
+    ok, reason = _profile(port, key, known_hosts).available("tflite")
+    assert ok, reason
+    assert "reachable" in reason
+    ok, reason = _profile(_free_port(), key, known_hosts).available("tflite")
+    assert not ok and "unreachable" in reason
+
+
+def test_unreachable_port_fails_fast_with_a_fix(sshd, tiny_models):
+    from edgekit.devices.ssh import measure_remote
+
+    _, key, known_hosts, _ = sshd
+    started = time.perf_counter()
+    with pytest.raises(RemoteDeviceError, match="unreachable") as info:
+        measure_remote(_profile(_free_port(), key, known_hosts), tiny_models["float.tflite"], threads=1, runs=1, warmup=0)
+    assert time.perf_counter() - started < 5
+    assert "sshd listens" in info.value.fix
+
+
+def test_wrong_key_is_an_authentication_error(sshd, tmp_path, tiny_models):
+    from edgekit.devices.ssh import measure_remote
+
+    port, _, known_hosts, _ = sshd
+    stranger = _keygen(tmp_path / "stranger")
+    with pytest.raises(RemoteDeviceError, match="authentication failed") as info:
+        measure_remote(_profile(port, stranger, known_hosts), tiny_models["float.tflite"], threads=1, runs=1, warmup=0)
+    assert "ssh-copy-id" in info.value.fix
+
+
+def test_unknown_host_key_is_refused_not_added(sshd, tmp_path):
+    port, key, _, _ = sshd
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    ok, reason = _profile(port, key, empty).available()
+    assert not ok and "host key unknown" in reason and "ssh-keyscan" in reason
+    assert empty.read_text() == ""
+
+
+def test_missing_python_on_the_device_names_the_setting(sshd, tiny_models):
+    from edgekit.devices.ssh import measure_remote
+
+    port, key, known_hosts, _ = sshd
+    with pytest.raises(RemoteDeviceError, match="does not run there") as info:
+        measure_remote(_profile(port, key, known_hosts, python="/nonexistent/python3"), tiny_models["float.tflite"],
+                       threads=1, runs=1, warmup=0)
+    assert "ssh.python" in info.value.fix
+
+
+def test_missing_runtime_on_the_device_says_what_to_install(sshd, tmp_path, tiny_models):
+    """A Python without numpy/LiteRT (the system python with -I, or -S) stands in for a bare device."""
+    from edgekit.devices.ssh import measure_remote
+
+    port, key, known_hosts, _ = sshd
+    bare = tmp_path / "bare-python"
+    bare.write_text(f"#!/bin/sh\nexec {sys.executable} -S \"$@\"\n")
+    bare.chmod(0o755)
+    with pytest.raises(RemoteDeviceError) as info:
+        measure_remote(_profile(port, key, known_hosts, python=str(bare)), tiny_models["float.tflite"],
+                       threads=1, runs=1, warmup=0)
+    assert "pip install" in info.value.fix
