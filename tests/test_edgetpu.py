@@ -1,0 +1,245 @@
+"""Edge TPU target: the static report on real converted models, and compile_edgetpu around the compiler.
+
+Models are real tf_keras graphs converted by the real TFLite converter, once per module. The
+compiler itself cannot be installed here, so the compile tests point ``EDGETPU_COMPILER`` at a
+script that replays output recorded from real compiler runs (tests/data/edgetpu_compiler).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekit.artifacts import MANIFEST_NAME, TEMP_PREFIX, sha256_file
+from edgekit.errors import ConversionError, DeviceUnavailableError, ModelFileError, ValidationError
+from edgekit.targets import edgetpu
+from edgekit.targets.edgetpu import compatibility_report, compile_edgetpu, parse_compiler_log
+from edgekit.targets.tflite_graph import read_tflite
+
+DATA = Path(__file__).parent / "data" / "edgetpu_compiler"
+
+
+def _convert(model, mode: str, workdir: Path) -> bytes:
+    """Convert through a SavedModel (the fast path): float, dynamic-range or full int8 (int8 I/O)."""
+    from edgekit._tf import import_tf
+
+    tf, _ = import_tf()
+    saved = workdir / f"saved_{mode}_{model.name}"
+    tf.saved_model.save(model, str(saved))
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+    if mode in ("int8", "dynamic-range"):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "int8":
+        shape = [1, *model.input_shape[1:]]
+        rng = np.random.default_rng(0)
+        converter.representative_dataset = lambda: ([rng.random(shape, dtype=np.float32)] for _ in range(4))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def _tiny(batch: int | None, *, leaky: bool = False, name: str = "tiny"):
+    """Conv -> (LeakyReLU) -> Conv -> pool -> Dense: small enough to convert in about a second."""
+    from edgekit._tf import import_tf
+
+    _, keras = import_tf()
+    inp = keras.Input((16, 16, 3), batch_size=batch)
+    x = keras.layers.Conv2D(8, 3, activation="relu")(inp)
+    if leaky:
+        x = keras.layers.LeakyReLU(0.1)(x)
+    x = keras.layers.Conv2D(32, 3, activation="relu")(x)  # 2,304 weights: enough for dynamic-range to quantize
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inp, keras.layers.Dense(4, activation="softmax")(x), name=name)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    from edgekit._tf import import_tf
+
+    _, keras = import_tf()
+    folder = tmp_path_factory.mktemp("edgetpu_models")
+    inp = keras.Input((96, 96, 3), batch_size=1)
+    base = keras.applications.MobileNetV2(input_tensor=inp, alpha=0.35, weights=None, include_top=False)
+    head = keras.layers.Dense(10, activation="softmax")(keras.layers.GlobalAveragePooling2D()(base.output))
+    mobilenet = keras.Model(inp, head, name="mnv2")
+    tiny = _tiny(1)
+    specs = {"mobilenet_v2_int8": (mobilenet, "int8"), "float": (tiny, "float"),
+             "dynamic_range": (tiny, "dynamic-range"), "dynamic_batch_int8": (_tiny(None, name="dynbatch"), "int8"),
+             "leaky_relu_int8": (_tiny(1, leaky=True, name="leaky"), "int8")}
+    paths = {}
+    for key, (model, mode) in specs.items():
+        paths[key] = folder / f"{key}.tflite"
+        paths[key].write_bytes(_convert(model, mode, folder))
+    return paths
+
+
+def test_int8_mobilenet_v2_maps_every_op_to_the_edge_tpu(models):
+    report = compatibility_report(models["mobilenet_v2_int8"])
+
+    assert report.fully_int8 and report.fully_mapped
+    assert report.cut_index is None and report.issues == [] and report.compiler_would_reject == []
+    assert report.edgetpu_ops == len(report.ops) > 60 and report.cpu_ops == 0
+    assert {v.op for v in report.ops} >= {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MEAN", "FULLY_CONNECTED", "SOFTMAX"}
+    assert 0 < report.parameter_bytes == report.on_chip_bytes < report.size_bytes and report.off_chip_bytes == 0
+    lines = report.summary_lines()
+    assert f"Number of operations that will run on Edge TPU: {len(report.ops)}" in lines
+    assert "Number of operations that will run on CPU: 0" in lines
+    assert any(line.startswith("CONV_2D") and line.split()[1] == "35" and line.endswith("Mapped to Edge TPU")
+               for line in lines)
+    json.dumps(report.to_dict())  # serialisable as the deliverable JSON
+
+
+def test_float_model_runs_entirely_on_cpu_because_of_its_data_type(models):
+    report = compatibility_report(models["float"])
+
+    assert not report.fully_int8 and report.cut_index == 0 and report.edgetpu_ops == 0
+    assert {v.status for v in report.ops} == {edgetpu.BAD_DTYPE}
+    assert "FLOAT32" in report.ops[0].reasons[0]
+    assert report.issues == ["not quantized: FLOAT32 activations"]
+
+
+def test_dynamic_range_model_is_named_as_such(models):
+    report = compatibility_report(models["dynamic_range"])
+
+    assert not report.fully_int8 and report.edgetpu_ops == 0
+    assert report.issues[0].startswith("dynamic-range model: int8 weights but FLOAT32 activations")
+
+
+def test_dynamic_batch_is_reported_even_when_fully_int8(models):
+    graph = read_tflite(models["dynamic_batch_int8"])
+    assert graph.main.tensors[graph.main.inputs[0]].shape_signature[0] == -1
+
+    report = compatibility_report(models["dynamic_batch_int8"])
+    assert report.fully_int8 and report.cut_index == 0 and report.edgetpu_ops == 0
+    assert report.ops[0].status == edgetpu.DYNAMIC
+    assert "shape_signature [-1, 16, 16, 3]" in report.ops[0].reasons[0]
+    assert any(issue.startswith("dynamic shapes") for issue in report.issues)
+
+
+def test_unsupported_op_cuts_the_graph_and_everything_after_runs_on_cpu(models):
+    report = compatibility_report(models["leaky_relu_int8"])
+    names = [v.op for v in report.ops]
+    cut = names.index("LEAKY_RELU")
+
+    assert report.fully_int8 and report.cut_index == cut > 0
+    assert all(v.mapped for v in report.ops[:cut])
+    assert report.ops[cut].status == edgetpu.NOT_SUPPORTED
+    assert all(v.status == edgetpu.AFTER_CUT and not v.mapped for v in report.ops[cut + 1:])
+    assert report.cpu_ops == len(names) - cut
+    assert "operations the Edge TPU does not support: LEAKY_RELU" in report.issues
+    assert any(line.startswith(f"Partition: ops 0..{cut - 1} on the Edge TPU, CPU from op {cut} (LEAKY_RELU")
+               for line in report.summary_lines())
+    # Parameters of ops after the cut stay on the CPU, so they are not counted for the cache.
+    assert report.parameter_bytes < compatibility_report(models["mobilenet_v2_int8"]).parameter_bytes
+
+
+def test_graph_reader_describes_ops_tensors_and_quantization(models):
+    graph = read_tflite(models["mobilenet_v2_int8"])
+    sub = graph.main
+    first = sub.operators[0]
+    tensor_in = sub.tensors[sub.inputs[0]]
+
+    assert len(graph.subgraphs) == 1 and "min_runtime_version" in graph.metadata
+    assert (first.op, first.version, first.fused_activation) == ("CONV_2D", 3, "RELU6")
+    assert tensor_in.dtype == "INT8" and tensor_in.shape == (1, 96, 96, 3) and not tensor_in.is_constant
+    assert len(tensor_in.scale) == 1 and tensor_in.scale[0] > 0
+    weights = sub.tensors[first.inputs[1]]
+    assert weights.is_constant and weights.dtype == "INT8" and len(weights.scale) == weights.shape[0]
+    mean = next(op for op in sub.operators if op.op == "MEAN")
+    assert sub.tensors[mean.inputs[1]].int_values == (1, 2)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage_with_identifier", "random", "empty"])
+def test_damaged_files_raise_model_file_error_naming_the_file(models, tmp_path, damage):
+    good = models["mobilenet_v2_int8"].read_bytes()
+    data = {"truncated": good[: len(good) // 3], "garbage_with_identifier": b"\xff\xff\x00\x00TFL3" + os.urandom(64),
+            "random": np.random.default_rng(1).bytes(4096), "empty": b""}[damage]
+    bad = tmp_path / f"{damage}.tflite"
+    bad.write_bytes(data)
+
+    with pytest.raises(ModelFileError, match=damage):
+        compatibility_report(bad)
+
+
+def test_compile_without_compiler_writes_static_report_and_says_how_to_install(models, tmp_path, monkeypatch):
+    monkeypatch.setenv(edgetpu.COMPILER_ENV, str(tmp_path / "no-such-compiler"))
+    out = tmp_path / "out"
+
+    with pytest.raises(DeviceUnavailableError) as info:
+        compile_edgetpu(models["mobilenet_v2_int8"], out_dir=out)
+
+    message = info.value.one_line()
+    assert "not installed" in message and "edgetpu-compiler" in message and "static" in message
+    saved = json.loads((out / edgetpu.REPORT_NAME).read_text())
+    assert saved["fully_mapped"] and saved["cpu_ops"] == 0 and saved["source"] == "static"
+
+
+def test_compile_refuses_a_model_that_is_not_fully_int8(models, tmp_path):
+    with pytest.raises(ValidationError) as info:
+        compile_edgetpu(models["dynamic_range"], out_dir=tmp_path / "out")
+
+    assert "edgekit compress --int8" in info.value.fix and "dynamic-range" in info.value.message
+    assert not (tmp_path / "out").exists()
+
+
+def test_parse_compiler_log_reads_recorded_stdout_and_operation_log():
+    stdout = parse_compiler_log((DATA / "issue393_v15_stdout.txt").read_text())
+    assert stdout == {"compiler_version": "15.0.340273435", "on_chip_bytes": round(3.21 * 2**20),
+                      "on_chip_remaining_bytes": round(3.78 * 2**20), "off_chip_bytes": 0,
+                      "edgetpu_subgraphs": 1, "total_ops": 165, "edgetpu_ops": 117, "cpu_ops": 48,
+                      "compile_ms": 2644}
+
+    log = parse_compiler_log((DATA / "tiny_yolo_v14_edgetpu.log").read_text())
+    assert log["compiler_version"] == "14.1.317412892" and len(log["operators"]) == 8
+    assert log["operators"][2] == {"operator": "RESIZE_NEAREST_NEIGHBOR", "count": 1,
+                                   "status": "Operation version not supported"}
+    assert (log["edgetpu_ops"], log["cpu_ops"]) == (6 + 11 + 2, 1 + 1 + 2 + 1 + 1)
+
+
+def _recorded_compiler(tmp_path: Path, stdout_file: str, *, exit_code: int = 0, log_file: str | None = None) -> Path:
+    """A script that replays a real compiler run's recorded output (argv: -s -o OUT MODEL)."""
+    script = tmp_path / "recorded_edgetpu_compiler"
+    copy_log = f'cp "{DATA / log_file}" "$3/${{name}}_edgetpu.log"\n' if log_file else ""
+    write_model = 'cp "$4" "$3/${name}_edgetpu.tflite"\n' if exit_code == 0 else ""
+    script.write_text(f'#!/bin/sh\nname=$(basename "$4" .tflite)\n{write_model}{copy_log}'
+                      f'cat "{DATA / stdout_file}"\nexit {exit_code}\n')
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return script
+
+
+def test_compile_with_compiler_records_its_log_in_the_manifest(models, tmp_path, monkeypatch):
+    script = _recorded_compiler(tmp_path, "issue393_v15_stdout.txt", log_file="tiny_yolo_v14_edgetpu.log")
+    monkeypatch.setenv(edgetpu.COMPILER_ENV, str(script))
+    model = models["mobilenet_v2_int8"]
+    out = tmp_path / "compiled"
+
+    artifact = compile_edgetpu(model, out_dir=out)
+
+    assert artifact.path == out / "mobilenet_v2_int8_edgetpu.tflite" and artifact.path.is_file()
+    saved = json.loads((out / MANIFEST_NAME).read_text())
+    assert saved["format"] == "edgetpu-tflite" and saved["sha256"] == sha256_file(artifact.path)
+    assert saved["parent"]["sha256"] == sha256_file(model)
+    assert saved["metrics"] == {"edgetpu_ops": 117, "cpu_ops": 48, "edgetpu_subgraphs": 1,
+                                "on_chip_bytes": round(3.21 * 2**20), "off_chip_bytes": 0}
+    assert saved["versions"]["edgetpu_compiler"] == "15.0.340273435"
+    assert len(saved["extra"]["edgetpu_compiler"]["operators"]) == 8
+    assert saved["extra"]["static_report"]["cpu_ops"] == 0
+    assert (out / "mobilenet_v2_int8_edgetpu.log").is_file()
+    assert not [p for p in out.iterdir() if p.name.startswith(TEMP_PREFIX)]
+
+
+def test_compiler_refusing_the_model_becomes_conversion_error_and_leaves_nothing(models, tmp_path, monkeypatch):
+    script = _recorded_compiler(tmp_path, "issue879_v16_parse_failure.txt", exit_code=1)
+    monkeypatch.setenv(edgetpu.COMPILER_ENV, str(script))
+    out = tmp_path / "compiled"
+
+    with pytest.raises(ConversionError, match="Model could not be parsed"):
+        compile_edgetpu(models["mobilenet_v2_int8"], out_dir=out)
+
+    assert list(out.iterdir()) == []
