@@ -177,6 +177,7 @@ def atomic_path(final: Path, *, directory: bool = False) -> Iterator[Path]:
         if not directory:
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
+        os.chmod(tmp, (0o777 if directory else 0o666) & ~_umask())
         if directory and final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -187,6 +188,12 @@ def atomic_path(final: Path, *, directory: bool = False) -> Iterator[Path]:
     except BaseException:
         _remove(tmp)
         raise
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def _remove(path: Path) -> None:

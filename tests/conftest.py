@@ -3,8 +3,9 @@
 - ``digits_dir``: scikit-learn's bundled handwritten digits written as a PNG image folder
   (``train/<digit>/``, ``test/<digit>/``), 32 px: real images, no download.
 - ``clothing_dir``: ../shared/datasets/clothing-small (real photos); skipped when absent.
-- ``tiny_float_artifact``: a real finetune run (MobileNetV2 alpha 0.35, random init, 32 px) on the
-  digits: the float parent every compress/export/profile test starts from.
+- ``tiny_float_artifact``: a real finetune run (MobileNetV2 with its real ImageNet weights, 32 px) on
+  the digits: the float parent every compress/export/profile test starts from. Real weights matter:
+  a random-init backbone gives collapsed features (chance accuracy), which hides quantization bugs.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def tiny_float_artifact(tmp_path_factory, digits_dir):
     """A finetuned tiny classifier artifact (model.keras + manifest.json) on the digits."""
     from edgekit.stages.finetune import FinetuneConfig, finetune
 
-    config = FinetuneConfig(backbone="mobilenet_v2", weights=None, alpha=0.35, input_size=32, epochs=15,
+    config = FinetuneConfig(backbone="mobilenet_v2", weights="imagenet", input_size=32, epochs=15,
                             augment_copies=0, early_stopping=0, seed=0)
     result = finetune(data=digits_dir / "train", out_dir=tmp_path_factory.mktemp("float") / "float", config=config)
     return result.artifact

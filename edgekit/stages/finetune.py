@@ -221,7 +221,10 @@ def finetune(*, data: Path, out_dir: Path, config: FinetuneConfig = FinetuneConf
         timings["fine_tune_s"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    probabilities = _predict_batches(model, val_pixels, preprocessing, batch_size=64, description="evaluating")
+    if config.fine_tune_layers:
+        probabilities = _predict_batches(model, val_pixels, preprocessing, batch_size=64, description="evaluating")
+    else:  # the backbone is unchanged, so the cached validation features give the same outputs
+        probabilities = np.asarray(head(val_features, training=False))
     report = classification_report(val_labels, probabilities, classes)
     timings["evaluate_s"] = time.perf_counter() - tick
     timings["total_s"] = time.perf_counter() - started
@@ -247,7 +250,6 @@ def finetune(*, data: Path, out_dir: Path, config: FinetuneConfig = FinetuneConf
     write_json_atomic(out_dir / "metrics.json", {"validation": report, "timings_s": timings})
     confusion_matrix_png(report["confusion_matrix"], classes, out_dir / "confusion_matrix.png",
                          title=f"{config.backbone} validation (accuracy {report['accuracy']:.3f})")
-    status(f"validation accuracy {report['accuracy']:.4f} on {report['count']} images; wrote {artifact.path}")
     return FinetuneResult(artifact=artifact, metrics=report, timings=timings)
 
 
