@@ -172,7 +172,7 @@ def _build_keras_application(spec: BackboneSpec, *, input_size: int, weights: st
     except Exception as exc:  # Keras raises bare Exception for download failures
         if "URL fetch failure" in str(exc) or isinstance(exc, OSError):
             raise ModelFileError(f"the ImageNet weights of {spec.name} are not cached in ~/.keras/models and could "
-                                 f"not be downloaded ({str(exc)[:160]})",
+                                 f"not be downloaded ({str(exc).rsplit(' -- ', 1)[-1][:120]})",
                                  fix="run once with internet access (Keras caches them), or pass --weights PATH "
                                      "to a Keras weights .h5 file") from exc
         if weights not in (None, "imagenet"):

@@ -212,7 +212,8 @@ def _read_zip(path: Path) -> dict[str, np.ndarray]:
             if nbytes > MAX_STORAGE_BYTES or archive.getinfo(member).file_size < nbytes:
                 raise ModelFileError(f"{path}: storage {member} is shorter than its {storage.numel} elements",
                                      fix="re-download the weights file")
-            storage.array = np.frombuffer(archive.read(member)[:nbytes], dtype=storage.dtype.newbyteorder(order))
+            with archive.open(member) as member_handle:
+                storage.array = np.frombuffer(member_handle.read(nbytes), dtype=storage.dtype.newbyteorder(order))
     return _flatten(root, path=path)
 
 
