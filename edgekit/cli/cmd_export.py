@@ -75,5 +75,5 @@ def export_command(
              "calibration_samples": calibration_samples, "calibrate_method": calibrate_method, "simplify": simplify}
     options = {name: value for name, value in given.items() if value is not None and value is not False}
     out_dir = out or Path("runs/export") / f"{chosen.name}{'-int8' if int8 else '-dynamic' if dynamic else ''}"
-    artifact = chosen.run(model, out_dir=out_dir, seed=seed, trust=trust_model, **options)
+    artifact = chosen.run(model, out_dir=out_dir, general={"seed": seed, "trust": trust_model}, **options)
     print_summary(artifact_summary(artifact, chosen.name), as_json=as_json)

@@ -89,11 +89,12 @@ class Target:
             self.combination_check(given)
         return given
 
-    def run(self, model: Path, *, out_dir: Path, **options: Any):
+    def run(self, model: Path, *, out_dir: Path, general: dict[str, Any] | None = None, **options: Any):
         """Check options and Python requirements, import the target's module, and produce the artifact.
 
-        Missing executables are left to the target's function, which says what it did instead
-        (the Edge TPU target writes its static report).
+        ``general`` holds options every export function takes (seed, trust) and is not validated
+        against the target's table. Missing executables are left to the target's function, which
+        says what it did instead (the Edge TPU target writes its static report).
         """
         self.validate_options(options)
         missing = self._missing_modules()
@@ -101,7 +102,7 @@ class Target:
             raise DeviceUnavailableError(f"target {self.name!r} needs the Python module(s) {', '.join(missing)}",
                                          fix="pip install 'edgekit[full]'")
         function = getattr(importlib.import_module(self.module), self.function)
-        return function(model, out_dir=out_dir, **options)
+        return function(model, out_dir=out_dir, **(general or {}), **options)
 
 
 def _flag(name: str) -> str:

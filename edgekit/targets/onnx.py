@@ -199,7 +199,7 @@ def _quantize_static(source: Path, work: Path, *, input_name: str, folder: Path,
     target = work / "int8.onnx"
     status(f"calibrating int8 ranges ({method}) on {len(images)} images from {folder}")
     try:
-        with _quiet_root_logger():
+        with _quiet_quantizer():
             quantize_static(str(prepared), str(target), _calibration_reader(images, input_name),
                             quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
@@ -213,13 +213,15 @@ def _quantize_static(source: Path, work: Path, *, input_name: str, folder: Path,
 
 
 @contextlib.contextmanager
-def _quiet_root_logger():
-    """The quantizer logs per-tensor warnings (e.g. BatchNorm axis notes) on the root logger: keep them out."""
+def _quiet_quantizer():
+    """The quantizer logs per-tensor warnings on the root logger and prints calibration progress on
+    stdout (which would corrupt ``--json`` output): drop the warnings, send the prints to stderr."""
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        yield
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
     finally:
         root.setLevel(level)
 
@@ -230,7 +232,7 @@ def _quantize_dynamic(source: Path, work: Path) -> tuple[Path, dict]:
     prepared = _pre_process(source, work)
     target = work / "dynamic.onnx"
     try:
-        with _quiet_root_logger():
+        with _quiet_quantizer():
             quantize_dynamic(str(prepared), str(target), weight_type=QuantType.QUInt8)
     except Exception as exc:  # quantizer errors come as generic exceptions
         raise ConversionError(f"onnxruntime dynamic quantization failed: {exc}", fix="use --int8 instead") from exc
