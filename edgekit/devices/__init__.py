@@ -113,7 +113,9 @@ class DeviceProfile:
             fmt = model_format if model_format in self.formats else self.formats[0]
             ok, reason = accelerator_available(self.accelerator, fmt)
         if ok and model_format is not None:
-            return self.supports(model_format)
+            supported, why = self.supports(model_format)
+            if not supported:
+                return False, why
         return ok, reason
 
     def to_dict(self) -> dict[str, Any]:

@@ -61,13 +61,15 @@ def _pin(threads: int):
 
 
 def measure_local(model: Path, *, accelerator: str, threads: int, runs: int, warmup: int,
-                  budget_s: float | None = None, op_profile_dir: Path | None = None, timeout_s: float = 600) -> dict:
-    """Run the runner in a fresh local process through :class:`edgekit.runtime.Predictor`."""
+                  budget_s: float | None = None, op_profile_dir: Path | None = None, timeout_s: float = 600,
+                  backend: str = "edgekit") -> dict:
+    """Run the runner in a fresh local process, through edgekit's runtime backends unless ``backend`` names
+    a bare runtime (what a remote device runs; used to compare local and remote numbers like for like)."""
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
         env[var] = str(threads)
     command = [sys.executable, str(RUNNER)] + runner_arguments(
-        str(Path(model).resolve()), backend="edgekit", accelerator=accelerator, threads=threads, runs=runs,
+        str(Path(model).resolve()), backend=backend, accelerator=accelerator, threads=threads, runs=runs,
         warmup=warmup, budget_s=budget_s, op_profile_dir=str(op_profile_dir) if op_profile_dir else None)
     try:
         done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout_s,
