@@ -8,6 +8,7 @@ Tracebacks appear only with ``--debug`` (or ``EDGEKIT_DEBUG=1``).
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import typer
@@ -32,13 +33,33 @@ def _root(
         os.environ["EDGEKIT_DEBUG"] = "1"
 
 
+def _interrupt_on_signals() -> None:
+    """Make SIGINT and SIGTERM raise KeyboardInterrupt, so atomic writers clean up their temp files.
+
+    Explicit because a process started in the background by a non-interactive shell inherits an
+    *ignored* SIGINT, and SIGTERM would otherwise kill the process without any cleanup.
+    """
+
+    def raise_interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, raise_interrupt)
+    signal.signal(signal.SIGTERM, raise_interrupt)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app, turning EdgekitError into a one-line message + exit code."""
     from edgekit.cli import commands  # noqa: F401  (registers every command on ``app``)
     from edgekit.errors import EdgekitError
 
+    _interrupt_on_signals()
     try:
-        app(args=argv, standalone_mode=False)
+        # Outside standalone mode Typer *returns* exit codes (130 for Ctrl-C) instead of exiting.
+        code = app(args=argv, standalone_mode=False)
+        if code == 130:
+            raise KeyboardInterrupt
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except EdgekitError as exc:
         if os.environ.get("EDGEKIT_DEBUG"):
             raise
@@ -52,10 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         typer.echo("aborted", err=True)
         sys.exit(1)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except typer.TyperException as exc:  # usage errors: unknown option, missing argument, bad value
+        if not hasattr(exc, "show"):
+            raise
+        exc.show()
+        sys.exit(getattr(exc, "exit_code", 2))

@@ -289,7 +289,7 @@ def _fine_tune_top_layers(model, backbone, train_pixels, train_labels, val_pixel
     model.compile(optimizer=tf_keras.optimizers.Adam(config.fine_tune_learning_rate),
                   loss=tf_keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
                   metrics=["accuracy"])
-    checkpoint = checkpoint_dir / f"finetune-{run_key}.weights.h5"
+    checkpoint = checkpoint_dir / f"finetune-{run_key}.ckpt.h5"  # legacy-h5 format on save and load
     state_path = checkpoint_dir / f"finetune-{run_key}.json"
     start_epoch, history = 0, {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
     if resume and checkpoint.is_file() and state_path.is_file():
