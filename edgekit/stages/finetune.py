@@ -12,6 +12,7 @@ layers of the outermost model, and silently skips a nested backbone.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -131,8 +132,26 @@ def _cached_features(cache_dir: Path, key: str, compute) -> np.ndarray:
     return features
 
 
+DISTRIBUTE_CHOICES = ("none", "mirrored", "multi_worker_mirrored")
+
+
+def distribution_scope(name: str):
+    """A ``tf.distribute`` strategy scope (TensorFlow's own multi-device/multi-worker training), or a no-op.
+
+    ``mirrored`` replicates over the local GPUs; ``multi_worker_mirrored`` over machines described by
+    the ``TF_CONFIG`` environment variable. edgekit adds no mechanism of its own.
+    """
+    if name == "none":
+        return contextlib.nullcontext()
+    tf, _ = _tf()
+    strategy = {"mirrored": tf.distribute.MirroredStrategy,
+                "multi_worker_mirrored": tf.distribute.MultiWorkerMirroredStrategy}[name]()
+    status(f"training under tf.distribute.{type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s)")
+    return strategy.scope()
+
+
 def finetune(*, data: Path, out_dir: Path, config: FinetuneConfig = FinetuneConfig(), resume: bool = False,
-             strict: bool = False) -> FinetuneResult:
+             strict: bool = False, distribute: str = "none") -> FinetuneResult:
     """Train a classifier on ``data`` and write ``out_dir/model.keras`` + manifest, metrics and plots."""
     from edgekit._tf import set_seed
     from edgekit.backbones import build_backbone, get_backbone
@@ -140,6 +159,9 @@ def finetune(*, data: Path, out_dir: Path, config: FinetuneConfig = FinetuneConf
     from edgekit.plots import confusion_matrix_png
 
     config.validate()
+    if distribute not in DISTRIBUTE_CHOICES:
+        raise UsageError(f"unknown distribution strategy {distribute!r}",
+                         fix=f"use one of {', '.join(DISTRIBUTE_CHOICES)}")
     spec = get_backbone(config.backbone)
     out_dir = check_output_dir(out_dir, inputs=(Path(data),))
     size = config.input_size or spec.default_size
@@ -154,6 +176,8 @@ def finetune(*, data: Path, out_dir: Path, config: FinetuneConfig = FinetuneConf
 
     tf, tf_keras = _tf()
     set_seed(config.seed)
+    scope = contextlib.ExitStack()
+    scope.enter_context(distribution_scope(distribute))
     backbone = build_backbone(config.backbone, input_size=size, weights=config.weights, alpha=config.alpha)
     backbone.trainable = False
     timings["build_backbone_s"] = time.perf_counter() - started
@@ -219,6 +243,7 @@ def finetune(*, data: Path, out_dir: Path, config: FinetuneConfig = FinetuneConf
             model, backbone, train_pixels, train_labels, val_pixels, val_labels, preprocessing, config,
             checkpoint_dir=out_dir / "checkpoints", run_key=config.digest(data_key), resume=resume, rng=rng)
         timings["fine_tune_s"] = time.perf_counter() - tick
+    scope.close()
 
     tick = time.perf_counter()
     if config.fine_tune_layers:
@@ -234,7 +259,8 @@ def finetune(*, data: Path, out_dir: Path, config: FinetuneConfig = FinetuneConf
         preprocessing=preprocessing.to_dict(),
         input={"shape": [1, size, size, 3], "dtype": "float32", "name": model.input.name.split(":")[0]},
         output={"shape": [1, num_classes], "dtype": "float32", "activation": "softmax"},
-        backbone=config.backbone, options=asdict(config) | {"input_size": size}, seed=config.seed,
+        backbone=config.backbone, options=asdict(config) | {"input_size": size, "distribute": distribute},
+        seed=config.seed,
         metrics={"validation": _headline(report)},
         extra={"data": str(Path(data).expanduser().resolve()), "split": splits.source,
                "train_images": len(splits.train.items), "validation_images": len(splits.val.items),

@@ -1,0 +1,232 @@
+"""Run a recipe: finetune -> compress variants -> exports -> measure each on each device -> report.
+
+Every stage records a *key* (a hash of its options, the seed, the hashes of its inputs and the
+edgekit version) in ``<stage dir>/.edgekit-stage.json``. A rerun skips a stage whose key is
+unchanged and whose outputs still match their recorded sha256, so an interrupted or lightly
+edited recipe resumes instead of starting over, and an unchanged recipe reruns in seconds with
+identical metrics. One failing variant or unavailable device is recorded as a row with its reason;
+the other variants are still built and measured.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from edgekit import __version__
+from edgekit.artifacts import Artifact, load_artifact, sha256_file, write_json_atomic
+from edgekit.errors import EdgekitError, RecipeError
+from edgekit.progress import status
+
+STATE_FILE = ".edgekit-stage.json"
+EMBEDDED_PREFIX = "embedded:"
+
+
+def _digest(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def folder_fingerprint(root: Path) -> str:
+    """Cheap content identity of an image folder: every file's relative path, size and mtime."""
+    root = Path(root)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(root)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:20]
+
+
+@dataclass
+class StageOutcome:
+    name: str
+    key: str
+    skipped: bool
+    seconds: float
+    outputs: list[str] = field(default_factory=list)
+    result: dict = field(default_factory=dict)
+    error: str | None = None
+
+
+def run_stage(name: str, stage_dir: Path, key_payload: Any, work: Callable[[], tuple[list[Path], dict]],
+              *, force: bool = False) -> StageOutcome:
+    """Run ``work`` unless ``stage_dir`` holds outputs recorded under the same key (and unchanged)."""
+    key = _digest({"stage": name, "edgekit": __version__, "inputs": key_payload})
+    state_path = stage_dir / STATE_FILE
+    if not force and state_path.is_file():
+        try:
+            state = json.loads(state_path.read_text())
+            if state.get("key") == key and all(
+                    (stage_dir / rel).is_file() and sha256_file(stage_dir / rel) == digest
+                    for rel, digest in state["outputs"].items()):
+                status(f"[{name}] unchanged, skipped")
+                return StageOutcome(name, key, True, 0.0, [str(stage_dir / r) for r in state["outputs"]],
+                                    state.get("result", {}))
+        except (json.JSONDecodeError, KeyError, OSError):
+            pass  # unreadable state: run the stage again
+    status(f"[{name}] running")
+    started = time.perf_counter()
+    outputs, result = work()
+    seconds = time.perf_counter() - started
+    recorded = {str(Path(p).resolve().relative_to(stage_dir.resolve())): sha256_file(Path(p)) for p in outputs}
+    write_json_atomic(state_path, {"key": key, "outputs": recorded, "result": result, "seconds": round(seconds, 3)})
+    return StageOutcome(name, key, False, seconds, [str(p) for p in outputs], result)
+
+
+@dataclass
+class RecipePaths:
+    train: Path
+    test: Path | None
+    calibration: Path | None
+
+
+def resolve_data(recipe: dict, *, recipe_dir: Path, out_dir: Path) -> RecipePaths:
+    """Data paths relative to the recipe file; ``embedded:digits`` writes scikit-learn's digits as images."""
+    data = recipe["data"]
+
+    def resolve(value: str | None) -> Path | None:
+        if value is None:
+            return None
+        if value.startswith(EMBEDDED_PREFIX):
+            name, _, split = value[len(EMBEDDED_PREFIX):].partition("/")
+            if name != "digits":
+                raise RecipeError(f"data: unknown embedded dataset {name!r}", fix="use embedded:digits/train")
+            from edgekit.data import write_digits_dataset
+
+            return write_digits_dataset(out_dir / "data" / "digits") / (split or "train")
+        path = Path(value).expanduser()
+        path = path if path.is_absolute() else (recipe_dir / path).resolve()
+        if not path.is_dir():
+            raise RecipeError(f"data: folder {path} does not exist", fix="fix the path in the recipe (relative "
+                              "paths are relative to the recipe file)")
+        return path
+
+    train = resolve(data["train"])
+    return RecipePaths(train=train, test=resolve(data.get("test")), calibration=resolve(data.get("calibration")))
+
+
+def run_recipe(*, recipe_path: Path, out_dir: Path | None = None, force: bool = False,
+               devices: list[str] | None = None) -> dict:
+    """Run every stage of the recipe (skipping unchanged ones) and write report.{json,md,html} + pareto.png."""
+    from edgekit.recipes.schema import load_recipe
+
+    recipe_path = Path(recipe_path).resolve()
+    recipe = load_recipe(recipe_path)
+    out_dir = Path(out_dir or recipe.get("output") or f"runs/{recipe['name']}")
+    if not out_dir.is_absolute():
+        out_dir = (Path.cwd() / out_dir).resolve()
+    seed = int(recipe.get("seed", 0))
+    started = time.perf_counter()
+    paths = resolve_data(recipe, recipe_dir=recipe_path.parent, out_dir=out_dir)
+    stages: list[StageOutcome] = []
+
+    float_artifact, outcome = _finetune_stage(recipe, paths, out_dir, seed, force)
+    stages.append(outcome)
+    artifacts: dict[str, Artifact | str] = {}
+    for variant in recipe.get("compress", []):
+        artifacts[variant["name"]], outcome = _guarded(
+            variant["name"], lambda v=variant: _compress_stage(v, float_artifact, paths, out_dir, seed, force))
+        stages.append(outcome)
+    exports = list(recipe.get("export", []))
+    if not any(e["target"] == "tflite" and e.get("source", "float") == "float" for e in exports):
+        exports.insert(0, {"name": "float32", "target": "tflite", "source": "float"})  # the float baseline row
+    for export in exports:
+        artifacts[export["name"]], outcome = _guarded(
+            export["name"], lambda e=export: _export_stage(e, float_artifact, artifacts, out_dir, seed, force))
+        stages.append(outcome)
+
+    from edgekit.recipes.sweep import measure_all
+
+    profile_options = recipe.get("profile", {})
+    rows, reference_accuracy = measure_all(
+        float_artifact=float_artifact, artifacts=artifacts, devices=devices or recipe.get("devices") or ["cpu"],
+        test_dir=paths.test, out_dir=out_dir, runs=profile_options.get("runs", 30),
+        warmup=profile_options.get("warmup", 5), threads=profile_options.get("threads"),
+        max_images=profile_options.get("max_eval_images"), force=force)
+    from edgekit.recipes.report import write_run_report
+
+    summary = {
+        "recipe": str(recipe_path), "name": recipe["name"], "seed": seed, "output": str(out_dir),
+        "float_model": str(float_artifact.path), "reference_accuracy": reference_accuracy,
+        "constraints": recipe.get("constraints", {}),
+        "stages": [s.__dict__ for s in stages], "rows": rows,
+        "wall_time_s": round(time.perf_counter() - started, 2),
+    }
+    summary.update(write_run_report(summary, out_dir))
+    return summary
+
+
+def _guarded(name: str, work: Callable[[], tuple[Artifact, StageOutcome]]) -> tuple[Artifact | str, StageOutcome]:
+    """Run one variant's stage; an EdgekitError becomes that variant's failure row, not the run's end."""
+    try:
+        return work()
+    except EdgekitError as exc:
+        status(f"[{name}] failed: {exc.one_line()}")
+        return f"failed: {exc.one_line()}", StageOutcome(name, "", False, 0.0, error=exc.one_line())
+
+
+def _finetune_stage(recipe: dict, paths: RecipePaths, out_dir: Path, seed: int,
+                    force: bool) -> tuple[Artifact, StageOutcome]:
+    from edgekit.stages.finetune import FinetuneConfig, finetune
+
+    config = FinetuneConfig(**recipe["finetune"], seed=seed)
+    stage_dir = out_dir / "float"
+    strategy = recipe.get("distribute", "none")
+
+    def work():
+        result = finetune(data=paths.train, out_dir=stage_dir, config=config, distribute=strategy)
+        return [result.artifact.path, stage_dir / "manifest.json"], {"validation": result.metrics["accuracy"],
+                                                                     "timings_s": result.timings}
+
+    outcome = run_stage("finetune", stage_dir, {"config": config.__dict__, "data": folder_fingerprint(paths.train),
+                                                "distribute": strategy}, work, force=force)
+    return load_artifact(stage_dir), outcome
+
+
+def _compress_stage(variant: dict, parent: Artifact, paths: RecipePaths, out_dir: Path, seed: int,
+                    force: bool) -> tuple[Artifact, StageOutcome]:
+    from edgekit.stages.compress import compress
+
+    options = {k: v for k, v in variant.items() if k != "name"}
+    stage_dir = out_dir / "variants" / variant["name"]
+    calibration = paths.calibration or paths.train
+
+    def work():
+        produced = compress(model=parent.path, out_dir=stage_dir, calibration=calibration, train_data=paths.train,
+                            eval_data=paths.test, seed=seed, **options)
+        final = produced[-1]
+        return [final.path, final.directory / "manifest.json"], {"artifact": str(final.path)}
+
+    outcome = run_stage(f"compress:{variant['name']}", stage_dir,
+                        {"options": options, "parent": parent.manifest.sha256, "seed": seed,
+                         "calibration": folder_fingerprint(calibration)}, work, force=force)
+    return load_artifact(Path(outcome.outputs[0])), outcome
+
+
+def _export_stage(export: dict, parent: Artifact, artifacts: dict, out_dir: Path, seed: int,
+                  force: bool) -> tuple[Artifact, StageOutcome]:
+    from edgekit.targets import get_target
+
+    source_name = export.get("source", "float")
+    source = parent if source_name == "float" else artifacts.get(source_name)
+    if source is None:
+        raise RecipeError(f"export {export['name']!r}: source {source_name!r} is not a compress variant",
+                          fix="set source to 'float' or the name of a compress variant listed before it")
+    if isinstance(source, str):
+        raise RecipeError(f"export {export['name']!r}: its source {source_name!r} {source}", fix="fix that variant")
+    target = get_target(export["target"])
+    options = dict(export.get("options", {}))
+    target.validate_options(options)
+    stage_dir = out_dir / "exports" / export["name"]
+
+    def work():
+        artifact = target.run(source.path, out_dir=stage_dir, general={"seed": seed}, **options)
+        return [artifact.path, artifact.directory / "manifest.json"], {"artifact": str(artifact.path)}
+
+    outcome = run_stage(f"export:{export['name']}", stage_dir,
+                        {"target": target.name, "options": options, "source": source.manifest.sha256, "seed": seed},
+                        work, force=force)
+    return load_artifact(Path(outcome.outputs[0])), outcome
