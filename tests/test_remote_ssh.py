@@ -39,10 +39,11 @@ def _keygen(path: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    """A loopback sshd accepting only the generated client key; yields (port, key, known_hosts, folder)."""
-    folder = tmp_path_factory.mktemp("sshd")
+def start_loopback_sshd(folder: Path):
+    """Start sshd on 127.0.0.1 (fresh keys in ``folder``, key auth only); returns (process, port, client key, known_hosts).
+
+    Also used by benchmarks/profile_accuracy.py for its SSH-loopback numbers.
+    """
     host_key = _keygen(folder / "host_ed25519")
     client_key = _keygen(folder / "client_ed25519")
     (folder / "authorized_keys").write_text((folder / "client_ed25519.pub").read_text())
@@ -63,18 +64,31 @@ StrictModes no
 PermitRootLogin prohibit-password
 Subsystem sftp internal-sftp
 """)
-    Path("/run/sshd").mkdir(exist_ok=True) if os.geteuid() == 0 else None
+    if os.geteuid() == 0:
+        Path("/run/sshd").mkdir(exist_ok=True)
     process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config), "-p", str(port)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 10
     while time.time() < deadline:
         if process.poll() is not None:
-            pytest.skip(f"sshd did not start: {process.stdout.read().decode(errors='replace')[-300:]}")
+            raise RuntimeError(f"sshd did not start: {process.stdout.read().decode(errors='replace')[-300:]}")
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
-                break
+                return process, port, client_key, folder / "known_hosts"
         time.sleep(0.1)
-    yield port, client_key, folder / "known_hosts", folder
+    process.terminate()
+    raise RuntimeError("sshd did not accept connections within 10 s")
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    """A loopback sshd accepting only the generated client key; yields (port, key, known_hosts, folder)."""
+    folder = tmp_path_factory.mktemp("sshd")
+    try:
+        process, port, key, known_hosts = start_loopback_sshd(folder)
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+    yield port, key, known_hosts, folder
     process.terminate()
     process.wait(timeout=10)
 
