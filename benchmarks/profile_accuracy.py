@@ -1,5 +1,5 @@
 """Profiler benchmark: float vs int8 peak memory (3 fresh processes each), accuracy loss of an int8 model
-against its float parent (a real finetune on the embedded digits), and SSH-loopback numbers next to local.
+against its float parent (a small CNN trained on the embedded digits), and SSH-loopback numbers next to local.
 
 Run: python benchmarks/profile_accuracy.py   (writes benchmarks/results/profile_accuracy.{json,md})
 """
@@ -61,32 +61,15 @@ def memory_repeats(models: dict[str, Path], repeats: int = 3) -> dict:
 
 
 def accuracy_pair(folder: Path) -> dict:
-    """Finetune MobileNetV2 0.35 / 32 px on the digits (edgekit's finetune stage), int8 child, profile --data."""
-    from edgekit._tf import import_tf
-    from edgekit.artifacts import Manifest, parent_record, write_artifact
-    from edgekit.data import load_folder_arrays, normalize, scan_image_folder, write_digits_dataset
-    from edgekit.keras_io import load_keras_model
-    from edgekit.profiling import profile
-    from edgekit.stages.finetune import FinetuneConfig, finetune
+    """A small CNN trained on the embedded digits (float .keras artifact) and its int8 child, profiled with --data."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from test_profile import build_digits_pair
 
-    tf, _ = import_tf()
+    from edgekit.data import write_digits_dataset
+    from edgekit.profiling import profile
+
     digits = write_digits_dataset(folder / "digits", size=32)
-    config = FinetuneConfig(backbone="mobilenet_v2", weights=None, alpha=0.35, input_size=32, epochs=15,
-                            augment_copies=0, early_stopping=0, seed=0)
-    parent = finetune(data=digits / "train", out_dir=folder / "float", config=config).artifact
-    pre = parent.manifest.preprocessing_spec()
-    calibration = normalize(load_folder_arrays(scan_image_folder(digits / "train"), pre)[0][:100], pre)
-    model = load_keras_model(parent.path)
-    inputs = model.inputs[0]
-    saved = str(folder / "saved_model")
-    spec = tf.TensorSpec((1, *inputs.shape[1:]), tf.float32)
-    tf.saved_model.save(model, saved, signatures=tf.function(lambda x: model(x, training=False)).get_concrete_function(spec))
-    int8 = _write_tflite(tf, saved, folder / "int8.tflite", calibration)
-    manifest = Manifest(format="tflite", artifact="model.tflite", stage="compress", labels=parent.manifest.labels,
-                        preprocessing=parent.manifest.preprocessing,
-                        parent=parent_record(parent, folder / "int8_artifact"))
-    child = write_artifact(folder / "int8_artifact", "model.tflite", manifest,
-                           writer=lambda tmp: tmp.write_bytes(int8.read_bytes()))
+    _, child = build_digits_pair(folder / "pair", digits)
     result = profile(model=child.directory, devices=("cpu-1t",), data=digits / "test", runs=50, warmup=5,
                      report_dir=RESULTS / "profile_accuracy_report")
     accuracy = result["accuracy"]

@@ -58,9 +58,12 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     return {name: folder / name for name in ("float.tflite", "int8.tflite", "float.onnx")}
 
 
-@pytest.fixture(scope="session")
-def digits_pair(tmp_path_factory, digits_dir):
-    """(float .keras artifact, int8 .tflite artifact whose manifest names the float one as parent)."""
+def build_digits_pair(root: Path, digits_dir: Path):
+    """(float .keras artifact, int8 .tflite artifact whose manifest names the float one as parent).
+
+    A small CNN trained from scratch on the digits (learns them in seconds); also used by
+    benchmarks/profile_accuracy.py.
+    """
     from edgekit._tf import import_tf
     from edgekit.artifacts import Manifest, Preprocessing, parent_record, write_artifact
     from edgekit.data import load_folder_arrays, normalize, scan_image_folder
@@ -68,7 +71,6 @@ def digits_pair(tmp_path_factory, digits_dir):
 
     tf, keras = import_tf()
     keras.utils.set_random_seed(0)
-    root = tmp_path_factory.mktemp("digits_pair")
     pre = Preprocessing(size=(32, 32), mean=(127.5,) * 3, std=(127.5,) * 3)
     folder = scan_image_folder(digits_dir / "train")
     pixels, labels = load_folder_arrays(folder, pre)
@@ -91,6 +93,11 @@ def digits_pair(tmp_path_factory, digits_dir):
                                     parent=parent_record(parent, root / "int8"), **common),
                            writer=lambda tmp: tmp.write_bytes(int8_bytes))
     return parent, child
+
+
+@pytest.fixture(scope="session")
+def digits_pair(tmp_path_factory, digits_dir):
+    return build_digits_pair(tmp_path_factory.mktemp("digits_pair"), digits_dir)
 
 
 # --- latency and memory ---------------------------------------------------------------------------------------
