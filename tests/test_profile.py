@@ -311,44 +311,6 @@ def test_multi_device_run_skips_the_unavailable_ones_and_profiles_the_rest(tiny_
         assert "CUDA" in devices["gpu"]["reason"] or "TensorRT" in devices["gpu"]["reason"]
 
 
-def test_device_profiles_are_schema_checked_with_the_key_path(tmp_path):
-    from edgekit.devices import parse_profile
-
-    with pytest.raises(UsageError, match=r"rpi\.yaml: ssh: Additional properties .*'prot'"):
-        parse_profile("name: rpi\naccelerator: cpu\ntransport: ssh\nssh: {host: pi, user: pi, prot: 22}\n",
-                      source="rpi.yaml")
-    with pytest.raises(UsageError, match=r"x\.yaml: threads: 'four' is not of type"):
-        parse_profile("name: x\naccelerator: cpu\nthreads: four\n", source="x.yaml")
-    with pytest.raises(UsageError, match="accelerator"):
-        parse_profile("name: x\naccelerator: tpu\n", source="x.yaml")
-    with pytest.raises(UsageError, match="safe"):
-        parse_profile("name: !!python/object/apply:os.system ['true']\naccelerator: cpu\n", source="x.yaml")
-    with pytest.raises(UsageError, match="needs an ssh block"):
-        parse_profile("name: x\naccelerator: cpu\ntransport: ssh\n", source="x.yaml")
-
-
-def test_user_profiles_from_edgekit_devices_folder_are_listed(tmp_path, monkeypatch):
-    from edgekit.devices import get_device, list_devices
-
-    (tmp_path / "board.yaml").write_text("name: board\naccelerator: cpu\nthreads: 3\n")
-    monkeypatch.setenv("EDGEKIT_DEVICES", str(tmp_path))
-    assert get_device("board").resolved_threads() == 3
-    assert {"cpu", "cpu-1t", "cpu-reference", "gpu", "edgetpu", "board"} <= {d.name for d in list_devices()}
-    (tmp_path / "other.yaml").write_text("name: board2\naccelerator: cpu\n")
-    with pytest.raises(UsageError, match="differs from the file name"):
-        list_devices()
-
-
-def test_devices_cli_lists_profiles_with_availability(capsys):
-    from edgekit.cli.app import main
-
-    main(["devices", "--json"])  # returns normally on success (exits only on errors)
-    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
-    assert {"cpu", "cpu-1t", "cpu-reference", "gpu", "edgetpu"} <= set(rows)
-    assert rows["cpu"]["available"] is True
-    assert rows["edgetpu"]["available"] is False and "libedgetpu" in rows["edgetpu"]["reason"]
-
-
 # --- CLI ------------------------------------------------------------------------------------------------------
 
 
