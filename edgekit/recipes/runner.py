@@ -24,6 +24,38 @@ from edgekit.progress import status
 
 STATE_FILE = ".edgekit-stage.json"
 EMBEDDED_PREFIX = "embedded:"
+RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
+
+# What `edgekit sweep` builds in addition to a recipe's own variants (same names are not repeated).
+STANDARD_VARIANTS = (
+    {"name": "float16", "float16": True},
+    {"name": "dynamic", "dynamic": True},
+    {"name": "int8", "int8": True},
+    {"name": "prune50-int8", "prune": 0.5, "int8": True},
+    {"name": "cluster16-int8", "cluster": 16, "int8": True},
+    {"name": "qat-int8", "qat": True},
+    {"name": "guarded-int8", "int8": True, "max_accuracy_drop": 1.0},
+)
+STANDARD_EXPORTS = (
+    {"name": "onnx-fp32", "target": "onnx", "source": "float"},
+    {"name": "onnx-int8", "target": "onnx", "source": "float", "options": {"int8": True}},
+)
+
+
+def shipped_recipe(name: str) -> Path:
+    """A recipe shipped in the repository's recipes/ folder."""
+    path = RECIPES_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise RecipeError(f"shipped recipe {path} is missing", fix="run from an edgekit checkout (git clone)")
+    return path
+
+
+def with_standard_variants(recipe: dict) -> dict:
+    """The recipe plus every standard variant/export it does not already define (by name)."""
+    names = {v["name"] for v in recipe.get("compress", [])} | {e["name"] for e in recipe.get("export", [])}
+    return dict(recipe,
+                compress=list(recipe.get("compress", [])) + [v for v in STANDARD_VARIANTS if v["name"] not in names],
+                export=list(recipe.get("export", [])) + [e for e in STANDARD_EXPORTS if e["name"] not in names])
 
 
 def _digest(payload: Any) -> str:
@@ -109,12 +141,24 @@ def resolve_data(recipe: dict, *, recipe_dir: Path, out_dir: Path) -> RecipePath
 
 
 def run_recipe(*, recipe_path: Path, out_dir: Path | None = None, force: bool = False,
-               devices: list[str] | None = None) -> dict:
-    """Run every stage of the recipe (skipping unchanged ones) and write report.{json,md,html} + pareto.png."""
+               devices: list[str] | None = None, sweep: bool = False) -> dict:
+    """Run every stage of the recipe (skipping unchanged ones) and write report.{json,md,html} + pareto.png.
+
+    ``sweep`` adds the standard variants (:data:`STANDARD_VARIANTS`, :data:`STANDARD_EXPORTS`).
+    """
+    from edgekit.devices import get_device
     from edgekit.recipes.schema import load_recipe
 
     recipe_path = Path(recipe_path).resolve()
     recipe = load_recipe(recipe_path)
+    if sweep:
+        recipe = with_standard_variants(recipe)
+    for name in devices or recipe.get("devices") or ["cpu"]:
+        get_device(name)  # unknown device names fail before any work, with a suggestion
+    from edgekit.targets import get_target
+
+    for export in recipe.get("export", []):
+        get_target(export["target"]).validate_options(dict(export.get("options", {})))
     out_dir = Path(out_dir or recipe.get("output") or f"runs/{recipe['name']}")
     if not out_dir.is_absolute():
         out_dir = (Path.cwd() / out_dir).resolve()

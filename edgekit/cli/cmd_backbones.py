@@ -1,0 +1,34 @@
+"""`edgekit backbones`: the backbone catalog (models/*.yaml)."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from edgekit.cli.app import app
+from edgekit.cli.options import JsonFlag
+
+
+@app.command("backbones")
+def backbones_command(as_json: JsonFlag = False) -> None:
+    """List backbones: default input size, preprocessing, where the ImageNet weights come from, licence."""
+    from edgekit.backbones import list_backbones
+
+    rows = [{"name": s.name, "family": s.family, "default_size": s.default_size, "min_size": s.min_size,
+             "feature_dim": s.feature_dim, "weights": s.weights_package or s.weights_source,
+             "tfmot_wrap": s.tfmot_wrap, "license": s.license, "description": s.description}
+            for s in list_backbones()]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="edgekit backbones")
+    for column in ("name", "size", "features", "ImageNet weights from", "tfmot", "licence"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(row["name"], f"{row['default_size']} (min {row['min_size']})", str(row["feature_dim"]),
+                      row["weights"], row["tfmot_wrap"], row["license"])
+    Console().print(table)
