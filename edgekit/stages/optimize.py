@@ -1,0 +1,122 @@
+"""What pruning, clustering and QAT share: training images, tfmot wrapping, and the short fine-tune.
+
+Wrapping follows the backbone catalog's ``tfmot_wrap``: ``whole`` wraps the whole (flat) model in
+one call; ``selective`` wraps only Conv2D / DepthwiseConv2D / Dense via ``clone_model`` because
+MobileNetV3/EfficientNet-style graphs hold Rescaling/TFOpLambda layers that tfmot refuses
+(DESIGN.md). BatchNormalization stays frozen during every fine-tune: a few epochs on a small
+folder would otherwise drag its statistics away from what the backbone learned.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.artifacts import Preprocessing
+from edgekit.errors import UsageError
+
+BATCH_SIZE = 32
+# tfmot 0.8.1 prunes and clusters Conv2D/Dense kernels but leaves depthwise kernels untouched (measured).
+SPARSE_KINDS = ("conv", "dense")
+
+
+@dataclass
+class TrainingImages:
+    """Training pixels (uint8, at the model's input size) and labels, normalised batch by batch."""
+
+    pixels: np.ndarray
+    labels: np.ndarray
+    preprocessing: Preprocessing
+    source: Path
+
+    def steps_per_epoch(self, batch_size: int = BATCH_SIZE) -> int:
+        return max(1, -(-len(self.labels) // batch_size))
+
+    def dataset(self, *, seed: int, batch_size: int = BATCH_SIZE):
+        from edgekit._tf import import_tf
+
+        tf, _ = import_tf()
+        mean = tf.constant(self.preprocessing.mean, tf.float32)
+        std = tf.constant(self.preprocessing.std, tf.float32)
+        data = tf.data.Dataset.from_tensor_slices((self.pixels, self.labels))
+        data = data.shuffle(len(self.labels), seed=seed, reshuffle_each_iteration=True)
+        return data.batch(batch_size).map(lambda x, y: ((tf.cast(x, tf.float32) - mean) / std, y)).prefetch(2)
+
+
+def load_training_images(folder: Path, labels: list[str], preprocessing: Preprocessing) -> TrainingImages:
+    from edgekit.data import load_folder_arrays, scan_image_folder
+
+    images = scan_image_folder(folder, classes=labels)
+    pixels, truth = load_folder_arrays(images, preprocessing)
+    return TrainingImages(pixels=pixels, labels=truth, preprocessing=preprocessing, source=Path(folder))
+
+
+def layer_kind(layer) -> str | None:
+    """'depthwise', 'conv' or 'dense' for the layers compression reports on, else None."""
+    _, tf_keras = _tf()
+    if isinstance(layer, tf_keras.layers.DepthwiseConv2D):  # subclass of Conv2D: test it first
+        return "depthwise"
+    if isinstance(layer, tf_keras.layers.Conv2D):
+        return "conv"
+    if isinstance(layer, tf_keras.layers.Dense):
+        return "dense"
+    return None
+
+
+def main_kernel(layer) -> np.ndarray:
+    """The weight tensor pruning/clustering acts on (depthwise kernel or kernel)."""
+    return np.asarray((layer.depthwise_kernel if layer_kind(layer) == "depthwise" else layer.kernel).numpy())
+
+
+def _tf():
+    from edgekit._tf import import_tf
+
+    return import_tf()
+
+
+def freeze_batchnorm(model) -> None:
+    """Everything trainable except BatchNormalization (kept in inference mode)."""
+    _, tf_keras = _tf()
+    model.trainable = True
+    for layer in model.layers:
+        if isinstance(layer, tf_keras.layers.BatchNormalization):
+            layer.trainable = False
+
+
+def wrap_model(model, *, wrap_layer: Callable, wrap_whole: Callable, tfmot_wrap: str, what: str,
+               kinds: tuple[str, ...] = ("conv", "depthwise", "dense")):
+    """Apply a tfmot wrapper to the whole model or, for ``selective`` backbones, to layers of ``kinds`` only."""
+    _, tf_keras = _tf()
+    freeze_batchnorm(model)
+    try:
+        if tfmot_wrap == "selective":
+            # Returning the original layer objects keeps their trained weights.
+            return tf_keras.models.clone_model(
+                model, clone_function=lambda layer: wrap_layer(layer) if layer_kind(layer) in kinds else layer)
+        return wrap_whole(model)
+    except (ValueError, RuntimeError, TypeError) as exc:
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        named = re.search(r"[Ll]ayer[: ]+['\"]?([\w./-]+)", text)
+        layer = f"layer {named.group(1)!r}" if named else "a layer"
+        raise UsageError(f"{what} cannot wrap {layer} of this model: {text}",
+                         fix="set tfmot_wrap: selective in the backbone's catalog entry (wraps Conv2D/"
+                             "DepthwiseConv2D/Dense only), or compress without this option") from exc
+
+
+def fine_tune(model, images: TrainingImages, *, epochs: int, learning_rate: float, seed: int,
+              callbacks: list | None = None, description: str) -> dict[str, list[float]]:
+    """A short supervised fine-tune (sparse cross-entropy on the softmax output); returns the history."""
+    from edgekit._tf import set_seed
+    from edgekit.stages.finetune import _EpochProgress
+
+    _, tf_keras = _tf()
+    set_seed(seed)
+    model.compile(optimizer=tf_keras.optimizers.Adam(learning_rate),
+                  loss=tf_keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+    history = model.fit(images.dataset(seed=seed), epochs=epochs, verbose=0,
+                        callbacks=[*(callbacks or []), _EpochProgress(description, epochs)])
+    return {key: [float(v) for v in values] for key, values in history.history.items()}
