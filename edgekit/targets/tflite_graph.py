@@ -92,16 +92,16 @@ def _text(raw: bytes | None) -> str:
 
 
 def _ints(table, name: str) -> tuple[int, ...]:
-    """A flatbuffer int vector as a tuple (the generated ``...AsNumpy`` returns 0 when absent)."""
+    """A flatbuffer int vector as a tuple (checked for absence first: ``...AsNumpy`` returns 0 then)."""
     if getattr(table, f"{name}IsNone")():
         return ()
-    return tuple(int(getattr(table, name)(i)) for i in range(getattr(table, f"{name}Length")()))
+    return tuple(int(v) for v in getattr(table, f"{name}AsNumpy")())
 
 
 def _floats(table, name: str) -> tuple[float, ...]:
     if getattr(table, f"{name}IsNone")():
         return ()
-    return tuple(float(getattr(table, name)(i)) for i in range(getattr(table, f"{name}Length")()))
+    return tuple(getattr(table, f"{name}AsNumpy")().tolist())
 
 
 def _buffer_sizes(model) -> list[int]:
