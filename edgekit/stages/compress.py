@@ -1,0 +1,315 @@
+"""``compress``: prune / cluster / QAT a finetuned float model, convert it to TFLite variants, validate, write.
+
+Order of work: every option and folder is checked first (nothing heavy is loaded until the plan
+is sound); then the Keras model is optimised once, exported once, and all variants convert in
+one child process; each variant is compared with the float parent on held-out images and only
+when all of them pass is anything written (``out_dir/<variant>/model.tflite`` + manifest).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.artifacts import Artifact, Manifest, Preprocessing, library_versions, parent_record, write_artifact
+from edgekit.errors import DataError, OutputError, UsageError
+from edgekit.progress import status
+
+MODEL_FILE = "model.tflite"
+MIN_CALIBRATION_IMAGES = 10
+MAX_EVAL_IMAGES = 1000
+IO_DTYPES = ("float32", "int8", "uint8")
+
+
+@dataclass(frozen=True)
+class CompressOptions:
+    """Every option of ``edgekit compress`` (recorded in each manifest)."""
+
+    int8: bool = False
+    float16: bool = False
+    dynamic: bool = False
+    int16x8: bool = False
+    io_dtype: str = "float32"
+    calibration_samples: int = 200
+    prune: float | None = None
+    cluster: int | None = None
+    qat: bool = False
+    fine_tune_epochs: int = 2
+    max_accuracy_drop: float | None = None
+    seed: int = 0
+
+    def validate(self) -> None:
+        """Option values and combinations that make no sense, before any folder is read."""
+        def fail(message: str, fix: str) -> None:
+            raise UsageError(message, fix=fix)
+
+        if self.io_dtype not in IO_DTYPES:
+            fail(f"--io-dtype {self.io_dtype!r} is not one of {', '.join(IO_DTYPES)}", "use float32, int8 or uint8")
+        if self.prune is not None and not 0.0 < self.prune < 1.0:
+            fail(f"--prune {self.prune} must be a sparsity strictly between 0 and 1", "use e.g. --prune 0.5")
+        if self.cluster is not None and not 2 <= self.cluster <= 256:
+            fail(f"--cluster {self.cluster} must be between 2 and 256 clusters", "use e.g. --cluster 16")
+        if self.prune is not None and self.cluster is not None:
+            fail("--prune and --cluster cannot be combined in one run", "run compress once per optimisation")
+        if self.int8 and self.dynamic:
+            fail("--dynamic (float activations, int8 weights) and --int8 (full integer) exclude each other",
+                 "pick one; run compress twice to compare them")
+        if self.qat and (self.float16 or self.dynamic or self.int16x8):
+            fail("--qat trains for int8 and cannot produce --float16/--dynamic/--int16x8 variants",
+                 "drop those flags (QAT always writes an int8 model) or run compress without --qat")
+        if self.io_dtype != "float32" and not (self.int8 or self.qat):
+            fail(f"--io-dtype {self.io_dtype} applies only to full-integer models", "add --int8 or drop --io-dtype")
+        if self.max_accuracy_drop is not None:
+            if self.max_accuracy_drop < 0:
+                fail(f"--max-accuracy-drop {self.max_accuracy_drop} is negative", "give a drop in points, e.g. 1.0")
+            if not self.int8 or self.qat:
+                fail("--max-accuracy-drop guards post-training --int8 only", "add --int8 (without --qat)")
+            if self.io_dtype == "uint8":
+                fail("--max-accuracy-drop supports --io-dtype float32 or int8", "use --io-dtype int8")
+        if self.calibration_samples < MIN_CALIBRATION_IMAGES:
+            fail(f"--calibration-samples {self.calibration_samples} is below {MIN_CALIBRATION_IMAGES}",
+                 "use e.g. --calibration-samples 200")
+        if (self.prune is not None or self.cluster is not None or self.qat) and self.fine_tune_epochs < 1:
+            fail("--fine-tune-epochs must be >= 1 with --prune/--cluster/--qat", "use e.g. --fine-tune-epochs 2")
+        if not self.modes():
+            fail("nothing to do: no compression option given",
+                 "pass at least one of --int8, --float16, --dynamic, --int16x8, --prune, --cluster, --qat")
+
+    @property
+    def prefix(self) -> str:
+        if self.prune is not None:
+            return f"pruned{round(self.prune * 100)}-"
+        if self.cluster is not None:
+            return f"clustered{self.cluster}-"
+        return "qat-" if self.qat else ""
+
+    def modes(self) -> list[tuple[str, str]]:
+        """(variant name, TFLite mode) for each model this run writes."""
+        chosen = [mode for mode, on in (("float16", self.float16), ("dynamic", self.dynamic),
+                                         ("int8", self.int8 or self.qat), ("int16x8", self.int16x8)) if on]
+        if not chosen and (self.prune is not None or self.cluster is not None):
+            chosen = ["float32"]
+        return [(self.prefix + mode, mode) for mode in chosen]
+
+    def needs_calibration(self) -> bool:
+        return self.int8 or self.int16x8 or self.qat
+
+    def needs_training(self) -> bool:
+        return self.prune is not None or self.cluster is not None or self.qat
+
+
+@dataclass
+class Plan:
+    """The validated run: the parent artifact and every folder it will read or write."""
+
+    parent: Artifact
+    out_dir: Path
+    options: CompressOptions
+    preprocessing: Preprocessing
+    calibration: Path | None
+    train_data: Path | None
+    eval_data: Path | None
+    eval_from_calibration: bool = False
+
+
+def _training_folder(recorded: str | None) -> Path | None:
+    """The folder of training images a finetune manifest points at (``root/train`` when it has one)."""
+    if not recorded:
+        return None
+    root = Path(recorded)
+    if (root / "train").is_dir():
+        return root / "train"
+    return root if root.is_dir() else None
+
+
+def _held_out_folder(train: Path | None) -> Path | None:
+    """test/ or val/ beside a train/ folder (or inside the recorded root)."""
+    from edgekit.data import find_split
+
+    if train is None:
+        return None
+    base = train.parent if train.name == "train" else train
+    if base == train:
+        return None
+    return find_split(base, "test") or find_split(base, "val")
+
+
+def plan_compression(*, model: Path, out_dir: Path, options: CompressOptions, calibration: Path | None,
+                     train_data: Path | None, eval_data: Path | None) -> Plan:
+    """Check every option and folder; raise UsageError/DataError/OutputError naming the option before any work."""
+    from edgekit.data import scan_image_folder
+    from edgekit.targets.common import check_out_dir, load_parent
+
+    options.validate()
+    parent = load_parent(model, formats=("keras",), target="compress")
+    out_dir = check_out_dir(out_dir, parent)
+    for name, _ in options.modes():
+        if (out_dir / name).resolve() == parent.directory.resolve():
+            raise OutputError(f"variant folder {out_dir / name} is the input model's folder",
+                              fix="pass a different --out folder so the parent is not overwritten")
+    labels = parent.manifest.labels
+    recorded = _training_folder(parent.manifest.extra.get("data"))
+    plan = Plan(parent=parent, out_dir=out_dir, options=options, preprocessing=parent.manifest.preprocessing_spec(),
+                calibration=None, train_data=None, eval_data=None)
+    if options.needs_calibration():
+        plan.calibration = Path(calibration).expanduser() if calibration else recorded
+        if plan.calibration is None:
+            raise UsageError("--int8 needs calibration images and the model's manifest names no training folder",
+                             fix="pass --calibration DIR (a folder of <class>/ images like the training data)")
+        folder = scan_image_folder(plan.calibration, classes=labels)
+        if len(folder.items) < MIN_CALIBRATION_IMAGES:
+            raise DataError(f"--calibration {plan.calibration} has only {len(folder.items)} usable images "
+                            f"(need >= {MIN_CALIBRATION_IMAGES})", fix="point --calibration at a folder with more images")
+    if options.needs_training():
+        plan.train_data = Path(train_data).expanduser() if train_data else recorded
+        if plan.train_data is None:
+            raise UsageError("--prune/--cluster/--qat fine-tune on training images and none are known",
+                             fix="pass train_data (the finetune image folder)")
+        scan_image_folder(plan.train_data, classes=labels)
+    plan.eval_data = Path(eval_data).expanduser() if eval_data else _held_out_folder(recorded)
+    if plan.eval_data is not None:
+        scan_image_folder(plan.eval_data, classes=labels)
+    elif plan.calibration is not None:
+        plan.eval_from_calibration = True
+    elif options.max_accuracy_drop is not None:
+        raise UsageError("--max-accuracy-drop needs labelled held-out images", fix="pass --eval-data DIR")
+    return plan
+
+
+def _calibration_and_eval(plan: Plan) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None, str]:
+    """Normalised calibration inputs, eval inputs, eval labels (None when unlabelled) and their source."""
+    from edgekit.data import calibration_sample, load_folder_arrays, normalize, scan_image_folder, stratified_split
+    from edgekit.targets.common import sample_inputs
+
+    labels, seed = plan.parent.manifest.labels, plan.options.seed
+    calibration = None
+    eval_folder = scan_image_folder(plan.eval_data, classes=labels) if plan.eval_data else None
+    if plan.calibration is not None:
+        folder = scan_image_folder(plan.calibration, classes=labels)
+        if plan.eval_from_calibration:  # hold out part of the calibration folder for evaluation
+            keep, held = stratified_split(folder.labels, 0.3, seed)
+            folder, eval_folder = folder.subset(keep), folder.subset(held)
+        pixels, _ = load_folder_arrays(calibration_sample(folder, plan.options.calibration_samples, seed=seed),
+                                       plan.preprocessing)
+        calibration = normalize(pixels, plan.preprocessing)
+    if eval_folder is None:
+        inputs, source = sample_inputs(plan.parent, plan.preprocessing, seed=seed)
+        return calibration, inputs, None, source
+    eval_folder = calibration_sample(eval_folder, MAX_EVAL_IMAGES, seed=seed + 1)
+    pixels, truth = load_folder_arrays(eval_folder, plan.preprocessing)
+    return calibration, normalize(pixels, plan.preprocessing), truth, f"{len(truth)} labelled images from {eval_folder.root}"
+
+
+def _optimise(keras_model, plan: Plan) -> tuple[object, dict]:
+    """Apply --prune / --cluster / --qat to the Keras model; return it with their reports."""
+    from edgekit.stages.optimize import load_training_images
+
+    options, reports = plan.options, {}
+    if not options.needs_training():
+        return keras_model, reports
+    images = load_training_images(plan.train_data, plan.parent.manifest.labels, plan.preprocessing)
+    wrap = plan.parent.manifest.extra.get("tfmot_wrap", "whole")
+    common = {"epochs": options.fine_tune_epochs, "tfmot_wrap": wrap, "seed": options.seed}
+    if options.prune is not None:
+        from edgekit.stages.prune import prune_model
+
+        keras_model, reports["pruning"] = prune_model(keras_model, images, sparsity=options.prune, **common)
+        status(f"pruned: {reports['pruning']['per_layer_type']}")
+    if options.cluster is not None:
+        from edgekit.stages.cluster import cluster_model
+
+        keras_model, reports["clustering"] = cluster_model(keras_model, images, clusters=options.cluster, **common)
+        status(f"clustered: at most {reports['clustering']['max_unique_values_clustered']} values per clustered layer")
+    if options.qat:
+        from edgekit.stages.quantize import qat_model
+
+        preserve = "prune" if options.prune is not None else "cluster" if options.cluster is not None else None
+        keras_model, reports["qat"] = qat_model(keras_model, images, preserve=preserve, **common)
+    return keras_model, reports
+
+
+def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = False, dynamic: bool = False,
+             int16x8: bool = False, io_dtype: str = "float32", calibration: Path | None = None,
+             calibration_samples: int = 200, prune: float | None = None, cluster: int | None = None,
+             qat: bool = False, train_data: Path | None = None, fine_tune_epochs: int = 2,
+             max_accuracy_drop: float | None = None, eval_data: Path | None = None, seed: int = 0,
+             trust: bool = False) -> list[Artifact]:
+    """Write one validated .tflite artifact per variant under ``out_dir``; see the module docstring."""
+    from edgekit._tf import set_seed
+    from edgekit.keras_io import load_keras_model
+    from edgekit.metrics import classification_report
+    from edgekit.targets.common import compare_to_parent
+    from edgekit.targets.tflite import PreparedModel, embed_metadata, gzip_size, run_tflite
+
+    options = CompressOptions(int8=int8, float16=float16, dynamic=dynamic, int16x8=int16x8, io_dtype=io_dtype,
+                              calibration_samples=calibration_samples, prune=prune, cluster=cluster, qat=qat,
+                              fine_tune_epochs=fine_tune_epochs, max_accuracy_drop=max_accuracy_drop, seed=seed)
+    plan = plan_compression(model=model, out_dir=out_dir, options=options, calibration=calibration,
+                            train_data=train_data, eval_data=eval_data)
+    started = time.perf_counter()
+    parent, labels = plan.parent, plan.parent.manifest.labels
+    set_seed(seed)
+    calibration_inputs, eval_inputs, eval_labels, eval_source = _calibration_and_eval(plan)
+    float_model = load_keras_model(parent.path, trust=trust)
+    reference = np.asarray(float_model.predict(eval_inputs, batch_size=32, verbose=0))
+
+    def top1(outputs: np.ndarray) -> float | None:
+        return None if eval_labels is None else classification_report(eval_labels, outputs, labels)["accuracy"]
+
+    float_top1 = top1(reference)
+    optimised, reports = _optimise(float_model, plan)
+    jobs = [(name, mode, options.io_dtype if mode == "int8" else "float32") for name, mode in options.modes()]
+    variants: list[tuple[str, str, bytes, dict]] = []
+    with PreparedModel(optimised, what=str(parent.path), representative=calibration_inputs) as prepared:
+        converted = prepared.convert_many([(mode, io, ()) for _, mode, io in jobs])
+        for (name, mode, io), data in zip(jobs, converted):
+            extra: dict = {}
+            if mode == "int8" and options.max_accuracy_drop is not None:
+                from edgekit.stages.quantize import guarded_int8
+
+                data, extra["accuracy_guard"] = guarded_int8(
+                    prepared, plain=data, io_dtype=io, float_accuracy=float_top1,
+                    accuracy_of=lambda candidate: top1(run_tflite(candidate, eval_inputs)),
+                    max_drop_points=options.max_accuracy_drop)
+            variants.append((name, mode, embed_metadata(data, labels=labels, preprocessing=parent.manifest.preprocessing),
+                             extra))
+    float_size = parent.manifest.size_bytes or parent.path.stat().st_size
+    pending = []
+    for name, mode, data, extra in variants:
+        outputs = run_tflite(data, eval_inputs)
+        validation = compare_to_parent(reference, outputs, quantized=True, min_agreement=0.0,
+                                       what=f"{name}/{MODEL_FILE}", sample_source=eval_source)
+        metrics = {"validation": validation, "size": {"bytes": len(data), "gzip_bytes": gzip_size(data),
+                                                      "vs_float_keras": round(len(data) / float_size, 4)}}
+        if float_top1 is not None:
+            variant_top1 = top1(outputs)
+            metrics["accuracy"] = {"float_top1": float_top1, "top1": variant_top1,
+                                   "top1_drop_points": round((float_top1 - variant_top1) * 100, 3)}
+        pending.append((name, mode, data, metrics, extra))
+    artifacts = [_write_variant(plan, name, mode, data, metrics, extra | reports)
+                 for name, mode, data, metrics, extra in pending]
+    status(f"compress: wrote {len(artifacts)} variant(s) under {plan.out_dir} in {time.perf_counter() - started:.1f} s")
+    return artifacts
+
+
+def _write_variant(plan: Plan, name: str, mode: str, data: bytes, metrics: dict, extra: dict) -> Artifact:
+    from edgekit.targets.tflite import tensor_specs
+
+    directory = plan.out_dir / name
+    input_spec, output_spec = tensor_specs(data)
+    parent = plan.parent
+    manifest = Manifest(
+        format="tflite", artifact=MODEL_FILE, stage="compress", labels=list(parent.manifest.labels),
+        preprocessing=plan.preprocessing.to_dict(), input=input_spec,
+        output=output_spec | {"activation": parent.manifest.output.get("activation", "softmax")},
+        parent=parent_record(parent, directory), backbone=parent.manifest.backbone,
+        options=asdict(plan.options) | {"variant": name, "mode": mode,
+                                        "calibration": str(plan.calibration) if plan.calibration else None,
+                                        "train_data": str(plan.train_data) if plan.train_data else None,
+                                        "eval_data": str(plan.eval_data) if plan.eval_data else None},
+        seed=plan.options.seed, metrics=metrics, extra=extra | {"parent_format": parent.manifest.format},
+        versions=library_versions("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert", "numpy"))
+    return write_artifact(directory, MODEL_FILE, manifest, writer=lambda tmp: tmp.write_bytes(data))
