@@ -148,6 +148,9 @@ def _raise_output_error(path: Path, exc: OSError) -> None:
     if exc.errno == errno.ENOSPC:
         raise OutputError(f"no space left on the device while writing {path}",
                           fix="free disk space or choose another --out folder") from exc
+    if exc.errno in (errno.EFBIG, errno.EDQUOT):
+        raise OutputError(f"cannot write {path}: {exc.strerror} (file size limit or disk quota reached)",
+                          fix="raise the limit (ulimit -f, quota), free space or choose another --out folder") from exc
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         raise OutputError(f"cannot write {path}: {exc.strerror}",
                           fix="choose a writable --out folder") from exc
@@ -235,6 +238,12 @@ def check_output_dir(out_dir: Path, *, inputs: tuple[Path, ...] = ()) -> Path:
                               fix="pass a different --out folder so the input is not overwritten")
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"output path {out_dir} exists and is not a folder", fix="pass a folder to --out")
+    existing = next(p for p in (out_dir, *out_dir.parents) if p.exists())
+    if not existing.is_dir():
+        raise OutputError(f"output folder {out_dir} cannot be created: {existing} is a file",
+                          fix="pass a --out folder whose parents are folders")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"output folder {existing} is not writable", fix="choose a writable --out folder")
     return out_dir
 
 
