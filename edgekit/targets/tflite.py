@@ -118,14 +118,23 @@ def _child_convert(*, saved_model: str, representative: str | None, jobs: list[d
     for job in jobs:
         converter = _converter(tf, saved_model, representative, job)
         if job.get("denylisted_nodes"):
-            options = tf.lite.experimental.QuantizationDebugOptions(
-                denylisted_nodes=list(job["denylisted_nodes"]), fully_quantize=job["io_dtype"] != "float32")
-            debugger = tf.lite.experimental.QuantizationDebugger(
-                converter=converter, debug_dataset=converter.representative_dataset, debug_options=options)
-            data = debugger.get_nondebug_quantized_model()
+            data = _selective_int8(converter, job)
         else:
             data = converter.convert()
         Path(job["out"]).write_bytes(data)
+
+
+def _selective_int8(converter, job: dict[str, Any]) -> bytes:
+    """Calibrate, then quantize all but the denylisted tensors' ops: what the quantization debugger's
+    ``get_nondebug_quantized_model`` does, minus its constructor, which insists on leaving layers to verify."""
+    from tensorflow.lite.python import convert as tflite_convert
+
+    converter.experimental_mlir_quantizer = True
+    converter._experimental_calibrate_only = True
+    calibrated = converter.convert()
+    return tflite_convert.mlir_quantize(
+        calibrated, disable_per_channel=converter._experimental_disable_per_channel,
+        fully_quantize=job["io_dtype"] != "float32", denylisted_nodes=list(job["denylisted_nodes"]))
 
 
 def _child_layer_stats(*, saved_model: str, representative: str, out: str) -> None:

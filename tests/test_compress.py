@@ -1,0 +1,238 @@
+"""edgekit compress on real digit images: every mode, pruning, clustering, QAT, the accuracy guard, bad input.
+
+Most tests use a small hand-built flat CNN trained for a few seconds on the digits (it reaches
+real accuracy, so agreement and accuracy drops mean something); one runs on the shared
+MobileNetV2 fixture. Runtime ~3-4 minutes on 2 cores (each conversion is a child process).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekit.errors import AccuracyError, DataError, OutputError, UsageError
+
+from conftest import sha256_tree
+
+OUTLIER_SCALE = 250.0
+
+
+def _write_cnn_artifact(out: Path, digits_dir: Path, *, outlier_channel: bool = False):
+    """A trained flat tf_keras CNN (Conv/BN/ReLU/DepthwiseConv/Dense, softmax) as a finetune-style artifact.
+
+    ``outlier_channel`` rescales one channel of the last conv by OUTLIER_SCALE (and the Dense row reading
+    it by its inverse): the float function is unchanged (ReLU is positively homogeneous), but that
+    tensor's int8 range becomes so wide that the other channels quantize to a few levels, a real
+    outlier-activation failure the accuracy guard must repair by keeping layers float.
+    """
+    from edgekit._tf import import_tf, set_seed
+    from edgekit.artifacts import Manifest, Preprocessing, write_artifact
+    from edgekit.data import load_folder_arrays, normalize, scan_image_folder
+    from edgekit.keras_io import save_keras_model
+
+    _, tf_keras = import_tf()
+    set_seed(0)
+    layers = tf_keras.layers
+    preprocessing = Preprocessing(size=(24, 24), mean=(127.5,) * 3, std=(127.5,) * 3)
+    train = scan_image_folder(digits_dir / "train")
+    pixels, labels = load_folder_arrays(train, preprocessing)
+    inputs = tf_keras.Input((24, 24, 3))
+    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False)(inputs)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU(6.0)(x)
+    x = layers.DepthwiseConv2D(3, padding="same")(x)
+    x = layers.ReLU(6.0)(x)
+    x = layers.Conv2D(64, 1, name="pointwise")(x)
+    x = layers.ReLU(None if outlier_channel else 6.0)(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(len(train.classes), activation="softmax", name="head")(x)
+    model = tf_keras.Model(inputs, outputs)
+    model.compile(optimizer=tf_keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
+    model.fit(normalize(pixels, preprocessing), labels, epochs=25, batch_size=32, verbose=0)
+    if outlier_channel:
+        kernel, bias = model.get_layer("pointwise").get_weights()
+        kernel[..., 0] *= OUTLIER_SCALE
+        bias[0] *= OUTLIER_SCALE
+        model.get_layer("pointwise").set_weights([kernel, bias])
+        head_kernel, head_bias = model.get_layer("head").get_weights()
+        head_kernel[0] /= OUTLIER_SCALE
+        model.get_layer("head").set_weights([head_kernel, head_bias])
+    manifest = Manifest(format="keras", artifact="model.keras", stage="finetune", labels=train.classes,
+                        preprocessing=preprocessing.to_dict(), output={"activation": "softmax"}, backbone="tiny_cnn",
+                        extra={"data": str(digits_dir / "train"), "tfmot_wrap": "whole"})
+    return write_artifact(out, "model.keras", manifest, writer=lambda tmp: save_keras_model(model, tmp))
+
+
+@pytest.fixture(scope="module")
+def cnn_artifact(tmp_path_factory, digits_dir):
+    return _write_cnn_artifact(tmp_path_factory.mktemp("cnn") / "float", digits_dir)
+
+
+def _interpreter(path: Path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def _check_variant(artifact, *, labels, dtype: str) -> dict:
+    """A readable .tflite with static batch 1, embedded labels, and the manifest's recorded tensor types."""
+    from edgekit.runtime.metadata import read_tflite_metadata
+
+    detail = _interpreter(artifact.path).get_input_details()[0]
+    assert list(detail["shape"]) == [1, *artifact.manifest.input["shape"][1:3], 3]
+    assert artifact.manifest.input["shape"][0] == 1 and np.dtype(detail["dtype"]).name == dtype
+    assert artifact.manifest.input["dtype"] == dtype
+    meta = read_tflite_metadata(artifact.path.read_bytes())
+    assert meta["labels"] == list(labels) and meta["preprocessing"] == artifact.manifest.preprocessing
+    assert artifact.manifest.parent["sha256"]
+    return artifact.manifest.metrics
+
+
+def test_ptq_modes_write_valid_static_batch1_models_with_metadata(cnn_artifact, tmp_path):
+    from edgekit.stages.compress import compress
+
+    artifacts = compress(model=cnn_artifact.directory, out_dir=tmp_path / "out", int8=True, float16=True,
+                         int16x8=True, io_dtype="int8")
+    by_name = {a.directory.name: a for a in artifacts}
+    assert sorted(by_name) == ["float16", "int16x8", "int8"]
+    labels = cnn_artifact.manifest.labels
+    int8 = _check_variant(by_name["int8"], labels=labels, dtype="int8")
+    assert by_name["int8"].manifest.input["scale"] > 0
+    assert by_name["int8"].manifest.output["dtype"] == "int8"
+    assert int8["size"]["bytes"] < by_name["float16"].manifest.metrics["size"]["bytes"]
+    assert int8["validation"]["top1_agreement"] >= 0.9 and int8["accuracy"]["float_top1"] > 0.5
+    assert _check_variant(by_name["float16"], labels=labels, dtype="float32")["validation"]["max_abs_diff"] < 1e-2
+    assert _check_variant(by_name["int16x8"], labels=labels, dtype="float32")["validation"]["top1_agreement"] >= 0.9
+
+
+def test_dynamic_range_and_mobilenet_fixture_convert(tiny_float_artifact, tmp_path):
+    from edgekit.stages.compress import compress
+
+    (artifact,) = compress(model=tiny_float_artifact.path, out_dir=tmp_path / "out", dynamic=True)
+    metrics = _check_variant(artifact, labels=tiny_float_artifact.manifest.labels, dtype="float32")
+    assert artifact.directory.name == "dynamic" and metrics["size"]["vs_float_keras"] < 0.5
+
+
+def test_prune_reaches_the_sparsity_in_the_report_and_in_the_tflite_weights(cnn_artifact, tmp_path):
+    from edgekit.stages.compress import compress
+
+    (artifact,) = compress(model=cnn_artifact.path, out_dir=tmp_path / "out", prune=0.6, int8=True,
+                           fine_tune_epochs=1)
+    assert artifact.directory.name == "pruned60-int8"
+    report = artifact.manifest.extra["pruning"]["per_layer_type"]
+    assert report["conv"]["sparsity"] == pytest.approx(0.6, abs=0.02)
+    assert report["dense"]["sparsity"] == pytest.approx(0.6, abs=0.02)
+    interpreter = _interpreter(artifact.path)
+    # per-channel quantized int8 tensors are the weight constants
+    big_int8 = [interpreter.get_tensor(t["index"]) for t in interpreter.get_tensor_details()
+                if np.dtype(t["dtype"]) == np.int8 and len(t["quantization_parameters"]["scales"]) > 1
+                and np.prod(t["shape"]) >= 2048]
+    assert big_int8, "expected the 1x1 conv kernel among the int8 weights"
+    assert max(float(np.mean(w == 0)) for w in big_int8) >= 0.55
+    assert artifact.manifest.metrics["size"]["gzip_bytes"] < artifact.manifest.metrics["size"]["bytes"]
+
+
+def test_cluster_leaves_at_most_n_values_per_clustered_layer(cnn_artifact, tmp_path):
+    from edgekit.stages.compress import compress
+
+    (artifact,) = compress(model=cnn_artifact.path, out_dir=tmp_path / "out", cluster=8, fine_tune_epochs=1)
+    report = artifact.manifest.extra["clustering"]
+    clustered = [row for row in report["layers"].values() if row["clustered"]]
+    assert len(clustered) == 3  # two Conv2D + the Dense
+    assert all(row["unique_values"] <= 8 for row in clustered)
+    assert artifact.directory.name == "clustered8-float32"
+
+
+def test_qat_produces_an_int8_model(cnn_artifact, tmp_path):
+    from edgekit.stages.compress import compress
+
+    (artifact,) = compress(model=cnn_artifact.path, out_dir=tmp_path / "out", qat=True, io_dtype="int8",
+                           fine_tune_epochs=1)
+    assert artifact.directory.name == "qat-int8"
+    metrics = _check_variant(artifact, labels=cnn_artifact.manifest.labels, dtype="int8")
+    assert metrics["validation"]["top1_agreement"] >= 0.8
+    assert artifact.manifest.extra["qat"]["preserve"] == "none"
+
+
+def test_accuracy_guard_keeps_the_worst_layers_float_until_the_drop_fits(digits_dir, tmp_path):
+    from edgekit.stages.compress import compress
+
+    artifact_in = _write_cnn_artifact(tmp_path / "float", digits_dir, outlier_channel=True)
+    (plain,) = compress(model=artifact_in.path, out_dir=tmp_path / "plain", int8=True)
+    plain_drop = plain.manifest.metrics["accuracy"]["top1_drop_points"]
+    assert plain_drop > 5.0, "the outlier channel should hurt plain int8"
+    (artifact,) = compress(model=artifact_in.path, out_dir=tmp_path / "guarded", int8=True, max_accuracy_drop=1.0)
+    guard = artifact.manifest.extra["accuracy_guard"]
+    assert guard["kept_float_layers"] and guard["attempts"][0]["top1_drop_points"] == plain_drop
+    assert guard["top1_drop_points"] <= 1.0
+    assert artifact.manifest.metrics["accuracy"]["top1_drop_points"] <= 1.0
+    assert guard["size_vs_plain_int8"] > 0 and guard["latency_vs_plain_int8"] > 0
+
+
+@pytest.mark.parametrize("kwargs, error, words", [
+    ({"int8": True, "dynamic": True}, UsageError, "--dynamic"),
+    ({"prune": 1.5}, UsageError, "--prune"),
+    ({"prune": 0.0}, UsageError, "--prune"),
+    ({"cluster": 1}, UsageError, "--cluster"),
+    ({"qat": True, "float16": True}, UsageError, "--qat"),
+    ({"float16": True, "io_dtype": "int8"}, UsageError, "--io-dtype"),
+    ({"float16": True, "max_accuracy_drop": 1.0}, UsageError, "--max-accuracy-drop"),
+    ({}, UsageError, "nothing to do"),
+])
+def test_nonsense_options_fail_before_any_work(cnn_artifact, tmp_path, kwargs, error, words):
+    from edgekit.stages.compress import compress
+
+    with pytest.raises(error, match=words):
+        compress(model=cnn_artifact.path, out_dir=tmp_path / "out", **kwargs)
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_folders_are_refused_with_the_option_named(cnn_artifact, digits_dir, tmp_path):
+    from edgekit.artifacts import write_json_atomic
+    from edgekit.stages.compress import compress
+
+    few = tmp_path / "few"
+    for path in sorted((digits_dir / "train" / "3").iterdir())[:4]:
+        (few / "3").mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, few / "3" / path.name)
+    with pytest.raises(DataError, match="--calibration .* only 4 usable images"):
+        compress(model=cnn_artifact.path, out_dir=tmp_path / "o1", int8=True, calibration=few)
+    (few / "cats").mkdir()
+    shutil.copy(next((few / "3").iterdir()), few / "cats" / "x.png")
+    with pytest.raises(DataError, match="classes the model does not know: cats"):
+        compress(model=cnn_artifact.path, out_dir=tmp_path / "o2", int8=True, calibration=few)
+    before = sha256_tree(cnn_artifact.directory)
+    with pytest.raises(OutputError, match="--out"):
+        compress(model=cnn_artifact.path, out_dir=cnn_artifact.directory, float16=True)
+    assert sha256_tree(cnn_artifact.directory) == before
+    # a float model whose manifest names no training data: --int8 has nothing to calibrate on
+    bare = tmp_path / "bare"
+    shutil.copytree(cnn_artifact.directory, bare)
+    data = json.loads((bare / "manifest.json").read_text())
+    data["extra"] = {}
+    write_json_atomic(bare / "manifest.json", data)
+    with pytest.raises(UsageError, match="--calibration"):
+        compress(model=bare, out_dir=tmp_path / "o3", int8=True)
+
+
+def test_cli_compress_prints_json_summary(cnn_artifact, tmp_path, capsys):
+    from edgekit.cli.app import main
+
+    main(["compress", str(cnn_artifact.path), "--dynamic", "--out", str(tmp_path / "out"), "--json"])
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["variant"] == "dynamic" and Path(row["path"]).is_file() and row["top1_agreement"] >= 0.9
+
+
+def test_cli_reports_bad_option_with_exit_code(cnn_artifact, tmp_path, capsys):
+    from edgekit.cli.app import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compress", str(cnn_artifact.path), "--cluster", "1", "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == UsageError.exit_code
+    assert "--cluster" in capsys.readouterr().err

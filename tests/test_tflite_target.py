@@ -1,0 +1,67 @@
+"""The TFLite converter wrapper: static batch 1, child-process isolation, finite-weights check, tensor specs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgekit.errors import ConversionError
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    from edgekit._tf import import_tf, set_seed
+
+    _, tf_keras = import_tf()
+    set_seed(0)
+    inputs = tf_keras.Input((16, 16, 3))
+    x = tf_keras.layers.Conv2D(8, 3, activation="relu")(inputs)
+    x = tf_keras.layers.GlobalAveragePooling2D()(x)
+    return tf_keras.Model(inputs, tf_keras.layers.Dense(4, activation="softmax")(x))
+
+
+def test_a_crashing_child_becomes_conversion_error_naming_the_signal():
+    from edgekit.targets.tflite import run_isolated
+
+    # os.abort() really kills the child with SIGABRT, as a converter segfault would.
+    with pytest.raises(ConversionError, match="crashed with signal 6"):
+        run_isolated("os:abort", {}, what="TFLite conversion of crash.keras")
+
+
+def test_a_failing_child_reports_its_last_error_line():
+    from edgekit.targets.tflite import run_isolated
+
+    with pytest.raises(ConversionError, match="failed \\(exit 1\\).*SavedModel file does not exist"):
+        run_isolated("edgekit.targets.tflite:_child_convert",
+                     {"saved_model": "/nonexistent/saved_model", "representative": None,
+                      "jobs": [{"mode": "float32", "io_dtype": "float32", "out": "/nonexistent/x.tflite"}]},
+                     what="conversion")
+
+
+def test_non_finite_weights_are_refused_before_conversion(small_model):
+    from edgekit._tf import import_tf
+    from edgekit.targets.tflite import convert_keras_to_tflite
+
+    _, tf_keras = import_tf()
+    broken = tf_keras.models.clone_model(small_model)
+    kernel, bias = broken.layers[1].get_weights()
+    kernel[0, 0, 0, 0] = np.nan
+    broken.layers[1].set_weights([kernel, bias])
+    with pytest.raises(ConversionError, match="non-finite weights"):
+        convert_keras_to_tflite(broken, mode="float32")
+
+
+def test_int8_conversion_has_static_batch_one_and_quantized_io(small_model, tmp_path):
+    from edgekit.targets.tflite import convert_keras_to_tflite, run_tflite, tensor_specs
+
+    rng = np.random.default_rng(0)
+    representative = rng.normal(size=(16, 16, 16, 3)).astype(np.float32)
+    data = convert_keras_to_tflite(small_model, out_path=tmp_path / "m.tflite", mode="int8",
+                                   representative=representative, io_dtype="uint8")
+    assert (tmp_path / "m.tflite").read_bytes() == data
+    input_spec, output_spec = tensor_specs(data)
+    assert input_spec["shape"] == [1, 16, 16, 3] and input_spec["dtype"] == "uint8" and input_spec["scale"] > 0
+    assert output_spec["shape"] == [1, 4] and output_spec["dtype"] == "uint8"
+    reference = small_model.predict(representative, verbose=0)
+    outputs = run_tflite(data, representative)
+    assert np.abs(outputs - reference).max() < 0.05
