@@ -154,7 +154,8 @@ def _raise_output_error(path: Path, exc: OSError) -> None:
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         raise OutputError(f"cannot write {path}: {exc.strerror}",
                           fix="choose a writable --out folder") from exc
-    raise OutputError(f"cannot write {path}: {exc}", fix="check the --out folder") from exc
+    raise OutputError(f"cannot write {path}: {exc}",
+                      fix="check that the --out folder is writable and its disk has free space") from exc
 
 
 @contextlib.contextmanager

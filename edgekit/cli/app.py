@@ -7,6 +7,7 @@ Tracebacks appear only with ``--debug`` (or ``EDGEKIT_DEBUG=1``).
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
@@ -47,6 +48,26 @@ def _interrupt_on_signals() -> None:
     signal.signal(signal.SIGTERM, raise_interrupt)
 
 
+_DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+_DISK_FULL_TEXTS = ("No space left on device", "File too large", "Disk quota exceeded")
+
+
+def _disk_full_error(exc: Exception):
+    """An OutputError for a disk-full / file-size-limit failure raised by a library writing scratch files
+    (onnx.save, TensorFlow's SavedModel writer) outside edgekit's atomic writers; None for anything else."""
+    from edgekit.errors import OutputError
+
+    if isinstance(exc, OSError) and exc.errno in _DISK_FULL_ERRNOS:
+        where = f" {exc.filename}" if exc.filename else " a file (in --out or the temp folder)"
+        reason = exc.strerror
+    elif type(exc).__module__.startswith("tensorflow") and any(t in str(exc) for t in _DISK_FULL_TEXTS):
+        where, reason = " a file (in --out or the temp folder)", next(t for t in _DISK_FULL_TEXTS if t in str(exc))
+    else:
+        return None
+    return OutputError(f"could not write{where}: {reason}",
+                       fix="free disk space (or raise `ulimit -f`), or point --out / TMPDIR at a disk with room")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app, turning EdgekitError into a one-line message + exit code."""
     from edgekit.cli import commands  # noqa: F401  (registers every command on ``app``)
@@ -78,3 +99,9 @@ def main(argv: list[str] | None = None) -> None:
             raise
         exc.show()
         sys.exit(getattr(exc, "exit_code", 2))
+    except Exception as exc:
+        error = _disk_full_error(exc)
+        if error is None or os.environ.get("EDGEKIT_DEBUG"):
+            raise
+        typer.echo(f"error: {error.one_line()}", err=True)
+        sys.exit(error.exit_code)
