@@ -165,6 +165,9 @@ def check_onnx_external_data(path: Path) -> list[Path]:
     for tensor, location in found:
         where = f"{path}: tensor {tensor!r} stores its data at {location!r}"
         fix = "only load external data that sits beside the model; re-export it with relative file names"
+        if "\0" in location:
+            raise ModelFileError(f"{where}, which is not a valid file name (NUL byte)",
+                                 fix="re-export or re-download the model; the file is corrupt")
         if os.path.isabs(location) or location.startswith(("/", "\\")) or (len(location) > 1 and location[1] == ":"):
             raise UnsafeModelError(f"{where}, an absolute path", fix=fix)
         if ".." in Path(location.replace("\\", "/")).parts:

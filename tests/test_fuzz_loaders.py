@@ -1,0 +1,56 @@
+"""Bounded fuzzing of every loader that reads untrusted bytes: only edgekit's typed errors may come out.
+
+Two inputs per loader: random bytes, and mutations (bit flips, truncations, overwrites, insertions,
+'interesting' int32 offsets) of real valid files written by the real converters/writers. The longer run
+is ``python benchmarks/fuzz_loaders.py``.
+"""
+
+from __future__ import annotations
+
+import pytest
+from fuzz.loaders import LOADERS, Loader, build_seeds, check, mutate
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+EXAMPLES = 120
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+@pytest.fixture(scope="session")
+def seeds(tmp_path_factory, digits_dir) -> dict[str, bytes]:
+    return build_seeds(tmp_path_factory.getbasetemp() / "fuzz-seeds", digits_dir)
+
+
+@pytest.fixture
+def work(tmp_path):
+    return tmp_path
+
+
+def test_every_seed_file_is_accepted_by_its_loaders(seeds, work):
+    """The mutations start from files the loaders accept, so they probe the deep parsing paths."""
+    for loader in LOADERS:
+        for name in loader.seeds:
+            loader.load(seeds[name], work)
+
+
+@pytest.mark.parametrize("loader", LOADERS, ids=lambda loader: loader.name)
+def test_random_bytes_raise_only_typed_errors(loader: Loader, work):
+    @FUZZ
+    @given(data=st.binary(max_size=4096))
+    def probe(data: bytes) -> None:
+        assert check(loader, data, work) is None
+
+    probe()
+
+
+@pytest.mark.parametrize("loader", LOADERS, ids=lambda loader: loader.name)
+def test_mutated_real_files_raise_only_typed_errors(loader: Loader, seeds, work):
+    @FUZZ
+    @given(seed=st.sampled_from(loader.seeds), rng=st.randoms(use_true_random=False))
+    def probe(seed: str, rng) -> None:
+        data = mutate(seeds[seed], rng)
+        finding = check(loader, data, work)
+        assert finding is None, f"{loader.name} on a mutated {seed} ({len(data)} bytes): {finding}"
+
+    probe()
