@@ -65,7 +65,8 @@ def inspect_keras_archive(path: Path) -> dict:
             raise UnsafeModelError(f"{path} has an oversized config.json", fix="do not load this file")
         try:
             return json.loads(archive.read("config.json"))
-        except (json.JSONDecodeError, UnicodeDecodeError, zipfile.BadZipFile, OSError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, zipfile.BadZipFile, OSError, NotImplementedError,
+                RuntimeError) as exc:  # zipfile raises the last two for unsupported or encrypted members
             raise ModelFileError(f"{path} has a corrupt config.json: {exc}", fix="re-save the model") from exc
 
 

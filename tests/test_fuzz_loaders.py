@@ -54,3 +54,39 @@ def test_mutated_real_files_raise_only_typed_errors(loader: Loader, seeds, work)
         assert finding is None, f"{loader.name} on a mutated {seed} ({len(data)} bytes): {finding}"
 
     probe()
+
+
+def _zip_with_patched_central_header(member: str, offset: int, value: int) -> bytes:
+    """A one-member zip whose central directory field at ``offset`` (flags=8, method=10) is ``value``."""
+    import io
+    import struct
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(member, b"{}")
+    data = bytearray(buffer.getvalue())
+    header = data.rfind(b"PK\x01\x02")
+    data[header + offset:header + offset + 2] = struct.pack("<H", value)
+    return bytes(data)
+
+
+def _nul_external_location(work) -> bytes:
+    from test_model_safety import _external_data_model
+
+    return _external_data_model(work / "nul", "weights\0.bin").read_bytes()
+
+
+@pytest.mark.parametrize(("loader_name", "make"), [
+    ("safety.check_onnx_external_data", _nul_external_location),
+    ("torch_pickle.load_state_dict", lambda work: b"\x80\x04\x8e" + (2 ** 63 + 5).to_bytes(8, "little")),
+    ("torch_pickle.load_state_dict", lambda work: _zip_with_patched_central_header("archive/data.pkl", 10, 99)),
+    ("torch_pickle.load_state_dict", lambda work: _zip_with_patched_central_header("archive/data.pkl", 8, 1)),
+    ("keras_io.inspect_keras_archive", lambda work: _zip_with_patched_central_header("config.json", 10, 99)),
+    ("keras_io.inspect_keras_archive", lambda work: _zip_with_patched_central_header("config.json", 8, 1)),
+], ids=["onnx-nul-in-location", "pth-binbytes8-overflow", "pth-zip-method-99", "pth-zip-encrypted",
+        "keras-zip-method-99", "keras-zip-encrypted"])
+def test_past_fuzz_findings_are_typed_errors(loader_name, make, work):
+    """Inputs the fuzzer (or its review) found raising ValueError/OverflowError/NotImplementedError/RuntimeError."""
+    loader = next(loader for loader in LOADERS if loader.name == loader_name)
+    assert check(loader, make(work), work) is None

@@ -235,7 +235,8 @@ def load_state_dict(path: Path) -> dict[str, np.ndarray]:
     except (UnsafeModelError, ModelFileError):
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
-            struct.error, zipfile.BadZipFile, MemoryError, RecursionError, UnicodeDecodeError, OSError) as exc:
+            struct.error, zipfile.BadZipFile, MemoryError, RecursionError, UnicodeDecodeError, OSError,
+            OverflowError, NotImplementedError, RuntimeError) as exc:  # zipfile: unsupported/encrypted members
         raise ModelFileError(f"{path} is not a readable PyTorch weights file ({type(exc).__name__}: {exc})",
                              fix="re-download the weights file, or pass a .pth written by torch.save") from exc
     if not tensors:
