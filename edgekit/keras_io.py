@@ -41,7 +41,7 @@ def inspect_keras_archive(path: Path) -> dict:
     """Read and vet a ``.keras`` zip without loading it: member names, sizes, and its config."""
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, NotImplementedError) as exc:  # NotImplementedError: zip version
         raise ModelFileError(f"{path} is not a valid .keras file (not a zip archive: {exc})",
                              fix="re-save the model with edgekit finetune or model.save('x.keras')") from exc
     with archive:

@@ -84,8 +84,9 @@ def _nul_external_location(work) -> bytes:
     ("torch_pickle.load_state_dict", lambda work: _zip_with_patched_central_header("archive/data.pkl", 8, 1)),
     ("keras_io.inspect_keras_archive", lambda work: _zip_with_patched_central_header("config.json", 10, 99)),
     ("keras_io.inspect_keras_archive", lambda work: _zip_with_patched_central_header("config.json", 8, 1)),
+    ("keras_io.inspect_keras_archive", lambda work: _zip_with_patched_central_header("config.json", 6, 189)),
 ], ids=["onnx-nul-in-location", "pth-binbytes8-overflow", "pth-zip-method-99", "pth-zip-encrypted",
-        "keras-zip-method-99", "keras-zip-encrypted"])
+        "keras-zip-method-99", "keras-zip-encrypted", "keras-zip-version-18.9"])
 def test_past_fuzz_findings_are_typed_errors(loader_name, make, work):
     """Inputs the fuzzer (or its review) found raising ValueError/OverflowError/NotImplementedError/RuntimeError."""
     loader = next(loader for loader in LOADERS if loader.name == loader_name)

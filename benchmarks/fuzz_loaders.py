@@ -1,0 +1,104 @@
+"""Longer fuzz run of every loader that reads untrusted bytes (the bounded version is tests/test_fuzz_loaders.py).
+
+Per loader: N examples (half random bytes, half mutations of real valid files) or a time budget, whichever
+ends first. A finding is any exception other than an EdgekitError; each is recorded once per loader and
+signature, with the example index that reproduces it (example i uses ``random.Random(f"{loader}/{i}")``).
+Writes benchmarks/results/fuzz_loaders.{json,md}.
+
+    python benchmarks/fuzz_loaders.py [--examples 2000] [--budget-s 120]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from fuzz.loaders import LOADERS, Loader, build_seeds, check, mutate  # noqa: E402
+
+
+FIXED = (  # findings of earlier runs, fixed; each has a regression case in tests/test_fuzz_loaders.py
+    "safety.check_onnx_external_data: ValueError (embedded null byte) for a NUL in an external-data location",
+    "torch_pickle.load_state_dict: OverflowError (BINBYTES8 length > sys.maxsize)",
+    "torch_pickle.load_state_dict: NotImplementedError (zip version / compression method / flag bit 5)",
+    "keras_io.inspect_keras_archive: NotImplementedError (zip file version 18.9) when opening the archive",
+)
+
+
+def example(loader: Loader, seeds: dict[str, bytes], index: int) -> tuple[str, bytes]:
+    """The reproducible input number ``index`` for ``loader``: (kind, bytes)."""
+    rng = random.Random(f"{loader.name}/{index}")
+    if index % 2 == 0:
+        return "random", rng.randbytes(rng.randint(0, 4096))
+    seed = rng.choice(loader.seeds)
+    return f"mutated {seed}", mutate(seeds[seed], rng)
+
+
+def fuzz(loader: Loader, seeds: dict[str, bytes], *, examples: int, budget_s: float, work: Path) -> dict:
+    findings: dict[str, dict] = {}
+    started = time.perf_counter()
+    done = 0
+    while done < examples and time.perf_counter() - started < budget_s:
+        kind, data = example(loader, seeds, done)
+        finding = check(loader, data, work)
+        if finding is not None:
+            signature = finding.split(" at ")[-1] + " " + finding.split(":")[0]
+            entry = findings.setdefault(signature, {"finding": finding, "first_example": done, "input": kind,
+                                                    "bytes": len(data), "count": 0})
+            entry["count"] += 1
+        done += 1
+    return {"loader": loader.name, "examples": done, "seconds": round(time.perf_counter() - started, 2),
+            "findings": list(findings.values())}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=2000, help="examples per loader")
+    parser.add_argument("--budget-s", type=float, default=120.0, help="time budget per loader")
+    parser.add_argument("--work", type=Path, default=REPO / "runs" / "bench-fuzz")
+    parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
+    args = parser.parse_args()
+
+    from edgekit.data import write_digits_dataset
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    seeds = build_seeds(args.work / "seeds", write_digits_dataset(args.work / "digits", size=32))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="edgekit-fuzz-") as tmp:
+        for loader in LOADERS:
+            work = Path(tmp) / loader.name.replace("/", "_")
+            work.mkdir()
+            row = fuzz(loader, seeds, examples=args.examples, budget_s=args.budget_s, work=work)
+            rows.append(row)
+            print(f"{row['loader']}: {row['examples']} examples in {row['seconds']} s, "
+                  f"{len(row['findings'])} finding(s)", flush=True)
+    summary = {"examples_per_loader": args.examples, "budget_s_per_loader": args.budget_s,
+               "total_examples": sum(r["examples"] for r in rows), "total_seconds": round(sum(r["seconds"] for r in rows), 1),
+               "total_findings": sum(len(r["findings"]) for r in rows),
+               "seed_bytes": {name: len(data) for name, data in seeds.items()}, "loaders": rows}
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "fuzz_loaders.json").write_text(json.dumps(summary, indent=2) + "\n")
+    lines = ["# Loader fuzzing", "",
+             f"{summary['total_examples']} examples in {summary['total_seconds']} s over {len(rows)} loaders "
+             f"(half random bytes, half mutations of real files: {', '.join(f'{k} {v} B' for k, v in summary['seed_bytes'].items())}). "
+             "A finding is any exception other than an EdgekitError.", "",
+             "| loader | examples | seconds | findings |", "|---|---:|---:|---|"]
+    for row in rows:
+        found = "; ".join(f"{f['finding']} (x{f['count']}, first #{f['first_example']}, {f['input']})"
+                          for f in row["findings"]) or "none"
+        lines.append(f"| {row['loader']} | {row['examples']} | {row['seconds']} | {found} |")
+    lines += ["", "Earlier findings, fixed (regression cases in tests/test_fuzz_loaders.py):", ""]
+    lines += [f"- {finding}" for finding in FIXED]
+    (args.results / "fuzz_loaders.md").write_text("\n".join(lines) + "\n")
+    return 1 if summary["total_findings"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
