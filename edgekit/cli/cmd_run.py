@@ -20,6 +20,9 @@ Devices = Annotated[list[str] | None, typer.Option("--device", "-d", help="Measu
                                                                          "recipe's (repeatable; `edgekit devices`).")]
 
 
+TERMINAL_COLUMNS = ("variant", "device", "size_mb", "p50_ms", "accuracy", "accuracy_drop_pts", "status")
+
+
 def print_summary(summary: dict, *, as_json: bool) -> None:
     """The Pareto table and the pick (or JSON), shared by run, sweep and quickstart."""
     if as_json:
@@ -33,11 +36,13 @@ def print_summary(summary: dict, *, as_json: bool) -> None:
     rows = summary["rows"]
     front = [r for r in rows if r.get("pareto")]
     table = Table(title=f"{summary['name']}: float top-1 {summary['reference_accuracy']}  "
-                        f"(★ pick, ◆ Pareto-optimal)")
-    for _, title in COLUMNS:
-        table.add_column(title, overflow="fold")
+                        f"(★ pick, ◆ Pareto-optimal; full table in the report)")
+    shown = [i for i, (key, _) in enumerate(COLUMNS) if key in TERMINAL_COLUMNS]
+    for i in shown:
+        is_status = COLUMNS[i][0] == "status"
+        table.add_column(COLUMNS[i][1], overflow="ellipsis", no_wrap=True, max_width=22 if is_status else None)
     for cells in _table_rows(rows, front, summary.get("pick")):
-        table.add_row(*cells)
+        table.add_row(*(cells[i] for i in shown))
     console = Console()
     console.print(table)
     skipped = sum(1 for s in summary["stages"] if s["skipped"])

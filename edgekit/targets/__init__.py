@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 import importlib.util
 import os
 import shutil
@@ -102,7 +103,9 @@ class Target:
             raise DeviceUnavailableError(f"target {self.name!r} needs the Python module(s) {', '.join(missing)}",
                                          fix="pip install 'edgekit[full]'")
         function = getattr(importlib.import_module(self.module), self.function)
-        return function(model, out_dir=out_dir, **(general or {}), **options)
+        accepted = inspect.signature(function).parameters
+        general = {k: v for k, v in (general or {}).items() if k in accepted}  # e.g. no seed for a compiler
+        return function(model, out_dir=out_dir, **general, **options)
 
 
 def _flag(name: str) -> str:
