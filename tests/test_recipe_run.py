@@ -1,0 +1,81 @@
+"""`edgekit run` end to end on the embedded digits: report files, failure rows, and unchanged reruns skipping."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from edgekit.errors import UsageError
+from edgekit.recipes.runner import run_recipe
+
+RECIPE = """
+name: tiny
+seed: 0
+data: {train: "embedded:digits/train", test: "embedded:digits/test"}
+finetune: {backbone: mobilenet_v2, input_size: 32, epochs: 5, augment_copies: 0}
+compress:
+  - {name: int8, int8: true, calibration_samples: 50}
+  - {name: broken, cluster: 4, int8: true, calibration_samples: 50, fine_tune_epochs: 0}
+export:
+  - {name: edgetpu, target: edgetpu, source: int8}
+devices: [cpu-1t, edgetpu]
+profile: {runs: 5, warmup: 1, max_eval_images: 100}
+constraints: {max_accuracy_drop: 50}
+"""
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("recipe")
+    recipe = folder / "tiny.yaml"
+    recipe.write_text(RECIPE)
+    return recipe, folder / "out", run_recipe(recipe_path=recipe, out_dir=folder / "out")
+
+
+def test_run_writes_reports_with_a_pick_and_reasons_for_skipped_devices(first_run):
+    _, out, summary = first_run
+    for name in ("report.json", "report.md", "report.html", "pareto.png"):
+        assert (out / name).is_file()
+    rows = {(r["variant"], r["device"]): r for r in summary["rows"]}
+    assert rows[("int8", "cpu-1t")]["status"] == "ok" and rows[("int8", "cpu-1t")]["p50_ms"] > 0
+    assert rows[("int8", "edgetpu")]["status"].startswith("skipped: libedgetpu")
+    assert rows[("edgetpu", "cpu-1t")]["status"].startswith("failed: the Edge TPU compiler is not installed")
+    assert summary["pick"] is not None and "Pareto front" in (out / "report.md").read_text()
+
+
+def test_rerun_of_an_unchanged_recipe_skips_every_successful_stage_with_identical_metrics(first_run):
+    recipe, out, summary = first_run
+    again = run_recipe(recipe_path=recipe, out_dir=out)
+    ran = [s["name"] for s in again["stages"] if not s["skipped"] and not s["error"]]
+    assert ran == []
+    assert again["reference_accuracy"] == summary["reference_accuracy"]
+    assert [r.get("accuracy") for r in again["rows"]] == [r.get("accuracy") for r in summary["rows"]]
+
+
+def test_editing_one_variant_reruns_only_that_stage(first_run, tmp_path):
+    recipe, out, _ = first_run
+    edited = tmp_path / "tiny.yaml"
+    edited.write_text(recipe.read_text().replace("calibration_samples: 50}\n  - {name: broken",
+                                                 "calibration_samples: 60}\n  - {name: broken"))
+    summary = run_recipe(recipe_path=edited, out_dir=out)
+    ran = {s["name"] for s in summary["stages"] if not s["skipped"]}
+    assert "compress:int8" in ran and "finetune" not in ran
+
+
+def test_unknown_device_fails_before_any_work_with_a_suggestion(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(RECIPE.replace("[cpu-1t, edgetpu]", "[cpu-1tt]"))
+    with pytest.raises(UsageError, match="did you mean"):
+        run_recipe(recipe_path=recipe, out_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_run_json_lists_rows(first_run):
+    recipe, out, _ = first_run
+    result = subprocess.run([sys.executable, "-m", "edgekit", "run", str(recipe), "--out", str(out), "--json"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert {r["variant"] for r in json.loads(result.stdout)["rows"]} >= {"int8", "float32"}
