@@ -11,7 +11,6 @@ faster than ONNX fp32 with <= 1.0 point top-1 drop.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys

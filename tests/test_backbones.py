@@ -48,7 +48,7 @@ def test_catalog_lists_every_backbone_with_consistent_fields():
 def test_unknown_backbone_suggests_the_closest_name():
     with pytest.raises(UsageError) as info:
         get_backbone("mobilenetv2")
-    assert "did you mean mobilenet_v2" in str(info.value)
+    assert "did you mean 'mobilenet_v2'" in str(info.value)
 
 
 def test_importing_the_registry_does_not_import_tensorflow():

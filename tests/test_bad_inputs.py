@@ -296,7 +296,7 @@ CASES: list[tuple[str, Builder, int, tuple[str, ...]]] = [
     ("unknown-device/profile", lambda w: ["profile", w.models[F].parent, "--device", "cpu1t"],
      2, ("'cpu1t'", "did you mean 'cpu-1t'")),
     ("unknown-backbone/finetune", lambda w: ["finetune", w.digits / "train", "--backbone", "mobilnet_v2",
-                                             "--out", w.prev], 2, ("'mobilnet_v2'", "did you mean mobilenet_v2")),
+                                             "--out", w.prev], 2, ("'mobilnet_v2'", "did you mean 'mobilenet_v2'")),
     # --- missing hardware, unreachable devices ---------------------------------------------------------------
     ("device-edgetpu-missing/profile", lambda w: ["profile", w.models[I8].parent, "--device", "edgetpu",
                                                   "--report", w.prev], 7, ("edgetpu", "libedgetpu")),

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekit.errors import AccuracyError, DataError, OutputError, UsageError
+from edgekit.errors import DataError, OutputError, UsageError
 
 from conftest import sha256_tree
 

@@ -109,7 +109,7 @@ def test_very_large_jpeg_is_decoded_at_reduced_scale(tmp_path):
 
 
 def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
-    path = _photo(tmp_path / "bomb" / "a" / "x.png", size=(300, 300))
+    _photo(tmp_path / "bomb" / "a" / "x.png", size=(300, 300))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     with pytest.raises(DataError, match="DecompressionBomb"):
         scan_image_folder(tmp_path / "bomb")

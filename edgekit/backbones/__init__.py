@@ -14,7 +14,6 @@ where its weights come from, their sha256 and licence). Two kinds are built:
 
 from __future__ import annotations
 
-import difflib
 import functools
 import importlib.util
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.artifacts import Preprocessing, sha256_file
+from edgekit.naming import unknown_name_error
 from edgekit.errors import ModelFileError, UsageError
 
 CATALOG_DIR = Path(__file__).resolve().parents[2] / "models"
@@ -92,9 +92,7 @@ def get_backbone(name: str) -> BackboneSpec:
     catalog = _catalog()
     if name in catalog:
         return catalog[name]
-    close = difflib.get_close_matches(name, list(catalog), n=3, cutoff=0.5)
-    hint = f"did you mean {' or '.join(close)}?" if close else f"choose one of {', '.join(catalog)}"
-    raise UsageError(f"unknown backbone {name!r}", fix=hint)
+    raise unknown_name_error("backbone", name, catalog, listing="`edgekit backbones` lists them")
 
 
 def locate_weights(spec: BackboneSpec) -> Path:

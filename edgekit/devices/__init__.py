@@ -12,12 +12,12 @@ can skip what is absent here with the reason instead of failing half-way.
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgekit.naming import json_key_path, load_yaml_mapping, unknown_name_error
 from edgekit.errors import UsageError
 
 BUILTIN_DIR = Path(__file__).resolve().parent
@@ -127,28 +127,11 @@ class DeviceProfile:
         return data
 
 
-def _key_path(error) -> str:
-    parts = [f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path]
-    return "".join(parts).lstrip(".") or "(top level)"
-
-
 def parse_profile(text: str, *, source: str) -> DeviceProfile:
     """Parse and validate one profile; the first problem names the key path and the file."""
-    import jsonschema
-    import yaml
-
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{source}: not valid (safe) YAML: {str(exc).splitlines()[0]}",
-                         fix="fix the syntax; Python tags such as !!python/object are never allowed") from exc
-    if not isinstance(data, dict):
-        raise UsageError(f"{source}: a device profile is a mapping (name, accelerator, threads, ...)",
-                         fix="see edgekit/devices/cpu.yaml for the layout")
-    errors = sorted(jsonschema.Draft202012Validator(PROFILE_SCHEMA).iter_errors(data),
-                    key=lambda e: (len(list(e.absolute_path)), str(list(e.absolute_path))))
+    data, errors = load_yaml_mapping(text, source=source, schema=PROFILE_SCHEMA, what="device profile")
     if errors:
-        raise UsageError(f"{source}: {_key_path(errors[0])}: {errors[0].message}",
+        raise UsageError(f"{source}: {json_key_path(errors[0])}: {errors[0].message}",
                          fix="correct that key; `edgekit devices --help` describes the profile layout")
     transport = data.get("transport", "local")
     if (transport == "ssh") != ("ssh" in data):
@@ -204,7 +187,4 @@ def get_device(name: str) -> DeviceProfile:
     devices = {d.name: d for d in list_devices()}
     if name in devices:
         return devices[name]
-    close = difflib.get_close_matches(name, list(devices), n=3, cutoff=0.5)
-    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-    raise UsageError(f"unknown device {name!r}",
-                     fix=f"{hint}known devices: {', '.join(devices)} (`edgekit devices` lists them)")
+    raise unknown_name_error("device", name, devices, listing="`edgekit devices` lists them")

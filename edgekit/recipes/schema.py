@@ -88,32 +88,15 @@ RECIPE_SCHEMA: dict[str, Any] = {
 }
 
 
-def _key_path(error) -> str:
-    path = ""
-    for part in error.absolute_path:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path or "(top level)"
-
-
 def parse_recipe(text: str, *, source: str) -> dict[str, Any]:
     """Parse YAML safely and validate it; the first error names the key path."""
-    import jsonschema
-    import yaml
+    from edgekit.naming import json_key_path, load_yaml_mapping
 
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"{source}: not valid (safe) YAML: {str(exc).splitlines()[0]}",
-                          fix="fix the syntax; Python tags such as !!python/object are never allowed") from exc
-    if not isinstance(data, dict):
-        raise RecipeError(f"{source}: a recipe is a mapping of keys (name, data, finetune, ...)",
-                          fix="see recipes/quickstart.yaml for the layout")
-    validator = jsonschema.Draft202012Validator(RECIPE_SCHEMA)
-    errors = sorted(validator.iter_errors(data), key=lambda e: (len(list(e.absolute_path)), str(e.absolute_path)))
+    data, errors = load_yaml_mapping(text, source=source, schema=RECIPE_SCHEMA, what="recipe", error=RecipeError)
     if errors:
         error = errors[0]
         extra = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise RecipeError(f"{source}: {_key_path(error)}: {error.message}{extra}",
+        raise RecipeError(f"{source}: {json_key_path(error)}: {error.message}{extra}",
                           fix="correct that key; `edgekit run --help` shows the recipe layout")
     names = [v["name"] for v in data.get("compress", [])] + [e["name"] for e in data.get("export", [])]
     duplicates = sorted({n for n in names if names.count(n) > 1} | ({"float"} & set(names)))

@@ -8,7 +8,6 @@ that does the work. Nothing heavy is imported here: :meth:`Target.available` ask
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import importlib.util
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgekit.naming import unknown_name_error
 from edgekit.errors import DeviceUnavailableError, UsageError
 
 CALIBRATE_METHODS = ("minmax", "entropy", "percentile")
@@ -176,10 +176,7 @@ def get_target(name: str) -> Target:
     key = name.strip().lower()
     if key in TARGETS:
         return TARGETS[key]
-    close = difflib.get_close_matches(key, list(TARGETS), n=1, cutoff=0.5)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    raise UsageError(f"unknown target {name!r}: {hint}known targets: {', '.join(TARGETS)}",
-                     fix=f"use --target {close[0] if close else next(iter(TARGETS))}")
+    raise unknown_name_error("target", name, TARGETS, listing="`edgekit targets` lists them")
 
 
 def list_targets() -> list[dict[str, Any]]:
