@@ -15,6 +15,8 @@ from test_bad_inputs import run_edgekit
 
 from edgekit.artifacts import load_artifact
 
+pytestmark = pytest.mark.slow  # trains and converts everything twice (~2.5 min): runs in CI after the fast suite
+
 
 def _weights(model_path: Path) -> list[np.ndarray]:
     from edgekit.keras_io import load_keras_model

@@ -26,6 +26,8 @@ from test_bad_inputs import REPO, assert_one_clear_error, run_edgekit
 
 from edgekit.artifacts import MANIFEST_NAME, TEMP_PREFIX, load_artifact
 
+pytestmark = pytest.mark.slow  # signals real subprocesses mid-run (~3 min): runs in CI after the fast suite
+
 START_TIMEOUT_S = 240
 
 

@@ -11,6 +11,8 @@ import pytest
 from edgekit.errors import UsageError
 from edgekit.recipes.runner import run_recipe
 
+pytestmark = pytest.mark.slow  # runs whole recipes end to end (~2 min): runs in CI after the fast suite
+
 RECIPE = """
 name: tiny
 seed: 0
