@@ -60,13 +60,16 @@ def pareto_png(rows: list[dict], front: list[dict], path: Path, *, title: str, c
     measured = [r for r in rows if all(r.get(k) is not None for k, _ in OBJECTIVES)]
     fig, ax = plt.subplots(figsize=(7.5, 5))
     biggest = max((r["size_mb"] for r in measured), default=1.0) or 1.0
+    labels: dict[tuple[float, float], list[str]] = {}
     for row in measured:
         on_front = any(row is f for f in front)
         ax.scatter(row["p50_ms"], row["accuracy"] * 100, s=40 + 400 * row["size_mb"] / biggest, alpha=0.6,
                    color="tab:blue" if on_front else "tab:gray", edgecolors="black" if row is chosen else "none",
                    linewidths=2)
-        ax.annotate(f"{row['variant']}@{row['device']}\n{row['size_mb']:.2f} MB", (row["p50_ms"], row["accuracy"] * 100),
-                    fontsize=7, xytext=(4, 4), textcoords="offset points")
+        labels.setdefault((row["p50_ms"], row["accuracy"] * 100), []).append(
+            f"{row['variant']}@{row['device']} {row['size_mb']:.2f} MB")
+    for (x, y), names in labels.items():  # one label per point: coinciding variants share it
+        ax.annotate("\n".join(names), (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
     if front:
         ordered = sorted(front, key=lambda r: r["p50_ms"])
         ax.plot([r["p50_ms"] for r in ordered], [r["accuracy"] * 100 for r in ordered], "--", color="tab:blue",
