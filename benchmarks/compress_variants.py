@@ -45,25 +45,15 @@ def main() -> int:
         print(f"skipped: {args.data} not found", file=sys.stderr)
         return 0
 
-    from edgekit.artifacts import load_artifact, write_json_atomic, write_text_atomic
-    from edgekit.data import load_folder_arrays, normalize, scan_image_folder
+    from _common import float_parent_and_test_inputs  # benchmarks/ is on sys.path when run as a script
+    from edgekit.artifacts import write_json_atomic, write_text_atomic
     from edgekit.keras_io import load_keras_model
     from edgekit.stages.compress import compress
     from edgekit.targets.tflite import convert_keras_to_tflite, gzip_size, median_latency_ms, run_tflite
 
-    if args.float_dir is None:
-        from edgekit.stages.finetune import FinetuneConfig, finetune
-
-        args.float_dir = args.work / "float"
-        if not (args.float_dir / "manifest.json").is_file():
-            finetune(data=args.data / "train", out_dir=args.float_dir,
-                     config=FinetuneConfig(backbone="mobilenet_v2", input_size=args.size, epochs=30,
-                                           augment_copies=1, seed=0))
-    parent = load_artifact(args.float_dir)
+    parent, inputs, labels = float_parent_and_test_inputs(args.float_dir, work=args.work, data=args.data,
+                                                          input_size=args.size)
     preprocessing = parent.manifest.preprocessing_spec()
-    test = scan_image_folder(args.data / "test", classes=parent.manifest.labels)
-    pixels, labels = load_folder_arrays(test, preprocessing)
-    inputs = normalize(pixels, preprocessing)
     float_bytes = convert_keras_to_tflite(load_keras_model(parent.path), mode="float32", what="float parent")
     float_top1 = float((run_tflite(float_bytes, inputs).argmax(1) == labels).mean())
     float_ms = median_latency_ms(float_bytes, runs=args.runs)

@@ -53,24 +53,15 @@ def main() -> int:
         print(f"skipped: {args.data} not found", file=sys.stderr)
         return 0
 
-    from edgekit.artifacts import load_artifact, write_json_atomic, write_text_atomic
+    from _common import float_parent_and_test_inputs  # benchmarks/ is on sys.path when run as a script
+    from edgekit.artifacts import write_json_atomic, write_text_atomic
     from edgekit.data import load_folder_arrays, normalize, scan_image_folder
     from edgekit.metrics import agreement
     from edgekit.targets.onnx import export_onnx, run_onnx_subprocess
     from edgekit.targets.tflite import convert_keras_to_tflite, median_latency_ms, run_tflite
 
-    if args.float_dir is None:
-        from edgekit.stages.finetune import FinetuneConfig, finetune
-
-        args.float_dir = args.work / "float"
-        if not (args.float_dir / "manifest.json").is_file():
-            finetune(data=args.data / "train", out_dir=args.float_dir,
-                     config=FinetuneConfig(backbone="mobilenet_v2", epochs=30, augment_copies=1, seed=0))
-    parent = load_artifact(args.float_dir)
+    parent, inputs, labels = float_parent_and_test_inputs(args.float_dir, work=args.work, data=args.data)
     preprocessing = parent.manifest.preprocessing_spec()
-    test = scan_image_folder(args.data / "test", classes=parent.manifest.labels)
-    pixels, labels = load_folder_arrays(test, preprocessing)
-    inputs = normalize(pixels, preprocessing)
 
     from edgekit.keras_io import load_keras_model
 

@@ -290,6 +290,24 @@ def calibration_sample(folder: ImageFolder, count: int, *, seed: int = 0) -> Ima
     return folder.subset(chosen[:count])
 
 
+def files_fingerprint(paths: list[Path], *, root: Path | None = None) -> str:
+    """Cheap content identity of image files (path, size, mtime): the key of caches and skipped stages."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in paths:
+        stat = path.stat()
+        name = path.relative_to(root) if root is not None else path
+        digest.update(f"{name}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:20]
+
+
+def folder_fingerprint(root: Path) -> str:
+    """:func:`files_fingerprint` of every file below ``root`` (paths relative to it)."""
+    root = Path(root)
+    return files_fingerprint(sorted(p for p in root.rglob("*") if p.is_file()), root=root)
+
+
 def write_digits_dataset(root: Path, *, size: int = 32, test_fraction: float = 0.25, seed: int = 0) -> Path:
     """Write scikit-learn's bundled handwritten digits (real 8x8 scans) as a PNG image folder.
 

@@ -12,6 +12,16 @@ from edgekit.errors import DataError
 from edgekit.progress import track
 
 
+def keras_outputs(model, pixels: np.ndarray, preprocessing: Preprocessing, *, batch_size: int = 64,
+                  description: str = "evaluating (Keras)") -> np.ndarray:
+    """A Keras model's outputs for uint8 pixels, normalised and run batch by batch (inference mode)."""
+    outputs = []
+    starts = range(0, len(pixels), batch_size)
+    for start in track(starts, description=description, total=len(starts)):
+        outputs.append(np.asarray(model(normalize(pixels[start:start + batch_size], preprocessing), training=False)))
+    return np.concatenate(outputs) if outputs else np.zeros((0,) + tuple(model.output_shape[1:]), np.float32)
+
+
 def predict_pixels(artifact: Artifact, pixels: np.ndarray, *, batch_size: int = 32, threads: int | None = None,
                    trust: bool = False) -> np.ndarray:
     """Class probabilities for uint8 pixels already at the model's input size."""
@@ -19,12 +29,7 @@ def predict_pixels(artifact: Artifact, pixels: np.ndarray, *, batch_size: int = 
     if artifact.manifest.format in ("keras", "h5"):
         from edgekit.keras_io import load_keras_model
 
-        model = load_keras_model(artifact.path, trust=trust)
-        outputs = []
-        starts = range(0, len(pixels), batch_size)
-        for start in track(starts, description="evaluating (Keras)", total=len(starts)):
-            outputs.append(np.asarray(model(normalize(pixels[start:start + batch_size], preprocessing), training=False)))
-        return np.concatenate(outputs) if outputs else np.zeros((0, len(artifact.manifest.labels)))
+        return keras_outputs(load_keras_model(artifact.path, trust=trust), pixels, preprocessing, batch_size=batch_size)
     from edgekit.runtime import Predictor
 
     predictor = Predictor(artifact.path, threads=threads)

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
-import typer
-
 from edgekit.cli.app import app
-from edgekit.cli.options import JsonFlag
+from edgekit.cli.options import JsonFlag, print_listing
 
 
 @app.command("backbones")
@@ -19,16 +15,7 @@ def backbones_command(as_json: JsonFlag = False) -> None:
              "feature_dim": s.feature_dim, "weights": s.weights_package or s.weights_source,
              "tfmot_wrap": s.tfmot_wrap, "license": s.license, "description": s.description}
             for s in list_backbones()]
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="edgekit backbones")
-    for column in ("name", "size", "features", "ImageNet weights from", "tfmot", "licence"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(row["name"], f"{row['default_size']} (min {row['min_size']})", str(row["feature_dim"]),
-                      row["weights"], row["tfmot_wrap"], row["license"])
-    Console().print(table)
+    print_listing(rows, title="edgekit backbones", as_json=as_json,
+                  columns=("name", "size", "features", "ImageNet weights from", "tfmot", "licence"),
+                  cells=lambda row: (row["name"], f"{row['default_size']} (min {row['min_size']})",
+                                     str(row["feature_dim"]), row["weights"], row["tfmot_wrap"], row["license"]))

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 
-import typer
 
 from edgekit.cli.app import app
-from edgekit.cli.options import JsonFlag
+from edgekit.cli.options import JsonFlag, print_listing
 
 
 @app.command("devices")
@@ -23,17 +21,9 @@ def devices_command(as_json: JsonFlag = False) -> None:
     for device in list_devices():
         ok, reason = device.available()
         rows.append({**device.to_dict(), "available": ok, "reason": reason})
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="edgekit devices")
-    for column in ("name", "runtime", "accelerator", "threads", "transport", "available here"):
-        table.add_column(column)
-    for row in rows:
-        transport = row["transport"] if row["transport"] == "local" else f"ssh {row['ssh']['user']}@{row['ssh']['host']}"
-        table.add_row(row["name"], row["runtime"], row["accelerator"], str(row["threads"] or "all cores"), transport,
-                      ("yes: " if row["available"] else "no: ") + row["reason"])
-    Console().print(table)
+    print_listing(rows, title="edgekit devices", as_json=as_json,
+                  columns=("name", "runtime", "accelerator", "threads", "transport", "available here"),
+                  cells=lambda row: (row["name"], row["runtime"], row["accelerator"], str(row["threads"] or "all cores"),
+                                     row["transport"] if row["transport"] == "local"
+                                     else f"ssh {row['ssh']['user']}@{row['ssh']['host']}",
+                                     ("yes: " if row["available"] else "no: ") + row["reason"]))

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
-import typer
-
 from edgekit.cli.app import app
-from edgekit.cli.options import JsonFlag
+from edgekit.cli.options import JsonFlag, print_listing
 
 
 @app.command("targets")
@@ -16,17 +12,8 @@ def targets_command(as_json: JsonFlag = False) -> None:
     from edgekit.targets import list_targets
 
     rows = list_targets()
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="edgekit targets")
-    for column in ("target", "suffix", "command", "options", "needs", "available here"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        verdict = "[green]yes[/green]" if row["available"] else f"[red]no[/red]: {row['reason']}"
-        table.add_row(row["name"], row["suffix"], f"edgekit {row['command']}", " ".join(row["options"]) or "-",
-                      ", ".join(row["needs"]), verdict)
-    Console().print(table)
+    print_listing(rows, title="edgekit targets", as_json=as_json,
+                  columns=("target", "suffix", "command", "options", "needs", "available here"),
+                  cells=lambda row: (row["name"], row["suffix"], f"edgekit {row['command']}",
+                                     " ".join(row["options"]) or "-", ", ".join(row["needs"]),
+                                     "[green]yes[/green]" if row["available"] else f"[red]no[/red]: {row['reason']}"))

@@ -13,3 +13,21 @@ Seed = Annotated[int, typer.Option("--seed", help="Random seed (recorded in the 
 Threads = Annotated[int | None, typer.Option("--threads", "-t", min=1, help="Inference threads (default: the device profile's).")]
 ModelArg = Annotated[Path, typer.Argument(help="Model file (.keras/.tflite/.onnx) or the artifact folder holding it.")]
 DataDir = Annotated[Path, typer.Argument(help="Image folder: one sub-folder per class.")]
+
+
+def print_listing(rows: list[dict], *, title: str, columns: tuple[str, ...], cells, as_json: bool) -> None:
+    """The listing commands' output: ``rows`` as JSON, or a rich table of ``cells(row)`` under ``columns``."""
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*cells(row))
+    Console().print(table)

@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from edgekit import __version__
 from edgekit.artifacts import Artifact, load_artifact, sha256_file, write_json_atomic
+from edgekit.data import folder_fingerprint
 from edgekit.errors import EdgekitError, RecipeError
 from edgekit.progress import status
 
@@ -60,16 +61,6 @@ def with_standard_variants(recipe: dict) -> dict:
 
 def _digest(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
-def folder_fingerprint(root: Path) -> str:
-    """Cheap content identity of an image folder: every file's relative path, size and mtime."""
-    root = Path(root)
-    digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        stat = path.stat()
-        digest.update(f"{path.relative_to(root)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:20]
 
 
 @dataclass

@@ -52,7 +52,7 @@ def measure_all(*, float_artifact: Artifact, artifacts: dict[str, Artifact | str
     """One row per (variant, device); returns the rows and the float model's test accuracy."""
     from edgekit.devices import get_device
     from edgekit.profiling import profile
-    from edgekit.recipes.runner import folder_fingerprint
+    from edgekit.data import folder_fingerprint
 
     cache = out_dir / "measurements"
     test_key = folder_fingerprint(test_dir) if test_dir else None

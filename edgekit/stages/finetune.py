@@ -23,7 +23,8 @@ import numpy as np
 
 from edgekit.artifacts import (Artifact, Manifest, Preprocessing, atomic_path, check_output_dir, library_versions,
                                write_artifact, write_json_atomic, write_text_atomic)
-from edgekit.data import Augmentation, class_weights, load_folder_arrays, load_splits, normalize
+from edgekit.data import Augmentation, class_weights, files_fingerprint, load_folder_arrays, load_splits, normalize
+from edgekit.evaluation import keras_outputs
 from edgekit.errors import UsageError
 from edgekit.progress import status, track
 
@@ -103,24 +104,6 @@ def _tf():
     return import_tf()
 
 
-def _dataset_fingerprint(paths: list[Path]) -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        stat = path.stat()
-        digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
-
-
-def _predict_batches(model, pixels: np.ndarray, preprocessing: Preprocessing, *, batch_size: int,
-                     description: str) -> np.ndarray:
-    outputs = []
-    starts = range(0, len(pixels), batch_size)
-    for start in track(starts, description=description, total=len(starts)):
-        batch = normalize(pixels[start:start + batch_size], preprocessing)
-        outputs.append(np.asarray(model(batch, training=False)))
-    return np.concatenate(outputs) if outputs else np.zeros((0,) + tuple(model.output_shape[1:]), np.float32)
-
-
 def _cached_features(cache_dir: Path, key: str, compute) -> np.ndarray:
     path = cache_dir / f"features-{key}.npy"
     if path.is_file():
@@ -189,7 +172,7 @@ def finetune(*, data: Path, out_dir: Path, config: FinetuneConfig = FinetuneConf
 
     # Phase 1: features computed once per (backbone, data, augmentation copy), cached on disk.
     cache_dir = out_dir / "cache"
-    data_key = _dataset_fingerprint(splits.train.paths + splits.val.paths)
+    data_key = files_fingerprint(splits.train.paths + splits.val.paths)
     feature_key = FinetuneConfig(backbone=config.backbone, weights=config.weights, input_size=size,
                                  alpha=config.alpha, seed=config.seed,
                                  validation_fraction=config.validation_fraction).digest(data_key)
@@ -198,16 +181,16 @@ def finetune(*, data: Path, out_dir: Path, config: FinetuneConfig = FinetuneConf
     augmentation = Augmentation()
     train_feature_sets = [
         _cached_features(cache_dir, f"{feature_key}-train-0",
-                         lambda: _predict_batches(backbone, train_pixels, preprocessing, batch_size=64,
+                         lambda: keras_outputs(backbone, train_pixels, preprocessing, batch_size=64,
                                                   description="backbone features (train)"))]
     for copy in range(1, 1 + (config.augment_copies if config.augment else 0)):
         augmented = augmentation.apply(train_pixels, rng)
         train_feature_sets.append(_cached_features(
             cache_dir, f"{feature_key}-train-{copy}",
-            lambda pixels=augmented, copy=copy: _predict_batches(
+            lambda pixels=augmented, copy=copy: keras_outputs(
                 backbone, pixels, preprocessing, batch_size=64, description=f"backbone features (augmented copy {copy})")))
     val_features = _cached_features(cache_dir, f"{feature_key}-val",
-                                    lambda: _predict_batches(backbone, val_pixels, preprocessing, batch_size=64,
+                                    lambda: keras_outputs(backbone, val_pixels, preprocessing, batch_size=64,
                                                              description="backbone features (validation)"))
     timings["features_s"] = time.perf_counter() - tick
 
@@ -247,7 +230,7 @@ def finetune(*, data: Path, out_dir: Path, config: FinetuneConfig = FinetuneConf
 
     tick = time.perf_counter()
     if config.fine_tune_layers:
-        probabilities = _predict_batches(model, val_pixels, preprocessing, batch_size=64, description="evaluating")
+        probabilities = keras_outputs(model, val_pixels, preprocessing, batch_size=64, description="evaluating")
     else:  # the backbone is unchanged, so the cached validation features give the same outputs
         probabilities = np.asarray(head(val_features, training=False))
     report = classification_report(val_labels, probabilities, classes)
