@@ -11,6 +11,7 @@ import typer
 from edgekit.cli.app import app
 from edgekit.cli.options import JsonFlag, ModelArg, Threads
 from edgekit.errors import DataError, UsageError
+from edgekit.runtime.predlog import DEFAULT_MAX_MB, PredictionLog
 
 
 def _read_labels(path: Path) -> list[str]:
@@ -65,14 +66,23 @@ def predict(
     size: Annotated[int | None, typer.Option("--size", min=1, help="Input size in pixels, for models without metadata.")] = None,
     mean: Annotated[str | None, typer.Option("--mean", help="Per-channel mean, e.g. 127.5 or 123.7,116.3,103.5.")] = None,
     std: Annotated[str | None, typer.Option("--std", help="Per-channel std, e.g. 127.5 or 58.4,57.1,57.4.")] = None,
+    log: Annotated[Path | None, typer.Option("--log", help="Append one row per prediction to this SQLite log "
+                                             "(for `edgekit monitor`).")] = None,
+    log_images: Annotated[float, typer.Option("--log-images", min=0.0, max=1.0, help="Share of inputs (0..1) kept in "
+                                              "the log as a JPEG at the model's size, for later labelling.")] = 0.0,
+    log_max_mb: Annotated[float, typer.Option("--log-max-mb", min=0.05, help="Size bound of the log; the oldest rows "
+                                              "rotate out beyond it.")] = DEFAULT_MAX_MB,
 ) -> None:
     """Classify an image (or every image in a folder) with a .tflite/.onnx model, on the device runtime."""
     from edgekit.runtime import Predictor
 
     if not target.exists():
         raise DataError(f"{target} does not exist", fix="pass an image file or a folder of images")
+    if log is None and (log_images or log_max_mb != DEFAULT_MAX_MB):
+        raise UsageError("--log-images/--log-max-mb need --log", fix="pass --log PATH (a SQLite file)")
     predictor = Predictor(model, threads=threads, accelerator=accelerator,
-                          labels=_read_labels(labels) if labels else None, preprocessing=_preprocessing(size, mean, std))
+                          labels=_read_labels(labels) if labels else None, preprocessing=_preprocessing(size, mean, std),
+                          log=PredictionLog(log, sample_images=log_images, max_mb=log_max_mb) if log else None)
     if target.is_dir():
         results = predictor.predict_folder(target, top_k=top_k)
         if not results:

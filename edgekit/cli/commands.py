@@ -6,7 +6,7 @@ import pkgutil
 import edgekit.cli as _cli
 
 _ORDER = ["quickstart", "finetune", "evaluate", "compress", "export", "compile", "profile", "predict",
-          "run", "targets", "devices", "backbones"]
+          "monitor", "run", "targets", "devices", "backbones"]
 
 
 def _register_all() -> None:

@@ -7,16 +7,18 @@ checked by :mod:`edgekit.runtime.safety` before a native parser sees it.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgekit.artifacts import Preprocessing, load_artifact
+from edgekit.artifacts import Preprocessing, load_artifact, sha256_file
 from edgekit.data import IMAGE_SUFFIXES, _resample, load_image, normalize, to_rgb
 from edgekit.errors import DataError, EdgekitError, ManifestError
 from edgekit.runtime.backends import open_backend
 from edgekit.runtime.metadata import metadata_from_map, read_tflite_metadata
+from edgekit.runtime.predlog import PredictionLog
 from edgekit.runtime.safety import check_model_file, verify_tflite
 
 SUPPLY_FIX = ("pass --labels FILE and --size/--mean/--std (Predictor(labels=..., preprocessing=...)), "
@@ -35,10 +37,15 @@ def _looks_like_probabilities(values: np.ndarray) -> bool:
 
 
 class Predictor:
-    """A loaded classifier. ``backend`` names the runtime actually used."""
+    """A loaded classifier. ``backend`` names the runtime actually used.
+
+    ``log`` (a path, or a :class:`~edgekit.runtime.predlog.PredictionLog` for its options) appends one
+    row per prediction to a SQLite log that ``edgekit monitor`` reads; off by default.
+    """
 
     def __init__(self, model: str | Path, *, threads: int | None = None, accelerator: str = "cpu",
-                 labels: list[str] | None = None, preprocessing: dict | None = None, verify: bool = True):
+                 labels: list[str] | None = None, preprocessing: dict | None = None, verify: bool = True,
+                 log: str | Path | PredictionLog | None = None):
         artifact = load_artifact(Path(model), require_manifest=False)
         self.path = artifact.path
         self.format = check_model_file(self.path)
@@ -67,6 +74,8 @@ class Predictor:
         if classes > 0 and classes != len(self.labels):
             raise ManifestError(f"{self.path} outputs {classes} classes but {len(self.labels)} labels were given",
                                 fix="pass the labels file that belongs to this model")
+        self.log = PredictionLog(log) if isinstance(log, (str, Path)) else log
+        self.sha256 = (manifest.sha256 or sha256_file(self.path)) if self.log is not None else manifest.sha256
 
     def _embedded_metadata(self) -> dict[str, Any] | None:
         if self.format == "onnx":
@@ -133,8 +142,14 @@ class Predictor:
         return self.predict_batch([image], top_k=top_k)[0]
 
     def predict_batch(self, images, *, top_k: int = 5) -> list[list[tuple[str, float]]]:
+        started = time.perf_counter()
         pixels = np.stack([self._pixels(image) for image in images])
-        return [self._top_k(p, top_k) for p in self.run_raw(self._to_input(pixels))]
+        probabilities = self.run_raw(self._to_input(pixels))
+        ranked = [self._top_k(p, top_k) for p in probabilities]
+        if self.log is not None:
+            self.log.record(images, pixels, probabilities, ranked, model_sha256=self.sha256,
+                            seconds=time.perf_counter() - started)
+        return ranked
 
     def predict_folder(self, folder: str | Path, *, top_k: int = 5) -> list[dict[str, Any]]:
         """Every image below ``folder`` (sorted): ``{"path", "top_k": [{"label", "score"}]}`` or ``{"path", "error"}``."""

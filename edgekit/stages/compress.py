@@ -291,6 +291,10 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
         pending.append((name, mode, data, metrics, extra))
     artifacts = [_write_variant(plan, name, mode, data, metrics, extra | reports)
                  for name, mode, data, metrics, extra in pending]
+    from edgekit.monitoring import write_reference_profile
+
+    for artifact in artifacts:
+        write_reference_profile(artifact.directory, seed=seed)
     status(f"compress: wrote {len(artifacts)} variant(s) under {plan.out_dir} in {time.perf_counter() - started:.1f} s")
     return artifacts
 

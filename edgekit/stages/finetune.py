@@ -259,6 +259,10 @@ def finetune(*, data: Path, out_dir: Path, config: FinetuneConfig = FinetuneConf
     write_json_atomic(out_dir / "metrics.json", {"validation": report, "timings_s": timings})
     confusion_matrix_png(report["confusion_matrix"], classes, out_dir / "confusion_matrix.png",
                          title=f"{config.backbone} validation (accuracy {report['accuracy']:.3f})")
+    from edgekit.monitoring import write_reference_profile
+
+    write_reference_profile(out_dir, train_data=splits.train, heldout_data=splits.val,
+                            heldout_probabilities=probabilities, seed=config.seed)
     return FinetuneResult(artifact=artifact, metrics=report, timings=timings)
 
 

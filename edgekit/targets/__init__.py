@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgekit.artifacts import Artifact
 from edgekit.naming import unknown_name_error
 from edgekit.errors import DeviceUnavailableError, UsageError
 
@@ -105,7 +106,12 @@ class Target:
         function = getattr(importlib.import_module(self.module), self.function)
         accepted = inspect.signature(function).parameters
         general = {k: v for k, v in (general or {}).items() if k in accepted}  # e.g. no seed for a compiler
-        return function(model, out_dir=out_dir, **general, **options)
+        result = function(model, out_dir=out_dir, **general, **options)
+        if isinstance(result, Artifact):
+            from edgekit.monitoring import write_reference_profile
+
+            write_reference_profile(result.directory, seed=general.get("seed", 0))
+        return result
 
 
 def _flag(name: str) -> str:

@@ -1,0 +1,160 @@
+"""The drift report: monitor.json and monitor.md (numpy only), monitor.html with plots when matplotlib is installed.
+
+Markdown and HTML are rendered from the same blocks, so they agree; every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import html
+import importlib.util
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.artifacts import atomic_path, write_json_atomic, write_text_atomic
+from edgekit.profiling.report import _html_table, _md_table
+
+PLOT_FILE = "drift.png"
+
+
+def _num(value, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "n/a"
+    return f"{value:.{digits}g}"
+
+
+def verdict(result: dict) -> str:
+    """One line: drift (naming the signals), no drift, or not enough rows to judge."""
+    summary = result["summary"]
+    if not summary["enough_rows"]:
+        return (f"not enough rows to judge: {result['rows']} logged, {result['thresholds']['min_rows']:g} needed "
+                "(statistics shown, nothing flagged)")
+    if summary["drift"]:
+        return f"DRIFT in {len(summary['drifted_signals'])} signal(s): {', '.join(summary['drifted_signals'])}"
+    return f"no drift detected in {result['rows']} predictions"
+
+
+def _blocks(result: dict) -> list[tuple[str, tuple, list]]:
+    """(title, header, rows) tables shared by the Markdown and HTML writers."""
+    features = [[name, f["group"], _num(f["reference_mean"]), _num(f["current_mean"]), _num(f["psi"], 3),
+                 _num(f["ks"], 3), _num(f["pvalue"], 3), _num(f["wasserstein_std"], 3),
+                 "DRIFT" if f["drifted"] else "ok"] for name, f in result["features"].items()]
+    blocks = [("Per-feature drift", ("feature", "group", "ref mean", "now mean", "PSI", "KS", "KS p",
+                                     "Wasserstein (ref std)", "verdict"), features)]
+    health = result["prediction"]
+    low = health["low_confidence_rate"]
+    rows = [["mean confidence", _num(health.get("reference_mean_confidence")), _num(health["mean_confidence"]),
+             f"shift {_num(health.get('confidence_shift'), 3)}", ""],
+            [f"low-confidence rate (top-1 < {low['threshold']:g})", _num(low.get("reference_rate"), 3),
+             _num(low["rate"], 3), f"p {_num(low.get('pvalue'), 3)}", "DRIFT" if low.get("drifted") else "ok"]]
+    classes = health.get("predicted_class")
+    if classes:
+        rows.append(["predicted-class mix (chi-square)", "", "", f"chi2 {_num(classes['chi2'], 4)}, p "
+                     f"{_num(classes['pvalue'], 3)}, TV {_num(classes['total_variation'], 3)}",
+                     "DRIFT" if classes["drifted"] else "ok"])
+    blocks.append(("Prediction health", ("signal", "reference", "now", "test", "verdict"), rows))
+    if classes:
+        blocks.append(("Predicted-class shares", ("class", "reference", "now"),
+                       [[label, f"{s['reference']:.3f}", f"{s['current']:.3f}"] for label, s in classes["shares"].items()]))
+    latency = result["latency"]
+    windows = [[time.strftime("%Y-%m-%d %H:%M", time.gmtime(w["start"])), w["rows"], _num(w["p50_ms"]),
+                _num(w["p90_ms"]), _num(w["p99_ms"])] for w in latency["windows"]]
+    if latency["overall"]:
+        o = latency["overall"]
+        windows.append(["all", o["rows"], _num(o["p50_ms"]), _num(o["p90_ms"]), _num(o["p99_ms"])])
+    blocks.append((f"Latency per {latency['window_s']:g} s window (UTC)", ("window start", "rows", "p50 ms", "p90 ms",
+                                                                            "p99 ms"), windows))
+    if result.get("gates"):
+        blocks.append(("Gates (fail if)", ("gate", "value", "result"),
+                       [[g["gate"], _num(g["value"]), "FAILED" if g["failed"] else "passed"] for g in result["gates"]]))
+    return blocks
+
+
+def drift_png(result: dict, reference: dict, rows: dict, path: Path) -> Path:
+    """Reference vs logged distribution of every feature (drifted ones in red), the class mix and latency."""
+    from edgekit.plots import _pyplot
+
+    plt = _pyplot()
+    names = list(result["features"])
+    extra = 2 if result["prediction"].get("predicted_class") else 1
+    columns = 4
+    count = len(names) + extra
+    fig, axes = plt.subplots((count + columns - 1) // columns, columns, figsize=(13, 2.6 * ((count + columns - 1) // columns)))
+    axes = axes.ravel()
+    for ax, name in zip(axes, names):
+        group = "input" if result["features"][name]["group"] == "input" else "scores"
+        ref = np.asarray(reference[group]["values"][name], dtype=np.float64)
+        now = np.asarray(rows[name], dtype=np.float64)
+        ref, now = ref[np.isfinite(ref)], now[np.isfinite(now)]
+        both = np.concatenate([ref, now])
+        edges = np.histogram_bin_edges(both, bins=30) if len(both) and np.ptp(both) > 0 else 10
+        feature = result["features"][name]
+        ax.hist(ref, bins=edges, density=True, alpha=0.5, color="#888888", label="reference")
+        ax.hist(now, bins=edges, density=True, alpha=0.6, color="#d62728" if feature["drifted"] else "#1f77b4",
+                label="logged")
+        ax.set_title(f"{name}  PSI {_num(feature['psi'], 2)}" + ("  DRIFT" if feature["drifted"] else ""),
+                     fontsize=9, color="#d62728" if feature["drifted"] else "black")
+        ax.tick_params(labelsize=7)
+        ax.set_yticks([])
+    axes[0].legend(fontsize=7)
+    position = len(names)
+    classes = result["prediction"].get("predicted_class")
+    if classes:
+        ax = axes[position]
+        labels = list(classes["shares"])
+        x = np.arange(len(labels))
+        ax.bar(x - 0.2, [classes["shares"][l]["reference"] for l in labels], 0.4, color="#888888", label="reference")
+        ax.bar(x + 0.2, [classes["shares"][l]["current"] for l in labels], 0.4,
+               color="#d62728" if classes["drifted"] else "#1f77b4", label="logged")
+        ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=7)
+        ax.set_title(f"predicted classes  p {_num(classes['pvalue'], 2)}" + ("  DRIFT" if classes["drifted"] else ""),
+                     fontsize=9, color="#d62728" if classes["drifted"] else "black")
+        ax.tick_params(labelsize=7)
+        position += 1
+    ax = axes[position]
+    windows = result["latency"]["windows"]
+    for key, style in (("p50_ms", "-o"), ("p90_ms", "--o"), ("p99_ms", ":o")):
+        ax.plot(range(len(windows)), [w[key] for w in windows], style, markersize=3, label=key.replace("_ms", ""))
+    ax.set_title(f"latency per {result['latency']['window_s']:g} s window (ms)", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.tick_params(labelsize=7)
+    for ax in axes[position + 1:]:
+        ax.axis("off")
+    fig.suptitle(verdict(result), fontsize=11, color="#d62728" if result["summary"]["drift"] else "black")
+    fig.tight_layout()
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def write_monitor_report(result: dict, reference: dict, rows: dict, out_dir: Path) -> dict[str, str]:
+    """monitor.json + monitor.md always; monitor.html (+ drift.png) when matplotlib is installed."""
+    out_dir = Path(out_dir)
+    title = f"edgekit monitor: {Path(result['log']).name}"
+    intro = (f"Log `{result['log']}` ({result['rows']} rows used, {result['rows_excluded']} from other models "
+             f"excluded) against the reference `{result['reference']}`.")
+    md = [f"# {title}", "", intro, "", f"**{verdict(result)}**", ""]
+    body = [f"<p>{html.escape(intro)}</p>", f"<p><b>{html.escape(verdict(result))}</b></p>"]
+    paths = {"json": out_dir / "monitor.json", "markdown": out_dir / "monitor.md"}
+    if importlib.util.find_spec("matplotlib") is not None and result["rows"]:
+        drift_png(result, reference, rows, out_dir / PLOT_FILE)
+        body.append(f'<img src="{PLOT_FILE}" alt="reference vs logged distributions" style="max-width:100%">')
+        paths["plot"] = out_dir / PLOT_FILE
+    for heading, header, table in _blocks(result):
+        md += [f"## {heading}", "", _md_table(header, table), ""]
+        body += [f"<h2>{html.escape(heading)}</h2>", _html_table(header, table)]
+    thresholds = ", ".join(f"{k}={v:g}" for k, v in result["thresholds"].items())
+    md += [f"Thresholds: {thresholds} (override with `--threshold NAME=VALUE`).", ""]
+    body.append(f"<p>Thresholds: {html.escape(thresholds)}</p>")
+    write_json_atomic(paths["json"], result)
+    write_text_atomic(paths["markdown"], "\n".join(md) + "\n")
+    if "plot" in paths:
+        style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+                 "td,th{border:1px solid #ccc;padding:3px 8px}")
+        paths["html"] = out_dir / "monitor.html"
+        write_text_atomic(paths["html"], f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+                          f"</title><style>{style}</style></head><body><h1>{html.escape(title)}</h1>"
+                          + "".join(body) + "</body></html>\n")
+    return {k: str(v) for k, v in paths.items()}
