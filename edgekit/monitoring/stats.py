@@ -2,8 +2,9 @@
 
 scipy is used where it is installed (the full toolkit has it); the light ``[runtime]`` install has
 only numpy, so each p-value also has a small closed-form fallback here, tested against scipy
-(tests/test_monitor_stats.py): the asymptotic Kolmogorov distribution, the regularized upper
+(tests/test_monitor.py): the Kolmogorov distribution with Stephens' correction, the regularized upper
 incomplete gamma function for chi-square, and the normal tail via ``math.erfc``.
+
 """
 
 from __future__ import annotations
@@ -49,15 +50,17 @@ def ks_2samp(reference: np.ndarray, current: np.ndarray, *, use_scipy: bool = Tr
     cdf_ref = np.searchsorted(np.sort(reference), both, side="right") / len(reference)
     cdf_cur = np.searchsorted(np.sort(current), both, side="right") / len(current)
     statistic = float(np.max(np.abs(cdf_ref - cdf_cur)))
-    effective = len(reference) * len(current) / (len(reference) + len(current))
-    return statistic, kolmogorov_sf(statistic * math.sqrt(effective))
+    root = math.sqrt(len(reference) * len(current) / (len(reference) + len(current)))
+    # Stephens' small-sample correction of the limit distribution (Numerical Recipes, probks): within
+    # ~7% of scipy's exact-n asymptotic p-value over the range that matters (measured in the tests)
+    return statistic, kolmogorov_sf(statistic * (root + 0.12 + 0.11 / root))
 
 
 def kolmogorov_sf(x: float) -> float:
     """P(K > x) for the Kolmogorov distribution: 2 sum (-1)^(k-1) exp(-2 k^2 x^2) (scipy.special.kolmogorov)."""
     if x <= 0:
         return 1.0
-    if x < 0.3:  # the alternating series converges slowly here; the value is 1 to ~1e-11
+    if x < 0.3:  # P(K <= 0.3) ~ 1e-5: the value is 1 for any drift decision
         return 1.0
     total = sum((-1) ** (k - 1) * math.exp(-2.0 * k * k * x * x) for k in range(1, 101))
     return float(min(1.0, max(0.0, 2.0 * total)))

@@ -36,7 +36,9 @@ INPUT_FEATURES = ("width", "height", "brightness", "contrast", "red", "green", "
 # The model's own signals, computed from its class probabilities.
 SCORE_FEATURES = ("confidence", "margin", "entropy")
 ROW_STEP = 4  # statistics read every 4th pixel row (full width): ~1/4 of the pixels, fine-scale sharpness kept
-ROTATE_CHECK_EVERY = 64  # rows between two size checks (PRAGMA page_count) per process
+ROTATE_CHECK_EVERY = 64  # rows between two size checks (PRAGMA page_count) per process ...
+ROTATE_CHECK_SHARE = 1 / 16  # ... or sooner, once this share of max_mb was written since the last check
+ROW_BYTES = 400  # the rough size of a row without an image
 ROTATE_FRACTION = 0.25  # share of the oldest rows deleted when the file passes max_mb
 MIN_MAX_MB = 0.05
 DEFAULT_MAX_MB = 64.0
@@ -126,7 +128,7 @@ class PredictionLog:
         self.max_bytes = int(max_mb * 1024 * 1024)
         self.sample_images = sample_images
         self._random = random.Random(seed)
-        self._since_check = 0
+        self._since_check = self._written = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None,
@@ -136,6 +138,8 @@ class PredictionLog:
             self._db.execute(f"PRAGMA journal_size_limit={min(4 << 20, self.max_bytes // 4)}")
             self._db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
             self._page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
+            # checkpoint the WAL well before it outgrows the bound (default: every 1000 pages = 4 MiB)
+            self._db.execute(f"PRAGMA wal_autocheckpoint={max(16, self.max_bytes // 8 // self._page_size)}")
         except sqlite3.DatabaseError as exc:
             raise OutputError(f"cannot open the prediction log {self.path}: {exc}",
                               fix="pass a writable path to a new file or an existing edgekit log (--log)") from exc
@@ -166,8 +170,9 @@ class PredictionLog:
             raise OutputError(f"cannot write to the prediction log {self.path}: {exc}",
                               fix="check the disk has room and the file is an edgekit log") from exc
         self._since_check += len(rows)
-        if self._since_check >= ROTATE_CHECK_EVERY:
-            self._since_check = 0
+        self._written += ROW_BYTES * len(rows) + sum(len(jpeg) for jpeg in jpegs if jpeg is not None)
+        if self._since_check >= ROTATE_CHECK_EVERY or self._written >= self.max_bytes * ROTATE_CHECK_SHARE:
+            self._since_check = self._written = 0
             self.rotate_if_needed()
 
     def rotate_if_needed(self) -> int:
