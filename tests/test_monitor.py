@@ -23,7 +23,8 @@ from edgekit.data import load_image, load_splits, scan_image_folder
 from edgekit.monitoring import monitor, write_reference_profile
 from edgekit.monitoring import stats
 from edgekit.runtime import Predictor
-from edgekit.runtime.predlog import INPUT_FEATURES, PredictionLog, image_statistics, read_log
+from edgekit.runtime.predlog import (INPUT_FEATURES, SOURCE_FEATURES, PredictionLog, image_statistics, jpeg_quality,
+                                     read_log, source_properties)
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +70,7 @@ def test_each_prediction_is_one_row_with_model_hash_scores_and_input_statistics(
         assert rows["margin"][i] == pytest.approx(ranked[0][1] - ranked[1][1], abs=1e-6)
     assert (rows["width"][5], rows["height"][5]) == (array.shape[1], array.shape[0])
     expected = image_statistics(load_image(unseen_digits[0], (32, 32)))
-    assert [rows[name][0] for name in INPUT_FEATURES[2:]] == pytest.approx(expected)
+    assert [rows[name][0] for name in INPUT_FEATURES[SOURCE_FEATURES:]] == pytest.approx(expected)
     assert np.all(rows["latency_ms"] > 0)
     with sqlite3.connect(log) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -83,14 +84,26 @@ def test_each_prediction_is_one_row_with_model_hash_scores_and_input_statistics(
 def test_image_statistics_follow_brightness_contrast_colour_and_blur():
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, size=(64, 64, 3)).astype(np.uint8)
-    base = dict(zip(INPUT_FEATURES[2:], image_statistics(image)))
-    dark = dict(zip(INPUT_FEATURES[2:], image_statistics((image // 2).astype(np.uint8))))
+    base = dict(zip(INPUT_FEATURES[SOURCE_FEATURES:], image_statistics(image)))
+    dark = dict(zip(INPUT_FEATURES[SOURCE_FEATURES:], image_statistics((image // 2).astype(np.uint8))))
     blurred = np.asarray(Image.fromarray(image).filter(__import__("PIL.ImageFilter").ImageFilter.GaussianBlur(2)))
-    soft = dict(zip(INPUT_FEATURES[2:], image_statistics(blurred)))
-    grey = dict(zip(INPUT_FEATURES[2:], image_statistics(np.repeat(image[..., :1], 3, axis=2))))
+    soft = dict(zip(INPUT_FEATURES[SOURCE_FEATURES:], image_statistics(blurred)))
+    grey = dict(zip(INPUT_FEATURES[SOURCE_FEATURES:], image_statistics(np.repeat(image[..., :1], 3, axis=2))))
     assert dark["brightness"] == pytest.approx(base["brightness"] / 2, rel=0.02)
     assert dark["contrast"] == pytest.approx(base["contrast"] / 2, rel=0.02)
     assert soft["sharpness"] < base["sharpness"] - 1 and grey["saturation"] == 0 < base["saturation"]
+
+
+def test_jpeg_quality_is_estimated_from_the_quantization_tables(tmp_path):
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, size=(64, 64, 3)).astype(np.uint8))
+    for quality in (10, 30, 50, 70, 90):
+        photo.save(tmp_path / f"q{quality}.jpg", quality=quality)
+        with Image.open(tmp_path / f"q{quality}.jpg") as opened:
+            assert jpeg_quality(opened.quantization) == pytest.approx(quality, abs=2)
+    photo.save(tmp_path / "lossless.png")
+    assert source_properties(tmp_path / "lossless.png") == (64, 64, None)
+    assert source_properties(tmp_path / "q30.jpg")[2] == pytest.approx(30, abs=2)
+    assert source_properties(np.zeros((5, 7, 3), np.uint8)) == (7, 5, None)
 
 
 WRITER = textwrap.dedent("""

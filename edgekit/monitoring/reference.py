@@ -26,7 +26,8 @@ from edgekit.data import (ImageFolder, calibration_sample, load_images, load_spl
                           stratified_split)
 from edgekit.errors import DataError, EdgekitError, ManifestError, UsageError
 from edgekit.progress import status
-from edgekit.runtime.predlog import INPUT_FEATURES, SCORE_FEATURES, image_statistics, score_statistics, source_size
+from edgekit.runtime.predlog import (INPUT_FEATURES, SCORE_FEATURES, image_statistics, score_statistics,
+                                     source_properties)
 
 REFERENCE_FILE = "reference_profile.json"
 REFERENCE_SCHEMA = "edgekit.reference/1"
@@ -46,7 +47,7 @@ def input_statistics(paths: list[Path], preprocessing: Preprocessing) -> dict[st
         pixels = load_images(chunk, preprocessing.size, resize_method=preprocessing.resize_method,
                              description="reference input statistics")
         for path, image in zip(chunk, pixels):
-            for name, value in zip(INPUT_FEATURES, (*source_size(path), *image_statistics(image))):
+            for name, value in zip(INPUT_FEATURES, (*source_properties(path), *image_statistics(image))):
                 values[name].append(round(float(value), VALUE_DIGITS) if value is not None else None)
     return values
 

@@ -32,7 +32,9 @@ from edgekit.errors import OutputError, UsageError
 
 SCHEMA_VERSION = "1"
 # The statistics computed for every input image; the reference profile holds the same ones.
-INPUT_FEATURES = ("width", "height", "brightness", "contrast", "red", "green", "blue", "saturation", "sharpness")
+INPUT_FEATURES = ("width", "height", "jpeg_quality", "brightness", "contrast", "red", "green", "blue", "saturation",
+                  "sharpness")
+SOURCE_FEATURES = 3  # width, height, jpeg_quality: read from the input as given; the rest from its pixels
 # The model's own signals, computed from its class probabilities.
 SCORE_FEATURES = ("confidence", "margin", "entropy")
 ROW_STEP = 4  # statistics read every 4th pixel row (full width): ~1/4 of the pixels, fine-scale sharpness kept
@@ -94,20 +96,49 @@ def score_statistics(probabilities: np.ndarray) -> np.ndarray:
     return np.column_stack([top2[:, 0], top2[:, 0] - top2[:, 1], entropy])
 
 
-def source_size(image) -> tuple[int | None, int | None]:
-    """Width and height of the image as given (before resizing); a path's header is read, not its pixels."""
+# libjpeg's standard luminance table (quality 50), natural order; the quality estimate scales it.
+_JPEG_LUMA_TABLE = np.array([16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57,
+                             69, 56, 14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64,
+                             81, 104, 113, 92, 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99],
+                            dtype=np.float64)
+
+
+def jpeg_quality(quantization: dict | None) -> float | None:
+    """The libjpeg quality (1..100) a JPEG was saved with, estimated from its luminance quantization table.
+
+    Table entries are the standard ones times ``scale`` (5000/q below 50, 200-2q above); entries clipped
+    at 255 are ignored. Order-free (sums), so Pillow's table order does not matter.
+    """
+    if not quantization or 0 not in quantization or len(quantization[0]) != 64:
+        return None
+    table = np.sort(np.asarray(quantization[0], dtype=np.float64))
+    standard = np.sort(_JPEG_LUMA_TABLE)
+    unclipped = table < 255
+    if not unclipped.any():
+        return 1.0
+    scale = 100.0 * table[unclipped].sum() / standard[unclipped].sum()
+    return float(np.clip(5000.0 / scale if scale > 100 else (200.0 - scale) / 2.0, 1.0, 100.0))
+
+
+def source_properties(image) -> tuple[float | None, float | None, float | None]:
+    """Width, height and JPEG quality of the input as given (before resizing); a path's header is read, not its pixels.
+
+    JPEG quality is known for a JPEG path or a PIL image decoded from a JPEG; None for raw arrays.
+    """
     if isinstance(image, np.ndarray):
-        return int(image.shape[1]), int(image.shape[0])
+        return int(image.shape[1]), int(image.shape[0]), None
     if isinstance(image, (str, Path)):
         from PIL import Image
 
         try:
             with Image.open(image) as opened:
-                return opened.size
+                return (*opened.size, jpeg_quality(getattr(opened, "quantization", None)))
         except OSError:
-            return None, None
+            return None, None, None
     size = getattr(image, "size", None)
-    return (int(size[0]), int(size[1])) if isinstance(size, tuple) else (None, None)
+    if not isinstance(size, tuple):
+        return None, None, None
+    return int(size[0]), int(size[1]), jpeg_quality(getattr(image, "quantization", None))
 
 
 class PredictionLog:
@@ -155,7 +186,7 @@ class PredictionLog:
             rows.append((now, model_sha256, top[0][0], json.dumps([label for label, _ in top]),
                          json.dumps([round(score, 6) for _, score in top]), latency_ms,
                          str(image) if isinstance(image, (str, Path)) else None,
-                         *signals.tolist(), *source_size(image), *image_statistics(image_pixels)))
+                         *signals.tolist(), *source_properties(image), *image_statistics(image_pixels)))
             keep.append(self.sample_images > 0 and self._random.random() < self.sample_images)
         jpegs = [_jpeg(image_pixels) if kept else None for image_pixels, kept in zip(pixels, keep)]
         try:
