@@ -25,7 +25,8 @@ import tempfile
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "clothing-small"
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("EDGEKIT_SHARED", REPO.parent / "shared")) / "datasets" / "clothing-small"
 CONFIGS = ("off", "log", "log_durable")
 
 CHILD = r"""
@@ -73,7 +74,7 @@ def one_round(model: Path, photos: list[str], calls: int, warmup: int, core: int
         command = [sys.executable, "-c", CHILD, str(model), work, str(calls), str(warmup), json.dumps(photos)]
         if shutil.which("taskset"):
             command = ["taskset", "-c", str(core), *command]
-        env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+        env = os.environ | {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
         out = subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout
         return json.loads(out.strip().splitlines()[-1])
 

@@ -98,7 +98,8 @@ def _feature_drift(reference: np.ndarray, current: np.ndarray, thresholds: dict,
     psi = stats.psi(reference, current)
     ks, pvalue = stats.ks_2samp(reference, current)
     distance = stats.wasserstein(reference, current)
-    spread = float(np.nanstd(reference))
+    finite = reference[np.isfinite(reference)]
+    spread = float(finite.std()) if len(finite) else float("nan")
     ref_mean, cur_mean = _mean(reference), _mean(current)
     drifted = bool(enough and pvalue < thresholds["pvalue"] and psi >= thresholds["psi"])
     return {"psi": psi, "ks": ks, "pvalue": pvalue, "wasserstein": distance,

@@ -90,9 +90,10 @@ def drift_png(result: dict, reference: dict, rows: dict, path: Path) -> Path:
         both = np.concatenate([ref, now])
         edges = np.histogram_bin_edges(both, bins=30) if len(both) and np.ptp(both) > 0 else 10
         feature = result["features"][name]
-        ax.hist(ref, bins=edges, density=True, alpha=0.5, color="#888888", label="reference")
-        ax.hist(now, bins=edges, density=True, alpha=0.6, color="#d62728" if feature["drifted"] else "#1f77b4",
-                label="logged")
+        for values, colour, alpha, label in ((ref, "#888888", 0.5, "reference"),
+                                             (now, "#d62728" if feature["drifted"] else "#1f77b4", 0.6, "logged")):
+            if len(values):  # e.g. no JPEG quality for inputs handed over as decoded arrays
+                ax.hist(values, bins=edges, density=True, alpha=alpha, color=colour, label=label)
         ax.set_title(f"{name}  PSI {_num(feature['psi'], 2)}" + ("  DRIFT" if feature["drifted"] else ""),
                      fontsize=9, color="#d62728" if feature["drifted"] else "black")
         ax.tick_params(labelsize=7)
@@ -116,6 +117,9 @@ def drift_png(result: dict, reference: dict, rows: dict, path: Path) -> Path:
     windows = result["latency"]["windows"]
     for key, style in (("p50_ms", "-o"), ("p90_ms", "--o"), ("p99_ms", ":o")):
         ax.plot(range(len(windows)), [w[key] for w in windows], style, markersize=3, label=key.replace("_ms", ""))
+    ax.set_xticks(range(len(windows)), [time.strftime("%H:%M", time.gmtime(w["start"])) for w in windows],
+                  fontsize=7)
+    ax.set_xlabel("window start (UTC)", fontsize=7)
     ax.set_title(f"latency per {result['latency']['window_s']:g} s window (ms)", fontsize=9)
     ax.legend(fontsize=7)
     ax.tick_params(labelsize=7)
