@@ -170,8 +170,9 @@ ssh: {{host: 127.0.0.1, port: {port}, user: {getpass.getuser()}, key: "{key}", k
 
 def _board_report(python: Path) -> dict:
     """What is importable on the board: its runtime, numpy's version, and (never) TensorFlow or edgekit."""
+    modules = ("tensorflow", "edgekit", "ai_edge_litert", "tflite_runtime")
     code = ("import importlib.util as u, json, numpy; print(json.dumps({'numpy': numpy.__version__, "
-            "'present': [m for m in ('tensorflow', 'edgekit', 'ai_edge_litert', 'tflite_runtime') if u.find_spec(m)]}))")
+            f"'present': [m for m in {modules!r} if u.find_spec(m)]}}))")
     done = subprocess.run([str(python), "-I", "-c", code], capture_output=True, text=True, timeout=60, check=True)
     return json.loads(done.stdout)
 
