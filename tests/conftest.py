@@ -3,6 +3,9 @@
 - ``digits_dir``: scikit-learn's bundled handwritten digits written as a PNG image folder
   (``train/<digit>/``, ``test/<digit>/``), 32 px: real images, no download.
 - ``clothing_dir``: ../shared/datasets/clothing-small (real photos); skipped when absent.
+- ``edgetpu_compiled_dir``: ../shared/models/edgetpu-compiled (models + real compiler output).
+- ``require``: skip when a resource is missing, except in CI (``EDGEKIT_CI=1``), where a missing
+  resource fails the test: CI must run every test, so a silent skip there would hide a gap.
 - ``tiny_float_artifact``: a real finetune run (MobileNetV2 with its real ImageNet weights, 32 px) on
   the digits: the float parent every compress/export/profile test starts from. Real weights matter:
   a random-init backbone gives collapsed features (chance accuracy), which hides quantization bugs.
@@ -22,6 +25,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EDGEKIT_SHARED", REPO.parent / "shared"))
 CLOTHING = SHARED / "datasets" / "clothing-small"
+EDGETPU_COMPILED = SHARED / "models" / "edgetpu-compiled"
+CI_ENV = "EDGEKIT_CI"
+
+
+def require(available: bool, reason: str) -> None:
+    """Skip a test whose resource is missing here; in CI (``EDGEKIT_CI=1``) fail it instead."""
+    if available:
+        return
+    if os.environ.get(CI_ENV) == "1":
+        pytest.fail(f"required in CI ({CI_ENV}=1) but missing: {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
@@ -33,9 +47,16 @@ def digits_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def clothing_dir() -> Path:
-    if not (CLOTHING / "train").is_dir():
-        pytest.skip(f"real photo dataset not found at {CLOTHING} (set EDGEKIT_SHARED to the shared folder)")
+    require((CLOTHING / "train").is_dir(),
+            f"real photo dataset not found at {CLOTHING} (set EDGEKIT_SHARED to the shared folder)")
     return CLOTHING
+
+
+@pytest.fixture(scope="session")
+def edgetpu_compiled_dir() -> Path:
+    require((EDGETPU_COMPILED / "README.md").is_file(),
+            f"Edge TPU compiler outputs not found at {EDGETPU_COMPILED} (set EDGEKIT_SHARED to the shared folder)")
+    return EDGETPU_COMPILED
 
 
 @pytest.fixture(scope="session")

@@ -103,9 +103,30 @@ def test_paths_with_spaces_and_unicode_work(tmp_path):
     assert load_image(found.paths[1], (8, 8)).shape == (8, 8, 3)
 
 
-def test_very_large_jpeg_is_decoded_at_reduced_scale(tmp_path):
-    path = _photo(tmp_path / "big.jpg", size=(4000, 3000))
-    assert load_image(path, (64, 64)).shape == (64, 64, 3)
+def test_very_large_jpeg_is_decoded_at_reduced_scale(tmp_path, monkeypatch):
+    from PIL import JpegImagePlugin
+
+    # A smooth gradient (random noise would not survive any downscale the same way twice).
+    y, x = np.mgrid[0:3000, 0:4000]
+    pixels = np.stack([x * 255 // 3999, y * 255 // 2999, (x + y) * 255 // 6998], axis=-1).astype(np.uint8)
+    path = tmp_path / "big.jpg"
+    Image.fromarray(pixels).save(path, quality=95)
+    decoded_sizes = []
+    real_load = JpegImagePlugin.JpegImageFile.load
+
+    def recording_load(image):  # the real decoder runs; we only note the size it decodes at
+        decoded_sizes.append(image.size)
+        return real_load(image)
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "load", recording_load)
+    small = load_image(path, (64, 64))
+    monkeypatch.undo()
+
+    assert small.shape == (64, 64, 3)
+    # libjpeg's DCT scaling (Image.draft) decoded 1/8 of each side, not 12 Mpx.
+    assert decoded_sizes and decoded_sizes[0] == (500, 375)
+    full = np.asarray(Image.open(path).convert("RGB").resize((64, 64), Image.Resampling.BILINEAR), dtype=np.int16)
+    assert np.abs(small.astype(np.int16) - full).mean() < 3  # same picture as a full decode
 
 
 def test_decompression_bomb_is_refused(tmp_path, monkeypatch):

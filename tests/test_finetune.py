@@ -138,5 +138,8 @@ def test_cli_json_reports_accuracy(digits_dir, tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    assert 0.0 <= summary["validation_accuracy"] <= 1.0 and Path(summary["model"]).is_file()
+    # Measured 0.788 on the 269 validation digits with these options (seed 0); chance is 0.1.
+    assert summary["validation_accuracy"] >= 0.65 and Path(summary["model"]).is_file()
+    manifest = json.loads((Path(summary["model"]).parent / "manifest.json").read_text())
+    assert manifest["metrics"]["validation"]["accuracy"] == summary["validation_accuracy"]
     assert np.isfinite(summary["timings_s"]["total_s"])

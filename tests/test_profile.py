@@ -307,8 +307,16 @@ def test_multi_device_run_skips_the_unavailable_ones_and_profiles_the_rest(tiny_
     assert devices["cpu-1t"]["status"] == "ok"
     assert devices["edgetpu"] == {"status": "skipped", "reason": devices["edgetpu"]["reason"]}
     assert "libedgetpu" in devices["edgetpu"]["reason"] or "ONNX" in devices["edgetpu"]["reason"]
-    if devices["gpu"]["status"] == "skipped":
-        assert "CUDA" in devices["gpu"]["reason"] or "TensorRT" in devices["gpu"]["reason"]
+    from edgekit.devices import get_device
+
+    gpu_ok, gpu_reason = get_device("gpu").available("onnx")
+    if gpu_ok:  # a GPU machine with onnxruntime-gpu: the row is a real measurement on the GPU
+        row = devices["gpu"]
+        assert row["status"] == "ok", row
+        assert row["accelerator"] == "gpu" and row["latency"]["count"] == 3 and row["latency"]["p50_ms"] > 0
+    else:
+        assert devices["gpu"] == {"status": "skipped", "reason": devices["gpu"]["reason"]}
+        assert "CUDA" in devices["gpu"]["reason"] or "TensorRT" in devices["gpu"]["reason"], gpu_reason
 
 
 # --- CLI ------------------------------------------------------------------------------------------------------

@@ -121,14 +121,19 @@ DISTRIBUTE_CHOICES = ("none", "mirrored", "multi_worker_mirrored")
 def distribution_scope(name: str):
     """A ``tf.distribute`` strategy scope (TensorFlow's own multi-device/multi-worker training), or a no-op.
 
-    ``mirrored`` replicates over the local GPUs; ``multi_worker_mirrored`` over machines described by
-    the ``TF_CONFIG`` environment variable. edgekit adds no mechanism of its own.
+    ``mirrored`` replicates over the local GPUs, or where there is none over the logical CPU devices
+    (``tf.config.set_logical_device_configuration``; TensorFlow's default would take one CPU only);
+    ``multi_worker_mirrored`` over machines described by the ``TF_CONFIG`` environment variable.
+    edgekit adds no mechanism of its own.
     """
     if name == "none":
         return contextlib.nullcontext()
     tf, _ = _tf()
-    strategy = {"mirrored": tf.distribute.MirroredStrategy,
-                "multi_worker_mirrored": tf.distribute.MultiWorkerMirroredStrategy}[name]()
+    if name == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        strategy = tf.distribute.MirroredStrategy([device.name for device in devices])
+    else:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
     status(f"training under tf.distribute.{type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s)")
     return strategy.scope()
 
