@@ -16,4 +16,4 @@ def targets_command(as_json: JsonFlag = False) -> None:
                   columns=("target", "suffix", "command", "options", "needs", "available here"),
                   cells=lambda row: (row["name"], row["suffix"], f"edgekit {row['command']}",
                                      " ".join(row["options"]) or "-", ", ".join(row["needs"]),
-                                     "[green]yes[/green]" if row["available"] else f"[red]no[/red]: {row['reason']}"))
+                                     "yes" if row["available"] else f"no: {row['reason']}"))

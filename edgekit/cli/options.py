@@ -22,12 +22,6 @@ def print_listing(rows: list[dict], *, title: str, columns: tuple[str, ...], cel
 
         typer.echo(json.dumps(rows, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from edgekit.tables import Column, print_table
 
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*cells(row))
-    Console().print(table)
+    print_table(title, [Column(c) for c in columns], [list(cells(row)) for row in rows])
