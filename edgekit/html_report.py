@@ -26,7 +26,7 @@ th{background:#f6f8fa}
 td.num,th.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
 tr.pick td{background:#fff8c5;font-weight:600}
 img{max-width:100%;height:auto;display:block;margin:.5em 0}
-.images{display:flex;flex-wrap:wrap;gap:1em}.images img{max-width:min(100%,600px)}
+.images{display:flex;flex-wrap:wrap;gap:1em}.images img{max-width:calc(50% - .5em);margin:0}
 ul.notes li{overflow-wrap:anywhere;margin-bottom:.3em}
 code{background:#f4f4f4;padding:1px 4px;overflow-wrap:anywhere}
 pre{background:#f4f4f4;padding:.6em;white-space:pre-wrap;overflow-wrap:anywhere}

@@ -125,9 +125,12 @@ def _summary(result: dict) -> list[tuple[str, str]]:
     if result.get("accuracy"):
         facts.append(("Accuracy", accuracy_line(result["accuracy"])))
     facts += [("Gate", line) for line in gate_lines(result)]
-    facts += [(f"Per-op timing on {name}", d["op_profile"]["reason"]) for name, d in result["devices"].items()
-              if d["status"] == "ok" and not (d.get("op_profile") or {}).get("ops")
-              and (d.get("op_profile") or {}).get("reason")]
+    no_ops: dict[str, list[str]] = {}  # one line per reason, not per device
+    for name, device in result["devices"].items():
+        ops = device.get("op_profile") or {}
+        if device["status"] == "ok" and not ops.get("ops") and ops.get("reason"):
+            no_ops.setdefault(ops["reason"], []).append(name)
+    facts += [(f"Per-op timing ({', '.join(names)})", reason) for reason, names in no_ops.items()]
     return facts
 
 

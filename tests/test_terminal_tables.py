@@ -1,0 +1,92 @@
+"""Terminal tables of compress, profile, run and sweep at COLUMNS=80 and 120: every line fits, every number
+is printed whole on its row's line, and a failed variant or unavailable device is one line, once.
+
+Inputs are recorded results of real runs (tests/data/reports); `edgekit predict` is covered the same
+way, end to end, in test_predict_cli.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from edgekit.cli.cmd_compress import print_compress_table
+from edgekit.cli.cmd_profile import _print_tables as print_profile
+from edgekit.cli.cmd_run import print_summary
+
+RECORDED = Path(__file__).parent / "data" / "reports"
+WIDTHS = (80, 120)
+NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?")
+
+
+def printed(capsys, monkeypatch, width: int, show, *args, **kwargs) -> list[str]:
+    monkeypatch.setenv("COLUMNS", str(width))
+    show(*args, **kwargs)
+    lines = capsys.readouterr().out.splitlines()
+    too_long = [line for line in lines if len(line.rstrip()) > width]
+    assert not too_long, f"lines wider than {width}: {too_long}"
+    return lines
+
+
+def row_line(lines: list[str], words: list[str], values: list[float]) -> str:
+    """The line whose first words are ``words`` and which holds every value (as printed, rounded) whole."""
+    for line in lines:
+        numbers = [float(n) for n in NUMBER.findall(line)]
+        tokens = [t for t in line.split() if t not in ("★", "◆", "★◆")]
+        if tokens[:len(words)] == words and all(
+                any(abs(n - v) <= max(abs(v) * 0.006, 0.006) for n in numbers) for v in values):
+            assert "…" not in line, line
+            return line
+    raise AssertionError(f"no line holds {words} with {values} whole:\n" + "\n".join(lines))
+
+
+def recorded(name: str) -> dict:
+    return json.loads((RECORDED / f"{name}.json").read_text())
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("name", ["quickstart", "clothing-small-sweep"])
+def test_run_and_sweep_tables_fit_with_whole_numbers_and_failures_once(name, width, capsys, monkeypatch):
+    summary = recorded(name)
+    lines = printed(capsys, monkeypatch, width, print_summary, summary, as_json=False)
+    header = "\n".join(lines[:4])
+    assert "size" in header and "MB" in header and "p50" in header and "ms" in header and "(+ = loss)" in header
+    for row in summary["rows"]:
+        if row["status"] == "ok":
+            line = row_line(lines, [row["variant"], row["device"]], [row["size_mb"], row["p50_ms"], row["accuracy"] * 100,
+                                                       row["accuracy_drop_pts"]])
+            assert ("★" in line) == (row == summary["pick"]) and ("◆" in line) == row["pareto"], line
+    failed = {r["variant"] for r in summary["rows"] if r["status"].startswith("failed: ") and "size_mb" not in r}
+    for variant in failed:
+        assert sum(line.startswith(f"not measured: {variant}: not built") for line in lines) == 1
+    assert len([line for line in lines if line.startswith("not measured:")]) <= len(failed) + 2 * len(
+        {r["device"] for r in summary["rows"]})
+    assert f"float top-1 {summary['reference_accuracy'] * 100:.2f} %" in lines[0]
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_profile_table_fits_with_whole_numbers_and_skipped_devices_once(width, capsys, monkeypatch):
+    result = recorded("profile")
+    lines = printed(capsys, monkeypatch, width, print_profile, result)
+    for name, device in result["devices"].items():
+        if device["status"] == "ok":
+            lat = device["latency"]
+            row_line(lines, [name], [device["init_ms"], device["first_inference_ms"], lat["p50_ms"], lat["p90_ms"],
+                                     lat["p99_ms"], device["memory"]["peak_delta_mib"]])
+        else:
+            assert sum(line.startswith(f"{name}: skipped:") for line in lines) == 1
+    accuracy = result["accuracy"]
+    assert any(f"drop {accuracy['accuracy_drop']:+.2f} pts (+ = loss)" in line for line in lines)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_compress_table_fits_with_whole_numbers(width, capsys, monkeypatch):
+    rows = recorded("compress")
+    lines = printed(capsys, monkeypatch, width, print_compress_table, "compress runs/quickstart/float", rows)
+    assert "(+ = loss)" in "\n".join(lines[:4])
+    for row in rows:
+        row_line(lines, [row["variant"]], [row["size_bytes"] / 1e6, row["size_vs_float"], row["gzip_bytes"] / 1e6,
+                                           row["top1_agreement"] * 100, row["top1_drop_points"]])
