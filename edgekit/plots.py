@@ -82,6 +82,14 @@ def place_labels(ax, anchors: list[tuple[float, float]], texts: list[str], *, ma
     return annotations
 
 
+def text_extent(label, renderer):
+    """The box of a label's text alone (an Annotation's own extent also spans its leader line)."""
+    from matplotlib.text import Text
+
+    label.update_positions(renderer)
+    return Text.get_window_extent(label, renderer)
+
+
 def _best_position(label, renderer, frame, placed, markers, *, own: int, radius_pt: float):
     """Move ``label`` to the first free position (see :func:`place_labels`); returns its padded box."""
     first = None
@@ -92,7 +100,7 @@ def _best_position(label, renderer, frame, placed, markers, *, own: int, radius_
                 label.xyann = (dx * distance, dy * distance * (0.7 if dx else 1))
                 label.set_ha("left" if dx > 0 else "right" if dx < 0 else "center")
                 label.set_va("bottom" if dy > 0 else "top" if dy < 0 else "center")
-                box = label.get_window_extent(renderer).padded(2)
+                box = text_extent(label, renderer).padded(2)
                 first = first or (label.xyann, label.get_ha(), label.get_va(), box)
                 inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
                 if not inside or any(box.overlaps(other) for other in placed):

@@ -78,6 +78,7 @@ def pareto_figure(rows: list[dict], front: list[dict], *, title: str, chosen: di
     pick; the accuracy floor and latency limit are drawn as red dashed lines where they fall in view.
     """
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
     from edgekit.plots import _pyplot, place_labels
 
@@ -87,10 +88,11 @@ def pareto_figure(rows: list[dict], front: list[dict], *, title: str, chosen: di
     devices = list(dict.fromkeys(r["device"] for r in measured)) or ["(nothing measured)"]
     columns = min(2, len(devices))
     panel_rows = -(-len(devices) // columns)
-    fig, axes = plt.subplots(panel_rows, columns, figsize=(5.5 * columns, 4.2 * panel_rows + 1.5), dpi=110,
+    fig, axes = plt.subplots(panel_rows, columns, figsize=(5.5 * columns if columns > 1 else 8, 4.2 * panel_rows + 1.5),
+                             dpi=110,
                              sharey=True, squeeze=False)
     fig.subplots_adjust(left=0.08 if columns > 1 else 0.13, right=0.98, top=1 - 0.8 / (4.2 * panel_rows + 1.5),
-                        bottom=0.95 / (4.2 * panel_rows + 1.5), hspace=0.35, wspace=0.08)
+                        bottom=1.1 / (4.2 * panel_rows + 1.5), hspace=0.35, wspace=0.08)
     biggest = max((r["size_mb"] for r in measured), default=1.0) or 1.0
     floor = None
     if constraints.get("max_accuracy_drop") is not None and reference_accuracy is not None:
@@ -114,6 +116,9 @@ def pareto_figure(rows: list[dict], front: list[dict], *, title: str, chosen: di
         if x_high / x_low > 8:
             ax.set_xscale("log")
             ax.set_xlim(x_low / 1.6, x_high * 1.6)
+            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
         else:
             pad = max(x_high - x_low, 0.2 * x_high)
             ax.set_xlim(max(0.0, x_low - 0.45 * pad), x_high + 0.45 * pad)
@@ -161,7 +166,7 @@ def pareto_figure(rows: list[dict], front: list[dict], *, title: str, chosen: di
         handles.append(Line2D([], [], color=_LIMIT, ls="--", label="constraint limit"))
     handles += [Line2D([], [], marker="o", ls="", color="0.55", markersize=_marker_area(s, biggest) ** 0.5,
                        label=f"{s:g} MB") for s in sizes if s > 0]
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5 if columns > 1 else 3),
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5 if columns > 1 else 4),
                fontsize=8, frameon=False, handletextpad=0.9, columnspacing=2.2, borderaxespad=0.2)
     note = f"constraints: {describe_constraints(constraints)}"
     if off_chart:
