@@ -79,8 +79,10 @@ def print_table(title: str, columns: list[Column], rows: list[list[str]], *, not
         column = columns[i]
         if column.numeric:
             table.add_column(column.header, justify="right", no_wrap=True, min_width=_widest(column, rows, i))
+        elif _widest(column, rows, i) <= _LONGEST_TEXT:  # a short name: kept whole, the long text wraps
+            table.add_column(column.header, no_wrap=True, min_width=_widest(column, rows, i))
         else:
-            table.add_column(column.header, overflow="fold")
+            table.add_column(column.header, overflow="fold", ratio=1)
     for row in rows:
         table.add_row(*(Text(row[i]) for i in kept))
     out.print(table)

@@ -15,8 +15,9 @@ ModelArg = Annotated[Path, typer.Argument(help="Model file (.keras/.tflite/.onnx
 DataDir = Annotated[Path, typer.Argument(help="Image folder: one sub-folder per class.")]
 
 
-def print_listing(rows: list[dict], *, title: str, columns: tuple[str, ...], cells, as_json: bool) -> None:
-    """The listing commands' output: ``rows`` as JSON, or a rich table of ``cells(row)`` under ``columns``."""
+def print_listing(rows: list[dict], *, title: str, columns: tuple, cells, as_json: bool) -> None:
+    """The listing commands' output: ``rows`` as JSON, or a table of ``cells(row)`` under ``columns``
+    (names, or :class:`~edgekit.tables.Column` for optional ones left out of a narrow terminal)."""
     if as_json:
         import json
 
@@ -24,4 +25,4 @@ def print_listing(rows: list[dict], *, title: str, columns: tuple[str, ...], cel
         return
     from edgekit.tables import Column, print_table
 
-    print_table(title, [Column(c) for c in columns], [list(cells(row)) for row in rows])
+    print_table(title, [c if isinstance(c, Column) else Column(c) for c in columns], [list(cells(row)) for row in rows])
