@@ -21,7 +21,8 @@ h1{font-size:1.6em;margin:.2em 0 .6em}h2{font-size:1.25em;margin:1.6em 0 .5em;bo
 .summary dl{display:grid;grid-template-columns:max-content 1fr;gap:.25em 1.2em;margin:0}
 .summary dt{font-weight:600}.summary dd{margin:0;overflow-wrap:anywhere}
 table{border-collapse:collapse;max-width:100%;margin:.4em 0 1em;font-size:.92em}
-th,td{border:1px solid #d0d7de;padding:3px 8px;text-align:left;vertical-align:top;overflow-wrap:anywhere}
+th,td{border:1px solid #d0d7de;padding:3px 8px;text-align:left;vertical-align:top;overflow-wrap:break-word}
+td.short,th.short{white-space:nowrap}td.long{overflow-wrap:anywhere;min-width:16em}
 th{background:#f6f8fa}
 td.num,th.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
 tr.pick td{background:#fff8c5;font-weight:600}
@@ -32,6 +33,9 @@ code{background:#f4f4f4;padding:1px 4px;overflow-wrap:anywhere}
 pre{background:#f4f4f4;padding:.6em;white-space:pre-wrap;overflow-wrap:anywhere}
 .muted{color:#57606a}
 """
+
+
+SHORT_CELL = 24  # cells up to this many characters stay on one line; longer text wraps anywhere
 
 
 def escape(value) -> str:
@@ -72,7 +76,8 @@ def table(header: list[str], rows: list[list], *, numeric: frozenset[int] = froz
           highlight: set[int] = frozenset()) -> str:
     """An HTML table; columns in ``numeric`` are right-aligned on one line, rows in ``highlight`` marked."""
     def cell(tag: str, i: int, value) -> str:
-        return f"<{tag}{' class=num' if i in numeric else ''}>{escape(value)}</{tag}>"
+        kind = "num" if i in numeric else "short" if len(str(value)) <= SHORT_CELL else "long"
+        return f"<{tag} class={kind}>{escape(value)}</{tag}>"
 
     head = "<tr>" + "".join(cell("th", i, h) for i, h in enumerate(header)) + "</tr>"
     body = "".join(f"<tr{' class=pick' if r in highlight else ''}>" + "".join(cell("td", i, c) for i, c in enumerate(row))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 # The one sign convention for accuracy loss, used by every table header (terminal, reports, benchmarks).
 DROP_HEADER = "drop pts (+ = loss)"
-DROP_EXPLAINED = "drop: top-1 points lost against the float model (positive = worse, negative = better)"
+DROP_EXPLAINED = "top-1 points lost against the float model (positive = worse, negative = better)"
 
 
 @dataclass(frozen=True)

@@ -27,14 +27,21 @@ def print_summary(summary: dict, *, as_json: bool) -> None:
         return
     from edgekit.recipes.pareto import describe_constraints
     from edgekit.recipes.report import MARKS_EXPLAINED, measured_table, not_measured, pick_text
-    from edgekit.tables import console, percent, print_table
+    from rich.text import Text
+
+    from edgekit.tables import console, one_line, percent, print_table
 
     rows = summary["rows"]
     front = [r for r in rows if r.get("pareto")]
     columns, cells = measured_table(rows, front, summary.get("pick"))
     out = console()
     print_table(f"{summary['name']}: float top-1 {percent(summary['reference_accuracy'])} %", columns, cells,
-                caption=MARKS_EXPLAINED, notes=[f"not measured: {line}" for line in not_measured(rows)], out=out)
+                caption=MARKS_EXPLAINED, out=out)
+    missing = not_measured(rows)
+    if missing:
+        out.print("not measured (full reasons in the report):")
+        for line in missing:
+            out.print(Text("  " + one_line(line)), no_wrap=True, overflow="ellipsis", crop=True)
     skipped = sum(1 for s in summary["stages"] if s["skipped"])
     out.print(f"stages: {len(summary['stages'])} ({skipped} skipped as unchanged); wall time "
               f"{summary['wall_time_s']} s")

@@ -91,7 +91,7 @@ def pareto_figure(rows: list[dict], front: list[dict], *, title: str, chosen: di
     fig, axes = plt.subplots(panel_rows, columns, figsize=(5.5 * columns if columns > 1 else 8, 4.2 * panel_rows + 1.5),
                              dpi=110,
                              sharey=True, squeeze=False)
-    fig.subplots_adjust(left=0.08 if columns > 1 else 0.13, right=0.98, top=1 - 0.8 / (4.2 * panel_rows + 1.5),
+    fig.subplots_adjust(left=0.08 if columns > 1 else 0.13, right=0.98, top=1 - 0.95 / (4.2 * panel_rows + 1.5),
                         bottom=1.1 / (4.2 * panel_rows + 1.5), hspace=0.35, wspace=0.08)
     biggest = max((r["size_mb"] for r in measured), default=1.0) or 1.0
     floor = None
