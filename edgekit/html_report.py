@@ -96,8 +96,9 @@ def images(paths: list[Path]) -> str:
     return "<div class='images'>" + "".join(image(p, Path(p).stem.replace("_", " ")) for p in paths) + "</div>"
 
 
-def markdown_table(header: list[str], rows: list[list]) -> str:
-    """The same table as Markdown (pipes in cells escaped)."""
-    lines = ["| " + " | ".join(h.replace("\n", " ") for h in header) + " |", "|" + "---|" * len(header)]
+def markdown_table(header: list[str], rows: list[list], *, numeric: frozenset[int] = frozenset()) -> str:
+    """The same table as Markdown (pipes in cells escaped; ``numeric`` columns right-aligned)."""
+    lines = ["| " + " | ".join(h.replace("\n", " ") for h in header) + " |",
+             "|" + "".join("---:|" if i in numeric else "---|" for i in range(len(header)))]
     lines += ["| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in row) + " |" for row in rows]
     return "\n".join(lines)

@@ -158,8 +158,8 @@ def write_report(result: dict, out_dir: Path) -> dict[str, str]:
     tables = _detail_tables(result)
     md = [f"# {title}", ""] + [f"- **{label}:** {value}" for label, value in facts] + [""]
     md += [f"![{file}]({file})" for file in images.values()] + [""]
-    for heading, header, rows, _ in tables:
-        md += [f"## {heading}", "", html_report.markdown_table(header, rows), ""]
+    for heading, header, rows, numeric in tables:
+        md += [f"## {heading}", "", html_report.markdown_table(header, rows, numeric=numeric), ""]
     parts = [html_report.summary(facts), html_report.images([out_dir / f for f in images.values()])]
     for heading, header, rows, numeric in tables:
         parts += [html_report.heading(heading), html_report.table(header, rows, numeric=numeric)]

@@ -125,7 +125,7 @@ def write_run_report(summary: dict, out_dir: Path) -> dict:
     environment = [[k, v] for k, v in summary["environment"].items()]
     markdown = "\n".join(
         [f"# edgekit run: {summary['name']}", ""] + [f"- **{label}:** {value}" for label, value in facts] +
-        ["", "![Pareto front](pareto.png)", "", "## Measurements", "", html_report.markdown_table(header, cells), ""] +
+        ["", "![Pareto front](pareto.png)", "", "## Measurements", "", html_report.markdown_table(header, cells, numeric=numeric), ""] +
         (["## Not measured", ""] + [f"- {line}" for line in missing] + [""] if missing else []) +
         ["## Stages", "", html_report.markdown_table(stage_header, stage_rows), "",
          f"Wall time: {summary['wall_time_s']} s.", "", "## Environment", "",
