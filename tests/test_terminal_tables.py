@@ -8,7 +8,6 @@ way, end to end, in test_predict_cli.py.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,6 @@ from edgekit.cli.cmd_run import print_summary
 
 RECORDED = Path(__file__).parent / "data" / "reports"
 WIDTHS = (80, 120)
-NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?")
 
 
 def printed(capsys, monkeypatch, width: int, show, *args, **kwargs) -> list[str]:
@@ -31,14 +29,32 @@ def printed(capsys, monkeypatch, width: int, show, *args, **kwargs) -> list[str]
     return lines
 
 
-def row_line(lines: list[str], words: list[str], values: list[float]) -> str:
-    """The line whose first words are ``words`` and which holds every value (as printed, rounded) whole."""
+def _numbers(line: str) -> list[float]:
+    numbers = []
+    for word in line.split():
+        try:
+            numbers.append(float(word))
+        except ValueError:
+            pass
+    return numbers
+
+
+def _close(a: float, b: float) -> bool:
+    return abs(a - b) <= max(abs(b) * 0.006, 0.006)
+
+
+def row_line(lines: list[str], words: list[str], values: list[float], extra: list[float] = ()) -> str:
+    """The line whose first words are ``words``, holding every value whole (as printed, rounded) and no
+    number that is not one of ``values`` or ``extra`` (the optional columns): a number cut at the edge fails."""
     for line in lines:
-        numbers = [float(n) for n in NUMBER.findall(line)]
         tokens = [t for t in line.split() if t not in ("★", "◆", "★◆")]
-        if tokens[:len(words)] == words and all(
-                any(abs(n - v) <= max(abs(v) * 0.006, 0.006) for n in numbers) for v in values):
+        if tokens[:len(words)] != words:
+            continue
+        numbers = _numbers(line)
+        if all(any(_close(n, v) for n in numbers) for v in values):
             assert "…" not in line, line
+            strays = [n for n in numbers if not any(_close(n, v) for v in [*values, *extra])]
+            assert not strays, f"numbers cut or unknown {strays} in: {line}"
             return line
     raise AssertionError(f"no line holds {words} with {values} whole:\n" + "\n".join(lines))
 
@@ -56,8 +72,9 @@ def test_run_and_sweep_tables_fit_with_whole_numbers_and_failures_once(name, wid
     assert "size" in header and "MB" in header and "p50" in header and "ms" in header and "(+ = loss)" in header
     for row in summary["rows"]:
         if row["status"] == "ok":
-            line = row_line(lines, [row["variant"], row["device"]], [row["size_mb"], row["p50_ms"], row["accuracy"] * 100,
-                                                       row["accuracy_drop_pts"]])
+            line = row_line(lines, [row["variant"], row["device"]],
+                            [row["size_mb"], row["p50_ms"], row["accuracy"] * 100, row["accuracy_drop_pts"]],
+                            [row["gzip_mb"], row["top1_agreement"] * 100, row["peak_memory_mib"]])
             assert ("★" in line) == (row == summary["pick"]) and ("◆" in line) == row["pareto"], line
     failed = {r["variant"] for r in summary["rows"] if r["status"].startswith("failed: ") and "size_mb" not in r}
     for variant in failed:  # once, not once per device
@@ -76,7 +93,8 @@ def test_profile_table_fits_with_whole_numbers_and_skipped_devices_once(width, c
         if device["status"] == "ok":
             lat = device["latency"]
             row_line(lines, [name], [device["init_ms"], device["first_inference_ms"], lat["p50_ms"], lat["p90_ms"],
-                                     lat["p99_ms"], device["memory"]["peak_delta_mib"]])
+                                     lat["p99_ms"], device["memory"]["peak_delta_mib"]],
+                     [device["threads"], lat["min_ms"], lat["mean_ms"], lat["std_ms"], device["memory"]["peak_rss_mib"]])
         else:
             assert sum(line.startswith(f"{name}: skipped:") for line in lines) == 1
     accuracy = result["accuracy"]
