@@ -52,7 +52,7 @@ def one_line(text: str) -> str:
     return re.sub(r"\s+", " ", lines[0]) if lines else ""
 
 
-_LONGEST_TEXT = 16  # longer text (a path, a reason) wraps rather than pushing numbers out
+_LONGEST_TEXT = 20  # longer text (a path, a reason) wraps rather than pushing numbers out
 
 
 def console():
@@ -95,7 +95,7 @@ def _widest(column: Column, rows: list[list[str]], i: int) -> int:
 
 
 def _needed_width(columns: list[Column], rows: list[list[str]], indices: list[int]) -> int:
-    """How wide the table is with whole numbers and text up to 16 characters unwrapped (3 per column gap)."""
+    """How wide the table is with whole numbers and text up to 20 characters unwrapped (3 per column gap)."""
     widths = []
     for i in indices:
         if columns[i].numeric:
