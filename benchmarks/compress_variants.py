@@ -50,6 +50,7 @@ def main() -> int:
     from edgekit.keras_io import load_keras_model
     from edgekit.stages.compress import compress
     from edgekit.targets.tflite import convert_keras_to_tflite, gzip_size, median_latency_ms, run_tflite
+    from edgekit.tables import DROP_HEADER
 
     parent, inputs, labels = float_parent_and_test_inputs(args.float_dir, work=args.work, data=args.data,
                                                           input_size=args.size)
@@ -94,7 +95,7 @@ def main() -> int:
     lines = [f"# compress variants: {parent.manifest.backbone} {preprocessing.size[0]}px, clothing-small test "
              f"({len(labels)} images), vs float32 TFLite ({len(float_bytes) / 1024:.0f} KiB, {float_ms:.2f} ms, "
              f"top-1 {float_top1:.3f}); 1 thread, median of {args.runs}", "",
-             "| variant | size vs float | gzip size vs float | latency vs float | top-1 drop (pt) |",
+             f"| variant | size vs float | gzip size vs float | latency vs float | top-1 {DROP_HEADER} |",
              "|---|---:|---:|---:|---:|"]
     for name, row in rows.items():
         lines.append(f"| {name} | {row['size_vs_float']:.3f}x | {row['gzip_vs_float']:.3f}x | "

@@ -111,7 +111,7 @@ def main() -> int:
         latency = f"{row['latency_ms']:.2f}" if "latency_ms" in row else "-"
         agree = f"{row['agreement_with_float']:.3f}" if "agreement_with_float" in row else "-"
         lines.append(f"| {name} | {row['size_bytes'] / 1024:.0f} | {latency} | {row['top1']:.3f} | {agree} |")
-    lines += ["", f"ONNX int8 speedup vs fp32: {speedup:.2f}x; top-1 drop {drop:+.2f} points; "
+    lines += ["", f"ONNX int8 speedup vs fp32: {speedup:.2f}x; top-1 drop {drop:+.2f} points (+ = loss); "
               f"goal (>= 1.6x, <= 1.0 point) {'met' if result['goal_met'] else 'NOT met'}."]
     write_text_atomic(out / "onnx_vs_tflite.md", "\n".join(lines) + "\n")
     print("\n".join(lines))

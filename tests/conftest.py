@@ -75,3 +75,86 @@ def sha256_tree(folder: Path) -> dict[str, str]:
     from edgekit.artifacts import sha256_file
 
     return {str(p.relative_to(folder)): sha256_file(p) for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+# --- Reports in a real browser (headless Chromium) ---------------------------------------------------
+SCREENSHOTS = REPO / "runs" / "screenshots"  # kept as CI artifacts
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--hide-scrollbars", "--force-device-scale-factor=1")
+WINDOW_WIDTH, WINDOW_HEIGHT = 1280, 900
+
+# Appended to a copy of the report: measures the page after load and leaves the numbers in the DOM.
+_PROBE = """<script>
+window.addEventListener('load', () => {
+  const doc = document.documentElement;
+  const box = e => { const r = e.getBoundingClientRect();
+                     return {top: r.top + scrollY, left: r.left, right: r.right, width: r.width, height: r.height}; };
+  const probe = {
+    scrollWidth: doc.scrollWidth, clientWidth: doc.clientWidth, scrollHeight: doc.scrollHeight,
+    overflowing: [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > doc.clientWidth + 0.5)
+                   .map(e => e.tagName + ' ' + (e.textContent || '').slice(0, 60)).slice(0, 10),
+    images: [...document.images].map(i => ({complete: i.complete, naturalWidth: i.naturalWidth, ...box(i)})),
+    tables: [...document.querySelectorAll('table')].map(t => ({rows: t.rows.length, ...box(t)})),
+    summary: [...document.querySelectorAll('.summary')].map(box),
+    headings: [...document.querySelectorAll('h2')].map(h => ({text: h.textContent, ...box(h)})),
+  };
+  const out = document.createElement('pre'); out.id = 'edgekit-probe'; out.textContent = JSON.stringify(probe);
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def _chromium() -> str | None:
+    import shutil
+
+    candidates = (os.environ.get("EDGEKIT_CHROMIUM"), "chromium", "chromium-browser", "google-chrome")
+    return next((shutil.which(c) for c in candidates if c and shutil.which(c)), None)
+
+
+@pytest.fixture(scope="session")
+def render_report(tmp_path_factory):
+    """``render_report(html_path, name)``: load a report in headless Chromium at 1280x900.
+
+    Returns ``(probe, dom, screenshot)``: the page's measurements (scrollWidth, image and table boxes,
+    h2 positions, elements past the right edge), the DOM after load, and a full-page PNG saved under
+    runs/screenshots/<name>.png. Skips where Chromium is absent, unless EDGEKIT_REQUIRE_CHROMIUM=1
+    (CI sets it after installing Debian's ``chromium``), where that is a failure.
+    """
+    import html as html_module
+    import json
+    import re
+    import subprocess
+
+    binary = _chromium()
+    if binary is None:
+        message = "Chromium not found (Debian: apt-get install -y chromium; .ci/run installs it)"
+        if os.environ.get("EDGEKIT_REQUIRE_CHROMIUM"):
+            pytest.fail(message + " but EDGEKIT_REQUIRE_CHROMIUM is set")
+        pytest.skip(message)
+    profiles = tmp_path_factory.mktemp("chromium")
+
+    def chromium(*args: str, name: str) -> str:
+        command = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profiles / name}", *args]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, f"chromium failed ({result.returncode}): {result.stderr[-2000:]}"
+        return result.stdout
+
+    def render(html_path: Path, name: str):
+        probed = profiles / f"{name}-probed.html"
+        probed.write_text(Path(html_path).read_text(encoding="utf-8").replace("</body>", _PROBE + "</body>"),
+                          encoding="utf-8")
+        dom = chromium(f"--window-size={WINDOW_WIDTH},{WINDOW_HEIGHT}", "--virtual-time-budget=10000", "--dump-dom",
+                       probed.as_uri(), name=f"{name}-dom")
+        found = re.search(r'<pre id="edgekit-probe">(.*?)</pre>', dom, re.S)
+        assert found, "the page's load handler never ran: " + dom[-500:]
+        probe = json.loads(html_module.unescape(found.group(1)))
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        screenshot = SCREENSHOTS / f"{name}.png"
+        screenshot.unlink(missing_ok=True)
+        chromium(f"--window-size={WINDOW_WIDTH},{min(probe['scrollHeight'], 8000)}", f"--screenshot={screenshot}",
+                 Path(html_path).resolve().as_uri(), name=f"{name}-shot")
+        assert screenshot.is_file(), "chromium wrote no screenshot"
+        return probe, dom, screenshot
+
+    return render

@@ -94,3 +94,27 @@ def test_cli_predict_never_imports_tensorflow(tiny_models, photo):
                           capture_output=True, text=True, timeout=120, check=True)
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
     assert json.loads(proc.stdout[: proc.stdout.rindex("}") + 1])["results"][0]["top_k"]
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_predict_tables_fit_the_terminal_with_scores_whole_and_one_line_per_broken_file(
+        capsys, monkeypatch, tiny_models, photo, tmp_path, width):
+    folder = tmp_path / "a-rather-long-folder-name-for-photos-taken-on-the-production-line" / "camera-03"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        Image.open(photo).save(folder / f"frame-{i:04d}-with-a-long-descriptive-file-name.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG garbage")
+    model = str(tiny_models["int8"].parent)
+    monkeypatch.setenv("COLUMNS", str(width))
+    for target in (photo, folder):
+        _, expected, _ = run_cli(capsys, model, str(target), "--json", "-k", "3")
+        code, out, _ = run_cli(capsys, model, str(target), "-k", "3")
+        assert code == 0
+        lines = out.splitlines()
+        assert all(len(line.rstrip()) <= width for line in lines), out
+        for result in json.loads(expected)["results"]:
+            if "error" in result:
+                assert sum(line.startswith(f"{result['path']}: error:"[:width - 1]) for line in lines) == 1, out
+                continue
+            score = f"{result['top_k'][0]['score']:.4f}"  # top-1 label and score whole on one line
+            assert any(f" {result['top_k'][0]['label']} " in f" {line} " and f" {score}" in line for line in lines), out

@@ -51,18 +51,20 @@ def compress_command(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
+    print_compress_table(f"compress {model}", rows)
 
-    table = Table(title=f"compress {model}")
-    for column in ("variant", "size", "vs float", "gzip", "agreement", "top-1 drop"):
-        table.add_column(column, justify="left" if column == "variant" else "right")
-    for row in rows:
-        drop = row["top1_drop_points"]
-        table.add_row(row["variant"], f"{row['size_bytes'] / 1024:.0f} KiB", f"{row['size_vs_float']:.2f}x",
-                      f"{row['gzip_bytes'] / 1024:.0f} KiB", f"{row['top1_agreement']:.3f}",
-                      "-" if drop is None else f"{drop:+.2f} pt")
-    Console().print(table)
+
+def print_compress_table(title: str, rows: list[dict]) -> None:
+    """One row per variant: size (and against the float model), gzip size, agreement and accuracy drop."""
+    from edgekit.tables import DROP_HEADER, Column, number, percent, print_table, signed
+
+    columns = [Column("variant"), Column("size\nMB", numeric=True), Column("× float\nsize", numeric=True),
+               Column("gzip\nMB", numeric=True), Column("agree\n%", numeric=True),
+               Column(DROP_HEADER.replace(" (", "\n("), numeric=True)]
+    cells = [[row["variant"], number(row["size_bytes"] / 1e6), f"{row['size_vs_float']:.2f}",
+              number(row["gzip_bytes"] / 1e6), percent(row["top1_agreement"], 1), signed(row["top1_drop_points"])]
+             for row in rows]
+    print_table(title, columns, cells, caption="agree: top-1 agreement with the float model")
 
 
 def _summary(artifact) -> dict:

@@ -81,12 +81,9 @@ def evaluate_command(
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from edgekit.tables import Column, percent, print_table
 
-    table = Table(title=f"{Path(report['model']).name} on {report['data']}  accuracy {report['accuracy']:.4f}")
-    for column in ("class", "precision", "recall", "f1", "support"):
-        table.add_column(column, justify="right" if column != "class" else "left")
-    for name, row in report["per_class"].items():
-        table.add_row(name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}", str(row["support"]))
-    Console().print(table)
+    print_table(f"{Path(report['model']).name} on {report['data']}: top-1 {percent(report['accuracy'])} %",
+                [Column("class")] + [Column(h, numeric=True) for h in ("precision", "recall", "F1", "support")],
+                [[name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}", str(row["support"])]
+                 for name, row in report["per_class"].items()])

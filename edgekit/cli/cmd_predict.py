@@ -98,27 +98,20 @@ def predict(
 
 
 def _print_table(results: list[dict], predictor, *, single: bool) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from edgekit.tables import Column, print_table
 
-    console = Console()
-    table = Table(title=f"{predictor.path.name} on {predictor.backend} ({predictor.accelerator})")
+    title = f"{predictor.path.name} on {predictor.backend} ({predictor.accelerator})"
     if single:
-        table.add_column("rank", justify="right")
-        table.add_column("label")
-        table.add_column("score", justify="right")
-        for rank, entry in enumerate(results[0]["top_k"], 1):
-            table.add_row(str(rank), entry["label"], f"{entry['score']:.4f}")
-    else:
-        table.add_column("image")
-        table.add_column("top-1")
-        table.add_column("score", justify="right")
-        table.add_column("others")
-        for item in results:
-            if "error" in item:
-                table.add_row(item["path"], "[red]error[/red]", "", item["error"])
-                continue
-            first, *rest = item["top_k"]
-            table.add_row(item["path"], first["label"], f"{first['score']:.4f}",
-                          ", ".join(f"{e['label']} {e['score']:.2f}" for e in rest))
-    console.print(table)
+        print_table(title, [Column("rank", numeric=True), Column("label"), Column("score", numeric=True)],
+                    [[str(rank), e["label"], f"{e['score']:.4f}"] for rank, e in enumerate(results[0]["top_k"], 1)])
+        return
+    cells, errors = [], []
+    for item in results:
+        if "error" in item:
+            errors.append(f"{item['path']}: error: {item['error']}")
+            continue
+        first, *rest = item["top_k"]
+        cells.append([item["path"], first["label"], f"{first['score']:.4f}",
+                      ", ".join(f"{e['label']} {e['score']:.2f}" for e in rest)])
+    print_table(title, [Column("image"), Column("top-1"), Column("score", numeric=True), Column("next", optional=True)],
+                cells, notes=errors)

@@ -44,38 +44,17 @@ def profile_command(
 
 
 def _print_tables(result: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from edgekit.profiling.report import accuracy_line, gate_lines, latency_table, unavailable_devices
+    from edgekit.tables import console, print_table
 
-    console = Console()
-    table = Table(title=f"{Path(result['model']).name} ({result['format']}), {result['runs']} runs, times in ms")
-    for column in ("device", "backend", "thr", "init", "first", "p50", "p90", "p99", "mean±std", "Δpeak MiB"):
-        table.add_column(column, justify="left" if column in ("device", "backend") else "right", no_wrap=True)
-    for name, device in result["devices"].items():
-        if device["status"] != "ok":
-            continue
-        lat = device["latency"]
-        delta = device["memory"]["peak_delta_mib"]
-        table.add_row(name, device["backend"].removeprefix("edgekit:"), str(device["threads"]),
-                      f"{device['init_ms']:.1f}", f"{device['first_inference_ms']:.2f}", f"{lat['p50_ms']:.3f}",
-                      f"{lat['p90_ms']:.3f}", f"{lat['p99_ms']:.3f}", f"{lat['mean_ms']:.3f}±{lat['std_ms']:.3f}",
-                      "n/a" if delta is None else f"{delta:.1f}")
-    console.print(table)
-    for name, device in result["devices"].items():
-        if device["status"] != "ok":
-            console.print(f"skipped {name}: {device['reason']}")
-    accuracy = result.get("accuracy")
-    if accuracy:
-        model = accuracy["model"]
-        if accuracy.get("parent"):
-            console.print(f"accuracy on {accuracy['images']} images: top-1 {model['accuracy']:.4f} vs parent "
-                          f"{accuracy['parent']['accuracy']:.4f} (drop {accuracy['accuracy_drop']:.2f} points, "
-                          f"top-1 agreement {accuracy['top1_agreement']:.4f})")
-        else:
-            console.print(f"accuracy on {accuracy['images']} images: top-1 {model['accuracy']:.4f}; "
-                          f"no parent comparison: {accuracy['parent_missing']}")
-    for row in result.get("gates", []):
-        where = "" if row["device"] == "-" else f" on {row['device']}"
-        console.print(f"gate {row['gate']}{where}: {'FAILED' if row['failed'] else 'passed'}")
+    out = console()
+    columns, rows = latency_table(result)
+    print_table(f"{Path(result['model']).name} ({result['format']}), {result['runs']} runs per device", columns, rows,
+                caption="peak +: peak memory added by loading and running the model",
+                notes=unavailable_devices(result), out=out)
+    if result.get("accuracy"):
+        out.print(f"accuracy: {accuracy_line(result['accuracy'])}", markup=False)
+    for line in gate_lines(result):
+        out.print(f"gate {line}", markup=False)
     if result.get("report"):
-        console.print(f"report: {result['report']['html']}")
+        out.print(f"report: {result['report']['html']}", markup=False, overflow="fold")

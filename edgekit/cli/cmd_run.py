@@ -20,38 +20,34 @@ Devices = Annotated[list[str] | None, typer.Option("--device", "-d", help="Measu
                                                                          "recipe's (repeatable; `edgekit devices`).")]
 
 
-TERMINAL_COLUMNS = ("variant", "device", "size_mb", "p50_ms", "accuracy", "accuracy_drop_pts", "status")
-
-
 def print_summary(summary: dict, *, as_json: bool) -> None:
-    """The Pareto table and the pick (or JSON), shared by run, sweep and quickstart."""
+    """The measured rows, the pick and what was not measured (or JSON), shared by run, sweep and quickstart."""
     if as_json:
         typer.echo(json.dumps(summary, indent=2, default=str))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from edgekit.recipes.pareto import describe_constraints
+    from edgekit.recipes.report import MARKS_EXPLAINED, measured_table, not_measured, pick_text
+    from rich.text import Text
 
-    from edgekit.recipes.report import COLUMNS, _table_rows
+    from edgekit.tables import console, one_line, percent, print_table
 
     rows = summary["rows"]
     front = [r for r in rows if r.get("pareto")]
-    table = Table(title=f"{summary['name']}: float top-1 {summary['reference_accuracy']}  "
-                        f"(★ pick, ◆ Pareto-optimal; full table in the report)")
-    shown = [i for i, (key, _) in enumerate(COLUMNS) if key in TERMINAL_COLUMNS]
-    for i in shown:
-        is_status = COLUMNS[i][0] == "status"
-        table.add_column(COLUMNS[i][1], overflow="ellipsis", no_wrap=True, max_width=22 if is_status else None)
-    for cells in _table_rows(rows, front, summary.get("pick")):
-        table.add_row(*(cells[i] for i in shown))
-    console = Console()
-    console.print(table)
+    columns, cells = measured_table(rows, front, summary.get("pick"))
+    out = console()
+    print_table(f"{summary['name']}: float top-1 {percent(summary['reference_accuracy'])} %", columns, cells,
+                caption=MARKS_EXPLAINED, out=out)
+    missing = not_measured(rows)
+    if missing:
+        out.print("not measured (full reasons in the report):")
+        for line in missing:
+            out.print(Text("  " + one_line(line)), no_wrap=True, overflow="ellipsis", crop=True)
     skipped = sum(1 for s in summary["stages"] if s["skipped"])
-    console.print(f"stages: {len(summary['stages'])} ({skipped} skipped as unchanged); wall time "
-                  f"{summary['wall_time_s']} s")
-    chosen = summary.get("pick")
-    console.print(f"pick: [bold]{chosen['variant']}[/bold] on {chosen['device']}" if chosen
-                  else "pick: no variant meets every constraint")
-    console.print(f"report: {summary['reports']['report_html']}")
+    out.print(f"stages: {len(summary['stages'])} ({skipped} skipped as unchanged); wall time "
+              f"{summary['wall_time_s']} s")
+    out.print(f"constraints: {describe_constraints(summary.get('constraints', {}))}", markup=False)
+    out.print(f"pick: {pick_text(summary.get('pick'))}", markup=False)
+    out.print(f"report: {summary['reports']['report_html']}", markup=False, overflow="fold")
 
 
 @app.command("run")

@@ -15,19 +15,14 @@ ModelArg = Annotated[Path, typer.Argument(help="Model file (.keras/.tflite/.onnx
 DataDir = Annotated[Path, typer.Argument(help="Image folder: one sub-folder per class.")]
 
 
-def print_listing(rows: list[dict], *, title: str, columns: tuple[str, ...], cells, as_json: bool) -> None:
-    """The listing commands' output: ``rows`` as JSON, or a rich table of ``cells(row)`` under ``columns``."""
+def print_listing(rows: list[dict], *, title: str, columns: tuple, cells, as_json: bool) -> None:
+    """The listing commands' output: ``rows`` as JSON, or a table of ``cells(row)`` under ``columns``
+    (names, or :class:`~edgekit.tables.Column` for optional ones left out of a narrow terminal)."""
     if as_json:
         import json
 
         typer.echo(json.dumps(rows, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from edgekit.tables import Column, print_table
 
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*cells(row))
-    Console().print(table)
+    print_table(title, [c if isinstance(c, Column) else Column(c) for c in columns], [list(cells(row)) for row in rows])
