@@ -50,8 +50,9 @@ def write_run_report(summary: dict, out_dir: Path) -> dict:
     pick_line = (f"**Pick:** `{chosen['variant']}` on `{chosen['device']}`: {chosen['size_mb']:.3f} MB, "
                  f"p50 {chosen['p50_ms']:.3f} ms, top-1 {chosen['accuracy']:.4f}"
                  if chosen else "**Pick:** no variant meets every constraint")
-    stage_rows = [[s["name"], "skipped (unchanged)" if s["skipped"] else ("failed" if s["error"] else "ran"),
-                   f"{s['seconds']:.1f}", s["error"] or ""] for s in summary["stages"]]
+    stage_rows = [[s["name"], "skipped (unchanged)" if s["skipped"] else
+                   ("failed" if s["error"] else "unavailable here" if s.get("unavailable") else "ran"),
+                   f"{s['seconds']:.1f}", s["error"] or s.get("unavailable") or ""] for s in summary["stages"]]
     header = [title for _, title in COLUMNS]
     table = _table_rows(rows, front, chosen)
     markdown = "\n".join([
