@@ -9,12 +9,17 @@ from typing import Annotated
 import typer
 
 from edgekit.cli.app import app
-from edgekit.cli.options import JsonFlag, ModelArg, Threads
+from edgekit.cli.options import JsonFlag, Threads
+
+Models = Annotated[list[Path], typer.Argument(
+    metavar="MODEL...", help="Model file (.tflite/.onnx; a .keras model must be compressed or exported first) or "
+                             "the artifact folder holding it. Several: measured interleaved, with ratios against "
+                             "the first.")]
 
 
 @app.command("profile")
 def profile_command(
-    model: ModelArg,
+    models: Models,
     device: Annotated[list[str] | None, typer.Option("--device", "-d", help="Device profile name or YAML path; repeat for several (see `edgekit devices`).")] = None,
     data: Annotated[Path | None, typer.Option("--data", help="Labelled image folder (class folders = the model's labels): measure accuracy loss against the float parent.")] = None,
     runs: Annotated[int, typer.Option("--runs", min=1, help="Timed inference runs per device.")] = 50,
@@ -23,18 +28,36 @@ def profile_command(
     threads: Threads = None,
     fail_if: Annotated[list[str] | None, typer.Option("--fail-if", help='Fail (exit 8) if this holds, e.g. "accuracy_drop>1" or "p50_ms>10"; repeatable.')] = None,
     report: Annotated[Path | None, typer.Option("--report", help="Write profile.json, report.md, report.html and plots here.")] = None,
+    parent: Annotated[Path | None, typer.Option("--parent", help="The float model to compare accuracy against (with --data), when the one named in the manifest is not here, e.g. an artifact copied to a device.")] = None,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, help="With several models: interleaved rounds (A B A B ...), each model once per round in a fresh process.")] = 5,
     as_json: JsonFlag = False,
 ) -> None:
     """Latency (init, first, min/mean/std/p50/p90/p99), peak memory and accuracy loss of MODEL on each device.
 
     Each device is measured in a fresh process pinned to its threads; remote (SSH) devices get the
     model and a small runner script copied over. Devices unavailable here are listed as skipped.
+    With several models (e.g. float.tflite int8.tflite), they are measured interleaved in --rounds
+    rounds and each is shown as a ratio against the first (median over rounds, with min and max).
     """
-    from edgekit.profiling import profile
+    from edgekit.profiling import compare, profile
     from edgekit.profiling.gates import enforce_gates
 
-    result = profile(model=model, devices=tuple(device or ("cpu",)), data=data, runs=runs, warmup=warmup,
-                     threads=threads, fail_if=tuple(fail_if or ()), budget_s=budget, report_dir=report)
+    if len(models) > 1:
+        if fail_if or report or parent:
+            from edgekit.errors import UsageError
+
+            raise UsageError("--fail-if, --report and --parent apply to one model",
+                             fix="profile each model on its own for gates and reports")
+        compared = compare(models=models, devices=tuple(device or ("cpu",)), data=data, runs=runs, warmup=warmup,
+                           rounds=rounds, threads=threads, budget_s=budget)
+        if as_json:
+            typer.echo(json.dumps(compared, indent=2))
+        else:
+            _print_comparison(compared)
+        return
+    result = profile(model=models[0], devices=tuple(device or ("cpu",)), data=data, runs=runs, warmup=warmup,
+                     threads=threads, fail_if=tuple(fail_if or ()), budget_s=budget, report_dir=report,
+                     parent=parent)
     if as_json:
         slim = {**result, "devices": {n: {k: v for k, v in d.items() if k != "times_ms"} for n, d in result["devices"].items()}}
         typer.echo(json.dumps(slim, indent=2))
@@ -65,6 +88,9 @@ def _print_tables(result: dict) -> None:
         if device["status"] != "ok":
             console.print(f"skipped {name}: {device['reason']}")
     accuracy = result.get("accuracy")
+    if not accuracy:
+        console.print("accuracy: not measured (pass --data DIR of labelled <class>/ images for top-1 and the drop "
+                      "vs the float parent)")
     if accuracy:
         model = accuracy["model"]
         if accuracy.get("parent"):
@@ -79,3 +105,37 @@ def _print_tables(result: dict) -> None:
         console.print(f"gate {row['gate']}{where}: {'FAILED' if row['failed'] else 'passed'}")
     if result.get("report"):
         console.print(f"report: {result['report']['html']}")
+
+
+def _label(path: str) -> str:
+    """A short name for a model: its artifact folder for edgekit's ``model.*`` files, else the file name."""
+    model = Path(path)
+    return model.parent.name if model.stem == "model" else model.name
+
+
+def _print_comparison(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    sizes = {m["model"]: m for m in result["models"]}
+    for name, device in result["devices"].items():
+        if device["status"] != "ok":
+            console.print(f"skipped {name}: {device['reason']}")
+            continue
+        table = Table(title=f"{name}, {device['threads']} thread(s): {result['rounds']} interleaved rounds x "
+                            f"{result['runs']} runs; ratios vs the first (min-max over rounds)")
+        table.add_column("model", overflow="fold")
+        for column in ("p50 ms", "p50 ratio", "size", "Δpeak MiB"):
+            table.add_column(column, justify="right", no_wrap=True)
+        for row in device["models"]:
+            ratio, size = row["p50_ratio"], sizes[row["model"]]
+            table.add_row(_label(row["model"]), f"{row['p50_ms']:.3f} ({row['p50_min_ms']:.2f}-{row['p50_max_ms']:.2f})",
+                          f"{ratio['ratio']:.3f}x ({ratio['min']:.2f}-{ratio['max']:.2f})", f"{size['size_ratio']:.3f}x",
+                          "n/a" if row["peak_delta_mib"] is None else f"{row['peak_delta_mib']:.1f}")
+        console.print(table)
+    accuracy = result.get("accuracy")
+    if accuracy:
+        for i, row in enumerate(accuracy["models"]):
+            versus = "the baseline" if i == 0 else f"drop {row['drop_vs_first_points']:.2f} points vs the first"
+            console.print(f"{_label(row['model'])}: top-1 {row['top1']:.4f} on {row['images']} images ({versus})")
