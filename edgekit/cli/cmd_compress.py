@@ -54,21 +54,27 @@ def compress_command(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"compress {model}")
-    for column in ("variant", "size", "vs float", "gzip", "agreement", "top-1 drop"):
+    table = Table(title=f"compress {model} (x: vs the parent as float32 .tflite, "
+                        f"{rows[0]['float32_tflite_bytes'] / 1024:.0f} KiB, gzip {rows[0]['float32_tflite_gzip_bytes'] / 1024:.0f} KiB)")
+    for column in ("variant", "size", "gzip", "agreement", "top-1 drop"):
         table.add_column(column, justify="left" if column == "variant" else "right")
-    for row in rows:
+    for row, artifact in zip(rows, artifacts):
         drop = row["top1_drop_points"]
-        table.add_row(row["variant"], f"{row['size_bytes'] / 1024:.0f} KiB", f"{row['size_vs_float']:.2f}x",
-                      f"{row['gzip_bytes'] / 1024:.0f} KiB", f"{row['top1_agreement']:.3f}",
-                      "-" if drop is None else f"{drop:+.2f} pt")
+        sparse = artifact.manifest.options.get("prune") or artifact.manifest.options.get("cluster")
+        gzip = f"{row['gzip_bytes'] / 1024:.0f} KiB" + (f" {row['gzip_vs_float32_tflite_gzip']:.2f}x" if sparse else "")
+        table.add_row(row["variant"], f"{row['size_bytes'] / 1024:.0f} KiB {row['size_vs_float32_tflite']:.2f}x", gzip,
+                      f"{row['top1_agreement']:.3f}", "-" if drop is None else f"{drop:+.2f} pt")
     Console().print(table)
 
 
 def _summary(artifact) -> dict:
     metrics = artifact.manifest.metrics
-    return {"variant": artifact.directory.name, "path": str(artifact.path), "size_bytes": metrics["size"]["bytes"],
-            "size_vs_float": metrics["size"]["vs_float_keras"], "gzip_bytes": metrics["size"]["gzip_bytes"],
+    size = metrics["size"]
+    return {"variant": artifact.directory.name, "path": str(artifact.path), "size_bytes": size["bytes"],
+            "gzip_bytes": size["gzip_bytes"], "float32_tflite_bytes": size["float32_tflite_bytes"],
+            "float32_tflite_gzip_bytes": size["float32_tflite_gzip_bytes"],
+            "size_vs_float32_tflite": size["vs_float32_tflite"],
+            "gzip_vs_float32_tflite_gzip": size["gzip_vs_float32_tflite_gzip"],
             "top1_agreement": metrics["validation"]["top1_agreement"],
             "max_abs_diff": metrics["validation"]["max_abs_diff"],
             "top1_drop_points": metrics.get("accuracy", {}).get("top1_drop_points"),

@@ -12,7 +12,7 @@ from edgekit.cli.app import app
 from edgekit.cli.options import JsonFlag, Threads
 
 Models = Annotated[list[Path], typer.Argument(
-    metavar="MODEL...", help="Model file (.tflite/.onnx; a .keras model must be compressed or exported first) or "
+    metavar="MODEL", help="Model file (.tflite/.onnx; a .keras model must be compressed or exported first) or "
                              "the artifact folder holding it. Several: measured interleaved, with ratios against "
                              "the first.")]
 
