@@ -95,6 +95,7 @@ def guarded_int8(prepared, *, plain: bytes, io_dtype: str, accuracy_of: Callable
 
 
 def _short(tensor_name: str) -> str:
-    """A readable layer name from a TFLite tensor name (``model/block_3_project/Conv2D;...`` -> block_3_project)."""
-    parts = [p for p in tensor_name.split(";")[0].split("/") if p and p != "model"]
-    return parts[0] if parts else tensor_name[:30]
+    """A readable layer name from a fused TFLite tensor name: the layer of its last op
+    (``model/block16_project_bn/FusedBatchNormV3;model/block16_project/Conv2D1`` -> ``block16_project``)."""
+    parts = tensor_name.split(";")[-1].split("/")
+    return parts[1] if len(parts) >= 3 else parts[-1]
