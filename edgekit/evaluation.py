@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.artifacts import Artifact, Preprocessing, load_artifact, write_json_atomic
+from edgekit.artifacts import MANIFEST_NAME, Artifact, Preprocessing, load_artifact, write_json_atomic
 from edgekit.data import ImageFolder, load_folder_arrays, normalize, scan_image_folder
-from edgekit.errors import DataError
+from edgekit.errors import DataError, ManifestError
 from edgekit.progress import track
 
 
@@ -40,6 +40,28 @@ def predict_pixels(artifact: Artifact, pixels: np.ndarray, *, batch_size: int = 
     return np.stack(rows) if rows else np.zeros((0, len(artifact.manifest.labels)))
 
 
+def load_labelled_artifact(model: Path) -> Artifact:
+    """The artifact with labels and preprocessing: from its manifest.json, else (a bare .tflite/.onnx copied to
+    a device) from the metadata edgekit embeds in the model file, as ``edgekit predict`` reads it."""
+    import dataclasses
+
+    from edgekit.runtime.metadata import read_onnx_metadata, read_tflite_metadata
+
+    artifact = load_artifact(model, require_manifest=False)
+    manifest = artifact.manifest
+    if manifest.labels and manifest.preprocessing:
+        return artifact
+    readers = {"tflite": lambda: read_tflite_metadata(artifact.path.read_bytes()),
+               "onnx": lambda: read_onnx_metadata(artifact.path)}
+    embedded = readers[manifest.format]() if manifest.format in readers else None
+    if not embedded or not embedded.get("labels") or not embedded.get("preprocessing"):
+        raise ManifestError(f"no labels/preprocessing for {artifact.path}: no {MANIFEST_NAME} beside it and none "
+                            "embedded in the file", fix="pass the artifact folder written by edgekit, or a "
+                                                        ".tflite/.onnx exported by edgekit (it embeds them)")
+    return Artifact(path=artifact.path, manifest=dataclasses.replace(
+        manifest, labels=list(embedded["labels"]), preprocessing=dict(embedded["preprocessing"])))
+
+
 def labelled_folder(data: Path, labels: list[str], *, strict: bool = False) -> ImageFolder:
     """The labelled images to evaluate on; the folder's classes must be among the model's labels."""
     folder = scan_image_folder(data, strict=strict, classes=labels)
@@ -54,7 +76,7 @@ def evaluate(*, model: Path, data: Path, out_dir: Path | None = None, top_k: int
     from edgekit.metrics import classification_report
     from edgekit.plots import confusion_matrix_png
 
-    artifact = load_artifact(model)
+    artifact = load_labelled_artifact(model)
     labels = artifact.manifest.labels
     folder = labelled_folder(data, labels, strict=strict)
     preprocessing: Preprocessing = artifact.manifest.preprocessing_spec()

@@ -116,7 +116,7 @@ def test_dynamic_range_and_mobilenet_fixture_convert(tiny_float_artifact, tmp_pa
 
     (artifact,) = compress(model=tiny_float_artifact.path, out_dir=tmp_path / "out", dynamic=True)
     metrics = _check_variant(artifact, labels=tiny_float_artifact.manifest.labels, dtype="float32")
-    assert artifact.directory.name == "dynamic" and metrics["size"]["vs_float_keras"] < 0.5
+    assert artifact.directory.name == "dynamic" and metrics["size"]["vs_float32_tflite"] < 0.5
 
 
 def test_prune_reaches_the_sparsity_in_the_report_and_in_the_tflite_weights(cnn_artifact, tmp_path):

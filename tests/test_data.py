@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from edgekit.artifacts import Preprocessing
-from edgekit.data import (Augmentation, calibration_sample, class_weights, load_image, load_splits,
+from edgekit.data import (Augmentation, calibration_sample, class_weights, load_folder_arrays, load_image, load_splits,
                           scan_image_folder, stratified_split)
 from edgekit.errors import DataError, UsageError
 
@@ -190,3 +190,24 @@ def test_embedded_digits_dataset_has_ten_real_classes(digits_dir):
     assert train.classes == [str(d) for d in range(10)] and len(train.items) > 1000
     assert load_image(train.paths[0], (32, 32)).std() > 10  # real strokes, not a blank image
     assert Preprocessing(size=(32, 32)).size == (32, 32)
+
+
+def test_a_truncated_jpeg_is_skipped_at_indexing_so_loading_never_meets_it(tmp_path):
+    # verify() reads only the header: this file passes it and used to fail later, at load time.
+    folder = tmp_path / "photos"
+    for label, color in (("a", (200, 30, 30)), ("b", (30, 30, 200))):
+        (folder / label).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (96, 96), color).save(folder / label / f"{i}.jpg", quality=95)
+    broken = folder / "a" / "truncated.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8)).save(broken, quality=95)
+    broken.write_bytes(broken.read_bytes()[:2000])
+    with Image.open(broken) as image:
+        image.verify()  # the header alone looks fine
+    with pytest.warns(UserWarning, match="skipped 1 unreadable"):
+        scanned = scan_image_folder(folder)
+    assert broken not in scanned.paths and [p for p, _ in scanned.skipped] == [broken]
+    pixels, labels = load_folder_arrays(scanned, Preprocessing(size=(32, 32), mean=(0,) * 3, std=(1,) * 3))
+    assert pixels.shape == (6, 32, 32, 3) and labels.tolist() == [0, 0, 0, 1, 1, 1]
+    with pytest.raises(DataError, match="truncated"):
+        scan_image_folder(folder, strict=True)

@@ -9,12 +9,29 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import signal
 import sys
 
 import typer
+import typer.core
 
-app = typer.Typer(
+class _Command(typer.core.TyperCommand):
+    """Usage lines in the usual ``edgekit profile [OPTIONS] MODEL`` form (Typer 0.29 writes ``{MODEL}``)."""
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        return [re.sub(r"^\{([^{}]*)\}", r"\1", piece) for piece in super().collect_usage_pieces(ctx)]
+
+
+class _Typer(typer.Typer):
+    """A Typer app whose commands all use :class:`_Command`."""
+
+    def command(self, *args, **kwargs):
+        kwargs.setdefault("cls", _Command)
+        return super().command(*args, **kwargs)
+
+
+app = _Typer(
     name="edgekit",
     help="From a folder of photos to a small, fast, measured model on an edge device.\n\n"
     "Typical flow: finetune -> compress --int8 -> export/compile -> profile -> predict.\n"
@@ -26,9 +43,19 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from edgekit import __version__
+
+        typer.echo(f"edgekit {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks and TensorFlow's native logs."),
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the edgekit version and exit."),
 ) -> None:
     if debug:
         os.environ["EDGEKIT_DEBUG"] = "1"
@@ -68,12 +95,22 @@ def _disk_full_error(exc: Exception):
                        fix="free disk space (or raise `ulimit -f`), or point --out / TMPDIR at a disk with room")
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as ``warning: <message>`` on stderr, without Python's category and source path."""
+    text = " ".join(str(message).split())
+    typer.echo(f"warning: {text}" if not os.environ.get("EDGEKIT_DEBUG") else
+               f"warning: {text} ({category.__name__} at {filename}:{lineno})", err=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app, turning EdgekitError into a one-line message + exit code."""
+    import warnings
+
     from edgekit.cli import commands  # noqa: F401  (registers every command on ``app``)
     from edgekit.errors import EdgekitError
 
     _interrupt_on_signals()
+    warnings.showwarning = _one_line_warning
     try:
         # Outside standalone mode Typer *returns* exit codes (130 for Ctrl-C) instead of exiting.
         code = app(args=argv, standalone_mode=False)

@@ -11,13 +11,17 @@ import typer
 from edgekit.cli.app import app
 from edgekit.cli.options import JsonFlag
 
-RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML (see recipes/*.yaml): data, finetune, compress variants, "
-                                                "exports, devices, constraints, seed.")]
+RecipeArg = Annotated[Path, typer.Argument(metavar="RECIPE", help="Recipe YAML (see recipes/*.yaml; every key: "
+                                                                  "`edgekit recipe-schema`).")]
 RecipeOut = Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default: the recipe's `output`, "
                                                                     "else runs/<name>).")]
 Force = Annotated[bool, typer.Option("--force", help="Rerun every stage even when its inputs and options are unchanged.")]
 Devices = Annotated[list[str] | None, typer.Option("--device", "-d", help="Measure on these devices instead of the "
                                                                          "recipe's (repeatable; `edgekit devices`).")]
+AllowFailures = Annotated[bool, typer.Option("--allow-failures", help="Exit 0 even when a requested variant failed "
+                                                                      "(exit 10) or nothing meets the constraints "
+                                                                      "(exit 8). Unavailable hardware never fails "
+                                                                      "a run.")]
 
 
 def print_summary(summary: dict, *, as_json: bool) -> None:
@@ -50,29 +54,44 @@ def print_summary(summary: dict, *, as_json: bool) -> None:
     out.print(f"report: {summary['reports']['report_html']}", markup=False, overflow="fold")
 
 
+def run_and_report(recipe: Path, *, allow_failures: bool, as_json: bool, **options) -> None:
+    """Run the recipe, print its table (or JSON), then exit non-zero on failed variants or no pick."""
+    from edgekit.recipes.runner import enforce_outcome, run_recipe
+
+    summary = run_recipe(recipe_path=recipe, **options)
+    print_summary(summary, as_json=as_json)
+    enforce_outcome(summary, allow_failures=allow_failures)
+
+
 @app.command("run")
 def run_command(recipe: RecipeArg, out: RecipeOut = None, device: Devices = None, force: Force = False,
-                as_json: JsonFlag = False) -> None:
+                allow_failures: AllowFailures = False, as_json: JsonFlag = False) -> None:
     """Run a recipe end to end: finetune, compress variants, exports, measurement and report.
 
-    Stages whose inputs and options did not change since the last run are skipped (hashes in
-    each stage folder), so a rerun after an interruption or a small edit resumes.
+    Stages whose inputs and options did not change since the last run are skipped (hashes in each stage
+    folder), so a rerun after an interruption or a small edit resumes. The recipe layout (every key, its
+    type and default): `edgekit recipe-schema`.
     """
-    from edgekit.recipes.runner import run_recipe
-
-    print_summary(run_recipe(recipe_path=recipe, out_dir=out, force=force, devices=device), as_json=as_json)
+    run_and_report(recipe, out_dir=out, force=force, devices=device, allow_failures=allow_failures,
+                   as_json=as_json)
 
 
 @app.command("sweep")
 def sweep_command(recipe: RecipeArg, out: RecipeOut = None, device: Devices = None, force: Force = False,
-                  as_json: JsonFlag = False) -> None:
+                  allow_failures: AllowFailures = False, as_json: JsonFlag = False) -> None:
     """Build every standard variant (float16, dynamic, int8, pruned+int8, clustered+int8, QAT, guarded int8,
     ONNX fp32/int8) from the recipe's model, measure each on each device, and pick from the Pareto front
     under the recipe's constraints (max_accuracy_drop, max_latency_ms, max_size_mb)."""
-    from edgekit.recipes.runner import run_recipe
+    run_and_report(recipe, out_dir=out, force=force, devices=device, sweep=True, allow_failures=allow_failures,
+                   as_json=as_json)
 
-    print_summary(run_recipe(recipe_path=recipe, out_dir=out, force=force, devices=device, sweep=True),
-                  as_json=as_json)
+
+@app.command("recipe-schema")
+def recipe_schema_command(as_json: JsonFlag = False) -> None:
+    """Print the recipe layout: every key with its type, bounds and default (--json: the JSON Schema)."""
+    from edgekit.recipes.schema import RECIPE_SCHEMA, recipe_layout
+
+    typer.echo(json.dumps(RECIPE_SCHEMA, indent=2) if as_json else recipe_layout())
 
 
 @app.command("quickstart")
@@ -84,6 +103,6 @@ def quickstart_command(
     """Offline demo on the embedded dataset (scikit-learn's handwritten digits): finetune a pretrained
     MobileNetV2, quantize it to int8 (and float16, ONNX int8), measure size, latency and accuracy loss,
     and write a report. Needs no data and no network."""
-    from edgekit.recipes.runner import run_recipe, shipped_recipe
+    from edgekit.recipes.runner import shipped_recipe
 
-    print_summary(run_recipe(recipe_path=shipped_recipe("quickstart"), out_dir=out, force=force), as_json=as_json)
+    run_and_report(shipped_recipe("quickstart"), out_dir=out, force=force, allow_failures=False, as_json=as_json)

@@ -11,8 +11,8 @@ OutDir = Annotated[Path, typer.Option("--out", "-o", help="Output folder (create
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout instead of tables.")]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed (recorded in the manifest; same seed, same metrics).")]
 Threads = Annotated[int | None, typer.Option("--threads", "-t", min=1, help="Inference threads (default: the device profile's).")]
-ModelArg = Annotated[Path, typer.Argument(help="Model file (.keras/.tflite/.onnx) or the artifact folder holding it.")]
-DataDir = Annotated[Path, typer.Argument(help="Image folder: one sub-folder per class.")]
+ModelArg = Annotated[Path, typer.Argument(metavar="MODEL", help="Model file (.keras/.tflite/.onnx) or the artifact folder holding it.")]
+DataDir = Annotated[Path, typer.Argument(metavar="DATA", help="Image folder: one sub-folder per class.")]
 
 
 def print_listing(rows: list[dict], *, title: str, columns: tuple, cells, as_json: bool) -> None:

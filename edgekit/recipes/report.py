@@ -120,8 +120,10 @@ def write_run_report(summary: dict, out_dir: Path) -> dict:
     highlight = {i for i, cell in enumerate(cells) if PICK_MARK in cell[0]}
     missing = not_measured(rows)
     stage_header = ["stage", "status", "seconds", "error"]
-    stage_rows = [[s["name"], "skipped (unchanged)" if s["skipped"] else ("failed" if s["error"] else "ran"),
-                   f"{s['seconds']:.1f}", one_line(s["error"] or "")] for s in summary["stages"]]
+    stage_rows = [[s["name"], "skipped (unchanged)" if s["skipped"] else
+                   ("failed" if s["error"] else "unavailable here" if s.get("unavailable") else "ran"),
+                   f"{s['seconds']:.1f}", one_line(s["error"] or s.get("unavailable") or "")]
+                  for s in summary["stages"]]
     environment = [[k, v] for k, v in summary["environment"].items()]
     markdown = "\n".join(
         [f"# edgekit run: {summary['name']}", ""] + [f"- **{label}:** {value}" for label, value in facts] +

@@ -97,7 +97,9 @@ def measure_all(*, float_artifact: Artifact, artifacts: dict[str, Artifact | str
                 measured = _cached(key, lambda a=artifact, d=device: profile(
                     model=a.path, devices=[d.name], runs=runs, warmup=warmup, threads=threads)["devices"][d.name])
             except EdgekitError as exc:
-                rows.append(row | {"status": f"failed: {exc.one_line()}", "accuracy": None})
+                from edgekit.recipes.runner import outcome_status
+
+                rows.append(row | {"status": outcome_status(exc), "accuracy": None})
                 continue
             if measured.get("status") != "ok":
                 rows.append(row | {"status": f"skipped: {measured.get('reason')}", "accuracy": None})

@@ -242,7 +242,7 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
     from edgekit.keras_io import load_keras_model
     from edgekit.metrics import classification_report
     from edgekit.targets.common import compare_to_parent
-    from edgekit.targets.tflite import PreparedModel, embed_metadata, gzip_size, run_tflite
+    from edgekit.targets.tflite import PreparedModel, convert_keras_to_tflite, embed_metadata, gzip_size, run_tflite
 
     options = CompressOptions(int8=int8, float16=float16, dynamic=dynamic, int16x8=int16x8, io_dtype=io_dtype,
                               calibration_samples=calibration_samples, prune=prune, cluster=cluster, qat=qat,
@@ -260,11 +260,16 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
         return None if eval_labels is None else classification_report(eval_labels, outputs, labels)["accuracy"]
 
     float_top1 = top1(reference)
+    # Sizes are compared with the parent as a float32 .tflite (same format, same metadata), not the .keras file.
+    # Pruning/clustering change the weights in place, so the parent is converted before them.
+    baseline = convert_keras_to_tflite(float_model, what=str(parent.path)) if options.needs_training() else None
     optimised, reports = _optimise(float_model, plan)
     jobs = [(name, mode, options.io_dtype if mode == "int8" else "float32") for name, mode in options.modes()]
     variants: list[tuple[str, str, bytes, dict]] = []
     with PreparedModel(optimised, what=str(parent.path), representative=calibration_inputs) as prepared:
-        converted = prepared.convert_many([(mode, io, ()) for _, mode, io in jobs])
+        converted = prepared.convert_many([(mode, io, ()) for _, mode, io in jobs] +
+                                          ([] if baseline else [("float32", "float32", ())]))
+        baseline = baseline or converted.pop()
         for (name, mode, io), data in zip(jobs, converted):
             extra: dict = {}
             if mode == "int8" and options.max_accuracy_drop is not None:
@@ -276,14 +281,17 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
                     max_drop_points=options.max_accuracy_drop)
             variants.append((name, mode, embed_metadata(data, labels=labels, preprocessing=parent.manifest.preprocessing),
                              extra))
-    float_size = parent.manifest.size_bytes or parent.path.stat().st_size
+    baseline = embed_metadata(baseline, labels=labels, preprocessing=parent.manifest.preprocessing)
+    baseline_gzip = gzip_size(baseline)
     pending = []
     for name, mode, data, extra in variants:
         outputs = run_tflite(data, eval_inputs)
         validation = compare_to_parent(reference, outputs, quantized=True, min_agreement=0.0,
                                        what=f"{name}/{MODEL_FILE}", sample_source=eval_source)
-        metrics = {"validation": validation, "size": {"bytes": len(data), "gzip_bytes": gzip_size(data),
-                                                      "vs_float_keras": round(len(data) / float_size, 4)}}
+        metrics = {"validation": validation, "size": {
+            "bytes": len(data), "gzip_bytes": gzip_size(data), "float32_tflite_bytes": len(baseline),
+            "float32_tflite_gzip_bytes": baseline_gzip, "vs_float32_tflite": round(len(data) / len(baseline), 4),
+            "gzip_vs_float32_tflite_gzip": round(gzip_size(data) / baseline_gzip, 4)}}
         if float_top1 is not None:
             variant_top1 = top1(outputs)
             metrics["accuracy"] = {"float_top1": float_top1, "top1": variant_top1,

@@ -47,6 +47,10 @@ def guarded_int8(prepared, *, plain: bytes, io_dtype: str, accuracy_of: Callable
     ``plain`` is the fully-int8 conversion; ``accuracy_of`` measures top-1 (0..1) on held-out images.
     Raises AccuracyError with every attempt's numbers when even an all-float-kept model misses.
     """
+    import math
+    import time
+
+    from edgekit.progress import status, time_left
     from edgekit.targets.tflite import median_latency_ms
 
     def drop(data: bytes) -> float:
@@ -54,16 +58,26 @@ def guarded_int8(prepared, *, plain: bytes, io_dtype: str, accuracy_of: Callable
 
     attempts = [{"kept_float": 0, "top1_drop_points": drop(plain)}]
     report = {"max_accuracy_drop_points": max_drop_points, "kept_float_layers": [], "attempts": attempts}
+    status(f"[guarded int8] plain int8: top-1 drop {attempts[0]['top1_drop_points']:.2f} points "
+           f"(limit {max_drop_points:g})")
     if attempts[0]["top1_drop_points"] <= max_drop_points:
         return plain, report | {"top1_drop_points": attempts[0]["top1_drop_points"]}
+    status("[guarded int8] ranking layers by int8 error (TFLite quantization debugger) ...")
     ranked = prepared.layer_stats()
     report["layer_rmse_over_scale"] = {row["tensor_name"]: round(row["rmse_over_scale"], 4) for row in ranked[:20]}
-    count = 1
+    count, previous, started = 1, 0, time.perf_counter()
     while True:
         count = min(count, len(ranked))
         denied = tuple(row["tensor_name"] for row in ranked[:count])
         data = prepared.convert("int8", io_dtype=io_dtype, denylisted_nodes=denied)
         attempts.append({"kept_float": count, "top1_drop_points": drop(data)})
+        tries_left = math.ceil(math.log2(len(ranked) / count)) if count < len(ranked) else 0
+        added = ", ".join(_short(name) for name in denied[previous:previous + 3]) + (", ..." if count - previous > 3 else "")
+        previous = count
+        status(f"[guarded int8] try {len(attempts) - 1}: {count}/{len(ranked)} layers float (added {added}): "
+               f"drop {attempts[-1]['top1_drop_points']:.2f} points; "
+               + ("within the limit" if attempts[-1]["top1_drop_points"] <= max_drop_points else
+                  time_left((time.perf_counter() - started) / (len(attempts) - 1), tries_left, at_most=True)))
         if attempts[-1]["top1_drop_points"] <= max_drop_points:
             plain_ms, guarded_ms = median_latency_ms(plain), median_latency_ms(data)
             return data, report | {
@@ -78,3 +92,10 @@ def guarded_int8(prepared, *, plain: bytes, io_dtype: str, accuracy_of: Callable
                 f"{len(ranked)} quantized layers kept float (float top-1 {float_accuracy:.4f}; drops in points: {tried})",
                 fix="raise --max-accuracy-drop, use more --eval-data images, or try --qat / --int16x8")
         count *= 2
+
+
+def _short(tensor_name: str) -> str:
+    """A readable layer name from a fused TFLite tensor name: the layer of its last op
+    (``model/block16_project_bn/FusedBatchNormV3;model/block16_project/Conv2D1`` -> ``block16_project``)."""
+    parts = tensor_name.split(";")[-1].split("/")
+    return parts[1] if len(parts) >= 3 else parts[-1]

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgekit.artifacts import Artifact, Manifest, library_versions, parent_record, write_artifact
-from edgekit.progress import status
 from edgekit.targets.common import check_out_dir, compare_to_parent, load_parent, sample_inputs
 
 MODEL_FILE = "model.tflite"
@@ -42,6 +41,4 @@ def export_float_tflite(model: Path, *, out_dir: Path, seed: int = 0, trust: boo
         extra={"parent_format": parent.manifest.format},
         versions=library_versions("tensorflow", "tf-keras", "ai-edge-litert", "numpy"))
     artifact = write_artifact(out_dir, MODEL_FILE, manifest, writer=lambda tmp: tmp.write_bytes(data))
-    status(f"wrote {artifact.path} ({artifact.manifest.size_bytes / 1024:.0f} KiB): max |diff| "
-           f"{validation['max_abs_diff']:.2e} on {validation['samples']} {sample_source}")
     return artifact

@@ -97,9 +97,6 @@ def export_onnx(model: Path, *, out_dir: Path, opset: int = DEFAULT_OPSET, int8:
             extra={"opset": _opset_of(proto), "quantization": quantization, "parent_format": parent.manifest.format},
             versions=library_versions("onnx", "onnxruntime", "tf2onnx", "onnxslim", "tensorflow", "numpy"))
         artifact = write_artifact(out_dir, MODEL_FILE, manifest, writer=lambda tmp: shutil.copyfile(final, tmp))
-    status(f"wrote {artifact.path} ({artifact.manifest.size_bytes / 1024:.0f} KiB): max |diff| "
-           f"{validation['max_abs_diff']:.2e}, top-1 agreement {validation['top1_agreement']:.3f} "
-           f"on {validation['samples']} {sample_source}")
     return artifact
 
 
