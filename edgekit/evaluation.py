@@ -26,10 +26,10 @@ def predict_pixels(artifact: Artifact, pixels: np.ndarray, *, batch_size: int = 
                    trust: bool = False) -> np.ndarray:
     """Class probabilities for uint8 pixels already at the model's input size."""
     preprocessing = artifact.manifest.preprocessing_spec()
-    if artifact.manifest.format in ("keras", "h5"):
-        from edgekit.keras_io import load_keras_model
+    if artifact.manifest.format in ("keras", "h5", "savedmodel"):
+        from edgekit.keras_io import load_float_model
 
-        return keras_outputs(load_keras_model(artifact.path, trust=trust), pixels, preprocessing, batch_size=batch_size)
+        return keras_outputs(load_float_model(artifact.path, trust=trust), pixels, preprocessing, batch_size=batch_size)
     from edgekit.runtime import Predictor
 
     predictor = Predictor(artifact.path, threads=threads)

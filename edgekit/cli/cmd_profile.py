@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from edgekit.cli.app import app
-from edgekit.cli.options import JsonFlag, ModelArg, Threads
+from edgekit.cli.options import JsonFlag, Labels, Mean, ModelArg, Preprocess, Std, Threads, import_options
 
 
 @app.command("profile")
@@ -23,6 +23,10 @@ def profile_command(
     threads: Threads = None,
     fail_if: Annotated[list[str] | None, typer.Option("--fail-if", help='Fail (exit 8) if this holds, e.g. "accuracy_drop>1" or "p50_ms>10"; repeatable.')] = None,
     report: Annotated[Path | None, typer.Option("--report", help="Write profile.json, report.md, report.html and plots here.")] = None,
+    labels: Labels = None,
+    preprocess: Preprocess = None,
+    mean: Mean = None,
+    std: Std = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Latency (init, first, min/mean/std/p50/p90/p99), peak memory and accuracy loss of MODEL on each device.
@@ -34,7 +38,8 @@ def profile_command(
     from edgekit.profiling.gates import enforce_gates
 
     result = profile(model=model, devices=tuple(device or ("cpu",)), data=data, runs=runs, warmup=warmup,
-                     threads=threads, fail_if=tuple(fail_if or ()), budget_s=budget, report_dir=report)
+                     threads=threads, fail_if=tuple(fail_if or ()), budget_s=budget, report_dir=report,
+                     import_options=import_options(labels=labels, preprocess=preprocess, mean=mean, std=std))
     if as_json:
         slim = {**result, "devices": {n: {k: v for k, v in d.items() if k != "times_ms"} for n, d in result["devices"].items()}}
         typer.echo(json.dumps(slim, indent=2))

@@ -10,8 +10,12 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgekit.errors import DeviceUnavailableError, UsageError
+
+if TYPE_CHECKING:
+    from edgekit.importer import ImportOptions
 
 TFLITE_OP_PROFILE_REASON = ("per-op timing is unavailable for .tflite: ai-edge-litert 2.3.0 exposes no op profiler "
                             "to Python, and the benchmark tool it ships (ai_edge_litert/tools/benchmark_litert_model.py) "
@@ -60,8 +64,12 @@ def _measure(device, path: Path, *, threads: int | None, runs: int, warmup: int,
 
 def profile(*, model: Path, devices: tuple[str, ...] | list[str] = ("cpu",), data: Path | None = None,
             runs: int = 50, warmup: int = 5, threads: int | None = None, fail_if: tuple[str, ...] | list[str] = (),
-            budget_s: float | None = None, report_dir: Path | None = None) -> dict:
+            budget_s: float | None = None, report_dir: Path | None = None,
+            import_options: ImportOptions | None = None) -> dict:
     """Profile ``model`` on each device; returns the result dict (``gates`` rows say which held).
+
+    A model without a manifest is measured as it is; for accuracy (``data``) its labels and
+    preprocessing come from ``import_options`` (as `edgekit import` would record them).
 
     Raising on failed gates is left to :func:`edgekit.profiling.gates.enforce_gates`, so a caller
     can print or save the result first.
@@ -84,6 +92,11 @@ def profile(*, model: Path, devices: tuple[str, ...] | list[str] = ("cpu",), dat
                          fix="compress or export it first (edgekit compress / edgekit export)")
     if data is not None and not Path(data).is_dir():
         raise UsageError(f"--data {data} is not a folder", fix="pass an image folder with one sub-folder per class")
+    if data is not None and not artifact.manifest.labels:
+        from edgekit.artifacts import Artifact
+        from edgekit.importer import ImportOptions, describe_model
+
+        artifact = Artifact(path=artifact.path, manifest=describe_model(artifact.path, import_options or ImportOptions()))
     availability = {p.name: p.available(fmt) for p in profiles}
     if not any(ok for ok, _ in availability.values()):
         reasons = "; ".join(f"{name}: {reason}" for name, (ok, reason) in availability.items())
