@@ -32,7 +32,8 @@ def predict_pixels(artifact: Artifact, pixels: np.ndarray, *, batch_size: int = 
         return keras_outputs(load_float_model(artifact.path, trust=trust), pixels, preprocessing, batch_size=batch_size)
     from edgekit.runtime import Predictor
 
-    predictor = Predictor(artifact.path, threads=threads)
+    predictor = Predictor(artifact.path, threads=threads, labels=artifact.manifest.labels or None,
+                          preprocessing=artifact.manifest.preprocessing or None)
     rows = []
     for image in track(pixels, description=f"evaluating ({artifact.path.suffix})", total=len(pixels)):
         model_input = predictor.preprocess(image)
