@@ -318,8 +318,16 @@ def update_manifest(artifact: Artifact) -> None:
 
 
 def find_manifest(model_path: Path) -> Path | None:
+    """The manifest of an artifact folder, or of the model file (or SavedModel folder) it names."""
     model_path = Path(model_path)
     candidate = model_path / MANIFEST_NAME if model_path.is_dir() else model_path.parent / MANIFEST_NAME
+    if not candidate.is_file() and (model_path / "saved_model.pb").is_file():
+        candidate = model_path.parent / MANIFEST_NAME
+        try:
+            named = json.loads(candidate.read_text(encoding="utf-8")).get("artifact") if candidate.is_file() else None
+        except (OSError, ValueError, AttributeError):
+            named = None
+        return candidate if named == model_path.name else None
     return candidate if candidate.is_file() else None
 
 

@@ -97,12 +97,13 @@ def foreign(tmp_path_factory, digits_dir) -> dict[str, Path]:
     pre = Preprocessing.preset("tf", (SIZE, SIZE))
     pixels, labels = load_folder_arrays(scan_image_folder(digits_dir / "train"), pre)
     inputs = keras.Input((SIZE, SIZE, 3))
-    h = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(inputs)
-    h = keras.layers.Conv2D(32, 3, strides=2, activation="relu")(h)
+    h = keras.layers.MaxPooling2D()(keras.layers.Conv2D(32, 3, padding="same", activation="relu")(inputs))
+    h = keras.layers.MaxPooling2D()(keras.layers.Conv2D(64, 3, padding="same", activation="relu")(h))
+    h = keras.layers.Conv2D(64, 3, padding="same", activation="relu")(h)
     outputs = keras.layers.Dense(10, activation="softmax")(keras.layers.GlobalAveragePooling2D()(h))
     model = keras.Model(inputs, outputs)
-    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
-    model.fit(normalize(pixels, pre), labels, epochs=12, batch_size=32, verbose=0)
+    model.compile(optimizer=keras.optimizers.Adam(0.003), loss="sparse_categorical_crossentropy")
+    model.fit(normalize(pixels, pre), labels, epochs=15, batch_size=32, verbose=0)
     paths = {"keras": root / "cnn.keras", "h5": root / "cnn.h5", "savedmodel": root / "cnn_savedmodel",
              "onnx": root / "cnn_nhwc.onnx", "onnx_nchw": root / "cnn_nchw.onnx", "labels": root / "labels.txt"}
     model.save(str(paths["keras"]), save_format="keras")
