@@ -249,14 +249,25 @@ def test_non_image_and_bad_array_inputs_raise_data_error_naming_the_file(tiny_mo
         predictor.predict(np.zeros((8, 8, 3), dtype=np.float32))
 
 
-def test_model_without_labels_or_preprocessing_says_how_to_supply_them(tiny_models, test_images):
-    with pytest.raises(ManifestError, match="no labels") as info:
+def test_model_without_preprocessing_says_how_to_supply_it(tiny_models, test_images):
+    with pytest.raises(ManifestError, match="no preprocessing") as info:
         Predictor(tiny_models["bare"])
-    assert "--labels" in info.value.fix and "--mean" in info.value.fix
-    with pytest.raises(ManifestError, match="no preprocessing"):
-        Predictor(tiny_models["bare"], labels=LABELS)
+    assert "--preprocess" in info.value.fix and "--mean" in info.value.fix
     explicit = Predictor(tiny_models["bare"], labels=LABELS, preprocessing=PRE.to_dict())
     assert explicit.predict(test_images[0]) == Predictor(tiny_models["float"]).predict(test_images[0])
+    numbered = Predictor(tiny_models["bare"], preprocessing={"mean": list(PRE.mean), "std": list(PRE.std)})
+    assert numbered.labels == [f"class_{i}" for i in range(10)] and numbered.preprocessing == PRE
+
+
+def test_quantized_input_without_metadata_takes_raw_pixels(tiny_models, test_images, tmp_path):
+    """An int8-input model with no metadata or manifest: pixel - 128 goes in, as its quantization implies."""
+    bare = tmp_path / "model.tflite"
+    bare.write_bytes(tiny_models["int8"].read_bytes())
+    raw = Predictor(bare)
+    spec = raw._backend.input
+    assert spec.dtype == np.int8 and raw.preprocessing.mean == (spec.zero_point + 128.0,) * 3
+    pixels = np.asarray(raw._pixels(test_images[0]), dtype=np.int16)
+    assert np.array_equal(raw.preprocess(test_images[0])[0], (pixels - 128).astype(np.int8))
 
 
 def test_wrong_label_count_or_input_size_is_refused(tiny_models):

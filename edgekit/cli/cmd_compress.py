@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from edgekit.cli.app import app
-from edgekit.cli.options import JsonFlag, ModelArg, Seed
+from edgekit.cli.options import JsonFlag, Labels, Mean, ModelArg, Preprocess, Seed, Std, import_options
 
 
 @app.command("compress")
@@ -31,10 +31,17 @@ def compress_command(
     eval_data: Annotated[Path | None, typer.Option("--eval-data", help="Labelled held-out images for accuracy (default: test/ or val/ beside the training folder, else part of the calibration images).")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: one sub-folder (model.tflite + manifest.json) per variant.")] = Path("runs/compress"),
     trust_model: Annotated[bool, typer.Option("--trust-model", help="Allow Keras models with Lambda/custom layers (runs their code).")] = False,
+    labels: Labels = None,
+    preprocess: Preprocess = None,
+    mean: Mean = None,
+    std: Std = None,
     seed: Seed = 0,
     as_json: JsonFlag = False,
 ) -> None:
-    """Compress a finetuned float model into TFLite variants, each validated against it.
+    """Compress a float model (finetuned, or your own .keras/.h5/SavedModel) into TFLite variants, each validated against it.
+
+    A model without an edgekit manifest is imported first into OUT/imported (labels from --labels or
+    class_0..N-1, normalisation from --preprocess or --mean/--std).
 
     Every variant is written to OUT/<variant>/ with labels and preprocessing embedded, its
     tensors' quantization, top-1 agreement with the float parent and (with labelled held-out
@@ -46,7 +53,9 @@ def compress_command(
                          io_dtype=io_dtype, calibration=calibration, calibration_samples=calibration_samples,
                          prune=prune, cluster=cluster, qat=qat, train_data=train_data,
                          fine_tune_epochs=fine_tune_epochs, max_accuracy_drop=max_accuracy_drop, eval_data=eval_data,
-                         seed=seed, trust=trust_model)
+                         seed=seed, trust=trust_model,
+                         import_options=import_options(labels=labels, preprocess=preprocess, mean=mean, std=std,
+                                                       trust=trust_model))
     rows = [_summary(artifact) for artifact in artifacts]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from edgekit.cli.app import app
-from edgekit.cli.options import JsonFlag, ModelArg, Seed
+from edgekit.cli.options import JsonFlag, Labels, Mean, ModelArg, Preprocess, Seed, Std, import_options
 from edgekit.targets import TARGETS, get_target
 
 
@@ -55,10 +55,16 @@ def export_command(
     simplify: Annotated[bool, typer.Option("--simplify", help=option_help("simplify"))] = False,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder for the model and its manifest.json (default: runs/export/<target>[-int8]).")] = None,
     trust_model: Annotated[bool, typer.Option("--trust-model", help="Allow Keras models with Lambda/custom layers (runs their code).")] = False,
+    labels: Labels = None,
+    preprocess: Preprocess = None,
+    mean: Mean = None,
+    std: Std = None,
     seed: Seed = 0,
     as_json: JsonFlag = False,
 ) -> None:
-    """Export MODEL (a finetuned model.keras or its folder; for onnx also a float .onnx) to --target.
+    """Export MODEL (a finetuned artifact, your own .keras/.h5 or SavedModel; for onnx also a float .onnx) to --target.
+
+    A model without an edgekit manifest is imported first into OUT/imported (--labels, --preprocess).
 
     The result is run on sample images and compared with its parent: a float export must match
     within 1e-4, a quantized one must agree on top-1 for >= 80% of images, else the export fails
@@ -75,5 +81,7 @@ def export_command(
              "calibration_samples": calibration_samples, "calibrate_method": calibrate_method, "simplify": simplify}
     options = {name: value for name, value in given.items() if value is not None and value is not False}
     out_dir = out or Path("runs/export") / f"{chosen.name}{'-int8' if int8 else '-dynamic' if dynamic else ''}"
-    artifact = chosen.run(model, out_dir=out_dir, general={"seed": seed, "trust": trust_model}, **options)
+    foreign = import_options(labels=labels, preprocess=preprocess, mean=mean, std=std, trust=trust_model)
+    artifact = chosen.run(model, out_dir=out_dir, general={"seed": seed, "trust": trust_model,
+                                                           "import_options": foreign}, **options)
     print_summary(artifact_summary(artifact, chosen.name), as_json=as_json)

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from edgekit.cli.app import app
-from edgekit.cli.options import JsonFlag, Threads
+from edgekit.cli.options import JsonFlag, Labels, Mean, Preprocess, Std, Threads, import_options
 
 Models = Annotated[list[Path], typer.Argument(
     metavar="MODEL", help="Model file (.tflite/.onnx; a .keras model must be compressed or exported first) or "
@@ -30,6 +30,10 @@ def profile_command(
     report: Annotated[Path | None, typer.Option("--report", help="Write profile.json, report.md, report.html and plots here.")] = None,
     parent: Annotated[Path | None, typer.Option("--parent", help="The float model to compare accuracy against (with --data), when the one named in the manifest is not here, e.g. an artifact copied to a device.")] = None,
     rounds: Annotated[int, typer.Option("--rounds", min=1, help="With several models: interleaved rounds (A B A B ...), each model once per round in a fresh process.")] = 5,
+    labels: Labels = None,
+    preprocess: Preprocess = None,
+    mean: Mean = None,
+    std: Std = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Latency (init, first, min/mean/std/p50/p90/p99), peak memory and accuracy loss of MODEL on each device.
@@ -42,6 +46,7 @@ def profile_command(
     from edgekit.profiling import compare, profile
     from edgekit.profiling.gates import enforce_gates
 
+    foreign = import_options(labels=labels, preprocess=preprocess, mean=mean, std=std)
     if len(models) > 1:
         if fail_if or report or parent:
             from edgekit.errors import UsageError
@@ -49,7 +54,7 @@ def profile_command(
             raise UsageError("--fail-if, --report and --parent apply to one model",
                              fix="profile each model on its own for gates and reports")
         compared = compare(models=models, devices=tuple(device or ("cpu",)), data=data, runs=runs, warmup=warmup,
-                           rounds=rounds, threads=threads, budget_s=budget)
+                           rounds=rounds, threads=threads, budget_s=budget, import_options=foreign)
         if as_json:
             typer.echo(json.dumps(compared, indent=2))
         else:
@@ -57,7 +62,7 @@ def profile_command(
         return
     result = profile(model=models[0], devices=tuple(device or ("cpu",)), data=data, runs=runs, warmup=warmup,
                      threads=threads, fail_if=tuple(fail_if or ()), budget_s=budget, report_dir=report,
-                     parent=parent)
+                     parent=parent, import_options=foreign)
     if as_json:
         slim = {**result, "devices": {n: {k: v for k, v in d.items() if k != "times_ms"} for n, d in result["devices"].items()}}
         typer.echo(json.dumps(slim, indent=2))

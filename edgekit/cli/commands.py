@@ -5,7 +5,7 @@ import pkgutil
 
 import edgekit.cli as _cli
 
-_ORDER = ["quickstart", "finetune", "evaluate", "compress", "export", "compile", "profile", "predict",
+_ORDER = ["quickstart", "finetune", "import", "evaluate", "compress", "export", "compile", "profile", "predict",
           "monitor", "run", "targets", "devices", "backbones"]
 
 

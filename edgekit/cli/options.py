@@ -13,6 +13,21 @@ Seed = Annotated[int, typer.Option("--seed", help="Random seed (recorded in the 
 Threads = Annotated[int | None, typer.Option("--threads", "-t", min=1, help="Inference threads (default: the device profile's).")]
 ModelArg = Annotated[Path, typer.Argument(metavar="MODEL", help="Model file (.keras/.tflite/.onnx) or the artifact folder holding it.")]
 DataDir = Annotated[Path, typer.Argument(metavar="DATA", help="Image folder: one sub-folder per class.")]
+# What a model without an edgekit manifest cannot say about itself (see `edgekit import --help`).
+Labels = Annotated[Path | None, typer.Option("--labels", help="Labels file (one per line, or a JSON list) in the "
+                                             "model's output order, for a model without edgekit metadata "
+                                             "(default: class_0..N-1).")]
+Preprocess = Annotated[str | None, typer.Option("--preprocess", help="Input normalisation of a model without edgekit "
+                                                "metadata: torch (ImageNet mean/std), tf ([-1, 1]), 0-1 (x/255) or "
+                                                "raw (0..255).")]
+Mean = Annotated[str | None, typer.Option("--mean", help="Per-channel mean on 0..255 pixels instead of --preprocess, "
+                                          "e.g. 127.5 or 123.7,116.3,103.5.")]
+Std = Annotated[str | None, typer.Option("--std", help="Per-channel std instead of --preprocess, e.g. 127.5 or "
+                                         "58.4,57.1,57.4.")]
+Size = Annotated[int | None, typer.Option("--size", min=1, help="Input size in pixels, only for models whose input "
+                                          "size is dynamic (otherwise read from the model).")]
+TrustModel = Annotated[bool, typer.Option("--trust-model", help="Allow Keras models with Lambda/custom layers "
+                                          "(runs their code).")]
 
 
 def print_listing(rows: list[dict], *, title: str, columns: tuple, cells, as_json: bool) -> None:
@@ -26,3 +41,14 @@ def print_listing(rows: list[dict], *, title: str, columns: tuple, cells, as_jso
     from edgekit.tables import Column, print_table
 
     print_table(title, [c if isinstance(c, Column) else Column(c) for c in columns], [list(cells(row)) for row in rows])
+
+
+def import_options(*, labels: Path | None, preprocess: str | None, mean: str | None, std: str | None,
+                   size: int | None = None, trust: bool = False, train_data: Path | None = None,
+                   eval_data: Path | None = None):
+    """The shared foreign-model options as :class:`edgekit.importer.ImportOptions` (mean/std parsed)."""
+    from edgekit.importer import ImportOptions, parse_channels
+
+    return ImportOptions(labels=labels, preprocess=preprocess, mean=parse_channels(mean, "--mean") if mean else None,
+                         std=parse_channels(std, "--std") if std else None, size=size, trust=trust,
+                         train_data=train_data, eval_data=eval_data)

@@ -11,8 +11,12 @@ import shutil
 import statistics
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgekit.errors import DeviceUnavailableError, UsageError
+
+if TYPE_CHECKING:
+    from edgekit.importer import ImportOptions
 
 TFLITE_OP_PROFILE_REASON = ("per-op timing is unavailable for .tflite: ai-edge-litert 2.3.0 exposes no op profiler "
                             "to Python, and the benchmark tool it ships (ai_edge_litert/tools/benchmark_litert_model.py) "
@@ -67,13 +71,20 @@ def _check_options(runs: int, warmup: int, threads: int | None, budget_s: float 
         raise UsageError(f"--data {data} is not a folder", fix="pass an image folder with one sub-folder per class")
 
 
-def _profiled_artifact(model: Path, *, labelled: bool):
-    """The artifact and its real format; labels/preprocessing from the manifest or the embedded metadata
-    when ``labelled`` (accuracy needs them). Refuses formats the profiler cannot run."""
-    from edgekit.artifacts import load_artifact
-    from edgekit.evaluation import load_labelled_artifact
+def _profiled_artifact(model: Path, *, labelled: bool, import_options: ImportOptions | None = None):
+    """The artifact and its real format; labels/preprocessing when ``labelled`` (accuracy needs them):
+    from the manifest, the embedded metadata, else ``import_options`` (a foreign model).
+    Refuses formats the profiler cannot run."""
+    from edgekit.artifacts import Artifact, load_artifact
+    from edgekit.evaluation import has_labels, load_labelled_artifact
 
-    artifact = load_labelled_artifact(model) if labelled else load_artifact(Path(model), require_manifest=False)
+    artifact = load_artifact(Path(model), require_manifest=False)
+    if labelled and has_labels(artifact):
+        artifact = load_labelled_artifact(model)
+    elif labelled:
+        from edgekit.importer import ImportOptions, describe_model
+
+        artifact = Artifact(path=artifact.path, manifest=describe_model(artifact.path, import_options or ImportOptions()))
     fmt = model_format(artifact.path, artifact.manifest.format)
     if fmt not in ("tflite", "onnx", "edgetpu-tflite"):
         raise UsageError(f"{artifact.path} is a {fmt} model; profile runs .tflite and .onnx models",
@@ -83,10 +94,13 @@ def _profiled_artifact(model: Path, *, labelled: bool):
 
 def profile(*, model: Path, devices: tuple[str, ...] | list[str] = ("cpu",), data: Path | None = None,
             runs: int = 50, warmup: int = 5, threads: int | None = None, fail_if: tuple[str, ...] | list[str] = (),
-            budget_s: float | None = None, report_dir: Path | None = None, parent: Path | None = None) -> dict:
+            budget_s: float | None = None, report_dir: Path | None = None, parent: Path | None = None,
+            import_options: ImportOptions | None = None) -> dict:
     """Profile ``model`` on each device; returns the result dict (``gates`` rows say which held).
 
     ``parent`` overrides the float parent named in the manifest (e.g. an artifact copied without it).
+    A model without a manifest or embedded metadata is measured as it is; for accuracy (``data``) its
+    labels and preprocessing come from ``import_options`` (as `edgekit import` would record them).
     Raising on failed gates is left to :func:`edgekit.profiling.gates.enforce_gates`, so a caller
     can print or save the result first.
     """
@@ -100,7 +114,7 @@ def profile(*, model: Path, devices: tuple[str, ...] | list[str] = ("cpu",), dat
     if parent is not None and data is None:
         raise UsageError("--parent is compared on labelled images", fix="pass --data DIR as well")
     profiles = [get_device(name) for name in dict.fromkeys(devices or ("cpu",))]
-    artifact, fmt = _profiled_artifact(model, labelled=data is not None)
+    artifact, fmt = _profiled_artifact(model, labelled=data is not None, import_options=import_options)
     availability = {p.name: p.available(fmt) for p in profiles}
     if not any(ok for ok, _ in availability.values()):
         reasons = "; ".join(f"{name}: {reason}" for name, (ok, reason) in availability.items())
@@ -129,7 +143,7 @@ def profile(*, model: Path, devices: tuple[str, ...] | list[str] = ("cpu",), dat
 
 def compare(*, models: list[Path], devices: tuple[str, ...] | list[str] = ("cpu",), data: Path | None = None,
             runs: int = 50, warmup: int = 5, rounds: int = 5, threads: int | None = None,
-            budget_s: float | None = None) -> dict:
+            budget_s: float | None = None, import_options: ImportOptions | None = None) -> dict:
     """Several models measured interleaved (A B A B ..., ``rounds`` rounds, a fresh pinned process each time),
     with each one's p50 latency, size, peak memory (and top-1 on ``data``) as ratios against the first."""
     from edgekit.devices import get_device
@@ -142,7 +156,7 @@ def compare(*, models: list[Path], devices: tuple[str, ...] | list[str] = ("cpu"
         raise UsageError(f"--rounds {rounds} must be >= 1", fix="use e.g. --rounds 5")
     _check_options(runs, warmup, threads, budget_s, data)
     profiles = [get_device(name) for name in dict.fromkeys(devices or ("cpu",))]
-    loaded = [_profiled_artifact(model, labelled=data is not None) for model in models]
+    loaded = [_profiled_artifact(model, labelled=data is not None, import_options=import_options) for model in models]
     sizes = [artifact.path.stat().st_size for artifact, _ in loaded]
     result: dict = {"models": [{"model": str(a.path), "format": fmt, "size_bytes": size,
                                 "size_ratio": round(size / sizes[0], 4)} for (a, fmt), size in zip(loaded, sizes)],

@@ -22,10 +22,11 @@ from edgekit.artifacts import Artifact, load_artifact, sha256_file, write_json_a
 from edgekit.data import folder_fingerprint
 from edgekit.errors import DeviceUnavailableError, EdgekitError, GateFailedError, RecipeError, RunFailedError
 from edgekit.progress import status
+from edgekit.resources import shipped_dir
 
 STATE_FILE = ".edgekit-stage.json"
 EMBEDDED_PREFIX = "embedded:"
-RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
+RECIPES_DIR = shipped_dir("recipes")
 
 # What `edgekit sweep` builds in addition to a recipe's own variants (same names are not repeated).
 STANDARD_VARIANTS = (
@@ -44,10 +45,10 @@ STANDARD_EXPORTS = (
 
 
 def shipped_recipe(name: str) -> Path:
-    """A recipe shipped in the repository's recipes/ folder."""
+    """A recipe shipped with edgekit (the repository's recipes/ folder, copied into the wheel)."""
     path = RECIPES_DIR / f"{name}.yaml"
     if not path.is_file():
-        raise RecipeError(f"shipped recipe {path} is missing", fix="run from an edgekit checkout (git clone)")
+        raise RecipeError(f"shipped recipe {path} is missing", fix="reinstall edgekit from its wheel, or run it from a repository checkout")
     return path
 
 

@@ -8,15 +8,20 @@ when all of them pass is anything written (``out_dir/<variant>/model.tflite`` + 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgekit.artifacts import Artifact, Manifest, Preprocessing, library_versions, parent_record, write_artifact
 from edgekit.errors import DataError, OutputError, UsageError
 from edgekit.progress import status
+
+if TYPE_CHECKING:
+    from edgekit.importer import ImportOptions
 
 MODEL_FILE = "model.tflite"
 MIN_CALIBRATION_IMAGES = 10
@@ -138,13 +143,19 @@ def _held_out_folder(train: Path | None) -> Path | None:
 
 
 def plan_compression(*, model: Path, out_dir: Path, options: CompressOptions, calibration: Path | None,
-                     train_data: Path | None, eval_data: Path | None) -> Plan:
+                     train_data: Path | None, eval_data: Path | None,
+                     import_options: ImportOptions | None = None) -> Plan:
     """Check every option and folder; raise UsageError/DataError/OutputError naming the option before any work."""
     from edgekit.data import scan_image_folder
     from edgekit.targets.common import check_out_dir, load_parent
 
     options.validate()
-    parent = load_parent(model, formats=("keras",), target="compress")
+    parent = load_parent(model, formats=("keras", "savedmodel"), target="compress", out_dir=out_dir,
+                         import_options=import_options)
+    if parent.manifest.format == "savedmodel" and options.needs_training():
+        raise UsageError(f"--prune/--cluster/--qat retrain Keras layers; {parent.path} is a SavedModel",
+                         fix="pass the model as .keras or .h5 (model.save('model.keras')), or use post-training "
+                             "--int8/--float16/--dynamic/--int16x8")
     out_dir = check_out_dir(out_dir, parent)
     for name, _ in options.modes():
         if (out_dir / name).resolve() == parent.directory.resolve():
@@ -169,7 +180,9 @@ def plan_compression(*, model: Path, out_dir: Path, options: CompressOptions, ca
             raise UsageError("--prune/--cluster/--qat fine-tune on training images and none are known",
                              fix="pass train_data (the finetune image folder)")
         scan_image_folder(plan.train_data, classes=labels)
-    plan.eval_data = Path(eval_data).expanduser() if eval_data else _held_out_folder(recorded)
+    recorded_eval = parent.manifest.extra.get("eval_data")
+    plan.eval_data = (Path(eval_data).expanduser() if eval_data else Path(recorded_eval) if recorded_eval
+                      else _held_out_folder(recorded))
     if plan.eval_data is not None:
         scan_image_folder(plan.eval_data, classes=labels)
     elif plan.calibration is not None:
@@ -236,10 +249,13 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
              calibration_samples: int = 200, prune: float | None = None, cluster: int | None = None,
              qat: bool = False, train_data: Path | None = None, fine_tune_epochs: int = 2,
              max_accuracy_drop: float | None = None, eval_data: Path | None = None, seed: int = 0,
-             trust: bool = False) -> list[Artifact]:
-    """Write one validated .tflite artifact per variant under ``out_dir``; see the module docstring."""
+             trust: bool = False, import_options: ImportOptions | None = None) -> list[Artifact]:
+    """Write one validated .tflite artifact per variant under ``out_dir``; see the module docstring.
+
+    A model without a manifest is imported first (``import_options`` say its labels/preprocessing).
+    """
     from edgekit._tf import set_seed
-    from edgekit.keras_io import load_keras_model
+    from edgekit.keras_io import load_float_model
     from edgekit.metrics import classification_report
     from edgekit.targets.common import compare_to_parent
     from edgekit.targets.tflite import PreparedModel, convert_keras_to_tflite, embed_metadata, gzip_size, run_tflite
@@ -248,12 +264,13 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
                               calibration_samples=calibration_samples, prune=prune, cluster=cluster, qat=qat,
                               fine_tune_epochs=fine_tune_epochs, max_accuracy_drop=max_accuracy_drop, seed=seed)
     plan = plan_compression(model=model, out_dir=out_dir, options=options, calibration=calibration,
-                            train_data=train_data, eval_data=eval_data)
+                            train_data=train_data, eval_data=eval_data,
+                            import_options=_with_trust(import_options, trust))
     started = time.perf_counter()
     parent, labels = plan.parent, plan.parent.manifest.labels
     set_seed(seed)
     calibration_inputs, eval_inputs, eval_labels, eval_source = _calibration_and_eval(plan)
-    float_model = load_keras_model(parent.path, trust=trust)
+    float_model = load_float_model(parent.path, trust=trust)
     reference = np.asarray(float_model.predict(eval_inputs, batch_size=32, verbose=0))
 
     def top1(outputs: np.ndarray) -> float | None:
@@ -305,6 +322,13 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
         write_reference_profile(artifact.directory, seed=seed)
     status(f"compress: wrote {len(artifacts)} variant(s) under {plan.out_dir} in {time.perf_counter() - started:.1f} s")
     return artifacts
+
+
+def _with_trust(import_options: ImportOptions | None, trust: bool) -> ImportOptions:
+    from edgekit.importer import ImportOptions
+
+    return dataclasses.replace(import_options or ImportOptions(), trust=trust or bool(import_options and
+                                                                                       import_options.trust))
 
 
 def _write_variant(plan: Plan, name: str, mode: str, data: bytes, metrics: dict, extra: dict) -> Artifact:

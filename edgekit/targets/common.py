@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,18 +14,30 @@ FP32_ATOL = 1e-4  # max |diff| of probabilities allowed between a float export a
 QUANTIZED_MIN_AGREEMENT = 0.8  # top-1 agreement with the parent required of a quantized export
 VALIDATION_SAMPLES = 32
 
+if TYPE_CHECKING:
+    from edgekit.importer import ImportOptions
 
-def load_parent(model: Path, *, formats: tuple[str, ...], target: str) -> Artifact:
+
+def load_parent(model: Path, *, formats: tuple[str, ...], target: str, out_dir: Path,
+                import_options: ImportOptions | None = None) -> Artifact:
     """The artifact to export from; it must be one of ``formats`` and carry labels + preprocessing.
 
-    ONNX files are checked byte-wise first (empty, truncated, LFS pointer, wrong format, external
-    data outside the folder); an ONNX file without a manifest may carry its metadata inside.
+    A model without a manifest (the user's own .keras/.h5/SavedModel/.onnx) is imported first into
+    ``out_dir/imported`` (:func:`edgekit.importer.ensure_artifact`), unless it is an ONNX file that
+    carries edgekit metadata inside. ONNX files are checked byte-wise first (empty, truncated, LFS
+    pointer, wrong format, external data outside the folder).
     """
-    parent = load_artifact(Path(model).expanduser(), require_manifest=False)
+    from edgekit.importer import ensure_artifact, is_foreign
+
+    path = Path(model).expanduser()
+    if is_foreign(path) and not _has_embedded_onnx_metadata(path):
+        parent = ensure_artifact(path, out_dir=out_dir, options=import_options)
+    else:
+        parent = load_artifact(path, require_manifest=False)
     fmt = parent.manifest.format
     if fmt not in formats:
         raise UsageError(f"{parent.path} is a {fmt} model; target {target!r} takes {' or '.join(formats)} models",
-                         fix="pass the model.keras written by `edgekit finetune`, or its folder")
+                         fix="pass a .keras/.h5 model, a SavedModel folder or an edgekit artifact folder")
     if fmt == "onnx":
         from edgekit.runtime.safety import check_model_file
 
@@ -33,8 +46,18 @@ def load_parent(model: Path, *, formats: tuple[str, ...], target: str) -> Artifa
             parent = _with_embedded_onnx_metadata(parent)
     if not parent.manifest.labels or not parent.manifest.preprocessing:
         raise UsageError(f"{parent.path} has no labels/preprocessing (no edgekit manifest beside it)",
-                         fix="pass the artifact folder written by `edgekit finetune`")
+                         fix="import it with `edgekit import` (or pass --labels/--preprocess), or pass an artifact folder")
     return parent
+
+
+def _has_embedded_onnx_metadata(path: Path) -> bool:
+    if path.suffix.lower() != ".onnx" or not path.is_file():
+        return False
+    from edgekit.runtime.metadata import read_onnx_metadata
+    from edgekit.runtime.safety import check_model_file
+
+    check_model_file(path, "onnx")
+    return read_onnx_metadata(path) is not None
 
 
 def _with_embedded_onnx_metadata(parent: Artifact) -> Artifact:

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,6 +31,9 @@ from edgekit.artifacts import Artifact, Manifest, Preprocessing, library_version
 from edgekit.errors import ConversionError, ModelFileError, UsageError
 from edgekit.progress import status
 from edgekit.targets.common import check_out_dir, compare_to_parent, load_parent, sample_images, sample_inputs
+
+if TYPE_CHECKING:
+    from edgekit.importer import ImportOptions
 
 MODEL_FILE = "model.onnx"
 DEFAULT_OPSET = 17
@@ -40,9 +44,10 @@ _METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"
 def export_onnx(model: Path, *, out_dir: Path, opset: int = DEFAULT_OPSET, int8: bool = False, dynamic: bool = False,
                 calibration: Path | None = None, calibration_samples: int | None = None,
                 calibrate_method: str | None = None, simplify: bool = False, seed: int = 0,
-                trust: bool = False) -> Artifact:
-    """Write ``out_dir/model.onnx`` + manifest from a Keras (or float ONNX) artifact; raise if it disagrees."""
-    parent = load_parent(model, formats=("keras", "onnx"), target="onnx")
+                trust: bool = False, import_options: ImportOptions | None = None) -> Artifact:
+    """Write ``out_dir/model.onnx`` + manifest from a Keras/SavedModel (or float ONNX) artifact; raise if it disagrees."""
+    parent = load_parent(model, formats=("keras", "savedmodel", "onnx"), target="onnx", out_dir=out_dir,
+                         import_options=import_options)
     if parent.manifest.format == "onnx" and parent.manifest.extra.get("quantization"):
         raise UsageError(f"{parent.path} is already quantized", fix="export from its float parent instead")
     out_dir = check_out_dir(out_dir, parent)
@@ -56,13 +61,17 @@ def export_onnx(model: Path, *, out_dir: Path, opset: int = DEFAULT_OPSET, int8:
 
     with tempfile.TemporaryDirectory(prefix="edgekit-onnx-") as work_name:
         work = Path(work_name)
-        if parent.manifest.format == "keras":
+        nchw = False
+        if parent.manifest.format != "onnx":
             proto, reference, input_name = _convert_keras(parent, preprocessing, samples, opset=opset, trust=trust)
         else:
             import onnx
 
+            from edgekit.runtime.backends import is_nchw
+
             proto = onnx.load(str(parent.path))
             input_name = proto.graph.input[0].name
+            nchw = is_nchw(tuple(d.dim_value or -1 for d in proto.graph.input[0].type.tensor_type.shape.dim))
             reference = run_onnx_subprocess(parent.path, samples)
         if simplify:
             proto = _simplify(proto)
@@ -72,7 +81,7 @@ def export_onnx(model: Path, *, out_dir: Path, opset: int = DEFAULT_OPSET, int8:
         if int8:
             candidate, quantization = _quantize_static(
                 candidate, work, input_name=input_name, folder=calibration_dir, preprocessing=preprocessing,
-                count=calibration_samples or 200, method=calibrate_method or "minmax", seed=seed)
+                count=calibration_samples or 200, method=calibrate_method or "minmax", seed=seed, nchw=nchw)
         elif dynamic:
             candidate, quantization = _quantize_dynamic(candidate, work)
         final = work / MODEL_FILE
@@ -85,7 +94,8 @@ def export_onnx(model: Path, *, out_dir: Path, opset: int = DEFAULT_OPSET, int8:
         manifest = Manifest(
             format="onnx", artifact=MODEL_FILE, stage="export", labels=list(parent.manifest.labels),
             preprocessing=preprocessing.to_dict(),
-            input={"name": input_name, "shape": [1, *preprocessing.size, 3], "dtype": "float32"},
+            input={"name": input_name, "shape": [1, 3, *preprocessing.size] if nchw else [1, *preprocessing.size, 3],
+                   "dtype": "float32", "layout": "NCHW" if nchw else "NHWC"},
             output={"name": output.name, "shape": [1, len(parent.manifest.labels)], "dtype": "float32",
                     "activation": parent.manifest.output.get("activation", "softmax")},
             parent=parent_record(parent, out_dir), backbone=parent.manifest.backbone,
@@ -116,21 +126,27 @@ def _calibration_dir(parent: Artifact, calibration: Path | None) -> Path:
 
 def _convert_keras(parent: Artifact, preprocessing: Preprocessing, samples: np.ndarray, *, opset: int,
                    trust: bool):
-    """tf2onnx conversion with a static batch-1 input; returns (proto, Keras outputs on samples, input name)."""
+    """tf2onnx conversion with a static batch-1 input; returns (proto, float outputs on samples, input name).
+
+    Keras models go through ``from_keras``; a SavedModel's signature through ``from_function``.
+    """
     from edgekit._tf import import_tf, silence_native_stderr
-    from edgekit.keras_io import load_keras_model
+    from edgekit.keras_io import SavedModelFunction, load_float_model
 
     tf, _ = import_tf()
-    keras_model = load_keras_model(parent.path, trust=trust)
-    reference = np.concatenate([np.asarray(keras_model(samples[i:i + 16], training=False))
-                                for i in range(0, len(samples), 16)])
+    keras_model = load_float_model(parent.path, trust=trust)
+    reference = keras_model.predict(samples, batch_size=16, verbose=0)
     input_name = "input"
     spec = (tf.TensorSpec((1, *preprocessing.size, 3), tf.float32, name=input_name),)
     try:
         with silence_native_stderr():
             import tf2onnx
 
-            proto, _ = tf2onnx.convert.from_keras(keras_model, input_signature=spec, opset=opset)
+            if isinstance(keras_model, SavedModelFunction):
+                function = tf.function(lambda x: keras_model(x), input_signature=spec)
+                proto, _ = tf2onnx.convert.from_function(function, input_signature=spec, opset=opset)
+            else:
+                proto, _ = tf2onnx.convert.from_keras(keras_model, input_signature=spec, opset=opset)
     except Exception as exc:  # tf2onnx raises bare ValueError/KeyError/... for unsupported graphs
         raise ConversionError(f"tf2onnx could not convert {parent.path}: {type(exc).__name__}: {exc}",
                               fix="try another --opset, or report the layer named in the message") from exc
@@ -152,14 +168,14 @@ def _save(proto, path: Path) -> None:
     onnx.save(proto, str(path))
 
 
-def _calibration_reader(batches: np.ndarray, input_name: str):
+def _calibration_reader(batches: np.ndarray, input_name: str, *, nchw: bool = False):
     from onnxruntime.quantization import CalibrationDataReader
 
     class FolderReader(CalibrationDataReader):
-        """Feeds one normalized image at a time (the model's batch is 1)."""
+        """Feeds one normalized image at a time (the model's batch is 1), channels-first for NCHW models."""
 
         def __init__(self):
-            self._items = iter(batches)
+            self._items = iter(np.ascontiguousarray(batches.transpose(0, 3, 1, 2)) if nchw else batches)
 
         def get_next(self):
             item = next(self._items, None)
@@ -186,7 +202,7 @@ def _softmax_nodes(path: Path) -> list[str]:
 
 
 def _quantize_static(source: Path, work: Path, *, input_name: str, folder: Path, preprocessing: Preprocessing,
-                     count: int, method: str, seed: int) -> tuple[Path, dict]:
+                     count: int, method: str, seed: int, nchw: bool = False) -> tuple[Path, dict]:
     """QDQ static quantization: per-channel QInt8 weights, QUInt8 activations, Softmax kept float."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -197,7 +213,7 @@ def _quantize_static(source: Path, work: Path, *, input_name: str, folder: Path,
     status(f"calibrating int8 ranges ({method}) on {len(images)} images from {folder}")
     try:
         with _quiet_quantizer():
-            quantize_static(str(prepared), str(target), _calibration_reader(images, input_name),
+            quantize_static(str(prepared), str(target), _calibration_reader(images, input_name, nchw=nchw),
                             quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
                             calibrate_method=getattr(CalibrationMethod, _METHODS[method]))
@@ -292,9 +308,13 @@ def _worker(model: str, inputs: str, outputs: str, threads: str) -> None:
     options = ort.SessionOptions()
     options.intra_op_num_threads = int(threads)
     options.inter_op_num_threads = 1
+    from edgekit.runtime.backends import is_nchw
+
     session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    data = np.load(inputs, allow_pickle=False)
+    data = np.load(inputs, allow_pickle=False)  # NHWC images; channels-first models get them transposed
+    if is_nchw(tuple(d if isinstance(d, int) else -1 for d in session.get_inputs()[0].shape)):
+        data = np.ascontiguousarray(data.transpose(0, 3, 1, 2))
     result = np.stack([session.run(None, {name: item[None]})[0][0] for item in data])
     np.save(outputs, result, allow_pickle=False)
 

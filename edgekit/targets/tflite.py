@@ -57,7 +57,7 @@ def export_saved_model(model, directory: Path) -> None:
         return {SIGNATURE_OUTPUT: model(x, training=False)}
 
     module = tf.Module()
-    module.model = model
+    module.model = getattr(model, "trackable", model)  # a SavedModelFunction's variables live in its loaded object
     module.serve = serve
     tf.saved_model.save(module, str(directory), signatures={"serving_default": serve})
 
