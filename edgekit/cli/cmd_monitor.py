@@ -59,6 +59,8 @@ def monitor_command(
 
 def _print_summary(result: dict, headline: str) -> None:
     from rich.console import Console
+
+    from edgekit.monitoring.report import feature_verdict
     from rich.table import Table
 
     console = Console()
@@ -67,7 +69,7 @@ def _print_summary(result: dict, headline: str) -> None:
         table.add_column(column, justify="left" if column in ("signal", "verdict") else "right", no_wrap=True)
     for name, feature in result["features"].items():
         table.add_row(name, f"{feature['reference_mean']:.3g}", f"{feature['current_mean']:.3g}",
-                      f"{feature['psi']:.2f}", f"{feature['pvalue']:.2g}", "DRIFT" if feature["drifted"] else "ok")
+                      f"{feature['psi']:.2f}", f"{feature['pvalue']:.2g}", feature_verdict(feature))
     health = result["prediction"]
     classes = health.get("predicted_class")
     if classes:

@@ -35,11 +35,17 @@ def verdict(result: dict) -> str:
     return f"no drift detected in {result['rows']} predictions"
 
 
+def feature_verdict(feature: dict) -> str:
+    """DRIFT, ok, or n/a when either side has no values (e.g. JPEG quality of raw arrays)."""
+    if not np.isfinite(feature["pvalue"]):
+        return "n/a"
+    return "DRIFT" if feature["drifted"] else "ok"
+
+
 def _blocks(result: dict) -> list[tuple[str, tuple, list]]:
     """(title, header, rows) tables shared by the Markdown and HTML writers."""
     features = [[name, f["group"], _num(f["reference_mean"]), _num(f["current_mean"]), _num(f["psi"], 3),
-                 _num(f["ks"], 3), _num(f["pvalue"], 3), _num(f["wasserstein_std"], 3),
-                 "DRIFT" if f["drifted"] else "ok"] for name, f in result["features"].items()]
+                 _num(f["ks"], 3), _num(f["pvalue"], 3), _num(f["wasserstein_std"], 3), feature_verdict(f)] for name, f in result["features"].items()]
     blocks = [("Per-feature drift", ("feature", "group", "ref mean", "now mean", "PSI", "KS", "KS p",
                                      "Wasserstein (ref std)", "verdict"), features)]
     health = result["prediction"]
@@ -92,8 +98,10 @@ def drift_png(result: dict, reference: dict, rows: dict, path: Path) -> Path:
         feature = result["features"][name]
         for values, colour, alpha, label in ((ref, "#888888", 0.5, "reference"),
                                              (now, "#d62728" if feature["drifted"] else "#1f77b4", 0.6, "logged")):
-            if len(values):  # e.g. no JPEG quality for inputs handed over as decoded arrays
+            if len(values):
                 ax.hist(values, bins=edges, density=True, alpha=alpha, color=colour, label=label)
+        if not len(now):  # e.g. no JPEG quality for inputs handed over as decoded arrays
+            ax.text(0.5, 0.5, "not in the log", transform=ax.transAxes, ha="center", fontsize=8, color="#555555")
         ax.set_title(f"{name}  PSI {_num(feature['psi'], 2)}" + ("  DRIFT" if feature["drifted"] else ""),
                      fontsize=9, color="#d62728" if feature["drifted"] else "black")
         ax.tick_params(labelsize=7)
