@@ -205,8 +205,9 @@ def _resize_limits(op: OperatorInfo, sub: SubgraphInfo) -> str | None:
     The size rule is read as: each spatial dim is scaled by a whole factor. With ``align_corners`` the
     sampling step is (in-1)/(out-1), so a 1-pixel input has no grid to interpolate and (out-1) must be a
     multiple of (in-1); without it, out and in must divide one another. [measured] compiler 16 leaves
-    deeplabv3's 1x1 -> 33x33 align_corners resize on the CPU; whole-factor upsampling (UpSampling2D)
-    maps (google-coral/edgetpu#31, #396 with compiler >= 2.1).
+    deeplabv3's 1x1 -> 33x33 align_corners resize on the CPU; whole-factor upsampling (Keras
+    UpSampling2D) is reported mapped in google-coral/edgetpu#31 and #396. Fractional factors are this
+    reading's guess at "loss in precision": no compiler output here confirms or refutes them.
     """
     data, out = sub.tensors[op.inputs[0]], sub.tensors[op.outputs[0]]
     if len(data.shape) != 4 or data.shape[0] != 1:
