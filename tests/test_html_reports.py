@@ -13,10 +13,8 @@ import json
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
-from conftest import WINDOW_HEIGHT, WINDOW_WIDTH
-from PIL import Image
+from conftest import WINDOW_HEIGHT, assert_fits_and_plot_renders
 
 from edgekit.profiling.report import latency_table, write_report
 from edgekit.recipes.pareto import describe_constraints, pareto_front
@@ -31,19 +29,6 @@ def run_summary(name: str, out_dir: Path) -> dict:
     summary.update(output=str(out_dir), wall_time_s=summary.get("wall_time_s", 0))
     summary.update(write_run_report(summary, out_dir))
     return summary
-
-
-def assert_fits_and_plot_renders(probe: dict, screenshot: Path) -> None:
-    assert probe["clientWidth"] == WINDOW_WIDTH
-    assert probe["scrollWidth"] <= WINDOW_WIDTH, f"page is {probe['scrollWidth']} px wide: {probe['overflowing']}"
-    assert probe["overflowing"] == []
-    assert probe["images"], "no image in the report"
-    shot = np.asarray(Image.open(screenshot).convert("L"), dtype=np.float64)
-    for image in probe["images"]:
-        assert image["complete"] and image["naturalWidth"] > 0, image
-        top, left = int(image["top"]), int(image["left"])
-        area = shot[top:top + int(image["height"]), left:left + int(image["width"])]
-        assert area.size and (area < 200).mean() > 0.01 and area.std() > 20, f"image area looks blank: {image}"
 
 
 @pytest.mark.parametrize("name", ["quickstart", "clothing-small-sweep"])
