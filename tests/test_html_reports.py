@@ -2,7 +2,7 @@
 1280-px window, and the summary (pick, constraints, plot) comes before the long table.
 
 Inputs are recorded results of real runs (tests/data/reports: the quickstart, the clothing-small
-sweep, a profile of the quickstart's int8 model on cpu/cpu-1t/gpu with accuracy), re-rendered by
+recipe run of benchmarks/results, a profile of the quickstart's int8 model on cpu/cpu-1t/gpu with accuracy), re-rendered by
 today's report writers. Screenshots are kept under runs/screenshots/ (CI artifacts).
 """
 
@@ -31,7 +31,7 @@ def run_summary(name: str, out_dir: Path) -> dict:
     return summary
 
 
-@pytest.mark.parametrize("name", ["quickstart", "clothing-small-sweep"])
+@pytest.mark.parametrize("name", ["quickstart", "clothing-small"])
 def test_run_report_in_chromium_fits_1280_px_with_summary_and_plot_before_the_table(name, tmp_path, render_report):
     summary = run_summary(name, tmp_path)
     probe, dom, screenshot = render_report(Path(summary["reports"]["report_html"]), f"run-report-{name}")
