@@ -87,7 +87,14 @@ def print_table(title: str, columns: list[Column], rows: list[list[str]], *, not
         table.add_row(*(Text(row[i]) for i in kept))
     out.print(table)
     for note in notes:
-        out.print(Text(one_line(note)), no_wrap=True, overflow="ellipsis", crop=True)
+        print_one_line(out, note)
+
+
+def print_one_line(out, text: str, *, indent: int = 0) -> None:
+    """``text`` as one line, cut with an ellipsis at the terminal's edge (the report has it in full)."""
+    from rich.text import Text
+
+    out.print(Text(" " * indent + one_line(text)), no_wrap=True, overflow="ellipsis", crop=True)
 
 
 def _widest(column: Column, rows: list[list[str]], i: int) -> int:

@@ -222,3 +222,20 @@ def foreign(tmp_path_factory, digits_dir) -> dict[str, Path]:
     _nchw_onnx(paths["onnx"], paths["onnx_nchw"])
     paths["labels"].write_text("\n".join(DIGITS) + "\n")
     return paths
+
+
+def assert_fits_and_plot_renders(probe: dict, screenshot: Path) -> None:
+    """A rendered report fits the 1280-px window and each of its images drew something (not blank)."""
+    import numpy as np
+    from PIL import Image
+
+    assert probe["clientWidth"] == WINDOW_WIDTH
+    assert probe["scrollWidth"] <= WINDOW_WIDTH, f"page is {probe['scrollWidth']} px wide: {probe['overflowing']}"
+    assert probe["overflowing"] == []
+    assert probe["images"], "no image in the report"
+    shot = np.asarray(Image.open(screenshot).convert("L"), dtype=np.float64)
+    for image in probe["images"]:
+        assert image["complete"] and image["naturalWidth"] > 0, image
+        top, left = int(image["top"]), int(image["left"])
+        area = shot[top:top + int(image["height"]), left:left + int(image["width"])]
+        assert area.size and (area < 200).mean() > 0.01 and area.std() > 20, f"image area looks blank: {image}"

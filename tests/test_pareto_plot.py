@@ -1,6 +1,7 @@
 """The Pareto plot is readable: one panel per device, every measured point labelled with its variant and
-size, and no two labels overlapping (checked on matplotlib's own text extents) on the quickstart and
-the clothing-small sweep (recorded results of real runs in tests/data/reports)."""
+size, and no two labels overlapping (checked on matplotlib's own text extents) on the quickstart and on
+the clothing-small recipe's 6 variants x 2 devices (recorded results of real runs in tests/data/reports;
+clothing-small.json holds the rows of benchmarks/results/recipe_clothing_small_report.md)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from edgekit.recipes.pareto import pareto_figure, pareto_front, pick
 RECORDED = Path(__file__).parent / "data" / "reports"
 
 
-@pytest.mark.parametrize("name, crowded", [("quickstart", False), ("clothing-small-sweep", False),
-                                           ("clothing-small-sweep", True)])
+@pytest.mark.parametrize("name, crowded", [("quickstart", False), ("clothing-small", False),
+                                           ("clothing-small", True)])
 def test_pareto_labels_never_overlap_and_stay_inside_their_panel(name, crowded):
     """``crowded``: every device's points on one panel (as if measured on one device), a denser layout."""
     summary = json.loads((RECORDED / f"{name}.json").read_text())

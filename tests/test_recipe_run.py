@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -81,3 +82,17 @@ def test_cli_run_json_lists_rows(first_run):
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert {r["variant"] for r in json.loads(result.stdout)["rows"]} >= {"int8", "float32"}
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_cli_run_table_fits_the_terminal_and_names_each_failure_once(first_run, width):
+    recipe, out, _ = first_run
+    result = subprocess.run([sys.executable, "-m", "edgekit", "run", str(recipe), "--out", str(out)],
+                            capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": str(width)})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert all(len(line.rstrip()) <= width for line in lines), result.stdout
+    for variant in ("broken", "edgetpu"):  # failed builds: one line each, not one per device
+        assert sum(line.startswith(f"  variant {variant}: not built: ") for line in lines) == 1, result.stdout
+    assert sum(line.startswith("  device edgetpu: skipped for every variant: ") for line in lines) == 1
+    assert any(line.startswith("pick: ") for line in lines)

@@ -64,7 +64,7 @@ def recorded(name: str) -> dict:
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-@pytest.mark.parametrize("name", ["quickstart", "clothing-small-sweep"])
+@pytest.mark.parametrize("name", ["quickstart", "clothing-small"])
 def test_run_and_sweep_tables_fit_with_whole_numbers_and_failures_once(name, width, capsys, monkeypatch):
     summary = recorded(name)
     lines = printed(capsys, monkeypatch, width, print_summary, summary, as_json=False)

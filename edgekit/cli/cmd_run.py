@@ -31,9 +31,7 @@ def print_summary(summary: dict, *, as_json: bool) -> None:
         return
     from edgekit.recipes.pareto import describe_constraints
     from edgekit.recipes.report import MARKS_EXPLAINED, measured_table, not_measured, pick_text
-    from rich.text import Text
-
-    from edgekit.tables import console, one_line, percent, print_table
+    from edgekit.tables import console, percent, print_one_line, print_table
 
     rows = summary["rows"]
     front = [r for r in rows if r.get("pareto")]
@@ -45,7 +43,7 @@ def print_summary(summary: dict, *, as_json: bool) -> None:
     if missing:
         out.print("not measured (full reasons in the report):")
         for line in missing:
-            out.print(Text("  " + one_line(line)), no_wrap=True, overflow="ellipsis", crop=True)
+            print_one_line(out, line, indent=2)
     skipped = sum(1 for s in summary["stages"] if s["skipped"])
     out.print(f"stages: {len(summary['stages'])} ({skipped} skipped as unchanged); wall time "
               f"{summary['wall_time_s']} s")
