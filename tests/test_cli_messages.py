@@ -110,3 +110,12 @@ def test_litert_xnnpack_info_line_does_not_reach_the_terminal(tiny_models):
                           env=os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert done.returncode == 0, done.stderr
     assert "XNNPACK" not in done.stdout + done.stderr
+
+
+def test_export_prints_its_success_line_once(digits_dir, tmp_path):
+    from test_profile import build_digits_pair
+
+    parent, _ = build_digits_pair(tmp_path / "pair", digits_dir)
+    done = edgekit("export", str(parent.directory), "--target", "tflite", "--out", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    assert (done.stdout + done.stderr).count("wrote ") == 1 and done.stdout.startswith("wrote ")

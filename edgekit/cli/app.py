@@ -95,9 +95,16 @@ def _disk_full_error(exc: Exception):
                        fix="free disk space (or raise `ulimit -f`), or point --out / TMPDIR at a disk with room")
 
 
+_WARNED: set[str] = set()
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Warnings as ``warning: <message>`` on stderr, without Python's category and source path."""
+    """Warnings as ``warning: <message>`` on stderr, once each, without Python's category and source path
+    (a folder scanned by several steps of one command would otherwise warn once per step)."""
     text = " ".join(str(message).split())
+    if text in _WARNED:
+        return
+    _WARNED.add(text)
     typer.echo(f"warning: {text}" if not os.environ.get("EDGEKIT_DEBUG") else
                f"warning: {text} ({category.__name__} at {filename}:{lineno})", err=True)
 
