@@ -17,7 +17,13 @@ import typer
 import typer.core
 
 class _Command(typer.core.TyperCommand):
-    """Usage lines in the usual ``edgekit profile [OPTIONS] MODEL`` form (Typer 0.29 writes ``{MODEL}``)."""
+    """Usage lines in the usual ``edgekit profile [OPTIONS] MODEL`` form (Typer 0.29 writes ``{MODEL}``), and
+    docstring paragraphs rewrapped to the terminal (Typer keeps each source line break inside a paragraph)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.help:
+            self.help = re.sub(r"(?<!\n)\n(?!\n)", " ", self.help)
 
     def collect_usage_pieces(self, ctx) -> list[str]:
         return [re.sub(r"^\{([^{}]*)\}", r"\1", piece) for piece in super().collect_usage_pieces(ctx)]

@@ -9,12 +9,14 @@ from typing import Annotated
 import typer
 
 from edgekit.cli.app import app
-from edgekit.cli.options import JsonFlag, ModelArg, Seed
+from edgekit.cli.options import JsonFlag, Seed, model_argument
+
+FloatModel = model_argument(".keras, from `edgekit finetune`")
 
 
 @app.command("compress")
 def compress_command(
-    model: ModelArg,
+    model: FloatModel,
     int8: Annotated[bool, typer.Option("--int8", help="Full-integer int8 (weights and activations; fastest on CPU/NPU/Edge TPU). Needs calibration images.")] = False,
     io_dtype: Annotated[str, typer.Option("--io-dtype", help="Input/output tensor type of int8 models: float32 (quantize inside), int8 or uint8 (Edge TPU / MCU style).")] = "float32",
     calibration: Annotated[Path | None, typer.Option("--calibration", help="Image folder (<class>/ images) for int8 calibration (default: the training folder in the model's manifest).")] = None,

@@ -9,8 +9,10 @@ from typing import Annotated
 import typer
 
 from edgekit.cli.app import app
-from edgekit.cli.options import JsonFlag, ModelArg, Threads
+from edgekit.cli.options import JsonFlag, Threads, model_argument
 from edgekit.errors import DataError, UsageError
+
+DeviceModel = model_argument(".tflite/.onnx")
 
 
 def _read_labels(path: Path) -> list[str]:
@@ -53,7 +55,7 @@ def _preprocessing(size: int | None, mean: str | None, std: str | None) -> dict 
 
 @app.command("predict")
 def predict(
-    model: ModelArg,
+    model: DeviceModel,
     target: Annotated[Path, typer.Argument(metavar="IMAGE_OR_FOLDER", help="An image file, or a folder (searched recursively).")],
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many labels to show per image.")] = 5,
     json_out: JsonFlag = False,
