@@ -52,9 +52,13 @@ def test_usage_lines_name_arguments_without_placeholder_braces(capsys, command):
     assert code == 0 and "{" not in usage and "}" not in usage and "[OPTIONS]" in usage
 
 
-def test_profile_help_does_not_offer_keras_models_it_refuses(capsys, digits_dir, tmp_path):
-    _, out, _ = run_main(capsys, "profile", "--help")
-    assert "(.tflite/.onnx" in out and ".keras/.tflite" not in out
+@pytest.mark.parametrize("command", ["profile", "predict", "compile"])
+def test_device_side_help_does_not_offer_keras_models(capsys, command):
+    _, out, _ = run_main(capsys, command, "--help")
+    assert "(.tflite" in out and ".keras" not in out.replace("a .keras model must", "")
+
+
+def test_profile_refuses_a_keras_model_with_one_line(capsys, tmp_path):
     keras = tmp_path / "model.keras"
     keras.write_bytes(b"PK\x03\x04not really")  # refused by format before any loading
     code, _, err = run_main(capsys, "profile", str(keras))
@@ -110,3 +114,12 @@ def test_litert_xnnpack_info_line_does_not_reach_the_terminal(tiny_models):
                           env=os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert done.returncode == 0, done.stderr
     assert "XNNPACK" not in done.stdout + done.stderr
+
+
+def test_export_prints_its_success_line_once(digits_dir, tmp_path):
+    from test_profile import build_digits_pair
+
+    parent, _ = build_digits_pair(tmp_path / "pair", digits_dir)
+    done = edgekit("export", str(parent.directory), "--target", "tflite", "--out", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    assert (done.stdout + done.stderr).count("wrote ") == 1 and done.stdout.startswith("wrote ")

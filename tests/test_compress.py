@@ -135,7 +135,16 @@ def test_prune_reaches_the_sparsity_in_the_report_and_in_the_tflite_weights(cnn_
                 and np.prod(t["shape"]) >= 2048]
     assert big_int8, "expected the 1x1 conv kernel among the int8 weights"
     assert max(float(np.mean(w == 0)) for w in big_int8) >= 0.55
-    assert artifact.manifest.metrics["size"]["gzip_bytes"] < artifact.manifest.metrics["size"]["bytes"]
+    size = artifact.manifest.metrics["size"]
+    assert size["gzip_bytes"] < size["bytes"]
+    # Ratios are against the parent as a float32 .tflite (not the .keras file), raw and gzip alike.
+    from edgekit.targets.float_tflite import export_float_tflite
+
+    reference = export_float_tflite(cnn_artifact.path, out_dir=tmp_path / "float32")
+    assert size["float32_tflite_bytes"] == pytest.approx(reference.path.stat().st_size, rel=0.002)
+    assert size["vs_float32_tflite"] == pytest.approx(size["bytes"] / size["float32_tflite_bytes"], abs=1e-4)
+    assert size["gzip_vs_float32_tflite_gzip"] == pytest.approx(
+        size["gzip_bytes"] / size["float32_tflite_gzip_bytes"], abs=1e-4)
 
 
 def test_cluster_leaves_at_most_n_values_per_clustered_layer(cnn_artifact, tmp_path):
@@ -172,15 +181,22 @@ def test_qat_produces_an_int8_model(cnn_artifact, tmp_path):
     assert artifact.manifest.extra["qat"]["preserve"] == "none"
 
 
-def test_accuracy_guard_keeps_the_worst_layers_float_until_the_drop_fits(digits_dir, tmp_path):
+def test_accuracy_guard_keeps_the_worst_layers_float_until_the_drop_fits(digits_dir, tmp_path, monkeypatch, capsys):
     from edgekit.stages.compress import compress
 
     artifact_in = _write_cnn_artifact(tmp_path / "float", digits_dir, outlier_channel=True)
     (plain,) = compress(model=artifact_in.path, out_dir=tmp_path / "plain", int8=True)
     plain_drop = plain.manifest.metrics["accuracy"]["top1_drop_points"]
     assert plain_drop > 5.0, "the outlier channel should hurt plain int8"
+    monkeypatch.delenv("EDGEKIT_QUIET", raising=False)  # the search narrates each try on stderr
+    capsys.readouterr()
     (artifact,) = compress(model=artifact_in.path, out_dir=tmp_path / "guarded", int8=True, max_accuracy_drop=1.0)
     guard = artifact.manifest.extra["accuracy_guard"]
+    tries = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[guarded int8] try ")]
+    assert len(tries) == len(guard["attempts"]) - 1
+    for line, attempt in zip(tries, guard["attempts"][1:]):
+        assert f"{attempt['kept_float']}/" in line and f"drop {attempt['top1_drop_points']:.2f} points" in line
+        assert "added " in line and ("left" in line or "within the limit" in line)
     assert guard["kept_float_layers"] and guard["attempts"][0]["top1_drop_points"] == plain_drop
     assert guard["top1_drop_points"] <= 1.0
     assert artifact.manifest.metrics["accuracy"]["top1_drop_points"] <= 1.0
@@ -239,6 +255,14 @@ def test_cli_compress_prints_json_summary(cnn_artifact, tmp_path, capsys):
     main(["compress", str(cnn_artifact.path), "--dynamic", "--out", str(tmp_path / "out"), "--json"])
     (row,) = json.loads(capsys.readouterr().out)
     assert row["variant"] == "dynamic" and Path(row["path"]).is_file() and row["top1_agreement"] >= 0.9
+
+
+def test_cli_compress_table_says_what_the_size_ratio_is_against(cnn_artifact, tmp_path, capsys):
+    from edgekit.cli.app import main
+
+    main(["compress", str(cnn_artifact.path), "--dynamic", "--out", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert "float32 .tflite" in out and "vs float" not in out
 
 
 def test_cli_reports_bad_option_with_exit_code(cnn_artifact, tmp_path, capsys):

@@ -17,7 +17,13 @@ import typer
 import typer.core
 
 class _Command(typer.core.TyperCommand):
-    """Usage lines in the usual ``edgekit profile [OPTIONS] MODEL`` form (Typer 0.29 writes ``{MODEL}``)."""
+    """Usage lines in the usual ``edgekit profile [OPTIONS] MODEL`` form (Typer 0.29 writes ``{MODEL}``), and
+    docstring paragraphs rewrapped to the terminal (Typer keeps each source line break inside a paragraph)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.help:
+            self.help = re.sub(r"(?<!\n)\n(?!\n)", " ", self.help)
 
     def collect_usage_pieces(self, ctx) -> list[str]:
         return [re.sub(r"^\{([^{}]*)\}", r"\1", piece) for piece in super().collect_usage_pieces(ctx)]
@@ -95,9 +101,16 @@ def _disk_full_error(exc: Exception):
                        fix="free disk space (or raise `ulimit -f`), or point --out / TMPDIR at a disk with room")
 
 
+_WARNED: set[str] = set()
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Warnings as ``warning: <message>`` on stderr, without Python's category and source path."""
+    """Warnings as ``warning: <message>`` on stderr, once each, without Python's category and source path
+    (a folder scanned by several steps of one command would otherwise warn once per step)."""
     text = " ".join(str(message).split())
+    if text in _WARNED:
+        return
+    _WARNED.add(text)
     typer.echo(f"warning: {text}" if not os.environ.get("EDGEKIT_DEBUG") else
                f"warning: {text} ({category.__name__} at {filename}:{lineno})", err=True)
 

@@ -9,12 +9,14 @@ from typing import Annotated
 import typer
 
 from edgekit.cli.app import app
-from edgekit.cli.options import JsonFlag, Labels, Mean, ModelArg, Preprocess, Seed, Std, import_options
+from edgekit.cli.options import JsonFlag, Labels, Mean, Preprocess, Seed, Std, import_options, model_argument
+
+FloatModel = model_argument(".keras/.h5 or a SavedModel folder: from `edgekit finetune`, or your own")
 
 
 @app.command("compress")
 def compress_command(
-    model: ModelArg,
+    model: FloatModel,
     int8: Annotated[bool, typer.Option("--int8", help="Full-integer int8 (weights and activations; fastest on CPU/NPU/Edge TPU). Needs calibration images.")] = False,
     io_dtype: Annotated[str, typer.Option("--io-dtype", help="Input/output tensor type of int8 models: float32 (quantize inside), int8 or uint8 (Edge TPU / MCU style).")] = "float32",
     calibration: Annotated[Path | None, typer.Option("--calibration", help="Image folder (<class>/ images) for int8 calibration (default: the training folder in the model's manifest).")] = None,

@@ -9,8 +9,10 @@ from typing import Annotated
 import typer
 
 from edgekit.cli.app import app
-from edgekit.cli.options import JsonFlag, Labels, Mean, ModelArg, Preprocess, Seed, Std, import_options
+from edgekit.cli.options import JsonFlag, Labels, Mean, Preprocess, Seed, Std, import_options, model_argument
 from edgekit.targets import TARGETS, get_target
+
+FloatModel = model_argument(".keras/.h5 or a SavedModel folder; for --target onnx also a float .onnx")
 
 
 def option_help(name: str) -> str:
@@ -44,7 +46,7 @@ EXPORT_TARGETS = ", ".join(name for name, target in TARGETS.items() if target.co
 
 @app.command("export")
 def export_command(
-    model: ModelArg,
+    model: FloatModel,
     target: Annotated[str, typer.Option("--target", help=f"Target format: {EXPORT_TARGETS} (see `edgekit targets`).")] = "onnx",
     int8: Annotated[bool, typer.Option("--int8", help=option_help("int8"))] = False,
     dynamic: Annotated[bool, typer.Option("--dynamic", help=option_help("dynamic"))] = False,

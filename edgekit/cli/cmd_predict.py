@@ -9,10 +9,12 @@ from typing import Annotated
 import typer
 
 from edgekit.cli.app import app
-from edgekit.cli.options import JsonFlag, Labels, Mean, ModelArg, Preprocess, Size, Std, Threads
+from edgekit.cli.options import JsonFlag, Labels, Mean, Preprocess, Size, Std, Threads, model_argument
 from edgekit.errors import DataError, UsageError
 from edgekit.importer import normalisation, parse_channels, read_labels
 from edgekit.runtime.predlog import DEFAULT_MAX_MB, PredictionLog
+
+DeviceModel = model_argument(".tflite/.onnx")
 
 
 def preprocessing_option(size: int | None, preprocess: str | None, mean: str | None, std: str | None) -> dict | None:
@@ -26,7 +28,7 @@ def preprocessing_option(size: int | None, preprocess: str | None, mean: str | N
 
 @app.command("predict")
 def predict(
-    model: ModelArg,
+    model: DeviceModel,
     target: Annotated[Path, typer.Argument(metavar="IMAGE_OR_FOLDER", help="An image file, or a folder (searched recursively).")],
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many labels to show per image.")] = 5,
     json_out: JsonFlag = False,

@@ -67,8 +67,8 @@ def run_command(recipe: RecipeArg, out: RecipeOut = None, device: Devices = None
     """Run a recipe end to end: finetune, compress variants, exports, measurement and report.
 
     Stages whose inputs and options did not change since the last run are skipped (hashes in each stage
-    folder), so a rerun after an interruption or a small edit resumes. The recipe layout (every key, its
-    type and default): `edgekit recipe-schema`.
+    folder), so a rerun after an interruption or a small edit resumes. The recipe layout (every key and its
+    type): `edgekit recipe-schema`.
     """
     run_and_report(recipe, out_dir=out, force=force, devices=device, allow_failures=allow_failures,
                    as_json=as_json)
@@ -86,7 +86,7 @@ def sweep_command(recipe: RecipeArg, out: RecipeOut = None, device: Devices = No
 
 @app.command("recipe-schema")
 def recipe_schema_command(as_json: JsonFlag = False) -> None:
-    """Print the recipe layout: every key with its type, bounds and default (--json: the JSON Schema)."""
+    """Print the recipe layout: every key with its type and bounds (--json: the JSON Schema)."""
     from edgekit.recipes.schema import RECIPE_SCHEMA, recipe_layout
 
     typer.echo(json.dumps(RECIPE_SCHEMA, indent=2) if as_json else recipe_layout())

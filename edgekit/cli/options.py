@@ -11,7 +11,15 @@ OutDir = Annotated[Path, typer.Option("--out", "-o", help="Output folder (create
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout instead of tables.")]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed (recorded in the manifest; same seed, same metrics).")]
 Threads = Annotated[int | None, typer.Option("--threads", "-t", min=1, help="Inference threads (default: the device profile's).")]
-ModelArg = Annotated[Path, typer.Argument(metavar="MODEL", help="Model file (.keras/.tflite/.onnx) or the artifact folder holding it.")]
+
+
+def model_argument(formats: str):
+    """The MODEL argument of a command, naming the formats that command accepts (help must not offer others)."""
+    return Annotated[Path, typer.Argument(metavar="MODEL", help=f"Model file ({formats}) or the artifact folder "
+                                                                "holding it.")]
+
+
+ModelArg = model_argument(".keras/.tflite/.onnx")
 DataDir = Annotated[Path, typer.Argument(metavar="DATA", help="Image folder: one sub-folder per class.")]
 # What a model without an edgekit manifest cannot say about itself (see `edgekit import --help`).
 Labels = Annotated[Path | None, typer.Option("--labels", help="Labels file (one per line, or a JSON list) in the "

@@ -76,7 +76,8 @@ def not_measured(rows: list[dict]) -> list[str]:
         variants = list(dict.fromkeys(r["variant"] for r in group))
         devices = list(dict.fromkeys(r["device"] for r in group))
         if len(variants) == 1 and variants[0] not in built:
-            lines.append(f"variant {variants[0]}: not built: {reason or kind}")
+            outcome = "unavailable here" if kind == "unavailable" else "not built"
+            lines.append(f"variant {variants[0]}: {outcome}: {reason or kind}")
         elif len(devices) == 1:
             which = "every variant" if set(variants) == built else ", ".join(variants)
             lines.append(f"device {devices[0]}: {kind} for {which}: {reason}")
