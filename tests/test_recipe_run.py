@@ -49,15 +49,34 @@ def test_run_writes_reports_with_a_pick_and_reasons_for_skipped_devices(first_ru
     assert rows[("edgetpu", "cpu-1t")]["status"].startswith("unavailable: the Edge TPU compiler is not installed")
     assert rows[("broken", "cpu-1t")]["status"].startswith("failed: ")
     assert summary["pick"] is not None and "Pareto front" in (out / "report.md").read_text()
+    # The `broken` variant (clustering with 0 fine-tune epochs) fails alone: a failure row per device, and
+    # the run goes on to measure everything else.
+    broken = [r for r in summary["rows"] if r["variant"] == "broken"]
+    assert {r["device"] for r in broken} == {"cpu-1t", "edgetpu"}
+    for row in broken:
+        assert row["status"].startswith("failed: ") and "--fine-tune-epochs must be >= 1" in row["status"], row
+    failed = [s for s in summary["stages"] if s["error"] and "--fine-tune-epochs must be >= 1" in s["error"]]
+    assert len(failed) == 1 and "broken" in failed[0]["name"]
+    assert "broken" in (out / "report.md").read_text()
 
 
-def test_rerun_of_an_unchanged_recipe_skips_every_successful_stage_with_identical_metrics(first_run):
+def test_rerun_of_an_unchanged_recipe_skips_every_successful_stage_with_identical_metrics(first_run, tmp_path):
     recipe, out, summary = first_run
     again = run_recipe(recipe_path=recipe, out_dir=out)
     ran = [s["name"] for s in again["stages"] if not s["skipped"] and not s["error"]]
     assert ran == []
-    assert again["reference_accuracy"] == summary["reference_accuracy"]
-    assert [r.get("accuracy") for r in again["rows"]] == [r.get("accuracy") for r in summary["rows"]]
+    # The skipped rerun's numbers come from its cache: check them against a forced run that recomputes
+    # every stage from scratch in a fresh folder (same seed), not against that cache.
+    forced = run_recipe(recipe_path=recipe, out_dir=tmp_path / "forced", force=True)
+    recomputed = [s["name"] for s in forced["stages"] if not s["skipped"] and not s["error"]]
+    assert "finetune" in recomputed and "compress:int8" in recomputed
+    assert again["reference_accuracy"] == forced["reference_accuracy"] == summary["reference_accuracy"]
+
+    def accuracies(run):
+        return {(r["variant"], r["device"]): r.get("accuracy") for r in run["rows"]}
+
+    assert accuracies(again) == accuracies(forced) == accuracies(summary)
+    assert accuracies(forced)[("int8", "cpu-1t")] is not None
 
 
 def test_editing_one_variant_reruns_only_that_stage(first_run, tmp_path):
