@@ -7,8 +7,12 @@ its manifest atomically. An existing float ONNX artifact can also be the parent 
 
 ``--int8`` is onnxruntime static QDQ quantization after ``quant_pre_process``: per-channel int8
 weights, uint8 activations, calibrated on images; Softmax is left in float, because quantizing
-its output collapses the probabilities to a couple of levels. ``--dynamic`` exists for
-completeness but is 3-11x slower than fp32 for CNNs on CPU (DESIGN.md).
+its output collapses the probabilities to a couple of levels. Weights use the 7-bit range
+(``reduce_range``): on x86 CPUs without VNNI (AVX2 only) onnxruntime's fused uint8 x int8 Conv
+kernel adds products in int16 pairs (VPMADDUBSW), which saturate with full-range per-channel
+weights (255 * 127 * 2 > 32767) and wrecked the outputs (top-1 agreement 0.23 with the parent);
+7-bit weights (|w| <= 64) keep every pair in range (255 * 64 * 2 < 32767) on any CPU.
+``--dynamic`` exists for completeness but is 3-11x slower than fp32 for CNNs on CPU (DESIGN.md).
 
 Run as ``python -m edgekit.targets.onnx run MODEL IN.npz OUT.npz`` it is the validation worker.
 """
@@ -203,7 +207,8 @@ def _softmax_nodes(path: Path) -> list[str]:
 
 def _quantize_static(source: Path, work: Path, *, input_name: str, folder: Path, preprocessing: Preprocessing,
                      count: int, method: str, seed: int, nchw: bool = False) -> tuple[Path, dict]:
-    """QDQ static quantization: per-channel QInt8 weights, QUInt8 activations, Softmax kept float."""
+    """QDQ static quantization: per-channel 7-bit QInt8 weights (see module docstring), QUInt8
+    activations, Softmax kept float."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     images = sample_images(folder, preprocessing, count, seed)
@@ -215,13 +220,13 @@ def _quantize_static(source: Path, work: Path, *, input_name: str, folder: Path,
         with _quiet_quantizer():
             quantize_static(str(prepared), str(target), _calibration_reader(images, input_name, nchw=nchw),
                             quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
-                            weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
+                            weight_type=QuantType.QInt8, reduce_range=True, nodes_to_exclude=excluded,
                             calibrate_method=getattr(CalibrationMethod, _METHODS[method]))
     except Exception as exc:  # calibration/quantizer errors come as generic exceptions
         raise ConversionError(f"onnxruntime static quantization failed: {exc}",
                               fix="try --calibrate-method minmax or more --calibration-samples") from exc
     return target, {"mode": "static-qdq", "calibrate_method": method, "calibration_images": len(images),
-                    "calibration_folder": str(folder), "activations": "uint8", "weights": "int8 per-channel",
+                    "calibration_folder": str(folder), "activations": "uint8", "weights": "int8 per-channel, 7-bit",
                     "float_nodes": excluded}
 
 
