@@ -89,3 +89,14 @@ def test_a_copied_artifact_without_its_parent_says_how_to_give_it_and_parent_com
     assert given["accuracy"]["parent_path"] == str(parent.path)
     assert given["accuracy"]["accuracy_drop"] == pytest.approx(
         (given["accuracy"]["parent"]["accuracy"] - given["accuracy"]["model"]["accuracy"]) * 100, abs=1e-3)
+
+
+def test_comparing_on_devices_absent_here_fails_with_their_reasons(tiny_models):
+    from edgekit.devices import get_device
+    from edgekit.errors import DeviceUnavailableError
+    from edgekit.profiling import compare
+
+    if get_device("edgetpu").available("tflite")[0]:
+        pytest.skip("an Edge TPU is attached here")
+    with pytest.raises(DeviceUnavailableError, match="edgetpu: "):
+        compare(models=[tiny_models["float"], tiny_models["int8"]], devices=["edgetpu"], runs=1, rounds=1)

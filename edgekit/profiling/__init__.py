@@ -165,11 +165,15 @@ def compare(*, models: list[Path], devices: tuple[str, ...] | list[str] = ("cpu"
                               "measurement pinned to the device's threads; ratios are medians over rounds of "
                               "(model p50 / first model's p50) in the same round, with their min and max",
                     "devices": {}}
+    missing = {device.name: "; ".join(dict.fromkeys(reason for ok, reason in (device.available(fmt) for _, fmt in loaded)
+                                                    if not ok)) for device in profiles}
+    if all(missing.values()):
+        reasons = "; ".join(f"{name}: {reason}" for name, reason in missing.items())
+        raise DeviceUnavailableError(f"no requested device can run every model here ({reasons})",
+                                     fix="pick an available device (`edgekit devices` lists them)")
     for device in profiles:
-        missing = [f"{a.path.name}: {reason}" for a, fmt in loaded
-                   for ok, reason in [device.available(fmt)] if not ok]
-        if missing:
-            result["devices"][device.name] = {"status": "skipped", "reason": "; ".join(missing)}
+        if missing[device.name]:
+            result["devices"][device.name] = {"status": "skipped", "reason": missing[device.name]}
             continue
 
         def report(round_index: int, measured: list[dict], name: str = device.name) -> None:
