@@ -35,12 +35,13 @@ def monitor_command(
                                                       '"latency_p99_ms>20"; repeatable.')] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Does the device still see what the model was trained on? Input drift, confidence, class mix, latency.
+    """Does the device still see what the model was trained on?
 
-    Each input statistic (size, brightness, contrast, colour, sharpness) and model signal (confidence,
-    margin, entropy) drifts when its Kolmogorov-Smirnov p-value is below `pvalue` AND its PSI is at
-    least `psi`. The predicted-class mix is tested with chi-square, the low-confidence rate with a
-    two-proportion z-test. Runs from the light install (numpy only); plots need matplotlib.
+    Input statistics (size, JPEG quality, brightness, contrast, colour,
+    sharpness) and model signals (confidence, margin, entropy) drift when the
+    Kolmogorov-Smirnov p-value is below `pvalue` AND the PSI is at least `psi`.
+    Class mix: chi-square; low-confidence rate: z-test; latency per window.
+    JSON and Markdown need only numpy; HTML plots need matplotlib.
     """
     from edgekit.monitoring import monitor
     from edgekit.monitoring.drift import parse_thresholds
