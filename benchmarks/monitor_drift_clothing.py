@@ -105,6 +105,7 @@ def run(model_dir: Path, data: Path, work: Path, *, seed: int = 0) -> dict:
     labels = profile["labels"]
     pool = unseen_pool(data, labels, seed)
     log = work / "unseen.sqlite"
+    reused = log.is_file()  # --work kept from an earlier run: its logs are analysed again, not rewritten
     if not log.is_file():
         predictor = Predictor(model_dir, threads=1, log=log)
         for paths in pool.values():
@@ -152,7 +153,7 @@ def run(model_dir: Path, data: Path, work: Path, *, seed: int = 0) -> dict:
     mix = {label: (0 if label == "t-shirt" else 3 * PER_CLASS if label == "shorts" else PER_CLASS) for label in labels}
     shifts["class_mix_no_tshirt_3x_shorts"] = analyze(rows_for(rows, balanced(mix)), profile)
     return {
-        "model": str(model_dir), "reference": {"input_images": profile["input"]["images"],
+        "logs_reused": reused, "model": str(model_dir), "reference": {"input_images": profile["input"]["images"],
                                                "heldout_images": profile["scores"]["images"]},
         "thresholds": shifts["brightness_halved"]["thresholds"],
         "unshifted_balanced": {"subsets": SUBSETS, "size": SUBSET, "false_alarms": sum(bool(s) for s in subsets),
@@ -180,7 +181,9 @@ def markdown(result: dict, seconds: float) -> str:
              f"Model `{result['model']}`; reference: input statistics of {result['reference']['input_images']} "
              f"training photos, int8 scores on {result['reference']['heldout_images']} held-out photos. "
              f"Thresholds: {', '.join(f'{k}={v:g}' for k, v in result['thresholds'].items())}. "
-             f"Run time {seconds:.0f} s on a shared 2-core machine.", "",
+             f"Run time {seconds:.0f} s on a shared 2-core machine"
+             + (" (analysis only: the logs of an earlier run in the same --work folder were reused)." if result["logs_reused"]
+                else " (logging every photo through the runtime included)."), "",
              "## Unshifted photos the reference never saw", "",
              "| subsets of 200 | drawn from | subsets with drift | signals flagged |", "|---|---|---|---|",
              f"| {balanced['subsets']} | extra/, up to 20 per class (the reference's mix) | "

@@ -19,9 +19,10 @@ from test_bad_inputs import REPO, assert_one_clear_error, run_edgekit
 from test_runtime import LABELS, build_tiny_models
 
 from edgekit.artifacts import sha256_file
-from edgekit.data import load_image, load_splits, scan_image_folder
+from edgekit.data import calibration_sample, load_image, load_splits, scan_image_folder
 from edgekit.monitoring import monitor, write_reference_profile
 from edgekit.monitoring import stats
+from edgekit.monitoring.reference import MAX_INPUT_IMAGES
 from edgekit.runtime import Predictor
 from edgekit.runtime.predlog import (INPUT_FEATURES, SOURCE_FEATURES, PredictionLog, image_statistics, jpeg_quality,
                                      read_log, source_properties)
@@ -300,3 +301,21 @@ def test_psi_is_zero_for_the_same_distribution_and_grows_with_the_shift():
     # by hand: two bins of equal reference mass, current 80/20 -> (0.8-0.5)ln(1.6) + (0.2-0.5)ln(0.4)
     assert stats.psi(np.array([0.0, 1.0]), np.array([0.0] * 8 + [1.0] * 2), bins=2) == pytest.approx(
         0.3 * np.log(1.6) - 0.3 * np.log(0.4))
+
+
+@pytest.mark.slow
+def test_finetune_and_export_write_reference_profiles_the_export_reusing_its_parents(tmp_path, tiny_float_artifact,
+                                                                                     digits_dir):
+    from edgekit import api
+
+    parent = json.loads((tiny_float_artifact.directory / "reference_profile.json").read_text())
+    split = load_splits(digits_dir / "train", seed=0)
+    assert parent["model_sha256"] == tiny_float_artifact.manifest.sha256
+    assert parent["input"]["images"] == len(calibration_sample(split.train, MAX_INPUT_IMAGES, seed=0).items)
+    assert set(parent["scores"]["heldout_paths"]) == {str(p) for p in split.val.paths}
+    exported = api.export(model=tiny_float_artifact.directory, target="tflite", out_dir=tmp_path / "tflite")
+    child = json.loads((exported.directory / "reference_profile.json").read_text())
+    assert child["model_sha256"] == sha256_file(exported.path) != parent["model_sha256"]
+    assert child["input"] == parent["input"] and child["scores"]["heldout_paths"] == parent["scores"]["heldout_paths"]
+    # the float .tflite scores the held-out images like its Keras parent
+    assert np.allclose(child["scores"]["values"]["confidence"], parent["scores"]["values"]["confidence"], atol=1e-3)

@@ -35,12 +35,13 @@ def monitor_command(
                                                       '"latency_p99_ms>20"; repeatable.')] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Does the device still see what the model was trained on? Input drift, confidence, class mix, latency.
+    """Does the device still see what the model was trained on?
 
-    Each input statistic (size, brightness, contrast, colour, sharpness) and model signal (confidence,
-    margin, entropy) drifts when its Kolmogorov-Smirnov p-value is below `pvalue` AND its PSI is at
-    least `psi`. The predicted-class mix is tested with chi-square, the low-confidence rate with a
-    two-proportion z-test. Runs from the light install (numpy only); plots need matplotlib.
+    Input statistics (size, JPEG quality, brightness, contrast, colour,
+    sharpness) and model signals (confidence, margin, entropy) drift when the
+    Kolmogorov-Smirnov p-value is below `pvalue` AND the PSI is at least `psi`.
+    Class mix: chi-square; low-confidence rate: z-test; latency per window.
+    JSON and Markdown need only numpy; HTML plots need matplotlib.
     """
     from edgekit.monitoring import monitor
     from edgekit.monitoring.drift import parse_thresholds
@@ -60,7 +61,7 @@ def monitor_command(
 def _print_summary(result: dict, headline: str) -> None:
     from rich.console import Console
 
-    from edgekit.monitoring.report import feature_verdict
+    from edgekit.monitoring.report import feature_verdict, number
     from rich.table import Table
 
     console = Console()
@@ -68,16 +69,16 @@ def _print_summary(result: dict, headline: str) -> None:
     for column in ("signal", "ref", "now", "PSI", "p", "verdict"):
         table.add_column(column, justify="left" if column in ("signal", "verdict") else "right", no_wrap=True)
     for name, feature in result["features"].items():
-        table.add_row(name, f"{feature['reference_mean']:.3g}", f"{feature['current_mean']:.3g}",
-                      f"{feature['psi']:.2f}", f"{feature['pvalue']:.2g}", feature_verdict(feature))
+        table.add_row(name, number(feature["reference_mean"], 3), number(feature["current_mean"], 3),
+                      number(feature["psi"], 2), number(feature["pvalue"], 2), feature_verdict(feature))
     health = result["prediction"]
     classes = health.get("predicted_class")
     if classes:
-        table.add_row("class mix", "", "", "", f"{classes['pvalue']:.2g}", "DRIFT" if classes["drifted"] else "ok")
+        table.add_row("class mix", "", "", "", number(classes["pvalue"], 2), "DRIFT" if classes["drifted"] else "ok")
     low = health["low_confidence_rate"]
     if "reference_rate" in low:
-        table.add_row("low-conf rate", f"{low['reference_rate']:.3f}", f"{low['rate']:.3f}", "", f"{low['pvalue']:.2g}",
-                      "DRIFT" if low["drifted"] else "ok")
+        table.add_row("low-conf rate", number(low["reference_rate"], 3), number(low["rate"], 3), "",
+                      number(low["pvalue"], 2), "DRIFT" if low["drifted"] else "ok")
     console.print(table)
     overall = result["latency"]["overall"]
     if overall:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import UsageError
+from edgekit.errors import DataError, UsageError
 from edgekit.monitoring.reference import REFERENCE_FILE, load_reference_profile, write_reference_profile
 
 __all__ = ["REFERENCE_FILE", "gate_metrics", "load_reference_profile", "monitor", "write_reference_profile"]
@@ -61,6 +61,8 @@ def monitor(*, log: Path, model: Path | None = None, reference: Path | None = No
     rows = read_log(log)
     if last is not None:
         rows = {name: values[-last:] for name, values in rows.items()}
+    if not len(rows["time"]):
+        raise DataError(f"{log} holds no predictions yet", fix="log some first: edgekit predict MODEL IMAGES --log LOG")
     rows, excluded = _rows_of_model(rows, profile.get("model_sha256", ""), log)
     result = {"log": str(log), "reference": described, "model_sha256": profile.get("model_sha256", ""),
               "rows_excluded": excluded, **analyze(rows, profile, thresholds=thresholds, window_s=window_s)}

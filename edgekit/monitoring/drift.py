@@ -23,7 +23,7 @@ from edgekit.runtime.predlog import INPUT_FEATURES, SCORE_FEATURES
 DEFAULT_THRESHOLDS: dict[str, float] = {
     "psi": 0.2,  # PSI >= 0.2: the conventional "significant shift" bound
     "pvalue": 0.001,  # KS p-value below this; ~12 features -> <= ~1.2% family-wise false alarms (Bonferroni)
-    "class_pvalue": 0.001,  # chi-square p-value of the predicted-class mix below this
+    "class_pvalue": 0.01,  # chi-square p-value of the predicted-class mix below this (one test: ~1% false alarms)
     "class_shift": 0.1,  # ... and total variation distance of the class shares at least this
     "low_confidence": 0.5,  # a prediction whose top-1 score is below this is "low confidence"
     "low_confidence_pvalue": 0.001,  # z-test p-value of the low-confidence rate below this ...

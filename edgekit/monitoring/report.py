@@ -18,7 +18,8 @@ from edgekit.profiling.report import _html_table, _md_table
 PLOT_FILE = "drift.png"
 
 
-def _num(value, digits: int = 4) -> str:
+def number(value, digits: int = 4) -> str:
+    """A value for a table cell: ``digits`` significant digits, n/a for None and NaN."""
     if value is None or (isinstance(value, float) and not np.isfinite(value)):
         return "n/a"
     return f"{value:.{digits}g}"
@@ -44,36 +45,37 @@ def feature_verdict(feature: dict) -> str:
 
 def _blocks(result: dict) -> list[tuple[str, tuple, list]]:
     """(title, header, rows) tables shared by the Markdown and HTML writers."""
-    features = [[name, f["group"], _num(f["reference_mean"]), _num(f["current_mean"]), _num(f["psi"], 3),
-                 _num(f["ks"], 3), _num(f["pvalue"], 3), _num(f["wasserstein_std"], 3), feature_verdict(f)] for name, f in result["features"].items()]
+    features = [[name, f["group"], number(f["reference_mean"]), number(f["current_mean"]), number(f["psi"], 3),
+                 number(f["ks"], 3), number(f["pvalue"], 3), number(f["wasserstein_std"], 3), feature_verdict(f)]
+                for name, f in result["features"].items()]
     blocks = [("Per-feature drift", ("feature", "group", "ref mean", "now mean", "PSI", "KS", "KS p",
                                      "Wasserstein (ref std)", "verdict"), features)]
     health = result["prediction"]
     low = health["low_confidence_rate"]
-    rows = [["mean confidence", _num(health.get("reference_mean_confidence")), _num(health["mean_confidence"]),
-             f"shift {_num(health.get('confidence_shift'), 3)}", ""],
-            [f"low-confidence rate (top-1 < {low['threshold']:g})", _num(low.get("reference_rate"), 3),
-             _num(low["rate"], 3), f"p {_num(low.get('pvalue'), 3)}", "DRIFT" if low.get("drifted") else "ok"]]
+    rows = [["mean confidence", number(health.get("reference_mean_confidence")), number(health["mean_confidence"]),
+             f"shift {number(health.get('confidence_shift'), 3)}", ""],
+            [f"low-confidence rate (top-1 < {low['threshold']:g})", number(low.get("reference_rate"), 3),
+             number(low["rate"], 3), f"p {number(low.get('pvalue'), 3)}", "DRIFT" if low.get("drifted") else "ok"]]
     classes = health.get("predicted_class")
     if classes:
-        rows.append(["predicted-class mix (chi-square)", "", "", f"chi2 {_num(classes['chi2'], 4)}, p "
-                     f"{_num(classes['pvalue'], 3)}, TV {_num(classes['total_variation'], 3)}",
+        rows.append(["predicted-class mix (chi-square)", "", "", f"chi2 {number(classes['chi2'], 4)}, p "
+                     f"{number(classes['pvalue'], 3)}, TV {number(classes['total_variation'], 3)}",
                      "DRIFT" if classes["drifted"] else "ok"])
     blocks.append(("Prediction health", ("signal", "reference", "now", "test", "verdict"), rows))
     if classes:
         blocks.append(("Predicted-class shares", ("class", "reference", "now"),
                        [[label, f"{s['reference']:.3f}", f"{s['current']:.3f}"] for label, s in classes["shares"].items()]))
     latency = result["latency"]
-    windows = [[time.strftime("%Y-%m-%d %H:%M", time.gmtime(w["start"])), w["rows"], _num(w["p50_ms"]),
-                _num(w["p90_ms"]), _num(w["p99_ms"])] for w in latency["windows"]]
+    windows = [[time.strftime("%Y-%m-%d %H:%M", time.gmtime(w["start"])), w["rows"], number(w["p50_ms"]),
+                number(w["p90_ms"]), number(w["p99_ms"])] for w in latency["windows"]]
     if latency["overall"]:
         o = latency["overall"]
-        windows.append(["all", o["rows"], _num(o["p50_ms"]), _num(o["p90_ms"]), _num(o["p99_ms"])])
+        windows.append(["all", o["rows"], number(o["p50_ms"]), number(o["p90_ms"]), number(o["p99_ms"])])
     blocks.append((f"Latency per {latency['window_s']:g} s window (UTC)", ("window start", "rows", "p50 ms", "p90 ms",
                                                                             "p99 ms"), windows))
     if result.get("gates"):
         blocks.append(("Gates (fail if)", ("gate", "value", "result"),
-                       [[g["gate"], _num(g["value"]), "FAILED" if g["failed"] else "passed"] for g in result["gates"]]))
+                       [[g["gate"], number(g["value"]), "FAILED" if g["failed"] else "passed"] for g in result["gates"]]))
     return blocks
 
 
@@ -102,7 +104,7 @@ def drift_png(result: dict, reference: dict, rows: dict, path: Path) -> Path:
                 ax.hist(values, bins=edges, density=True, alpha=alpha, color=colour, label=label)
         if not len(now):  # e.g. no JPEG quality for inputs handed over as decoded arrays
             ax.text(0.5, 0.5, "not in the log", transform=ax.transAxes, ha="center", fontsize=8, color="#555555")
-        ax.set_title(f"{name}  PSI {_num(feature['psi'], 2)}" + ("  DRIFT" if feature["drifted"] else ""),
+        ax.set_title(f"{name}  PSI {number(feature['psi'], 2)}" + ("  DRIFT" if feature["drifted"] else ""),
                      fontsize=9, color="#d62728" if feature["drifted"] else "black")
         ax.tick_params(labelsize=7)
         ax.set_yticks([])
@@ -117,7 +119,7 @@ def drift_png(result: dict, reference: dict, rows: dict, path: Path) -> Path:
         ax.bar(x + 0.2, [classes["shares"][l]["current"] for l in labels], 0.4,
                color="#d62728" if classes["drifted"] else "#1f77b4", label="logged")
         ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=7)
-        ax.set_title(f"predicted classes  p {_num(classes['pvalue'], 2)}" + ("  DRIFT" if classes["drifted"] else ""),
+        ax.set_title(f"predicted classes  p {number(classes['pvalue'], 2)}" + ("  DRIFT" if classes["drifted"] else ""),
                      fontsize=9, color="#d62728" if classes["drifted"] else "black")
         ax.tick_params(labelsize=7)
         position += 1
