@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from edgekit.artifacts import load_artifact
-from edgekit.errors import OutputError, UsageError
+from edgekit.errors import DataError, OutputError, UsageError
 from edgekit.stages.finetune import FinetuneConfig, finetune
 
 from conftest import sha256_tree
@@ -96,7 +96,7 @@ def test_single_class_folder_is_refused(tmp_path, digits_dir):
     (single / "7").mkdir(parents=True)
     for path in list((digits_dir / "train" / "7").iterdir())[:10]:
         (single / "7" / path.name).write_bytes(path.read_bytes())
-    with pytest.raises(UsageError, match="only one class"):
+    with pytest.raises(DataError, match="only one class"):
         finetune(data=single, out_dir=tmp_path / "out", config=FinetuneConfig(**TINY))
 
 

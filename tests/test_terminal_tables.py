@@ -107,5 +107,6 @@ def test_compress_table_fits_with_whole_numbers(width, capsys, monkeypatch):
     lines = printed(capsys, monkeypatch, width, print_compress_table, "compress runs/quickstart/float", rows)
     assert "(+ = loss)" in "\n".join(lines[:4])
     for row in rows:
-        row_line(lines, [row["variant"]], [row["size_bytes"] / 1e6, row["size_vs_float"], row["gzip_bytes"] / 1e6,
-                                           row["top1_agreement"] * 100, row["top1_drop_points"]])
+        row_line(lines, [row["variant"]], [row["size_bytes"] / 1e6, row["size_vs_float32_tflite"], row["gzip_bytes"] / 1e6,
+                                           row["top1_agreement"] * 100, row["top1_drop_points"]],
+                 [row["gzip_vs_float32_tflite_gzip"], row["float32_tflite_bytes"] / 1e6])
