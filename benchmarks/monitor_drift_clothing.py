@@ -16,7 +16,7 @@ runtime (`Predictor(..., log=...)`) on photos the reference never saw: test/ + e
   written to a file the runtime reads, as a camera would), and a class mix with no t-shirts and
   three times as many shorts (unshifted photos).
 
-Run: python benchmarks/monitor_drift_clothing.py [--model INT8_DIR] [--size 160]
+Run: python benchmarks/monitor_drift_clothing.py [--model INT8_DIR] [--size 224]
 (writes benchmarks/results/monitor_drift_clothing.{json,md} and the report of the brightness shift)
 """
 
@@ -212,7 +212,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="an int8 artifact folder with its reference profile")
-    parser.add_argument("--size", type=int, default=160, help="input size when the model is built here")
+    parser.add_argument("--size", type=int, default=224, help="input size when the model is built here")
     parser.add_argument("--work", type=Path, help="keep the logs and reports here (default: a temp folder)")
     args = parser.parse_args()
     if not (DATA / "train").is_dir():
