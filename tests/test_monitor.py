@@ -198,6 +198,19 @@ def test_unshifted_digits_raise_no_drift_and_halved_brightness_is_named(tmp_path
     assert "DRIFT" in Path(report["markdown"]).read_text() and Path(report["html"]).is_file()
 
 
+def test_monitor_report_in_chromium_fits_1280_px_with_the_verdict_and_plot_first(tmp_path, profiled_int8,
+                                                                                  unseen_digits, render_report):
+    from conftest import WINDOW_HEIGHT, assert_fits_and_plot_renders
+
+    dark = tmp_path / "dark.sqlite"
+    _log_predictions(profiled_int8, dark, [(load_image(p) // 2).astype(np.uint8) for p in unseen_digits[:120]])
+    result = monitor(log=dark, model=profiled_int8, out_dir=tmp_path / "report")
+    probe, dom, screenshot = render_report(Path(result["report"]["html"]), "monitor-report")
+    assert_fits_and_plot_renders(probe, screenshot)
+    assert probe["summary"][0]["top"] < probe["images"][0]["top"] < probe["headings"][0]["top"] < WINDOW_HEIGHT * 3
+    assert "brightness" in dom and "DRIFT" in dom.upper() and probe["tables"]
+
+
 def test_monitor_cli_writes_reports_gates_exit_8_and_bad_options_are_one_line(tmp_path, profiled_int8, unseen_digits):
     log = tmp_path / "cli.sqlite"
     images = tmp_path / "images"

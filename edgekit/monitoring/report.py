@@ -5,7 +5,6 @@ Markdown and HTML are rendered from the same blocks, so they agree; every file i
 
 from __future__ import annotations
 
-import html
 import importlib.util
 import time
 from pathlib import Path
@@ -13,7 +12,6 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.artifacts import atomic_path, write_json_atomic, write_text_atomic
-from edgekit.profiling.report import _html_table, _md_table
 
 PLOT_FILE = "drift.png"
 
@@ -144,31 +142,34 @@ def drift_png(result: dict, reference: dict, rows: dict, path: Path) -> Path:
 
 
 def write_monitor_report(result: dict, reference: dict, rows: dict, out_dir: Path) -> dict[str, str]:
-    """monitor.json + monitor.md always; monitor.html (+ drift.png) when matplotlib is installed."""
+    """monitor.json + monitor.md always; monitor.html (+ drift.png) when matplotlib is installed.
+
+    The HTML page uses the shared report style (:mod:`edgekit.html_report`): the verdict first, then
+    the plot, then the tables; the PNG is also embedded so the page is one self-contained file."""
+    from edgekit import html_report
+
     out_dir = Path(out_dir)
     title = f"edgekit monitor: {Path(result['log']).name}"
     intro = (f"Log `{result['log']}` ({result['rows']} rows used, {result['rows_excluded']} from other models "
              f"excluded) against the reference `{result['reference']}`.")
+    thresholds = ", ".join(f"{k}={v:g}" for k, v in result["thresholds"].items())
     md = [f"# {title}", "", intro, "", f"**{verdict(result)}**", ""]
-    body = [f"<p>{html.escape(intro)}</p>", f"<p><b>{html.escape(verdict(result))}</b></p>"]
+    body = [html_report.summary([("Verdict", verdict(result)), ("Log", f"{result['log']} ({result['rows']} rows used, "
+                                 f"{result['rows_excluded']} from other models excluded)"),
+                                 ("Reference", str(result["reference"])),
+                                 ("Thresholds", f"{thresholds} (override with --threshold NAME=VALUE)")])]
     paths = {"json": out_dir / "monitor.json", "markdown": out_dir / "monitor.md"}
     if importlib.util.find_spec("matplotlib") is not None and result["rows"]:
         drift_png(result, reference, rows, out_dir / PLOT_FILE)
-        body.append(f'<img src="{PLOT_FILE}" alt="reference vs logged distributions" style="max-width:100%">')
+        body.append(html_report.image(out_dir / PLOT_FILE, "reference vs logged distributions"))
         paths["plot"] = out_dir / PLOT_FILE
     for heading, header, table in _blocks(result):
-        md += [f"## {heading}", "", _md_table(header, table), ""]
-        body += [f"<h2>{html.escape(heading)}</h2>", _html_table(header, table)]
-    thresholds = ", ".join(f"{k}={v:g}" for k, v in result["thresholds"].items())
+        md += [f"## {heading}", "", html_report.markdown_table(header, table), ""]
+        body += [html_report.heading(heading), html_report.table(header, table)]
     md += [f"Thresholds: {thresholds} (override with `--threshold NAME=VALUE`).", ""]
-    body.append(f"<p>Thresholds: {html.escape(thresholds)}</p>")
     write_json_atomic(paths["json"], result)
     write_text_atomic(paths["markdown"], "\n".join(md) + "\n")
     if "plot" in paths:
-        style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-                 "td,th{border:1px solid #ccc;padding:3px 8px}")
         paths["html"] = out_dir / "monitor.html"
-        write_text_atomic(paths["html"], f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-                          f"</title><style>{style}</style></head><body><h1>{html.escape(title)}</h1>"
-                          + "".join(body) + "</body></html>\n")
+        write_text_atomic(paths["html"], html_report.page(title, *body))
     return {k: str(v) for k, v in paths.items()}
