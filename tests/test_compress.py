@@ -106,7 +106,10 @@ def test_ptq_modes_write_valid_static_batch1_models_with_metadata(cnn_artifact, 
     assert by_name["int8"].manifest.input["scale"] > 0
     assert by_name["int8"].manifest.output["dtype"] == "int8"
     assert int8["size"]["bytes"] < by_name["float16"].manifest.metrics["size"]["bytes"]
-    assert int8["validation"]["top1_agreement"] >= 0.9 and int8["accuracy"]["float_top1"] > 0.5
+    assert int8["validation"]["top1_agreement"] >= 0.9 and int8["accuracy"]["parent_top1"] > 0.5
+    low, high = int8["accuracy"]["interval95_points"]
+    assert low <= int8["accuracy"]["drop_points"] <= high and int8["accuracy"]["images"] > 400
+    assert 0 < int8["size"]["vs_float32_tflite"] < 0.75  # tiny CNN: metadata and graph overhead weigh in
     assert _check_variant(by_name["float16"], labels=labels, dtype="float32")["validation"]["max_abs_diff"] < 1e-2
     assert _check_variant(by_name["int16x8"], labels=labels, dtype="float32")["validation"]["top1_agreement"] >= 0.9
 
@@ -160,19 +163,35 @@ def test_qat_produces_an_int8_model(cnn_artifact, tmp_path):
     assert artifact.manifest.extra["qat"]["preserve"] == "none"
 
 
-def test_accuracy_guard_keeps_the_worst_layers_float_until_the_drop_fits(digits_dir, tmp_path):
+def test_accuracy_guard_keeps_the_worst_layers_float_until_the_drop_is_certified(digits_dir, tmp_path):
     from edgekit.stages.compress import compress
 
     artifact_in = _write_cnn_artifact(tmp_path / "float", digits_dir, outlier_channel=True)
     (plain,) = compress(model=artifact_in.path, out_dir=tmp_path / "plain", int8=True)
-    plain_drop = plain.manifest.metrics["accuracy"]["top1_drop_points"]
-    assert plain_drop > 5.0, "the outlier channel should hurt plain int8"
-    (artifact,) = compress(model=artifact_in.path, out_dir=tmp_path / "guarded", int8=True, max_accuracy_drop=1.0)
+    plain_accuracy = plain.manifest.metrics["accuracy"]
+    assert plain_accuracy["drop_points"] > 5.0, "the outlier channel should hurt plain int8"
+    assert plain_accuracy["interval95_points"][0] > 0 and not plain_accuracy["source_is_training_data"]
+    (artifact,) = compress(model=artifact_in.path, out_dir=tmp_path / "guarded", int8=True, max_accuracy_drop=3.0)
     guard = artifact.manifest.extra["accuracy_guard"]
-    assert guard["kept_float_layers"] and guard["attempts"][0]["top1_drop_points"] == plain_drop
-    assert guard["top1_drop_points"] <= 1.0
-    assert artifact.manifest.metrics["accuracy"]["top1_drop_points"] <= 1.0
+    certification, accuracy = guard["certification"], artifact.manifest.metrics["accuracy"]
+    assert guard["kept_float_layers"] and guard["attempts"][0]["tuning_drop_points"] > 3.0
+    assert guard["certified"] and certification["upper95_points"] <= 3.0
+    # tuning and certification images are disjoint halves of test/, and every number is on the latter
+    assert guard["tuning_images"] + certification["images"] == plain_accuracy["images"]
+    assert accuracy["images"] == certification["images"] and "certification split" in accuracy["source"]
+    assert accuracy["upper95_points"] == certification["upper95_points"]
     assert guard["size_vs_plain_int8"] > 0 and guard["latency_vs_plain_int8"] > 0
+
+
+def test_accuracy_guard_refuses_a_bound_its_images_cannot_certify(cnn_artifact, tmp_path):
+    from edgekit.metrics import certifiable_floor
+    from edgekit.stages.compress import compress
+
+    images = len(list((Path(cnn_artifact.manifest.extra["data"]).parent / "test").rglob("*.png")))
+    floor = certifiable_floor(images - round(images * 0.4))
+    with pytest.raises(UsageError, match=f"certifies only {floor:.2f} points"):
+        compress(model=cnn_artifact.path, out_dir=tmp_path / "out", int8=True, max_accuracy_drop=floor / 2)
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("kwargs, error, words", [

@@ -27,8 +27,8 @@ def compress_command(
     qat: Annotated[bool, typer.Option("--qat", help="Quantization-aware training, then int8 (keeps --prune sparsity / --cluster clusters).")] = False,
     train_data: Annotated[Path | None, typer.Option("--train-data", help="Training images for --prune/--cluster/--qat fine-tuning (default: the manifest's).")] = None,
     fine_tune_epochs: Annotated[int, typer.Option("--fine-tune-epochs", help="Epochs of fine-tuning for --prune/--cluster/--qat.")] = 2,
-    max_accuracy_drop: Annotated[float | None, typer.Option("--max-accuracy-drop", help="With --int8: the largest top-1 drop (in points) allowed; the worst layers stay float until it holds, else it fails.")] = None,
-    eval_data: Annotated[Path | None, typer.Option("--eval-data", help="Labelled held-out images for accuracy (default: test/ or val/ beside the training folder, else part of the calibration images).")] = None,
+    max_accuracy_drop: Annotated[float | None, typer.Option("--max-accuracy-drop", help="With --int8: the largest top-1 drop (points) allowed. Layers to keep float are chosen on part of the eval images and the bound is certified (95% upper bound) on the rest; else it fails, naming the smallest bound the images certify.")] = None,
+    eval_data: Annotated[Path | None, typer.Option("--eval-data", help="Labelled held-out images for accuracy (default: test/ or val/ beside the training folder, else the finetune's validation split, else part of the calibration images, reported as training data).")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: one sub-folder (model.tflite + manifest.json) per variant.")] = Path("runs/compress"),
     trust_model: Annotated[bool, typer.Option("--trust-model", help="Allow Keras models with Lambda/custom layers (runs their code).")] = False,
     seed: Seed = 0,
@@ -55,21 +55,33 @@ def compress_command(
     from rich.table import Table
 
     table = Table(title=f"compress {model}")
-    for column in ("variant", "size", "vs float", "gzip", "agreement", "top-1 drop"):
+    for column in ("variant", "size", "vs float", "gzip", "agreement", "top-1 drop (95% CI)", "n"):
         table.add_column(column, justify="left" if column == "variant" else "right")
     for row in rows:
-        drop = row["top1_drop_points"]
+        drop, interval = row["top1_drop_points"], row["top1_drop_interval95"]
         table.add_row(row["variant"], f"{row['size_bytes'] / 1024:.0f} KiB", f"{row['size_vs_float']:.2f}x",
                       f"{row['gzip_bytes'] / 1024:.0f} KiB", f"{row['top1_agreement']:.3f}",
-                      "-" if drop is None else f"{drop:+.2f} pt")
-    Console().print(table)
+                      "-" if drop is None else f"{drop:+.2f} ({interval[0]:+.1f}, {interval[1]:+.1f})",
+                      str(row["images"] or "-"))
+    console = Console()
+    console.print(table)
+    console.print("top-1 drop in points, positive = loss; CI: paired 95% interval over the n images")
+    for row in rows:
+        for warning in row["warnings"]:
+            console.print(f"warning: {row['variant']}: {warning}")
 
 
 def _summary(artifact) -> dict:
     metrics = artifact.manifest.metrics
+    accuracy = metrics.get("accuracy", {})
     return {"variant": artifact.directory.name, "path": str(artifact.path), "size_bytes": metrics["size"]["bytes"],
             "size_vs_float": metrics["size"]["vs_float_keras"], "gzip_bytes": metrics["size"]["gzip_bytes"],
             "top1_agreement": metrics["validation"]["top1_agreement"],
             "max_abs_diff": metrics["validation"]["max_abs_diff"],
-            "top1_drop_points": metrics.get("accuracy", {}).get("top1_drop_points"),
+            "top1_drop_points": accuracy.get("drop_points"), "top1_drop_interval95": accuracy.get("interval95_points"),
+            "top1_drop_upper95": accuracy.get("upper95_points"), "images": accuracy.get("images"),
+            "worst_class_recall_drop": accuracy.get("worst_class_recall_drop"),
+            "accuracy_source": accuracy.get("source"), "on_training_data": accuracy.get("source_is_training_data"),
+            "warnings": accuracy.get("warnings", []),
+            "certified": artifact.manifest.extra.get("accuracy_guard", {}).get("certified"),
             "kept_float_layers": artifact.manifest.extra.get("accuracy_guard", {}).get("kept_float_layers")}
