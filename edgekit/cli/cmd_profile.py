@@ -68,9 +68,12 @@ def _print_tables(result: dict) -> None:
     if accuracy:
         model = accuracy["model"]
         if accuracy.get("parent"):
+            from edgekit.metrics import describe_change
+
             console.print(f"accuracy on {accuracy['images']} images: top-1 {model['accuracy']:.4f} vs parent "
-                          f"{accuracy['parent']['accuracy']:.4f} (drop {accuracy['accuracy_drop']:.2f} points, "
-                          f"top-1 agreement {accuracy['top1_agreement']:.4f})")
+                          f"{accuracy['parent']['accuracy']:.4f}; {describe_change(accuracy['change'])}")
+            for warning in accuracy["change"]["warnings"]:
+                console.print(f"warning: {warning}")
         else:
             console.print(f"accuracy on {accuracy['images']} images: top-1 {model['accuracy']:.4f}; "
                           f"no parent comparison: {accuracy['parent_missing']}")

@@ -57,8 +57,14 @@ def _accuracy_rows(accuracy: dict) -> list[list[str]]:
              f"{parent[top5]:.4f}" if parent else "n/a"],
             ["macro F1", f"{model['macro_f1']:.4f}", f"{parent['macro_f1']:.4f}" if parent else "n/a"]]
     if parent:
-        rows += [["top-1 drop (points)", f"{accuracy['accuracy_drop']:.3f}", ""],
-                 ["top-1 agreement", f"{accuracy['top1_agreement']:.4f}", ""]]
+        change = accuracy["change"]
+        low, high = change["interval95_points"]
+        worst = change["worst_class_recall_drop"] or {}
+        rows += [["top-1 drop (points, + = loss)", f"{accuracy['accuracy_drop']:.3f}", ""],
+                 ["paired 95% interval (points)", f"{low:.2f} to {high:.2f}", f"n={change['images']}"],
+                 ["top-1 agreement", f"{accuracy['top1_agreement']:.4f}", ""],
+                 ["worst class recall drop (points)", f"{worst.get('points', 0):.1f}", worst.get("class", "")]]
+        rows += [["warning", text, ""] for text in change["warnings"]]
     return rows
 
 

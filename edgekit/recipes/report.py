@@ -12,7 +12,7 @@ from edgekit.recipes.pareto import pareto_front, pareto_png, pick, violations
 
 COLUMNS = (("variant", "variant"), ("device", "device"), ("format", "format"), ("size_mb", "size MB"),
            ("gzip_mb", "gzip MB"), ("p50_ms", "p50 ms"), ("accuracy", "top-1"), ("accuracy_drop_pts", "drop pts"),
-           ("top1_agreement", "agree"), ("peak_memory_mib", "peak MiB"), ("status", "status"))
+           ("accuracy_drop_ci95", "drop 95% CI"), ("accuracy_images", "n"), ("top1_agreement", "agree"), ("peak_memory_mib", "peak MiB"), ("status", "status"))
 
 
 def _cell(value) -> str:
@@ -20,6 +20,8 @@ def _cell(value) -> str:
         return "–"
     if isinstance(value, float):
         return f"{value:.4g}"
+    if isinstance(value, list) and len(value) == 2:  # an interval
+        return f"{value[0]:.2f} to {value[1]:.2f}"
     return str(value)
 
 
