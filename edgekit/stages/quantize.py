@@ -81,7 +81,8 @@ def guarded_int8(prepared, *, plain: bytes, io_dtype: str, tune: Callable[[bytes
     report.update({
         "kept_float_layers": list(denied),
         "certification": {key: certificate[key] for key in (
-            "images", "drop_points", "interval95_points", "upper95_points", "top1_agreement", "source")},
+            "images", "drop_points", "interval95_points", "upper95_points", "top1_agreement", "source",
+            "source_is_training_data")},
         "certified": certificate["upper95_points"] <= max_drop_points,
         "smallest_certifiable_bound_points": certificate["upper95_points"],
         "size_vs_float32_tflite": round(len(chosen) / float32_tflite_bytes, 4),
