@@ -246,6 +246,25 @@ def test_cli_compress_prints_json_summary(cnn_artifact, tmp_path, capsys):
     main(["compress", str(cnn_artifact.path), "--dynamic", "--out", str(tmp_path / "out"), "--json"])
     (row,) = json.loads(capsys.readouterr().out)
     assert row["variant"] == "dynamic" and Path(row["path"]).is_file() and row["top1_agreement"] >= 0.9
+    low, high = row["top1_drop_interval95"]
+    assert low <= row["top1_drop_points"] <= high and row["images"] > 400 and not row["on_training_data"]
+
+
+def test_without_held_out_images_the_drop_is_labelled_as_from_training_data(cnn_artifact, digits_dir, tmp_path):
+    from edgekit.artifacts import write_json_atomic
+    from edgekit.stages.compress import compress
+
+    photos, model_dir = tmp_path / "photos", tmp_path / "float"
+    shutil.copytree(digits_dir / "train", photos)  # a flat class folder: no test/ or val/ beside it
+    shutil.copytree(cnn_artifact.directory, model_dir)
+    data = json.loads((model_dir / "manifest.json").read_text())
+    data["extra"]["data"] = str(photos)
+    write_json_atomic(model_dir / "manifest.json", data)
+    (artifact,) = compress(model=model_dir, out_dir=tmp_path / "out", int8=True)
+    accuracy = artifact.manifest.metrics["accuracy"]
+    assert accuracy["source_is_training_data"] and accuracy["source"].startswith("TRAINING images")
+    assert any("trained on them" in warning for warning in accuracy["warnings"])
+    assert artifact.manifest.metrics["validation"]["training_data"]
 
 
 def test_cli_reports_bad_option_with_exit_code(cnn_artifact, tmp_path, capsys):
