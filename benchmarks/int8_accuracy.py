@@ -45,11 +45,22 @@ def _load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def measure(backbone: str, size: int, *, data: Path, pool: Path, work: Path, bound: float) -> dict:
+def _compressed(out: Path, parent, **options):
+    """The int8 variant compress wrote under ``out`` earlier (a finished, atomically written run), else a new one."""
+    from edgekit.artifacts import load_artifact
+    from edgekit.stages.compress import compress
+
+    if (out / "int8" / "manifest.json").is_file():
+        return load_artifact(out / "int8")
+    (artifact,) = compress(model=parent.path, out_dir=out, int8=True, **options)
+    return artifact
+
+
+def measure(backbone: str, size: int, *, data: Path, pool: Path, work: Path, bound: float,
+            methods: tuple[str, ...] = ("int8", "guarded")) -> dict:
     """Finetune (once), plain int8 and guarded int8 for one backbone/size; the row of the table."""
     from edgekit.artifacts import load_artifact
     from edgekit.errors import AccuracyError, UsageError
-    from edgekit.stages.compress import compress
     from edgekit.stages.finetune import FinetuneConfig, finetune
 
     root = work / f"{backbone}-{size}"
@@ -62,26 +73,30 @@ def measure(backbone: str, size: int, *, data: Path, pool: Path, work: Path, bou
         finetune(data=data / "train", out_dir=root / "float", config=FinetuneConfig(backbone=backbone, input_size=size))
     parent = load_artifact(root / "float")
     row["float_validation_top1"] = parent.manifest.metrics["validation"].get("accuracy")
-    (plain,) = compress(model=parent.path, out_dir=root / "plain", int8=True, eval_data=pool)
-    accuracy, size_metrics = plain.manifest.metrics["accuracy"], plain.manifest.metrics["size"]
-    row["int8"] = {key: accuracy[key] for key in ("images", "parent_top1", "top1", "drop_points", "interval95_points",
-                                                  "upper95_points", "top1_agreement", "worst_class_recall_drop",
-                                                  "macro_f1_drop_points")}
-    row["int8"] |= {"size_vs_float32_tflite": size_metrics["vs_float32_tflite"], "bytes": size_metrics["bytes"]}
-    try:
-        (guarded,) = compress(model=parent.path, out_dir=root / "guarded", int8=True, max_accuracy_drop=bound,
-                              eval_data=pool)
-        guard = guarded.manifest.extra["accuracy_guard"]
-        row["guarded"] = {"bound_points": bound, "certified": guard["certified"],
-                          "tuning_images": guard["tuning_images"], "certification": guard["certification"],
-                          "kept_float_layers": guard["kept_float_layers"], "attempts": guard["attempts"],
-                          "size_vs_float32_tflite": guarded.manifest.metrics["size"]["vs_float32_tflite"],
-                          "worst_layers_rmse_over_scale": guard.get("layer_rmse_over_scale")}
-    except (AccuracyError, UsageError) as exc:
-        row["guarded"] = {"bound_points": bound, "certified": False, "error": exc.one_line()}
+    if "int8" in methods:
+        plain = _compressed(root / "plain", parent, eval_data=pool)
+        accuracy, size_metrics = plain.manifest.metrics["accuracy"], plain.manifest.metrics["size"]
+        row["int8"] = {key: accuracy[key] for key in (
+            "images", "parent_top1", "top1", "drop_points", "interval95_points", "upper95_points", "top1_agreement",
+            "worst_class_recall_drop", "macro_f1_drop_points")}
+        row["int8"] |= {"size_vs_float32_tflite": size_metrics["vs_float32_tflite"], "bytes": size_metrics["bytes"]}
+    if "guarded" in methods:
+        try:
+            guarded = _compressed(root / "guarded", parent, max_accuracy_drop=bound, eval_data=pool)
+            guard = guarded.manifest.extra["accuracy_guard"]
+            row["guarded"] = {"bound_points": bound, "certified": guard["certified"],
+                              "tuning_images": guard["tuning_images"], "certification": guard["certification"],
+                              "kept_float_layers": guard["kept_float_layers"], "attempts": guard["attempts"],
+                              "size_vs_float32_tflite": guarded.manifest.metrics["size"]["vs_float32_tflite"],
+                              "worst_layers_rmse_over_scale": guard.get("layer_rmse_over_scale")}
+        except (AccuracyError, UsageError) as exc:
+            row["guarded"] = {"bound_points": bound, "certified": False, "error": exc.one_line()}
     row["wall_s"] = round(time.perf_counter() - started, 1)
     row["load_at_end"] = _load()
-    cached.write_text(json.dumps(row, indent=2))
+    if {"int8", "guarded"} <= set(row):
+        cached.write_text(json.dumps(row, indent=2))
+    else:
+        (root / f"partial-{'-'.join(methods)}.json").write_text(json.dumps(row, indent=2))
     return row
 
 
@@ -122,6 +137,8 @@ def main() -> int:
     parser.add_argument("--backbone", action="append", help="catalog name (repeatable)")
     parser.add_argument("--size", type=int, action="append", help="input size (repeatable)")
     parser.add_argument("--bound", type=float, default=1.5)
+    parser.add_argument("--method", action="append", choices=("int8", "guarded"),
+                        help="only these (default both); reuses earlier compress outputs under --work")
     args = parser.parse_args()
     from edgekit.artifacts import write_json_atomic, write_text_atomic
 
@@ -129,8 +146,11 @@ def main() -> int:
     rows = []
     for size in args.size or [224, 160]:
         for backbone in args.backbone or ["efficientnet_lite0", "mobilenet_v2"]:
-            rows.append(measure(backbone, size, data=args.data, pool=pool, work=args.work, bound=args.bound))
-            print(json.dumps(rows[-1]["int8"]), flush=True)
+            rows.append(measure(backbone, size, data=args.data, pool=pool, work=args.work, bound=args.bound,
+                                methods=tuple(args.method or ("int8", "guarded"))))
+            print(json.dumps(rows[-1]), flush=True)
+    if args.method:  # a partial run: the rows are in --work; a full run (cached) writes the results
+        return 0
     goals = {f"{r['backbone']}@{r['input_size']}": {
         "int8_drop_le_1.0": r["int8"]["drop_points"] <= GOALS["drop_points"],
         "agreement_ge_0.95": r["int8"]["top1_agreement"] >= GOALS["agreement"],
