@@ -153,7 +153,7 @@ def test_int8_and_float16_from_a_foreign_model_measure_loss_against_it(capsys, f
     assert imported["extra"]["source"]["sha256"] == sha256_path(foreign[kind])
     assert int8["parent"]["sha256"] == imported["sha256"] and int8["labels"] == DIGITS
     accuracy = int8["metrics"]["accuracy"]
-    assert accuracy["float_top1"] > 0.4 and abs(accuracy["top1_drop_points"]) < 5
+    assert accuracy["parent_top1"] > 0.4 and abs(accuracy["drop_points"]) < 5
     assert {row["variant"] for row in json.loads(stdout)} == {"int8", "float16"}
     # profile's accuracy loss finds the imported float parent through the manifest chain
     code, stdout, err = run_cli(capsys, "profile", str(out / "int8"), "--runs", "2", "--warmup", "0",

@@ -106,7 +106,10 @@ def test_ptq_modes_write_valid_static_batch1_models_with_metadata(cnn_artifact, 
     assert by_name["int8"].manifest.input["scale"] > 0
     assert by_name["int8"].manifest.output["dtype"] == "int8"
     assert int8["size"]["bytes"] < by_name["float16"].manifest.metrics["size"]["bytes"]
-    assert int8["validation"]["top1_agreement"] >= 0.9 and int8["accuracy"]["float_top1"] > 0.5
+    assert int8["validation"]["top1_agreement"] >= 0.9 and int8["accuracy"]["parent_top1"] > 0.5
+    low, high = int8["accuracy"]["interval95_points"]
+    assert low <= int8["accuracy"]["drop_points"] <= high and int8["accuracy"]["images"] > 400
+    assert 0 < int8["size"]["vs_float32_tflite"] < 0.75  # tiny CNN: metadata and graph overhead weigh in
     assert _check_variant(by_name["float16"], labels=labels, dtype="float32")["validation"]["max_abs_diff"] < 1e-2
     assert _check_variant(by_name["int16x8"], labels=labels, dtype="float32")["validation"]["top1_agreement"] >= 0.9
 
@@ -181,26 +184,43 @@ def test_qat_produces_an_int8_model(cnn_artifact, tmp_path):
     assert artifact.manifest.extra["qat"]["preserve"] == "none"
 
 
-def test_accuracy_guard_keeps_the_worst_layers_float_until_the_drop_fits(digits_dir, tmp_path, monkeypatch, capsys):
+def test_accuracy_guard_keeps_the_worst_layers_float_until_the_drop_is_certified(digits_dir, tmp_path, monkeypatch,
+                                                                                   capsys):
     from edgekit.stages.compress import compress
 
     artifact_in = _write_cnn_artifact(tmp_path / "float", digits_dir, outlier_channel=True)
     (plain,) = compress(model=artifact_in.path, out_dir=tmp_path / "plain", int8=True)
-    plain_drop = plain.manifest.metrics["accuracy"]["top1_drop_points"]
-    assert plain_drop > 5.0, "the outlier channel should hurt plain int8"
+    plain_accuracy = plain.manifest.metrics["accuracy"]
+    assert plain_accuracy["drop_points"] > 5.0, "the outlier channel should hurt plain int8"
+    assert plain_accuracy["interval95_points"][0] > 0 and not plain_accuracy["source_is_training_data"]
     monkeypatch.delenv("EDGEKIT_QUIET", raising=False)  # the search narrates each try on stderr
     capsys.readouterr()
-    (artifact,) = compress(model=artifact_in.path, out_dir=tmp_path / "guarded", int8=True, max_accuracy_drop=1.0)
+    (artifact,) = compress(model=artifact_in.path, out_dir=tmp_path / "guarded", int8=True, max_accuracy_drop=3.0)
     guard = artifact.manifest.extra["accuracy_guard"]
     tries = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[guarded int8] try ")]
     assert len(tries) == len(guard["attempts"]) - 1
     for line, attempt in zip(tries, guard["attempts"][1:]):
-        assert f"{attempt['kept_float']}/" in line and f"drop {attempt['top1_drop_points']:.2f} points" in line
+        assert f"{attempt['kept_float']}/" in line and f"drop {attempt['tuning_drop_points']:.2f} points" in line
         assert "added " in line and ("left" in line or "within the limit" in line)
-    assert guard["kept_float_layers"] and guard["attempts"][0]["top1_drop_points"] == plain_drop
-    assert guard["top1_drop_points"] <= 1.0
-    assert artifact.manifest.metrics["accuracy"]["top1_drop_points"] <= 1.0
+    certification, accuracy = guard["certification"], artifact.manifest.metrics["accuracy"]
+    assert guard["kept_float_layers"] and guard["attempts"][0]["tuning_drop_points"] > 3.0
+    assert guard["certified"] and certification["upper95_points"] <= 3.0
+    # tuning and certification images are disjoint halves of test/, and every number is on the latter
+    assert guard["tuning_images"] + certification["images"] == plain_accuracy["images"]
+    assert accuracy["images"] == certification["images"] and "certification split" in accuracy["source"]
+    assert accuracy["upper95_points"] == certification["upper95_points"]
     assert guard["size_vs_plain_int8"] > 0 and guard["latency_vs_plain_int8"] > 0
+
+
+def test_accuracy_guard_refuses_a_bound_its_images_cannot_certify(cnn_artifact, tmp_path):
+    from edgekit.metrics import certifiable_floor
+    from edgekit.stages.compress import compress
+
+    images = len(list((Path(cnn_artifact.manifest.extra["data"]).parent / "test").rglob("*.png")))
+    floor = certifiable_floor(images - round(images * 0.4))
+    with pytest.raises(UsageError, match=f"certifies only {floor:.2f} points"):
+        compress(model=cnn_artifact.path, out_dir=tmp_path / "out", int8=True, max_accuracy_drop=floor / 2)
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("kwargs, error, words", [
@@ -255,6 +275,25 @@ def test_cli_compress_prints_json_summary(cnn_artifact, tmp_path, capsys):
     main(["compress", str(cnn_artifact.path), "--dynamic", "--out", str(tmp_path / "out"), "--json"])
     (row,) = json.loads(capsys.readouterr().out)
     assert row["variant"] == "dynamic" and Path(row["path"]).is_file() and row["top1_agreement"] >= 0.9
+    low, high = row["top1_drop_interval95"]
+    assert low <= row["top1_drop_points"] <= high and row["images"] > 400 and not row["on_training_data"]
+
+
+def test_without_held_out_images_the_drop_is_labelled_as_from_training_data(cnn_artifact, digits_dir, tmp_path):
+    from edgekit.artifacts import write_json_atomic
+    from edgekit.stages.compress import compress
+
+    photos, model_dir = tmp_path / "photos", tmp_path / "float"
+    shutil.copytree(digits_dir / "train", photos)  # a flat class folder: no test/ or val/ beside it
+    shutil.copytree(cnn_artifact.directory, model_dir)
+    data = json.loads((model_dir / "manifest.json").read_text())
+    data["extra"]["data"] = str(photos)
+    write_json_atomic(model_dir / "manifest.json", data)
+    (artifact,) = compress(model=model_dir, out_dir=tmp_path / "out", int8=True)
+    accuracy = artifact.manifest.metrics["accuracy"]
+    assert accuracy["source_is_training_data"] and accuracy["source"].startswith("TRAINING images")
+    assert any("trained on them" in warning for warning in accuracy["warnings"])
+    assert artifact.manifest.metrics["validation"]["training_data"]
 
 
 def test_cli_compress_table_says_what_the_size_ratio_is_against(cnn_artifact, tmp_path, capsys):

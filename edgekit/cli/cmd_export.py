@@ -39,6 +39,13 @@ def print_summary(summary: dict, *, as_json: bool) -> None:
         line += (f"  vs parent: max |diff| {validation['max_abs_diff']:.2e}, top-1 agreement "
                  f"{validation['top1_agreement']:.3f} on {validation['samples']} {validation['sample_source']}")
     typer.echo(line)
+    accuracy = summary["metrics"].get("accuracy")
+    if accuracy and validation and validation.get("min_top1_agreement") is not None:  # quantized exports
+        from edgekit.metrics import describe_change
+
+        typer.echo(f"accuracy vs parent: {describe_change(accuracy)}")
+        for warning in accuracy.get("warnings", []):
+            typer.echo(f"warning: {warning}", err=True)
 
 
 EXPORT_TARGETS = ", ".join(name for name, target in TARGETS.items() if target.command == "export")

@@ -132,7 +132,9 @@ def profile(*, model: Path, devices: tuple[str, ...] | list[str] = ("cpu",), dat
     if data is not None:
         from edgekit.profiling.accuracy import accuracy_loss
 
-        result["accuracy"] = accuracy_loss(artifact, Path(data), threads=threads, parent=parent)
+        drop_limits = [g.limit for g in gates if g.metric in ("accuracy_drop", "accuracy_drop_upper95")]
+        result["accuracy"] = accuracy_loss(artifact, Path(data), threads=threads, parent=parent,
+                                           bound=min(drop_limits) if drop_limits else None)
     result["gates"] = evaluate_gates(gates, result)
     if report_dir is not None:
         from edgekit.profiling.report import write_report

@@ -17,6 +17,7 @@ from edgekit.errors import GateFailedError, UsageError
 # metric -> (where it lives: "accuracy" or "device", key path, unit)
 METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "accuracy_drop": ("accuracy", ("accuracy_drop",), "points"),
+    "accuracy_drop_upper95": ("accuracy", ("change", "upper95_points"), "points"),  # one-sided 95% bound
     "top5_drop": ("accuracy", ("top5_drop",), "points"),
     "accuracy": ("accuracy", ("model", "accuracy"), ""),
     "top1_agreement": ("accuracy", ("top1_agreement",), ""),

@@ -50,9 +50,15 @@ def accuracy_line(accuracy: dict) -> str:
     if not parent:
         return (f"top-1 {percent(model['accuracy'])} % on {accuracy['images']} images; no parent comparison: "
                 f"{accuracy['parent_missing']}")
-    return (f"top-1 {percent(model['accuracy'])} % vs parent {percent(parent['accuracy'])} % on "
+    change = accuracy["change"]
+    low, high = change["interval95_points"]
+    line = (f"top-1 {percent(model['accuracy'])} % vs parent {percent(parent['accuracy'])} % on "
             f"{accuracy['images']} images: drop {signed(accuracy['accuracy_drop'])} pts (+ = loss), "
-            f"top-1 agreement {percent(accuracy['top1_agreement'], 1)} %")
+            f"95% CI {low:+.2f} to {high:+.2f}, top-1 agreement {percent(accuracy['top1_agreement'], 1)} %")
+    worst = change.get("worst_class_recall_drop")
+    if worst and worst["points"] > 0:
+        line += f", worst class {worst['class']} recall -{worst['points']:.1f} pts"
+    return "; ".join([line, *(f"warning: {w}" for w in accuracy["change"]["warnings"])])
 
 
 def gate_lines(result: dict) -> list[str]:
@@ -86,6 +92,12 @@ def _accuracy_rows(accuracy: dict) -> list[list[str]]:
     if parent:
         rows += [[f"top-1 {DROP_HEADER}", signed(accuracy["accuracy_drop"], 3), ""],
                  ["top-1 agreement %", percent(accuracy["top1_agreement"]), ""]]
+        change = accuracy["change"]
+        low, high = change["interval95_points"]
+        worst = change["worst_class_recall_drop"] or {}
+        rows += [["paired 95% interval (pts)", f"{low:+.2f} to {high:+.2f}", f"n={change['images']}"],
+                 ["worst class recall drop (pts)", f"{worst.get('points', 0):.1f}", worst.get("class", "")]]
+        rows += [["warning", text, ""] for text in change["warnings"]]
     return rows
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgekit.artifacts import Artifact, Manifest, library_versions, parent_record, write_artifact
-from edgekit.targets.common import check_out_dir, compare_to_parent, load_parent, sample_inputs
+from edgekit.progress import status
+from edgekit.targets.common import check_out_dir, compare_to_parent, load_parent, validation_set
 
 if TYPE_CHECKING:
     from edgekit.importer import ImportOptions
@@ -30,13 +31,15 @@ def export_float_tflite(model: Path, *, out_dir: Path, seed: int = 0, trust: boo
                          import_options=import_options)
     out_dir = check_out_dir(out_dir, parent)
     preprocessing = parent.manifest.preprocessing_spec()
-    samples, sample_source = sample_inputs(parent, preprocessing, seed=seed)
+    checks = validation_set(parent, preprocessing, seed=seed)
+    samples, sample_source = checks.inputs, checks.source
     keras_model = load_float_model(parent.path, trust=trust)
     reference = np.asarray(keras_model.predict(samples, batch_size=16, verbose=0))
     data = convert_keras_to_tflite(keras_model, mode="float32", what=str(parent.path))
     data = embed_metadata(data, labels=parent.manifest.labels, preprocessing=parent.manifest.preprocessing)
     validation = compare_to_parent(reference, run_tflite(data, samples), quantized=False,
-                                   what=f"{MODEL_FILE} exported from {parent.path}", sample_source=sample_source)
+                                   what=f"{MODEL_FILE} exported from {parent.path}", sample_source=sample_source,
+                                   training_data=checks.training_data)
     input_spec, output_spec = tensor_specs(data)
     manifest = Manifest(
         format="tflite", artifact=MODEL_FILE, stage="export", labels=list(parent.manifest.labels),

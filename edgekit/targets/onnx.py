@@ -34,7 +34,7 @@ import numpy as np
 from edgekit.artifacts import Artifact, Manifest, Preprocessing, library_versions, parent_record, write_artifact
 from edgekit.errors import ConversionError, ModelFileError, UsageError
 from edgekit.progress import status
-from edgekit.targets.common import check_out_dir, compare_to_parent, load_parent, sample_images, sample_inputs
+from edgekit.targets.common import check_out_dir, compare_to_parent, labelled_accuracy, load_parent, sample_images, validation_set
 
 if TYPE_CHECKING:
     from edgekit.importer import ImportOptions
@@ -61,7 +61,8 @@ def export_onnx(model: Path, *, out_dir: Path, opset: int = DEFAULT_OPSET, int8:
         raise UsageError(f"unknown calibrate method {calibrate_method!r}", fix=f"use one of {', '.join(_METHODS)}")
     preprocessing = parent.manifest.preprocessing_spec()
     calibration_dir = _calibration_dir(parent, calibration) if int8 else None
-    samples, sample_source = sample_inputs(parent, preprocessing, calibration_dir, seed=seed)
+    checks = validation_set(parent, preprocessing, calibration_dir, seed=seed)
+    samples, sample_source = checks.inputs, checks.source
 
     with tempfile.TemporaryDirectory(prefix="edgekit-onnx-") as work_name:
         work = Path(work_name)
@@ -92,7 +93,9 @@ def export_onnx(model: Path, *, out_dir: Path, opset: int = DEFAULT_OPSET, int8:
         proto = _finalize(candidate, final, parent)
         outputs = run_onnx_subprocess(final, samples)
         validation = compare_to_parent(reference, outputs, quantized=quantization is not None,
-                                       what=f"{MODEL_FILE} exported from {parent.path}", sample_source=sample_source)
+                                       what=f"{MODEL_FILE} exported from {parent.path}", sample_source=sample_source,
+                                       training_data=checks.training_data)
+        metrics = {"validation": validation} | labelled_accuracy(checks, reference, outputs, parent.manifest.labels)
 
         output = proto.graph.output[0]
         manifest = Manifest(
@@ -107,7 +110,7 @@ def export_onnx(model: Path, *, out_dir: Path, opset: int = DEFAULT_OPSET, int8:
                      "calibration": str(calibration_dir) if calibration_dir else None,
                      "calibration_samples": quantization.get("calibration_images") if quantization else None,
                      "calibrate_method": quantization.get("calibrate_method") if quantization else None},
-            seed=seed, metrics={"validation": validation},
+            seed=seed, metrics=metrics,
             extra={"opset": _opset_of(proto), "quantization": quantization, "parent_format": parent.manifest.format},
             versions=library_versions("onnx", "onnxruntime", "tf2onnx", "onnxslim", "tensorflow", "numpy"))
         artifact = write_artifact(out_dir, MODEL_FILE, manifest, writer=lambda tmp: shutil.copyfile(final, tmp))
