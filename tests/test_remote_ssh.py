@@ -162,10 +162,15 @@ ssh: {{host: 127.0.0.1, port: {port}, user: {getpass.getuser()}, key: "{key}", k
     from edgekit.profiling.latency import measure_local
     from edgekit.profiling.memory import memory_summary
 
-    bare = measure_local(tiny_models["float.tflite"], accelerator="cpu", threads=1, runs=1, warmup=0,
-                         backend="ai_edge_litert")
-    local_delta = memory_summary(bare, tiny_models["float.tflite"])["peak_delta_mib"]
-    assert abs(remote["memory"]["peak_delta_mib"] - local_delta) < 1
+    # The delta is ~25 MiB here; fresh processes on a CI machine have differed by up to 1.7 MiB (7%), so
+    # the check allows 10% around the median of three local runs. Measuring a different thing (the whole
+    # process, or nothing) would be off by far more.
+    local_deltas = [memory_summary(measure_local(tiny_models["float.tflite"], accelerator="cpu", threads=1, runs=1,
+                                                 warmup=0, backend="ai_edge_litert"),
+                                   tiny_models["float.tflite"])["peak_delta_mib"] for _ in range(3)]
+    local_delta = sorted(local_deltas)[1]
+    assert abs(remote["memory"]["peak_delta_mib"] - local_delta) <= max(1.0, 0.1 * local_delta), \
+        (remote["memory"], local_deltas)
 
 
 def _board_report(python: Path) -> dict:
