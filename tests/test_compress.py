@@ -141,9 +141,9 @@ def test_prune_reaches_the_sparsity_in_the_report_and_in_the_tflite_weights(cnn_
     size = artifact.manifest.metrics["size"]
     assert size["gzip_bytes"] < size["bytes"]
     # Ratios are against the parent as a float32 .tflite (not the .keras file), raw and gzip alike.
-    from edgekit.targets.float_tflite import export_float_tflite
+    from edgekit.targets.tflite import export_tflite
 
-    reference = export_float_tflite(cnn_artifact.path, out_dir=tmp_path / "float32")
+    reference = export_tflite(cnn_artifact.path, out_dir=tmp_path / "float32")
     assert size["float32_tflite_bytes"] == pytest.approx(reference.path.stat().st_size, rel=0.002)
     assert size["vs_float32_tflite"] == pytest.approx(size["bytes"] / size["float32_tflite_bytes"], abs=1e-4)
     assert size["gzip_vs_float32_tflite_gzip"] == pytest.approx(

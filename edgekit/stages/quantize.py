@@ -1,7 +1,7 @@
 """Quantization: QAT (optionally pruning- or cluster-preserving) and the accuracy-guarded int8 search.
 
 Post-training modes themselves (float16, dynamic, int8, int16x8) are converter settings in
-:mod:`edgekit.targets.tflite`. The guard converts plain int8 first; when top-1 may drop more than
+:mod:`edgekit.stages.convert_tflite`. The guard converts plain int8 first; when top-1 may drop more than
 allowed it asks the TFLite quantization debugger which layers lose most (RMSE / scale of each
 layer's output) and keeps the worst ones in float, doubling their number until the drop fits on a
 tuning split; a disjoint certification split then certifies (or refuses) the choice.
@@ -119,7 +119,7 @@ def guarded_int8(prepared, *, plain: bytes, io_dtype: str, tune: Callable[[bytes
             fix=f"use --max-accuracy-drop {certificate['upper95_points']:.2f} or more, give --eval-data more "
                 "held-out images, or try --int16x8 / --qat")
     if denied:
-        from edgekit.targets.tflite import median_latency_ms
+        from edgekit.stages.convert_tflite import median_latency_ms
 
         plain_ms, guarded_ms = median_latency_ms(plain), median_latency_ms(chosen)
         report.update(latency_ms={"plain_int8": round(plain_ms, 3), "guarded": round(guarded_ms, 3)},

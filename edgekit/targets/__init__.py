@@ -163,7 +163,7 @@ TARGETS: dict[str, Target] = {
     target.name: target
     for target in (
         Target("tflite", ".tflite", "Float32 TensorFlow Lite model (for int8 use `edgekit compress`).", "export",
-               ("keras", "savedmodel"), "edgekit.targets.float_tflite", "export_float_tflite", requires=("tensorflow", "tf_keras"),
+               ("keras", "savedmodel"), "edgekit.targets.tflite", "export_tflite", requires=("tensorflow", "tf_keras"),
                notes="int8/pruned/clustered TFLite models come from `edgekit compress`"),
         Target("onnx", ".onnx", "ONNX model (tf2onnx), optionally int8 QDQ-quantized for onnxruntime.", "export",
                ("keras", "savedmodel", "onnx"), "edgekit.targets.onnx", "export_onnx", options=ONNX_OPTIONS,

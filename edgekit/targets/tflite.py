@@ -1,321 +1,53 @@
-"""Keras -> TFLite: static batch-1 SavedModel export, conversion in a child process, metadata, tensor specs.
+"""The registry's ``tflite`` target: a plain float32 .tflite from a Keras artifact, validated and with manifest.
 
-Why this shape (measured, see DESIGN.md):
-- ``from_saved_model`` converts in 1-3 s and quietly; ``from_keras_model`` takes 6-12 s and prints
-  hundreds of lines. The SavedModel signature is traced with batch 1, because Keras' default
-  export has a dynamic batch (-1) that the Edge TPU compiler rejects.
-- The converter can segfault (QAT models with NaN weights did, 3 of 3). It therefore runs in a
-  ``python -m edgekit.targets.tflite`` child, so a crash becomes a :class:`ConversionError`, and
-  weights are checked to be finite before conversion is even tried.
-
-The child speaks a tiny protocol: ``python -m edgekit.targets.tflite module:function request.json``
-calls ``function(**request)``. Everything TensorFlow happens inside functions (import-time cheap).
+The conversion itself is shared with the compress stage (:func:`edgekit.stages.convert_tflite.convert_keras_to_tflite`:
+static batch 1, child process); quantized TFLite variants come from ``edgekit compress``.
 """
 
 from __future__ import annotations
 
-import gzip
-import importlib
-import json
-import os
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-import numpy as np
+from edgekit.artifacts import Artifact, Manifest, library_versions, parent_record, write_artifact
+from edgekit.progress import status
+from edgekit.targets.common import check_out_dir, compare_to_parent, load_parent, validation_set
 
-from edgekit.errors import ConversionError, UsageError, ValidationError
+if TYPE_CHECKING:
+    from edgekit.importer import ImportOptions
 
-MODES = ("float32", "float16", "dynamic", "int8", "int16x8")
-IO_DTYPES = ("float32", "int8", "uint8")
-CONVERT_TIMEOUT_S = 900
-SIGNATURE_INPUT = "input"
-SIGNATURE_OUTPUT = "probabilities"
-
-
-def check_finite_weights(model, *, what: str) -> None:
-    """Refuse a model with NaN/inf weights before the converter (which may crash on them) sees it."""
-    bad = [weight.name for weight in model.weights
-           if np.asarray(weight.numpy()).dtype.kind == "f" and not np.all(np.isfinite(weight.numpy()))]
-    if bad:
-        raise ConversionError(f"{what} has non-finite weights in {len(bad)} tensor(s), first: {bad[0]}",
-                              fix="lower the learning rate or fine-tune epochs (training diverged), then retry")
+MODEL_FILE = "model.tflite"
 
 
-def export_saved_model(model, directory: Path) -> None:
-    """Save ``model`` as a SavedModel whose only signature takes a float32 [1, H, W, 3] input."""
-    from edgekit._tf import import_tf
+def export_tflite(model: Path, *, out_dir: Path, seed: int = 0, trust: bool = False,
+                        import_options: ImportOptions | None = None) -> Artifact:
+    """Write ``out_dir/model.tflite`` (float32, labels + preprocessing embedded) + manifest; raise if it disagrees."""
+    import numpy as np
 
-    tf, _ = import_tf()
-    height, width, channels = (int(d) for d in model.input_shape[1:4])
+    from edgekit.keras_io import load_float_model
+    from edgekit.stages.convert_tflite import convert_keras_to_tflite, embed_metadata, run_tflite, tensor_specs
 
-    @tf.function(input_signature=[tf.TensorSpec([1, height, width, channels], tf.float32, name=SIGNATURE_INPUT)])
-    def serve(x):
-        return {SIGNATURE_OUTPUT: model(x, training=False)}
-
-    module = tf.Module()
-    module.model = getattr(model, "trackable", model)  # a SavedModelFunction's variables live in its loaded object
-    module.serve = serve
-    tf.saved_model.save(module, str(directory), signatures={"serving_default": serve})
-
-
-def run_isolated(target: str, request: dict[str, Any], *, what: str, timeout: float = CONVERT_TIMEOUT_S) -> None:
-    """Run ``module:function(**request)`` in a fresh Python process; a crash or non-zero exit is a ConversionError."""
-    with tempfile.TemporaryDirectory(prefix="edgekit-child-") as tmp:
-        request_path = Path(tmp) / "request.json"
-        request_path.write_text(json.dumps(request))
-        env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
-        try:
-            proc = subprocess.run([sys.executable, "-m", "edgekit.targets.tflite", target, str(request_path)],
-                                  capture_output=True, text=True, timeout=timeout, env=env)
-        except subprocess.TimeoutExpired as exc:
-            raise ConversionError(f"{what} did not finish within {timeout:.0f} s",
-                                  fix="retry with a smaller model or input size") from exc
-    if proc.returncode != 0:
-        tail = " | ".join(line for line in (proc.stderr or proc.stdout).strip().splitlines()[-3:])
-        how = f"crashed with signal {-proc.returncode}" if proc.returncode < 0 else f"failed (exit {proc.returncode})"
-        raise ConversionError(f"{what} {how}{': ' + tail if tail else ''}",
-                              fix="check that the model's weights and inputs are sane; rerun with --debug for the log")
-
-
-def _converter(tf, saved_model: str, representative: str | None, job: dict[str, Any]):
-    """A TFLiteConverter configured for ``job['mode']`` (runs in the child)."""
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
-    mode, io_dtype = job["mode"], job.get("io_dtype", "float32")
-    if representative and mode in ("int8", "int16x8"):
-        samples = np.load(representative, allow_pickle=False)
-        converter.representative_dataset = lambda: ([sample[None]] for sample in samples)
-    if mode != "float32":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if mode == "float16":
-        converter.target_spec.supported_types = [tf.float16]
-    elif mode == "int8":
-        ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if job.get("denylisted_nodes"):
-            ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)  # float kernels for the kept-float layers
-        converter.target_spec.supported_ops = ops
-        if io_dtype != "float32":
-            converter.inference_input_type = converter.inference_output_type = getattr(tf, io_dtype)
-    elif mode == "int16x8":
-        converter.target_spec.supported_ops = [
-            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-        if io_dtype != "float32":
-            converter.inference_input_type = converter.inference_output_type = tf.int16
-    return converter
-
-
-def _child_convert(*, saved_model: str, representative: str | None, jobs: list[dict[str, Any]]) -> None:
-    """Child entry point: run each conversion job (one TF import for all) and write its bytes to ``job['out']``.
-
-    A job with ``denylisted_nodes`` is quantized selectively: those tensors' ops stay float.
-    """
-    from edgekit._tf import import_tf
-
-    tf, _ = import_tf()
-    for job in jobs:
-        converter = _converter(tf, saved_model, representative, job)
-        if job.get("denylisted_nodes"):
-            data = _selective_int8(converter, job)
-        else:
-            data = converter.convert()
-        Path(job["out"]).write_bytes(data)
-
-
-def _selective_int8(converter, job: dict[str, Any]) -> bytes:
-    """Calibrate, then quantize all but the denylisted tensors' ops: what the quantization debugger's
-    ``get_nondebug_quantized_model`` does, minus its constructor, which insists on leaving layers to verify."""
-    from tensorflow.lite.python import convert as tflite_convert
-
-    converter.experimental_mlir_quantizer = True
-    converter._experimental_calibrate_only = True
-    calibrated = converter.convert()
-    return tflite_convert.mlir_quantize(
-        calibrated, disable_per_channel=converter._experimental_disable_per_channel,
-        fully_quantize=job["io_dtype"] != "float32", denylisted_nodes=list(job["denylisted_nodes"]))
-
-
-def _child_layer_stats(*, saved_model: str, representative: str, out: str) -> None:
-    """Child entry point: per-layer quantization error from the TFLite quantization debugger, as JSON."""
-    import csv
-    import io
-
-    from edgekit._tf import import_tf
-
-    tf, _ = import_tf()
-    converter = _converter(tf, saved_model, representative, {"mode": "int8"})
-    debugger = tf.lite.experimental.QuantizationDebugger(converter=converter,
-                                                         debug_dataset=converter.representative_dataset)
-    debugger.run()
-    buffer = io.StringIO()
-    debugger.layer_statistics_dump(buffer)
-    rows = []
-    for row in csv.DictReader(io.StringIO(buffer.getvalue())):
-        scale = float(row["scale"]) or 1e-12
-        rows.append({"tensor_name": row["tensor_name"], "op_name": row["op_name"],
-                     "rmse_over_scale": float(np.sqrt(float(row["mean_squared_error"]))) / scale,
-                     "mean_error": float(row["mean_error"]), "scale": float(row["scale"])})
-    Path(out).write_text(json.dumps(rows))
-
-
-class PreparedModel:
-    """A Keras model exported once to a static batch-1 SavedModel, ready for several conversions."""
-
-    def __init__(self, model, *, what: str, representative: np.ndarray | None = None):
-        check_finite_weights(model, what=what)
-        self.what = what
-        self._tmp = tempfile.TemporaryDirectory(prefix="edgekit-tflite-")
-        self.root = Path(self._tmp.name)
-        export_saved_model(model, self.root / "saved_model")
-        self.representative_path: Path | None = None
-        if representative is not None:
-            self.representative_path = self.root / "representative.npy"
-            np.save(self.representative_path, np.asarray(representative, dtype=np.float32), allow_pickle=False)
-
-    def __enter__(self) -> PreparedModel:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._tmp.cleanup()
-
-    def _job(self, mode: str, io_dtype: str, denylisted_nodes: tuple[str, ...] = ()) -> dict[str, Any]:
-        if mode not in MODES:
-            raise UsageError(f"unknown TFLite mode {mode!r}", fix=f"use one of {', '.join(MODES)}")
-        if io_dtype not in IO_DTYPES:
-            raise UsageError(f"--io-dtype {io_dtype!r} is not supported", fix=f"use one of {', '.join(IO_DTYPES)}")
-        if mode in ("int8", "int16x8") and self.representative_path is None:
-            raise UsageError(f"{mode} conversion needs representative (calibration) images",
-                             fix="pass --calibration DIR")
-        out = self.root / f"{mode}-{io_dtype}-{time.monotonic_ns()}.tflite"
-        return {"mode": mode, "io_dtype": io_dtype, "denylisted_nodes": list(denylisted_nodes), "out": str(out)}
-
-    def convert_many(self, jobs: list[tuple[str, str, tuple[str, ...]]]) -> list[bytes]:
-        """Bytes for each ``(mode, io_dtype, denylisted_nodes)``, all converted in one child process."""
-        requests = [self._job(mode, io_dtype, deny) for mode, io_dtype, deny in jobs]
-        modes = ", ".join(job[0] for job in jobs)
-        run_isolated(f"{__name__}:_child_convert",
-                     {"saved_model": str(self.root / "saved_model"), "jobs": requests,
-                      "representative": str(self.representative_path) if self.representative_path else None},
-                     what=f"TFLite {modes} conversion of {self.what}")
-        results = []
-        for request in requests:
-            out = Path(request["out"])
-            results.append(out.read_bytes())
-            out.unlink()
-        return results
-
-    def convert(self, mode: str, *, io_dtype: str = "float32", denylisted_nodes: tuple[str, ...] = ()) -> bytes:
-        """TFLite flatbuffer bytes for ``mode``; ``denylisted_nodes`` (tensor names) stay float in int8."""
-        return self.convert_many([(mode, io_dtype, tuple(denylisted_nodes))])[0]
-
-    def layer_stats(self) -> list[dict[str, Any]]:
-        """Per-layer int8 quantization error (RMSE / scale), worst first."""
-        self._job("int8", "float32")
-        out = self.root / "layer-stats.json"
-        run_isolated(f"{__name__}:_child_layer_stats",
-                     {"saved_model": str(self.root / "saved_model"), "representative": str(self.representative_path),
-                      "out": str(out)}, what=f"quantization debugger on {self.what}")
-        rows = json.loads(out.read_text())
-        return sorted(rows, key=lambda row: -row["rmse_over_scale"])
-
-
-def convert_keras_to_tflite(model, *, out_path: Path | None = None, mode: str = "float32",
-                            representative: np.ndarray | None = None, io_dtype: str = "float32",
-                            what: str = "the model") -> bytes:
-    """Convert a tf-keras model to TFLite (static batch 1, in a child process); write ``out_path`` atomically if given."""
-    from edgekit.artifacts import write_bytes_atomic
-
-    with PreparedModel(model, what=what, representative=representative) as prepared:
-        data = prepared.convert(mode, io_dtype=io_dtype)
-    if out_path is not None:
-        write_bytes_atomic(Path(out_path), data)
-    return data
-
-
-def embed_metadata(model_bytes: bytes, *, labels: list[str], preprocessing: dict[str, Any]) -> bytes:
-    """Labels and normalisation inside the .tflite, so the runtime needs no side files."""
-    from edgekit.runtime.metadata import embed_tflite_metadata, make_metadata
-
-    return embed_tflite_metadata(model_bytes, make_metadata(labels, preprocessing))
-
-
-def _interpreter(model_bytes: bytes, threads: int = 1):
-    from ai_edge_litert.interpreter import Interpreter
-
-    from edgekit._tf import silence_native_stderr
-
-    try:
-        with silence_native_stderr():  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate" line
-            interpreter = Interpreter(model_content=model_bytes, num_threads=threads)
-            interpreter.allocate_tensors()
-    except (RuntimeError, ValueError) as exc:
-        raise ValidationError(f"the converted model does not load in LiteRT: {str(exc).strip().splitlines()[-1]}",
-                              fix="use another quantization mode (e.g. --int8 instead of --int16x8)") from exc
-    return interpreter
-
-
-def _spec(detail: dict[str, Any]) -> dict[str, Any]:
-    scale, zero_point = detail["quantization"]
-    return {"name": detail["name"], "shape": [int(d) for d in detail["shape"]],
-            "dtype": np.dtype(detail["dtype"]).name, "scale": float(scale), "zero_point": int(zero_point)}
-
-
-def tensor_specs(model_bytes: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Input and output tensor specs (shape, dtype, quantization scale/zero point) as stored in the manifest."""
-    interpreter = _interpreter(model_bytes)
-    return _spec(interpreter.get_input_details()[0]), _spec(interpreter.get_output_details()[0])
-
-
-def run_tflite(model_bytes: bytes, inputs: np.ndarray, *, threads: int = 1) -> np.ndarray:
-    """Float outputs for float (normalised) inputs, one image at a time, quantising/dequantising as the model asks."""
-    interpreter = _interpreter(model_bytes, threads)
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    in_scale, in_zero = inp["quantization"]
-    out_scale, out_zero = out["quantization"]
-    rows = []
-    for sample in np.asarray(inputs, dtype=np.float32):
-        value = sample[None]
-        if np.issubdtype(inp["dtype"], np.integer):
-            info = np.iinfo(inp["dtype"])
-            value = np.clip(np.round(value / in_scale + in_zero), info.min, info.max)
-        interpreter.set_tensor(inp["index"], value.astype(inp["dtype"]))
-        interpreter.invoke()
-        result = interpreter.get_tensor(out["index"])[0]
-        if np.issubdtype(out["dtype"], np.integer):
-            result = (result.astype(np.float32) - out_zero) * out_scale
-        rows.append(result.astype(np.float32))
-    return np.stack(rows) if rows else np.zeros((0,) + tuple(out["shape"][1:]), np.float32)
-
-
-def median_latency_ms(model_bytes: bytes, *, runs: int = 30, warmup: int = 3, threads: int = 1) -> float:
-    """Median wall time of one invoke (``threads`` threads, default XNNPACK), in milliseconds."""
-    interpreter = _interpreter(model_bytes, threads)
-    detail = interpreter.get_input_details()[0]
-    sample = np.zeros(detail["shape"], dtype=detail["dtype"])
-    times = []
-    for i in range(warmup + runs):
-        interpreter.set_tensor(detail["index"], sample)
-        start = time.perf_counter()
-        interpreter.invoke()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1000.0)
-
-
-def gzip_size(data: bytes) -> int:
-    """Compressed size: what pruning and clustering actually save (zeros and repeated values compress)."""
-    return len(gzip.compress(data, compresslevel=9, mtime=0))
-
-
-def _main(argv: list[str]) -> int:
-    target, request_path = argv
-    module_name, function_name = target.split(":")
-    function = getattr(importlib.import_module(module_name), function_name)
-    function(**json.loads(Path(request_path).read_text()))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))
+    parent = load_parent(model, formats=("keras", "savedmodel"), target="tflite", out_dir=out_dir,
+                         import_options=import_options)
+    out_dir = check_out_dir(out_dir, parent)
+    preprocessing = parent.manifest.preprocessing_spec()
+    checks = validation_set(parent, preprocessing, seed=seed)
+    samples, sample_source = checks.inputs, checks.source
+    keras_model = load_float_model(parent.path, trust=trust)
+    reference = np.asarray(keras_model.predict(samples, batch_size=16, verbose=0))
+    data = convert_keras_to_tflite(keras_model, mode="float32", what=str(parent.path))
+    data = embed_metadata(data, labels=parent.manifest.labels, preprocessing=parent.manifest.preprocessing)
+    validation = compare_to_parent(reference, run_tflite(data, samples), quantized=False,
+                                   what=f"{MODEL_FILE} exported from {parent.path}", sample_source=sample_source,
+                                   training_data=checks.training_data)
+    input_spec, output_spec = tensor_specs(data)
+    manifest = Manifest(
+        format="tflite", artifact=MODEL_FILE, stage="export", labels=list(parent.manifest.labels),
+        preprocessing=preprocessing.to_dict(), input=input_spec,
+        output=output_spec | {"activation": parent.manifest.output.get("activation", "softmax")},
+        parent=parent_record(parent, out_dir), backbone=parent.manifest.backbone,
+        options={"target": "tflite", "mode": "float32"}, seed=seed, metrics={"validation": validation},
+        extra={"parent_format": parent.manifest.format},
+        versions=library_versions("tensorflow", "tf-keras", "ai-edge-litert", "numpy"))
+    artifact = write_artifact(out_dir, MODEL_FILE, manifest, writer=lambda tmp: tmp.write_bytes(data))
+    return artifact

@@ -21,7 +21,7 @@ def small_model():
 
 
 def test_a_crashing_child_becomes_conversion_error_naming_the_signal():
-    from edgekit.targets.tflite import run_isolated
+    from edgekit.stages.convert_tflite import run_isolated
 
     # os.abort() really kills the child with SIGABRT, as a converter segfault would.
     with pytest.raises(ConversionError, match="crashed with signal 6"):
@@ -29,10 +29,10 @@ def test_a_crashing_child_becomes_conversion_error_naming_the_signal():
 
 
 def test_a_failing_child_reports_its_last_error_line():
-    from edgekit.targets.tflite import run_isolated
+    from edgekit.stages.convert_tflite import run_isolated
 
     with pytest.raises(ConversionError, match="failed \\(exit 1\\).*SavedModel file does not exist"):
-        run_isolated("edgekit.targets.tflite:_child_convert",
+        run_isolated("edgekit.stages.convert_tflite:_child_convert",
                      {"saved_model": "/nonexistent/saved_model", "representative": None,
                       "jobs": [{"mode": "float32", "io_dtype": "float32", "out": "/nonexistent/x.tflite"}]},
                      what="conversion")
@@ -40,7 +40,7 @@ def test_a_failing_child_reports_its_last_error_line():
 
 def test_non_finite_weights_are_refused_before_conversion(small_model):
     from edgekit._tf import import_tf
-    from edgekit.targets.tflite import convert_keras_to_tflite
+    from edgekit.stages.convert_tflite import convert_keras_to_tflite
 
     _, tf_keras = import_tf()
     broken = tf_keras.models.clone_model(small_model)
@@ -52,7 +52,7 @@ def test_non_finite_weights_are_refused_before_conversion(small_model):
 
 
 def test_int8_conversion_has_static_batch_one_and_quantized_io(small_model, tmp_path):
-    from edgekit.targets.tflite import convert_keras_to_tflite, run_tflite, tensor_specs
+    from edgekit.stages.convert_tflite import convert_keras_to_tflite, run_tflite, tensor_specs
 
     rng = np.random.default_rng(0)
     representative = rng.normal(size=(16, 16, 16, 3)).astype(np.float32)
