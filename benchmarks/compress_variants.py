@@ -49,7 +49,8 @@ def main() -> int:
     from edgekit.artifacts import write_json_atomic, write_text_atomic
     from edgekit.keras_io import load_keras_model
     from edgekit.stages.compress import compress
-    from edgekit.stages.convert_tflite import convert_keras_to_tflite, gzip_size, median_latency_ms, run_tflite
+    from edgekit.runtime.backends import median_latency_ms
+    from edgekit.stages.convert_tflite import convert_keras_to_tflite, gzip_size, run_tflite
     from edgekit.tables import DROP_HEADER
 
     parent, inputs, labels = float_parent_and_test_inputs(args.float_dir, work=args.work, data=args.data,

@@ -58,7 +58,8 @@ def main() -> int:
     from edgekit.data import load_folder_arrays, normalize, scan_image_folder
     from edgekit.metrics import agreement
     from edgekit.targets.onnx import export_onnx, run_onnx_subprocess
-    from edgekit.stages.convert_tflite import convert_keras_to_tflite, median_latency_ms, run_tflite
+    from edgekit.runtime.backends import median_latency_ms
+    from edgekit.stages.convert_tflite import convert_keras_to_tflite, run_tflite
 
     parent, inputs, labels = float_parent_and_test_inputs(args.float_dir, work=args.work, data=args.data)
     preprocessing = parent.manifest.preprocessing_spec()

@@ -1,5 +1,10 @@
-"""``python -m edgekit`` runs the CLI."""
+"""``python -m edgekit`` runs the CLI.
 
-from edgekit.cli import main
+Guarded, because child processes started with multiprocessing's spawn (:mod:`edgekit.child_process`)
+re-import the parent's ``__main__``: there it must do nothing.
+"""
 
-main()
+if __name__ == "__main__":
+    from edgekit.cli import main
+
+    main()

@@ -156,7 +156,7 @@ def inspect_model(path: Path, kind: str, *, trust: bool = False) -> ModelSpec:
 def _onnx_spec(path: Path) -> ModelSpec:
     import onnxruntime as ort
 
-    from edgekit.runtime.backends import _ORT_TYPES, is_nchw
+    from edgekit.runtime.backends import ORT_DTYPES, is_nchw
     from edgekit.runtime.safety import check_model_file
 
     check_model_file(path, "onnx")
@@ -170,7 +170,7 @@ def _onnx_spec(path: Path) -> ModelSpec:
     nchw = is_nchw(shape)
     nhwc = (shape[0], shape[2], shape[3], shape[1]) if nchw else shape
     classes = node_out.shape[-1] if node_out.shape else -1
-    dtype = _ORT_TYPES.get(node_in.type)
+    dtype = ORT_DTYPES.get(node_in.type)
     return ModelSpec("onnx", nhwc, "float32" if dtype is None else dtype.__name__,
                      classes if isinstance(classes, int) else -1, input_name=node_in.name,
                      layout="NCHW" if nchw else "NHWC")

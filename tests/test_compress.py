@@ -161,7 +161,7 @@ def test_cluster_leaves_at_most_n_values_per_clustered_layer(cnn_artifact, tmp_p
     assert artifact.directory.name == "clustered8-float32"
     # The exported .tflite is what ships: count its weights, where the converter has folded the
     # BatchNorm after the first conv into that conv's kernel (a per-output-channel scale).
-    from edgekit.targets.tflite_graph import read_tflite
+    from edgekit.runtime.tflite_file import read_tflite
 
     interpreter = _interpreter(artifact.path)
     kernels = {t.shape: interpreter.get_tensor(t.index) for t in read_tflite(artifact.path).main.tensors

@@ -20,22 +20,23 @@ def small_model():
     return tf_keras.Model(inputs, tf_keras.layers.Dense(4, activation="softmax")(x))
 
 
-def test_a_crashing_child_becomes_conversion_error_naming_the_signal():
-    from edgekit.stages.convert_tflite import run_isolated
+def test_a_crashing_converter_child_becomes_conversion_error_naming_the_signal():
+    import os
+
+    from edgekit.stages.convert_tflite import _run_child
 
     # os.abort() really kills the child with SIGABRT, as a converter segfault would.
-    with pytest.raises(ConversionError, match="crashed with signal 6"):
-        run_isolated("os:abort", {}, what="TFLite conversion of crash.keras")
+    with pytest.raises(ConversionError, match=r"TFLite conversion of crash.keras crashed \(Aborted\)") as info:
+        _run_child(os.abort, what="TFLite conversion of crash.keras")
+    assert "--debug" in info.value.fix
 
 
-def test_a_failing_child_reports_its_last_error_line():
-    from edgekit.stages.convert_tflite import run_isolated
+def test_a_failing_converter_child_reports_its_last_error_line():
+    from edgekit.stages.convert_tflite import _child_convert, _run_child
 
-    with pytest.raises(ConversionError, match="failed \\(exit 1\\).*SavedModel file does not exist"):
-        run_isolated("edgekit.stages.convert_tflite:_child_convert",
-                     {"saved_model": "/nonexistent/saved_model", "representative": None,
-                      "jobs": [{"mode": "float32", "io_dtype": "float32", "out": "/nonexistent/x.tflite"}]},
-                     what="conversion")
+    with pytest.raises(ConversionError, match="conversion failed: OSError: SavedModel file does not exist"):
+        _run_child(_child_convert, "/nonexistent/saved_model", None, [{"mode": "float32", "io_dtype": "float32"}],
+                   what="conversion")
 
 
 def test_non_finite_weights_are_refused_before_conversion(small_model):

@@ -128,7 +128,7 @@ def test_compress_interrupted_during_conversion_writes_no_variant_and_rerun_comp
     before, parent_before = sha256_tree(out), sha256_tree(parent)
     argv = ["compress", parent, "--float16", "--int8", "--calibration", digits_dir / "train", "--out", out]
     tmpdir = tmp_path / "tmp"
-    code, stderr = interrupt(argv, sig, lambda p, seen: _has_child_running(p.pid, "edgekit.stages.convert_tflite"),
+    code, stderr = interrupt(argv, sig, lambda p, seen: _has_child_running(p.pid, "spawn_main"),
                              _env(tmpdir))
     assert_clean_interruption(code, stderr, out=out, tmpdir=tmpdir)
     assert sha256_tree(out) == before and sha256_tree(parent) == parent_before

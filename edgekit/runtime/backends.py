@@ -32,16 +32,42 @@ _TFLITE_MODULES = (("ai_edge_litert", "ai_edge_litert.interpreter"), ("tflite_ru
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """Shape, dtype and affine quantization (``real = (q - zero_point) * scale``; scale 0 = not quantized)."""
+    """Shape, dtype and affine quantization (``real = (q - zero_point) * scale``; scale 0 = not quantized).
+
+    :meth:`quantize` and :meth:`dequantize` are the one place edgekit maps between normalised float
+    values and a model's integer tensors (export validation, evaluation and ``Predictor`` alike).
+    """
 
     shape: tuple[int, ...]
     dtype: np.dtype
     scale: float = 0.0
     zero_point: int = 0
+    name: str = ""
 
     @property
     def quantized(self) -> bool:
         return self.scale > 0 and np.issubdtype(self.dtype, np.integer)
+
+    def quantize(self, values: np.ndarray) -> np.ndarray:
+        """Normalised float values as this tensor takes them: ``round(v / scale + zero_point)`` clipped to
+        the integer range when quantized, rounded and clipped for a plain integer input, else a cast."""
+        values = np.asarray(values, dtype=np.float32)
+        if not np.issubdtype(self.dtype, np.integer):
+            return values.astype(self.dtype)
+        if self.quantized:
+            values = values / self.scale + self.zero_point
+        info = np.iinfo(self.dtype)
+        return np.clip(np.round(values), info.min, info.max).astype(self.dtype)
+
+    def dequantize(self, raw: np.ndarray) -> np.ndarray:
+        """Raw tensor values as float32 (``(q - zero_point) * scale`` when quantized)."""
+        raw = np.asarray(raw)
+        return (raw.astype(np.float32) - self.zero_point) * self.scale if self.quantized else raw.astype(np.float32)
+
+    def to_manifest(self) -> dict:
+        """The record a manifest stores for this tensor."""
+        return {"name": self.name, "shape": [int(d) for d in self.shape], "dtype": self.dtype.name,
+                "scale": float(self.scale), "zero_point": int(self.zero_point)}
 
 
 def tflite_runtime_module() -> tuple[str, ModuleType | SimpleNamespace]:
@@ -117,30 +143,25 @@ def _require(accelerator: str, model_format: str, fix: str) -> None:
 
 def tflite_io_specs(model_bytes: bytes) -> tuple[TensorSpec, TensorSpec]:
     """Input/output specs of subgraph 0 read from the flatbuffer (no interpreter needed)."""
-    from edgekit.runtime import tflite_schema as schema
+    from edgekit.runtime.tflite_file import io_tensors, numpy_dtype
 
-    types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
-    model = schema.Model.GetRootAs(model_bytes, 0)
-    graph = model.Subgraphs(0)
+    def spec(tensor) -> TensorSpec:
+        return TensorSpec(tensor.shape, numpy_dtype(tensor.dtype), tensor.scale[0] if tensor.scale else 0.0,
+                          tensor.zero_point[0] if tensor.zero_point else 0, tensor.name)
 
-    def spec(index: int) -> TensorSpec:
-        tensor = graph.Tensors(index)
-        quant = tensor.Quantization()
-        scale = zero = 0
-        if quant is not None and quant.ScaleLength():
-            scale, zero = float(quant.Scale(0)), int(quant.ZeroPoint(0)) if quant.ZeroPointLength() else 0
-        dtype = np.dtype(types[tensor.Type()].lower())
-        return TensorSpec(tuple(int(d) for d in tensor.ShapeAsNumpy()), dtype, scale, zero)
-
-    return spec(graph.Inputs(0)), spec(graph.Outputs(0))
+    return tuple(spec(tensor) for tensor in io_tensors(model_bytes))
 
 
 class TFLiteBackend:
     """A TFLite ``Interpreter``: cpu (XNNPACK), cpu-reference (builtin kernels, no delegates) or edgetpu."""
 
-    def __init__(self, path: Path, *, threads: int | None, accelerator: str):
+    def __init__(self, path: Path | bytes, *, threads: int | None, accelerator: str):
         self.name, module = tflite_runtime_module()
-        kwargs: dict = {"model_path": str(path), "num_threads": threads}
+        kwargs: dict = {"num_threads": threads}
+        if isinstance(path, bytes):
+            kwargs["model_content"], path = path, "the model"
+        else:
+            kwargs["model_path"] = str(path)
         if accelerator == "cpu-reference":
             kwargs["experimental_op_resolver_type"] = module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         elif accelerator == "edgetpu":
@@ -164,7 +185,8 @@ class TFLiteBackend:
     @staticmethod
     def _spec(detail: dict) -> TensorSpec:
         scale, zero = detail.get("quantization", (0.0, 0))
-        return TensorSpec(tuple(int(d) for d in detail["shape"]), np.dtype(detail["dtype"]), float(scale), int(zero))
+        return TensorSpec(tuple(int(d) for d in detail["shape"]), np.dtype(detail["dtype"]), float(scale), int(zero),
+                          detail.get("name", ""))
 
     def _invoke(self, batch: np.ndarray) -> np.ndarray:
         in_index = self.interpreter.get_input_details()[0]["index"]
@@ -212,8 +234,8 @@ class LiteRTCompiledBackend:
         return np.concatenate(outputs)
 
 
-_ORT_TYPES = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8,
-              "tensor(float16)": np.float16, "tensor(double)": np.float64}
+ORT_DTYPES = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8,
+              "tensor(float16)": np.float16, "tensor(double)": np.float64}  # onnxruntime type -> numpy
 
 
 def is_nchw(shape: tuple[int, ...]) -> bool:
@@ -252,9 +274,9 @@ class OnnxBackend:
         shape = tuple(d if isinstance(d, int) else -1 for d in node_in.shape)
         self.nchw = is_nchw(shape)
         nhwc = (shape[0], shape[2], shape[3], shape[1]) if self.nchw else shape
-        self.input = TensorSpec(nhwc, np.dtype(_ORT_TYPES.get(node_in.type, np.float32)))
+        self.input = TensorSpec(nhwc, np.dtype(ORT_DTYPES.get(node_in.type, np.float32)))
         self.output = TensorSpec(tuple(d if isinstance(d, int) else -1 for d in node_out.shape),
-                                 np.dtype(_ORT_TYPES.get(node_out.type, np.float32)))
+                                 np.dtype(ORT_DTYPES.get(node_out.type, np.float32)))
         self._fixed_batch = shape[0] if shape and shape[0] > 0 else None
         self.metadata_map = dict(self.session.get_modelmeta().custom_metadata_map)
 
@@ -269,8 +291,8 @@ class OnnxBackend:
         return np.concatenate([self._invoke(batch[i:i + step]) for i in range(0, len(batch), step)])
 
 
-def open_backend(path: Path, model_format: str, *, threads: int | None, accelerator: str):
-    """The backend for a checked model file and accelerator."""
+def open_backend(path: Path | bytes, model_format: str, *, threads: int | None, accelerator: str):
+    """The backend for a checked model file (or .tflite bytes) and accelerator."""
     if accelerator not in ACCELERATORS:
         raise UsageError(f"unknown --accelerator {accelerator!r}", fix=f"choose one of {', '.join(ACCELERATORS)}")
     if model_format == "onnx":
@@ -282,3 +304,34 @@ def open_backend(path: Path, model_format: str, *, threads: int | None, accelera
         _require("gpu", "tflite", "use --accelerator cpu, or install the GPU's Vulkan driver and ai-edge-litert")
         return LiteRTCompiledBackend(path, hardware="GPU")
     return TFLiteBackend(path, threads=threads, accelerator=accelerator)
+
+
+def run_float(model: Path | bytes, inputs: np.ndarray, *, model_format: str = "tflite", threads: int | None = 1,
+              accelerator: str = "cpu") -> np.ndarray:
+    """Float32 outputs for normalised float inputs: quantized on the way in and dequantized on the way out
+    as the model's tensors ask. What export validation, compression and benchmarks compare with their
+    parents; ``Predictor`` adds image loading, labels and a softmax for logits on top of the same steps."""
+    backend = open_backend(model, model_format, threads=threads, accelerator=accelerator)
+    inputs = np.asarray(inputs, dtype=np.float32)
+    if not len(inputs):
+        return np.zeros((0, *backend.output.shape[1:]), np.float32)
+    return backend.output.dequantize(backend.run(backend.input.quantize(inputs)))
+
+
+def median_latency_ms(model: Path | bytes, *, model_format: str = "tflite", runs: int = 30, warmup: int = 3,
+                      threads: int = 1) -> float:
+    """Median wall time of one in-process inference (``threads`` threads, default delegates), in milliseconds.
+
+    A quick in-process figure for choosing between candidates; reported latency comes from
+    :mod:`edgekit.profiling` (fresh pinned processes, interleaved rounds)."""
+    import time
+
+    backend = open_backend(model, model_format, threads=threads, accelerator="cpu")
+    sample = np.zeros(tuple(max(int(d), 1) for d in backend.input.shape), dtype=backend.input.dtype)
+    times = []
+    for i in range(warmup + runs):
+        start = time.perf_counter()
+        backend.run(sample)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000.0)

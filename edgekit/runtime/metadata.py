@@ -49,66 +49,19 @@ def _decode(raw: bytes | str, where: str) -> dict[str, Any]:
 
 
 def embed_tflite_metadata(model_bytes: bytes, meta: dict[str, Any]) -> bytes:
-    """Return a copy of a .tflite flatbuffer with ``meta`` stored under the ``"edgekit"`` metadata entry.
+    """Return a copy of a .tflite flatbuffer with ``meta`` stored under the ``"edgekit"`` metadata entry
+    (an existing one is replaced; see :func:`edgekit.runtime.tflite_file.with_metadata_buffer`)."""
+    from edgekit.runtime.tflite_file import with_metadata_buffer
 
-    Replaces an existing edgekit entry (its old buffer is emptied, indices stay valid). Refuses models
-    whose weights live outside the flatbuffer (>2 GiB layout), which the object API would drop.
-    """
-    import flatbuffers
-    import numpy as np
-    from ai_edge_litert import schema_py_generated as schema
-
-    try:
-        model = schema.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
-    except Exception as exc:  # malformed flatbuffers raise anything from IndexError to struct.error
-        raise ModelFileError(f"cannot parse the TFLite flatbuffer to embed metadata: {exc}",
-                             fix="check that the file is a complete .tflite model") from exc
-    buffers = model.buffers or []
-    if any((b.offset or 0) > 1 for b in buffers):
-        raise ModelFileError("this .tflite keeps its weights outside the flatbuffer (>2 GiB layout)",
-                             fix="keep the model below 2 GiB to embed edgekit metadata")
-    payload = schema.BufferT()
-    payload.data = np.frombuffer(_encode(meta), dtype=np.uint8)
-    entries = [m for m in (model.metadata or [])]
-    existing = [m for m in entries if _name(m.name) == METADATA_KEY]
-    if existing:
-        buffers[existing[0].buffer] = payload
-        for extra in existing[1:]:
-            entries.remove(extra)
-    else:
-        buffers.append(payload)
-        entry = schema.MetadataT()
-        entry.name = METADATA_KEY
-        entry.buffer = len(buffers) - 1
-        entries.append(entry)
-    model.buffers = buffers
-    model.metadata = entries
-    builder = flatbuffers.Builder(len(model_bytes) + 1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
-
-
-def _name(raw: bytes | str | None) -> str:
-    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else (raw or "")
+    return with_metadata_buffer(model_bytes, METADATA_KEY, _encode(meta))
 
 
 def read_tflite_metadata(model_bytes: bytes) -> dict[str, Any] | None:
     """The edgekit payload of a .tflite flatbuffer, or None when it has none. Pure Python: no native parser."""
-    from edgekit.runtime import tflite_schema as schema
+    from edgekit.runtime.tflite_file import metadata_buffer
 
-    try:
-        model = schema.Model.GetRootAs(model_bytes, 0)
-        for i in range(model.MetadataLength()):
-            entry = model.Metadata(i)
-            if _name(entry.Name()) == METADATA_KEY:
-                buffer = model.Buffers(entry.Buffer())
-                return _decode(buffer.DataAsNumpy().tobytes(), "the .tflite model")
-    except ModelFileError:
-        raise
-    except Exception as exc:
-        raise ModelFileError(f"cannot read the TFLite metadata: {exc}",
-                             fix="check that the file is a complete .tflite model") from exc
-    return None
+    raw = metadata_buffer(model_bytes, METADATA_KEY)
+    return None if raw is None else _decode(raw, "the .tflite model")
 
 
 def embed_onnx_metadata(model_proto, meta: dict[str, Any]):

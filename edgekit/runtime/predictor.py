@@ -133,22 +133,12 @@ class Predictor:
         return self._to_input(self._pixels(image)[None])
 
     def _to_input(self, pixels: np.ndarray) -> np.ndarray:
-        spec = self._backend.input
-        values = normalize(pixels, self.preprocessing)
-        if spec.quantized:
-            info = np.iinfo(spec.dtype)
-            values = np.round(values / spec.scale + spec.zero_point)
-            return np.clip(values, info.min, info.max).astype(spec.dtype)
-        if np.issubdtype(spec.dtype, np.integer):
-            return np.clip(np.round(values), 0, 255).astype(spec.dtype)
-        return values.astype(spec.dtype)
+        return self._backend.input.quantize(normalize(pixels, self.preprocessing))
 
     def run_raw(self, batch: np.ndarray) -> np.ndarray:
         """A model-ready batch -> float32 class probabilities (outputs dequantized; logits get a softmax)."""
-        out = np.asarray(self._backend.run(batch))
         spec = self._backend.output
-        out = (out.astype(np.float32) - spec.zero_point) * spec.scale if spec.quantized else out.astype(np.float32)
-        out = out.reshape(len(batch), -1)
+        out = spec.dequantize(self._backend.run(batch)).reshape(len(batch), -1)
         # 1/256 is TFLite's fixed output scale of a quantized SOFTMAX: rows already are probabilities, even
         # where rounding leaves their sum well below 1 (Coral's 1001-class models: 0.85-0.95).
         softmax_output = spec.quantized and abs(spec.scale - 1 / 256) < 1e-9

@@ -3,8 +3,9 @@
 A malformed flatbuffer or protobuf can crash the whole process inside C++ (no Python exception to
 catch), so every model is first checked here in pure Python: empty, truncated, random bytes, Git LFS
 pointers, and a format that disagrees with the file name each become a :class:`ModelFileError`
-naming the file and the fix. :func:`verify_tflite` then loads the model in a *subprocess*, so a
-segfault in the interpreter becomes an error instead of killing the caller. ONNX external-data
+naming the file and the fix. :func:`verify_tflite` then loads the model in a child process
+(:func:`edgekit.child_process.run_isolated`), so a segfault in the interpreter becomes an error
+instead of killing the caller. ONNX external-data
 locations that escape the model's folder are refused (:class:`UnsafeModelError`) before onnxruntime
 opens anything.
 """
@@ -13,16 +14,14 @@ from __future__ import annotations
 
 import mmap
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 from edgekit.artifacts import guess_format, sha256_file
 from edgekit.errors import ModelFileError, UnsafeModelError
+from edgekit.runtime.tflite_file import FILE_IDENTIFIER, check_structure
 
 LFS_POINTER = b"version https://git-lfs.github.com/spec"
-TFLITE_MAGIC = b"TFL3"
 _MAGICS = {b"PK\x03\x04": "keras", b"\x89HDF\r\n\x1a\n": "h5"}
 _VERIFIED: dict[str, str | None] = {}  # sha256 -> None (ok) or the failure text, per process
 
@@ -181,45 +180,9 @@ def check_onnx_external_data(path: Path) -> list[Path]:
     return files
 
 
-def _check_tflite_structure(path: Path, buf) -> None:
-    """Walk the flatbuffer tables in pure Python: a truncated or garbled file raises here, not in C++."""
-    from edgekit.runtime import tflite_schema as schema
-
-    size = len(buf)
-    try:
-        model = schema.Model.GetRootAs(buf, 0)
-        if model.SubgraphsLength() < 1:
-            raise ValueError("no subgraphs")
-        for i in range(model.BuffersLength()):
-            buffer = model.Buffers(i)
-            offset, length = buffer.Offset(), buffer.Size()
-            if offset > 1 and offset + length > size:
-                raise ValueError(f"buffer {i} points past the end of the file")
-            buffer.DataLength()
-        for i in range(model.OperatorCodesLength()):
-            model.OperatorCodes(i).BuiltinCode()
-        for s in range(model.SubgraphsLength()):
-            graph = model.Subgraphs(s)
-            for t in range(graph.TensorsLength()):
-                tensor = graph.Tensors(t)
-                if tensor.Buffer() >= max(model.BuffersLength(), 1):
-                    raise ValueError(f"tensor {t} names buffer {tensor.Buffer()} of {model.BuffersLength()}")
-                tensor.ShapeAsNumpy()
-            for o in range(graph.OperatorsLength()):
-                op = graph.Operators(o)
-                if op.OpcodeIndex() >= model.OperatorCodesLength():
-                    raise ValueError(f"operator {o} uses an unknown opcode")
-                for index in (*op.InputsAsNumpy().tolist(), *op.OutputsAsNumpy().tolist()):
-                    if not -1 <= index < graph.TensorsLength():
-                        raise ValueError(f"operator {o} names tensor {index} of {graph.TensorsLength()}")
-    except Exception as exc:  # the generated readers raise IndexError/struct.error/... on bad offsets
-        raise ModelFileError(f"{path} is a truncated or corrupt .tflite flatbuffer ({type(exc).__name__}: {exc})",
-                             fix="re-export or re-download the model") from exc
-
-
 def _detect(buf) -> str | None:
     head = bytes(buf[:16])
-    if len(head) >= 8 and head[4:8] == TFLITE_MAGIC:
+    if len(head) >= 8 and head[4:8] == FILE_IDENTIFIER:
         return "tflite"
     for magic, fmt in _MAGICS.items():
         if head.startswith(magic):
@@ -254,27 +217,28 @@ def check_model_file(path: str | Path, expected_format: str | None = None) -> st
         raise ModelFileError(f"{path} is named .{expected} but contains a {detected} model",
                              fix=f"rename it to .{detected} or pass the right file")
     if detected == "tflite":
-        _check_tflite_structure(path, buf)
+        check_structure(buf, path=path)
     elif detected == "onnx":
         check_onnx_external_data(path)
     return detected
 
 
-_VERIFY_SCRIPT = """
-import sys
-import numpy as np
-from edgekit.runtime.backends import tflite_runtime_module
-_, module = tflite_runtime_module()
-interpreter = module.Interpreter(model_path=sys.argv[1], num_threads=1)
-interpreter.allocate_tensors()
-for detail in interpreter.get_input_details():
-    interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], dtype=detail["dtype"]))
-interpreter.invoke()
-"""
+def _load_and_invoke(path: str) -> None:
+    """Child side of :func:`verify_tflite`: load, allocate and run the model once on zeros (no TensorFlow)."""
+    import numpy as np
+
+    from edgekit.runtime.backends import tflite_runtime_module
+
+    _, module = tflite_runtime_module()
+    interpreter = module.Interpreter(model_path=path, num_threads=1)
+    interpreter.allocate_tensors()
+    for detail in interpreter.get_input_details():
+        interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], dtype=detail["dtype"]))
+    interpreter.invoke()
 
 
 def verify_tflite(path: str | Path, *, timeout: float = 120.0) -> None:
-    """Load, allocate and run a .tflite once in a subprocess; a crash or error there is a ModelFileError.
+    """Load, allocate and run a .tflite once in a child process; a crash or error there is a ModelFileError.
 
     The verdict is cached by sha256, so each file is checked once per process.
     """
@@ -288,21 +252,12 @@ def verify_tflite(path: str | Path, *, timeout: float = 120.0) -> None:
 
 
 def _run_verifier(path: Path, timeout: float) -> str | None:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    try:
-        proc = subprocess.run([sys.executable, "-c", _VERIFY_SCRIPT, str(path)], capture_output=True, text=True,
-                              timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return f"loading did not finish within {timeout:.0f} s"
-    if proc.returncode == 0:
-        return None
-    if proc.returncode < 0:
-        import signal
+    """None when the model loads and runs in a child process, else why not."""
+    from edgekit.child_process import run_isolated
 
-        try:
-            name = signal.Signals(-proc.returncode).name
-        except ValueError:
-            name = f"signal {-proc.returncode}"
-        return f"the interpreter crashed ({name})"
-    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else f"exit status {proc.returncode}"
+    try:
+        run_isolated(_load_and_invoke, str(path), what="the interpreter", fix="", error=ModelFileError,
+                     timeout=timeout, env={"TF_CPP_MIN_LOG_LEVEL": "3"})
+    except ModelFileError as exc:
+        return exc.message
+    return None

@@ -4,30 +4,23 @@ Why this shape (measured, see DESIGN.md):
 - ``from_saved_model`` converts in 1-3 s and quietly; ``from_keras_model`` takes 6-12 s and prints
   hundreds of lines. The SavedModel signature is traced with batch 1, because Keras' default
   export has a dynamic batch (-1) that the Edge TPU compiler rejects.
-- The converter can segfault (QAT models with NaN weights did, 3 of 3). It therefore runs in a
-  ``python -m edgekit.stages.convert_tflite`` child, so a crash becomes a :class:`ConversionError`, and
-  weights are checked to be finite before conversion is even tried.
+- The converter can segfault (QAT models with NaN weights did, 3 of 3). It therefore runs in a child
+  process (:func:`edgekit.child_process.run_isolated`), so a crash becomes a :class:`ConversionError`,
+  and weights are checked to be finite before conversion is even tried.
 
-The child speaks a tiny protocol: ``python -m edgekit.stages.convert_tflite module:function request.json``
-calls ``function(**request)``. Everything TensorFlow happens inside functions (import-time cheap).
+Everything TensorFlow happens inside functions (import-time cheap).
 """
 
 from __future__ import annotations
 
 import gzip
-import importlib
-import json
-import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgekit.errors import ConversionError, UsageError, ValidationError
+from edgekit.errors import ConversionError, ModelFileError, UsageError, ValidationError
 
 MODES = ("float32", "float16", "dynamic", "int8", "int16x8")
 IO_DTYPES = ("float32", "int8", "uint8")
@@ -62,32 +55,21 @@ def export_saved_model(model, directory: Path) -> None:
     tf.saved_model.save(module, str(directory), signatures={"serving_default": serve})
 
 
-def run_isolated(target: str, request: dict[str, Any], *, what: str, timeout: float = CONVERT_TIMEOUT_S) -> None:
-    """Run ``module:function(**request)`` in a fresh Python process; a crash or non-zero exit is a ConversionError."""
-    with tempfile.TemporaryDirectory(prefix="edgekit-child-") as tmp:
-        request_path = Path(tmp) / "request.json"
-        request_path.write_text(json.dumps(request))
-        env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
-        try:
-            proc = subprocess.run([sys.executable, "-m", "edgekit.stages.convert_tflite", target, str(request_path)],
-                                  capture_output=True, text=True, timeout=timeout, env=env)
-        except subprocess.TimeoutExpired as exc:
-            raise ConversionError(f"{what} did not finish within {timeout:.0f} s",
-                                  fix="retry with a smaller model or input size") from exc
-    if proc.returncode != 0:
-        tail = " | ".join(line for line in (proc.stderr or proc.stdout).strip().splitlines()[-3:])
-        how = f"crashed with signal {-proc.returncode}" if proc.returncode < 0 else f"failed (exit {proc.returncode})"
-        raise ConversionError(f"{what} {how}{': ' + tail if tail else ''}",
-                              fix="check that the model's weights and inputs are sane; rerun with --debug for the log")
+def _run_child(function, *args, what: str):
+    """``function(*args)`` in a child process with legacy tf-keras; a crash there is a ConversionError."""
+    from edgekit.child_process import run_isolated
+
+    return run_isolated(function, *args, what=what, timeout=CONVERT_TIMEOUT_S,
+                        env={"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"},
+                        fix="check that the model's weights and inputs are sane; rerun with --debug for the log")
 
 
-def _converter(tf, saved_model: str, representative: str | None, job: dict[str, Any]):
+def _converter(tf, saved_model: str, representative: np.ndarray | None, job: dict[str, Any]):
     """A TFLiteConverter configured for ``job['mode']`` (runs in the child)."""
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
     mode, io_dtype = job["mode"], job.get("io_dtype", "float32")
-    if representative and mode in ("int8", "int16x8"):
-        samples = np.load(representative, allow_pickle=False)
-        converter.representative_dataset = lambda: ([sample[None]] for sample in samples)
+    if representative is not None and mode in ("int8", "int16x8"):
+        converter.representative_dataset = lambda: ([sample[None]] for sample in representative)
     if mode != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if mode == "float16":
@@ -107,21 +89,19 @@ def _converter(tf, saved_model: str, representative: str | None, job: dict[str, 
     return converter
 
 
-def _child_convert(*, saved_model: str, representative: str | None, jobs: list[dict[str, Any]]) -> None:
-    """Child entry point: run each conversion job (one TF import for all) and write its bytes to ``job['out']``.
+def _child_convert(saved_model: str, representative: np.ndarray | None, jobs: list[dict[str, Any]]) -> list[bytes]:
+    """Child entry point: the bytes of each conversion job (one TF import for all).
 
     A job with ``denylisted_nodes`` is quantized selectively: those tensors' ops stay float.
     """
     from edgekit._tf import import_tf
 
     tf, _ = import_tf()
+    results = []
     for job in jobs:
         converter = _converter(tf, saved_model, representative, job)
-        if job.get("denylisted_nodes"):
-            data = _selective_int8(converter, job)
-        else:
-            data = converter.convert()
-        Path(job["out"]).write_bytes(data)
+        results.append(_selective_int8(converter, job) if job.get("denylisted_nodes") else converter.convert())
+    return results
 
 
 def _selective_int8(converter, job: dict[str, Any]) -> bytes:
@@ -137,8 +117,8 @@ def _selective_int8(converter, job: dict[str, Any]) -> bytes:
         fully_quantize=job["io_dtype"] != "float32", denylisted_nodes=list(job["denylisted_nodes"]))
 
 
-def _child_layer_stats(*, saved_model: str, representative: str, out: str) -> None:
-    """Child entry point: per-layer quantization error from the TFLite quantization debugger, as JSON."""
+def _child_layer_stats(saved_model: str, representative: np.ndarray) -> list[dict[str, Any]]:
+    """Child entry point: per-layer quantization error from the TFLite quantization debugger."""
     import csv
     import io
 
@@ -157,7 +137,7 @@ def _child_layer_stats(*, saved_model: str, representative: str, out: str) -> No
         rows.append({"tensor_name": row["tensor_name"], "op_name": row["op_name"],
                      "rmse_over_scale": float(np.sqrt(float(row["mean_squared_error"]))) / scale,
                      "mean_error": float(row["mean_error"]), "scale": float(row["scale"])})
-    Path(out).write_text(json.dumps(rows))
+    return rows
 
 
 class PreparedModel:
@@ -169,10 +149,7 @@ class PreparedModel:
         self._tmp = tempfile.TemporaryDirectory(prefix="edgekit-tflite-")
         self.root = Path(self._tmp.name)
         export_saved_model(model, self.root / "saved_model")
-        self.representative_path: Path | None = None
-        if representative is not None:
-            self.representative_path = self.root / "representative.npy"
-            np.save(self.representative_path, np.asarray(representative, dtype=np.float32), allow_pickle=False)
+        self.representative = None if representative is None else np.asarray(representative, dtype=np.float32)
 
     def __enter__(self) -> PreparedModel:
         return self
@@ -185,26 +162,17 @@ class PreparedModel:
             raise UsageError(f"unknown TFLite mode {mode!r}", fix=f"use one of {', '.join(MODES)}")
         if io_dtype not in IO_DTYPES:
             raise UsageError(f"--io-dtype {io_dtype!r} is not supported", fix=f"use one of {', '.join(IO_DTYPES)}")
-        if mode in ("int8", "int16x8") and self.representative_path is None:
+        if mode in ("int8", "int16x8") and self.representative is None:
             raise UsageError(f"{mode} conversion needs representative (calibration) images",
                              fix="pass --calibration DIR")
-        out = self.root / f"{mode}-{io_dtype}-{time.monotonic_ns()}.tflite"
-        return {"mode": mode, "io_dtype": io_dtype, "denylisted_nodes": list(denylisted_nodes), "out": str(out)}
+        return {"mode": mode, "io_dtype": io_dtype, "denylisted_nodes": list(denylisted_nodes)}
 
     def convert_many(self, jobs: list[tuple[str, str, tuple[str, ...]]]) -> list[bytes]:
         """Bytes for each ``(mode, io_dtype, denylisted_nodes)``, all converted in one child process."""
         requests = [self._job(mode, io_dtype, deny) for mode, io_dtype, deny in jobs]
         modes = ", ".join(job[0] for job in jobs)
-        run_isolated(f"{__name__}:_child_convert",
-                     {"saved_model": str(self.root / "saved_model"), "jobs": requests,
-                      "representative": str(self.representative_path) if self.representative_path else None},
-                     what=f"TFLite {modes} conversion of {self.what}")
-        results = []
-        for request in requests:
-            out = Path(request["out"])
-            results.append(out.read_bytes())
-            out.unlink()
-        return results
+        return _run_child(_child_convert, str(self.root / "saved_model"), self.representative, requests,
+                          what=f"TFLite {modes} conversion of {self.what}")
 
     def convert(self, mode: str, *, io_dtype: str = "float32", denylisted_nodes: tuple[str, ...] = ()) -> bytes:
         """TFLite flatbuffer bytes for ``mode``; ``denylisted_nodes`` (tensor names) stay float in int8."""
@@ -213,11 +181,8 @@ class PreparedModel:
     def layer_stats(self) -> list[dict[str, Any]]:
         """Per-layer int8 quantization error (RMSE / scale), worst first."""
         self._job("int8", "float32")
-        out = self.root / "layer-stats.json"
-        run_isolated(f"{__name__}:_child_layer_stats",
-                     {"saved_model": str(self.root / "saved_model"), "representative": str(self.representative_path),
-                      "out": str(out)}, what=f"quantization debugger on {self.what}")
-        rows = json.loads(out.read_text())
+        rows = _run_child(_child_layer_stats, str(self.root / "saved_model"), self.representative,
+                          what=f"quantization debugger on {self.what}")
         return sorted(rows, key=lambda row: -row["rmse_over_scale"])
 
 
@@ -241,81 +206,26 @@ def embed_metadata(model_bytes: bytes, *, labels: list[str], preprocessing: dict
     return embed_tflite_metadata(model_bytes, make_metadata(labels, preprocessing))
 
 
-def _interpreter(model_bytes: bytes, threads: int = 1):
-    from ai_edge_litert.interpreter import Interpreter
-
-    from edgekit._tf import silence_native_stderr
+def run_tflite(model_bytes: bytes, inputs: np.ndarray, *, threads: int = 1) -> np.ndarray:
+    """Float outputs of freshly converted bytes on normalised inputs, through the runtime core
+    (:func:`edgekit.runtime.backends.run_float`); bytes LiteRT cannot load are a ValidationError."""
+    from edgekit.runtime.backends import run_float
 
     try:
-        with silence_native_stderr():  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate" line
-            interpreter = Interpreter(model_content=model_bytes, num_threads=threads)
-            interpreter.allocate_tensors()
-    except (RuntimeError, ValueError) as exc:
-        raise ValidationError(f"the converted model does not load in LiteRT: {str(exc).strip().splitlines()[-1]}",
+        return run_float(model_bytes, inputs, threads=threads)
+    except ModelFileError as exc:
+        raise ValidationError(f"the converted model does not load in LiteRT: {exc.message.splitlines()[-1]}",
                               fix="use another quantization mode (e.g. --int8 instead of --int16x8)") from exc
-    return interpreter
-
-
-def _spec(detail: dict[str, Any]) -> dict[str, Any]:
-    scale, zero_point = detail["quantization"]
-    return {"name": detail["name"], "shape": [int(d) for d in detail["shape"]],
-            "dtype": np.dtype(detail["dtype"]).name, "scale": float(scale), "zero_point": int(zero_point)}
 
 
 def tensor_specs(model_bytes: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
     """Input and output tensor specs (shape, dtype, quantization scale/zero point) as stored in the manifest."""
-    interpreter = _interpreter(model_bytes)
-    return _spec(interpreter.get_input_details()[0]), _spec(interpreter.get_output_details()[0])
+    from edgekit.runtime.backends import tflite_io_specs
 
-
-def run_tflite(model_bytes: bytes, inputs: np.ndarray, *, threads: int = 1) -> np.ndarray:
-    """Float outputs for float (normalised) inputs, one image at a time, quantising/dequantising as the model asks."""
-    interpreter = _interpreter(model_bytes, threads)
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    in_scale, in_zero = inp["quantization"]
-    out_scale, out_zero = out["quantization"]
-    rows = []
-    for sample in np.asarray(inputs, dtype=np.float32):
-        value = sample[None]
-        if np.issubdtype(inp["dtype"], np.integer):
-            info = np.iinfo(inp["dtype"])
-            value = np.clip(np.round(value / in_scale + in_zero), info.min, info.max)
-        interpreter.set_tensor(inp["index"], value.astype(inp["dtype"]))
-        interpreter.invoke()
-        result = interpreter.get_tensor(out["index"])[0]
-        if np.issubdtype(out["dtype"], np.integer):
-            result = (result.astype(np.float32) - out_zero) * out_scale
-        rows.append(result.astype(np.float32))
-    return np.stack(rows) if rows else np.zeros((0,) + tuple(out["shape"][1:]), np.float32)
-
-
-def median_latency_ms(model_bytes: bytes, *, runs: int = 30, warmup: int = 3, threads: int = 1) -> float:
-    """Median wall time of one invoke (``threads`` threads, default XNNPACK), in milliseconds."""
-    interpreter = _interpreter(model_bytes, threads)
-    detail = interpreter.get_input_details()[0]
-    sample = np.zeros(detail["shape"], dtype=detail["dtype"])
-    times = []
-    for i in range(warmup + runs):
-        interpreter.set_tensor(detail["index"], sample)
-        start = time.perf_counter()
-        interpreter.invoke()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1000.0)
+    model_input, model_output = tflite_io_specs(model_bytes)
+    return model_input.to_manifest(), model_output.to_manifest()
 
 
 def gzip_size(data: bytes) -> int:
     """Compressed size: what pruning and clustering actually save (zeros and repeated values compress)."""
     return len(gzip.compress(data, compresslevel=9, mtime=0))
-
-
-def _main(argv: list[str]) -> int:
-    target, request_path = argv
-    module_name, function_name = target.split(":")
-    function = getattr(importlib.import_module(module_name), function_name)
-    function(**json.loads(Path(request_path).read_text()))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))

@@ -119,7 +119,7 @@ def guarded_int8(prepared, *, plain: bytes, io_dtype: str, tune: Callable[[bytes
             fix=f"use --max-accuracy-drop {certificate['upper95_points']:.2f} or more, give --eval-data more "
                 "held-out images, or try --int16x8 / --qat")
     if denied:
-        from edgekit.stages.convert_tflite import median_latency_ms
+        from edgekit.runtime.backends import median_latency_ms
 
         plain_ms, guarded_ms = median_latency_ms(plain), median_latency_ms(chosen)
         report.update(latency_ms={"plain_int8": round(plain_ms, 3), "guarded": round(guarded_ms, 3)},

@@ -43,7 +43,7 @@ from edgekit.artifacts import (
     write_text_atomic,
 )
 from edgekit.errors import ConversionError, DeviceUnavailableError, ModelFileError, ValidationError
-from edgekit.targets.tflite_graph import OperatorInfo, SubgraphInfo, TensorInfo, read_tflite
+from edgekit.runtime.tflite_file import OperatorInfo, SubgraphInfo, TensorInfo, read_tflite
 
 COMPILER_ENV = "EDGETPU_COMPILER"
 COMPILER_NAME = "edgetpu_compiler"

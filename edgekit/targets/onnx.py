@@ -2,7 +2,7 @@
 
 Flow: Keras parent -> tf2onnx (static batch-1 input) -> optional onnxslim -> optional quantization
 -> labels + preprocessing in ``metadata_props`` -> ``onnx.checker`` (full check) -> run the result
-in a *subprocess* on sample images and compare with the parent's outputs -> write model.onnx and
+in a child process on sample images and compare with the parent's outputs -> write model.onnx and
 its manifest atomically. An existing float ONNX artifact can also be the parent (to quantize it).
 
 ``--int8`` is onnxruntime static QDQ quantization after ``quant_pre_process``: per-channel int8
@@ -13,17 +13,14 @@ kernel adds products in int16 pairs (VPMADDUBSW), which saturate with full-range
 weights (255 * 127 * 2 > 32767) and wrecked the outputs (top-1 agreement 0.23 with the parent);
 7-bit weights (|w| <= 64) keep every pair in range (255 * 64 * 2 < 32767) on any CPU.
 ``--dynamic`` exists for completeness but is 3-11x slower than fp32 for CNNs on CPU (DESIGN.md).
-
-Run as ``python -m edgekit.targets.onnx run MODEL IN.npz OUT.npz`` it is the validation worker.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -32,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgekit.artifacts import Artifact, Manifest, Preprocessing, library_versions, parent_record, write_artifact
-from edgekit.errors import ConversionError, ModelFileError, UsageError
+from edgekit.errors import ConversionError, UsageError
 from edgekit.progress import status
 from edgekit.targets.common import check_out_dir, compare_to_parent, labelled_accuracy, load_parent, sample_images, validation_set
 
@@ -282,55 +279,18 @@ def _opset_of(proto) -> int:
 
 
 def run_onnx_subprocess(model: Path, inputs: np.ndarray, *, threads: int = 1) -> np.ndarray:
-    """Outputs of an ONNX model on ``inputs`` (one at a time), computed by onnxruntime in a child process.
+    """Outputs of an ONNX model on ``inputs``, computed by the runtime core
+    (:func:`edgekit.runtime.backends.run_float`, onnxruntime) in a child process.
 
     A crash inside onnxruntime (bad graph, unsupported op) becomes a :class:`ConversionError` here
     instead of taking down the caller.
     """
-    with tempfile.TemporaryDirectory(prefix="edgekit-onnx-run-") as work_name:
-        work = Path(work_name)
-        np.save(work / "in.npy", np.ascontiguousarray(inputs, dtype=np.float32), allow_pickle=False)
-        command = [sys.executable, "-m", "edgekit.targets.onnx", "run", str(model), str(work / "in.npy"),
-                   str(work / "out.npy"), str(threads)]
-        try:
-            proc = subprocess.run(command, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S,
-                                  env=dict(os.environ, OMP_NUM_THREADS=str(threads)))
-        except subprocess.TimeoutExpired as exc:
-            raise ConversionError(f"running {model} did not finish within {WORKER_TIMEOUT_S} s",
-                                  fix="check the model; it may be far larger than expected") from exc
-        if proc.returncode != 0:
-            lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-            why = f"crashed (signal {-proc.returncode})" if proc.returncode < 0 else (lines[-1] if lines else "failed")
-            raise ConversionError(f"onnxruntime could not run {model}: {why}",
-                                  fix="re-export the model; see --debug for the worker's output")
-        return np.load(work / "out.npy", allow_pickle=False)
-
-
-def _worker(model: str, inputs: str, outputs: str, threads: str) -> None:
-    """Child-process side of :func:`run_onnx_subprocess`: onnxruntime on each input, results to .npy."""
+    from edgekit.child_process import run_isolated
+    from edgekit.runtime.backends import run_float
     from edgekit.runtime.safety import check_model_file
 
     check_model_file(model, "onnx")
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = int(threads)
-    options.inter_op_num_threads = 1
-    from edgekit.runtime.backends import is_nchw
-
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    data = np.load(inputs, allow_pickle=False)  # NHWC images; channels-first models get them transposed
-    if is_nchw(tuple(d if isinstance(d, int) else -1 for d in session.get_inputs()[0].shape)):
-        data = np.ascontiguousarray(data.transpose(0, 3, 1, 2))
-    result = np.stack([session.run(None, {name: item[None]})[0][0] for item in data])
-    np.save(outputs, result, allow_pickle=False)
-
-
-if __name__ == "__main__":
-    if len(sys.argv) != 6 or sys.argv[1] != "run":
-        sys.exit("usage: python -m edgekit.targets.onnx run MODEL IN.npy OUT.npy THREADS")
-    try:
-        _worker(*sys.argv[2:])
-    except ModelFileError as exc:
-        sys.exit(exc.one_line())
+    return run_isolated(functools.partial(run_float, model_format="onnx", threads=threads), Path(model),
+                        np.ascontiguousarray(inputs, dtype=np.float32), what=f"onnxruntime running {model}",
+                        fix="re-export the model; rerun with --debug for the child's output",
+                        timeout=WORKER_TIMEOUT_S, env={"OMP_NUM_THREADS": str(threads)})

@@ -1,10 +1,20 @@
-"""Read a .tflite flatbuffer into plain Python records, without TensorFlow or an interpreter.
+"""The one place edgekit reads (and rewrites) the .tflite flatbuffer, without TensorFlow or an interpreter.
 
-Target checks (Edge TPU compatibility, op counts, parameter sizes) need the graph as the file
-describes it: operators in execution order with their builtin name and version, tensors with
-dtype, shape, ``shape_signature`` (-1 = dynamic) and quantization, and which tensors are
-constants. ``ai_edge_litert.schema_py_generated`` reads the flatbuffer directly (~ms, no
-allocation of tensors), so this works on machines that only have the light runtime installed.
+- :func:`check_structure`: walks every table before a native parser sees the bytes (a garbled file
+  raises here, not as a segfault in C++);
+- :func:`io_tensors`: the input/output tensors (shape, dtype, quantization) the runtime and the
+  importer need; :func:`numpy_dtype` is the one TensorType -> numpy map;
+- :func:`metadata_buffer` / :func:`with_metadata_buffer`: named metadata entries (edgekit's labels);
+- :func:`parse_tflite` / :func:`read_tflite`: the whole graph as records for target checks (Edge TPU
+  compatibility, op counts, parameter sizes): operators in execution order with builtin name,
+  version and options, tensors with dtype, shape, ``shape_signature`` (-1 = dynamic), quantization
+  and which are constants.
+
+The light readers use edgekit's vendored schema subset (:mod:`edgekit.runtime.tflite_schema`), so the
+runtime works where only tflite-runtime is installed; the whole-graph parser and the writer need
+``ai_edge_litert.schema_py_generated`` (op names, option tables, the object API). The profiling
+runner (copied to devices, imports nothing from edgekit) keeps its own small reader; a test checks
+that the two agree.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from typing import Any
 from edgekit.errors import ModelFileError
 
 FILE_IDENTIFIER = b"TFL3"
+CORRUPT_FIX = "re-export or re-download the model"
 
 
 @dataclass(frozen=True)
@@ -91,8 +102,9 @@ def _enum_names(enum_cls: type) -> dict[int, str]:
     return {v: k for k, v in vars(enum_cls).items() if not k.startswith("_") and isinstance(v, int)}
 
 
-def _text(raw: bytes | None) -> str:
-    return raw.decode("utf-8", errors="replace") if raw else ""
+def _text(raw: bytes | str | None) -> str:
+    """A flatbuffer string (bytes from the readers, str or bytes from the object API) as text."""
+    return raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else (raw or "")
 
 
 def _ints(table, name: str) -> tuple[int, ...]:
@@ -245,3 +257,113 @@ def read_tflite(path: Path | str) -> TfliteGraph:
         raise ModelFileError(f"cannot read {path}: {exc.strerror}", fix="check the file's permissions") from exc
     return parse_tflite(data, path=str(path))
 
+
+
+def numpy_dtype(tensor_type: str):
+    """The numpy dtype of a TensorType name (FLOAT32 -> float32, INT8 -> int8, ...)."""
+    import numpy as np
+
+    return np.dtype(tensor_type.lower())
+
+
+def io_tensors(data) -> tuple[TensorInfo, TensorInfo]:
+    """Subgraph 0's first input and first output tensor (read with the vendored schema subset)."""
+    from edgekit.runtime import tflite_schema as schema
+
+    model = schema.Model.GetRootAs(data, 0)
+    graph = model.Subgraphs(0)
+    sizes = _buffer_sizes(model)
+    return (_read_tensor(schema, model, graph, graph.Inputs(0), sizes),
+            _read_tensor(schema, model, graph, graph.Outputs(0), sizes))
+
+
+def check_structure(buf, *, path: Path | str) -> None:
+    """Walk the flatbuffer tables in pure Python: a truncated or garbled file raises ModelFileError here."""
+    from edgekit.runtime import tflite_schema as schema
+
+    size = len(buf)
+    try:
+        model = schema.Model.GetRootAs(buf, 0)
+        if model.SubgraphsLength() < 1:
+            raise ValueError("no subgraphs")
+        for i in range(model.BuffersLength()):
+            buffer = model.Buffers(i)
+            offset, length = buffer.Offset(), buffer.Size()
+            if offset > 1 and offset + length > size:
+                raise ValueError(f"buffer {i} points past the end of the file")
+            buffer.DataLength()
+        for i in range(model.OperatorCodesLength()):
+            model.OperatorCodes(i).BuiltinCode()
+        for s in range(model.SubgraphsLength()):
+            graph = model.Subgraphs(s)
+            for t in range(graph.TensorsLength()):
+                tensor = graph.Tensors(t)
+                if tensor.Buffer() >= max(model.BuffersLength(), 1):
+                    raise ValueError(f"tensor {t} names buffer {tensor.Buffer()} of {model.BuffersLength()}")
+                tensor.ShapeAsNumpy()
+            for o in range(graph.OperatorsLength()):
+                op = graph.Operators(o)
+                if op.OpcodeIndex() >= model.OperatorCodesLength():
+                    raise ValueError(f"operator {o} uses an unknown opcode")
+                for index in (*op.InputsAsNumpy().tolist(), *op.OutputsAsNumpy().tolist()):
+                    if not -1 <= index < graph.TensorsLength():
+                        raise ValueError(f"operator {o} names tensor {index} of {graph.TensorsLength()}")
+    except Exception as exc:  # the generated readers raise IndexError/struct.error/... on bad offsets
+        raise ModelFileError(f"{path} is a truncated or corrupt .tflite flatbuffer ({type(exc).__name__}: {exc})",
+                             fix=CORRUPT_FIX) from exc
+
+
+def metadata_buffer(data, name: str) -> bytes | None:
+    """The bytes of the metadata entry called ``name``, or None when the model has none."""
+    from edgekit.runtime import tflite_schema as schema
+
+    try:
+        model = schema.Model.GetRootAs(data, 0)
+        for i in range(model.MetadataLength()):
+            entry = model.Metadata(i)
+            if _text(entry.Name()) == name:
+                return model.Buffers(entry.Buffer()).DataAsNumpy().tobytes()
+    except Exception as exc:  # malformed flatbuffers raise anything from IndexError to struct.error
+        raise ModelFileError(f"cannot read the TFLite metadata: {exc}",
+                             fix="check that the file is a complete .tflite model") from exc
+    return None
+
+
+def with_metadata_buffer(data: bytes, name: str, payload: bytes) -> bytes:
+    """A copy of the flatbuffer whose metadata entry ``name`` holds ``payload``.
+
+    An existing entry is replaced (its old buffer is emptied, indices stay valid). Refuses models
+    whose weights live outside the flatbuffer (>2 GiB layout), which the object API would drop.
+    """
+    import flatbuffers
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as schema
+
+    try:
+        model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    except Exception as exc:  # malformed flatbuffers raise anything from IndexError to struct.error
+        raise ModelFileError(f"cannot parse the TFLite flatbuffer to embed metadata: {exc}",
+                             fix="check that the file is a complete .tflite model") from exc
+    buffers = model.buffers or []
+    if any((b.offset or 0) > 1 for b in buffers):
+        raise ModelFileError("this .tflite keeps its weights outside the flatbuffer (>2 GiB layout)",
+                             fix="keep the model below 2 GiB to embed edgekit metadata")
+    stored = schema.BufferT()
+    stored.data = np.frombuffer(payload, dtype=np.uint8)
+    entries = list(model.metadata or [])
+    existing = [m for m in entries if _text(m.name) == name]
+    if existing:
+        buffers[existing[0].buffer] = stored
+        for extra in existing[1:]:
+            entries.remove(extra)
+    else:
+        buffers.append(stored)
+        entry = schema.MetadataT()
+        entry.name = name
+        entry.buffer = len(buffers) - 1
+        entries.append(entry)
+    model.buffers = buffers
+    model.metadata = entries
+    builder = flatbuffers.Builder(len(data) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=FILE_IDENTIFIER)
+    return bytes(builder.Output())

@@ -1,0 +1,117 @@
+"""Run one function in a fresh child process, so that a native crash becomes an error instead of killing edgekit.
+
+Converters, onnxruntime and TFLite interpreters can die inside C++ on a bad model or NaN weights
+(segfault, abort), taking the caller with them. :func:`run_isolated` runs ``function(*args)`` in a
+new Python process started by ``concurrent.futures.ProcessPoolExecutor`` with multiprocessing's
+``spawn`` context (a fresh interpreter: no forked TensorFlow threads or locks):
+
+- the child's return value comes back pickled; an :class:`EdgekitError` it raises comes back as itself,
+  any other exception as ``error`` quoting its last line;
+- a crashed child surfaces as ``BrokenProcessPool`` and becomes ``error`` naming ``what``, the fatal
+  signal (the child runs :mod:`faulthandler`) and the fix;
+- a child past ``timeout``, or a parent interrupted (Ctrl-C, SIGTERM), kills the child first.
+
+The child's stdout and stderr go to a log file, because TensorFlow's banner and converter chatter
+must not reach the terminal or a ``--json`` stdout; its last lines are quoted on failure, and the whole
+log is printed with ``EDGEKIT_DEBUG=1``.
+
+Spawn re-imports the caller's ``__main__`` in the child (as ``__mp_main__``), so a script that calls
+edgekit must keep its work under ``if __name__ == "__main__":`` (``python -m edgekit`` does). A child
+that dies while starting says so in its error.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import faulthandler
+import multiprocessing
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any, TypeVar
+
+from edgekit.errors import ConversionError, EdgekitError
+
+T = TypeVar("T")
+LOG_TAIL_LINES = 3
+MAIN_GUARD_HINT = ("the child process died while starting: it re-imports the calling script, so keep the "
+                   "script's top-level work under `if __name__ == \"__main__\":`")
+
+
+def run_isolated(function: Callable[..., T], /, *args: Any, what: str, fix: str,
+                 error: type[EdgekitError] = ConversionError, timeout: float | None = None,
+                 env: dict[str, str] | None = None) -> T:
+    """``function(*args)`` computed in a fresh spawned process; a crash, timeout or failure there is ``error``.
+
+    ``function`` and ``args`` must be picklable (a module-level function, ``functools.partial`` of one);
+    ``env`` is set in the child before ``function`` runs (so before the imports it does).
+    """
+    with tempfile.TemporaryDirectory(prefix="edgekit-child-") as tmp:
+        log = Path(tmp) / "child.log"
+        pool = concurrent.futures.ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_child,
+            initargs=(str(log), dict(env or {})))
+        done, children = False, []
+        try:
+            future = pool.submit(function, *args)
+            # The pool's own process table: Python 3.14 has ProcessPoolExecutor.kill_workers(), 3.11 does not.
+            children = list(pool._processes.values())
+            try:
+                result = future.result(timeout=timeout)
+            except BrokenProcessPool:
+                raise error(f"{what} {_crash_description(log, children)}", fix=fix) from None
+            except concurrent.futures.TimeoutError:
+                raise error(f"{what} did not finish within {timeout:.0f} s", fix=fix) from None
+            except EdgekitError:
+                raise
+            except Exception as exc:  # the function raised in the child: anything its libraries raise
+                raise error(f"{what} failed: {type(exc).__name__}: {_last_line(str(exc))}", fix=fix) from exc
+            done = True
+            return result
+        finally:
+            if not done:
+                _show_log_when_debugging(log)
+                for child in children:
+                    child.kill()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _start_child(log_path: str, env: dict[str, str]) -> None:
+    """Pool initializer, in the child: the environment, stdout/stderr into the log, faulthandler on."""
+    os.environ.update(env)
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    faulthandler.enable()  # a fatal signal prints "Fatal Python error: Segmentation fault" and a traceback
+
+
+def _crash_description(log: Path, children: list) -> str:
+    """Why the child died: the fatal signal faulthandler logged, else its exit status and last log lines."""
+    if not log.exists():
+        return f"crashed ({MAIN_GUARD_HINT})"
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    fatal = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("Fatal Python error:")), None)
+    if fatal:
+        return f"crashed ({fatal})"
+    for child in children:
+        child.join(timeout=5)  # the pool may not have reaped it yet
+    codes = [child.exitcode for child in children if child.exitcode is not None]
+    status = f"signal {-codes[0]}" if codes and codes[0] < 0 else f"exit {codes[0]}" if codes else "no exit status"
+    tail = " | ".join(lines[-LOG_TAIL_LINES:])
+    return f"crashed ({status}){': ' + tail if tail else ''}"
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else text
+
+
+def _show_log_when_debugging(log: Path) -> None:
+    if os.environ.get("EDGEKIT_DEBUG") and log.exists():
+        sys.stderr.write(log.read_text(errors="replace"))
