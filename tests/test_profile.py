@@ -359,3 +359,34 @@ def test_profile_cli_bad_gate_exits_2_before_work(tiny_models, capsys):
         main(["profile", str(tiny_models["int8.tflite"]), "--fail-if", "p50_ms=>3"])
     assert info.value.code == 2
     assert "--fail-if" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["float.tflite", "int8.tflite", "float.onnx"])
+def test_standalone_runner_and_runtime_core_read_and_run_the_model_alike(tiny_models, name):
+    """profiling/runner.py is copied to devices and imports nothing from edgekit, so it keeps its own
+    runtime session and flatbuffer reader: on the same real model they must agree with the core's."""
+    from ai_edge_litert import interpreter as litert
+
+    from edgekit.profiling import runner
+    from edgekit.runtime.backends import ORT_DTYPES, open_backend, tflite_io_specs
+    from edgekit.runtime.tflite_file import numpy_dtype, read_tflite
+
+    assert {k: np.dtype(v) for k, v in runner.ORT_DTYPES.items()} == {k: np.dtype(v) for k, v in ORT_DTYPES.items()}
+    path = tiny_models[name]
+    fmt = path.suffix[1:]
+    bare = "onnxruntime" if fmt == "onnx" else "ai_edge_litert"
+    backend_name, module = runner._import_runtime(bare, fmt)
+    session = runner._Session(backend_name, module, str(path), 1, "cpu")
+    core = open_backend(path, fmt, threads=1, accelerator="cpu")
+    assert session.inputs.shape == core.input.shape and session.inputs.dtype == core.input.dtype
+    assert np.array_equal(np.asarray(session.run(session.inputs)), core.run(session.inputs))
+    if fmt == "tflite":
+        detail = litert.Interpreter(model_path=str(path)).get_input_details()[0]
+        from_file, _ = tflite_io_specs(path.read_bytes())
+        assert (from_file.scale, from_file.zero_point) == pytest.approx(detail["quantization"])
+        assert from_file.dtype == detail["dtype"] and from_file.shape == tuple(detail["shape"])
+        assert (from_file.scale > 0) == (name == "int8.tflite")
+        tensors = read_tflite(path).main.tensors
+        expected = sum(int(np.prod([max(d, 1) for d in t.shape])) * numpy_dtype(t.dtype).itemsize
+                       for t in tensors if not t.is_constant)
+        assert session.activation_bytes == expected > 0

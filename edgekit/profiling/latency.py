@@ -4,6 +4,14 @@ The measurement runs ``edgekit/profiling/runner.py`` in a new Python process pin
 profile's thread count (CPU affinity + ``*_NUM_THREADS``), so TensorFlow or earlier models loaded
 in the caller cannot pollute the numbers. Remote devices run the very same script over SSH
 (:mod:`edgekit.devices.ssh`), so local and remote results have one shape.
+
+Why this module keeps its own launcher instead of :func:`edgekit.child_process.run_isolated`: a
+measurement needs a fresh process per run that is pinned (``sched_setaffinity`` before it starts)
+and has ``*_NUM_THREADS`` set before any library loads, and its peak memory (VmHWM) must hold only
+the runtime and the model. A spawn pool child first re-imports the caller's ``__main__`` (the CLI,
+or a user's script with TensorFlow in it) and multiprocessing, which would land in the memory
+numbers and differ from the same script run over SSH. So the runner is started as a plain script,
+exactly as on a device, and answers with one JSON object on stdout (:func:`parse_runner_output`).
 """
 
 from __future__ import annotations

@@ -24,6 +24,10 @@ import time
 
 EXIT_RUNTIME_MISSING = 3
 EXIT_FAILED = 4
+# onnxruntime input type -> numpy dtype name; the same map as edgekit.runtime.backends.ORT_DTYPES (a test
+# checks), written out here because this script imports nothing from edgekit.
+ORT_DTYPES = {"tensor(float)": "float32", "tensor(uint8)": "uint8", "tensor(int8)": "int8",
+              "tensor(float16)": "float16", "tensor(double)": "float64"}
 
 
 def read_status_kib(field: str = "VmHWM") -> int | None:
@@ -108,7 +112,7 @@ class _Session:
             options.inter_op_num_threads = 1
             self._session = module.InferenceSession(model, options, providers=["CPUExecutionProvider"])
             meta = self._session.get_inputs()[0]
-            dtype = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8}.get(meta.type, np.float32)
+            dtype = ORT_DTYPES.get(meta.type, "float32")
             self._name = meta.name
             self.inputs = _zeros(np, [d if isinstance(d, int) else 1 for d in meta.shape], dtype)
             self.run = lambda batch: self._session.run(None, {self._name: batch})[0]
@@ -143,7 +147,9 @@ def _zeros(np, shape, dtype):
 def _litert_activation_bytes(model: str) -> int | None:
     """Sum of non-constant tensor sizes of subgraph 0: an upper-bound estimate of the activation arena.
 
-    Constant tensors are those whose flatbuffer buffer holds data. The arena planner reuses memory
+    This script's own small flatbuffer reader (it is copied to devices); edgekit's is
+    :mod:`edgekit.runtime.tflite_file`, and a test checks that the two agree. Constant tensors are
+    those whose flatbuffer buffer holds data. The arena planner reuses memory
     between tensors whose lifetimes do not overlap, so the real arena is usually smaller.
     """
     # LiteRT's own reader first, as on a bare LiteRT board, so a local and a remote run of the same model
@@ -184,7 +190,7 @@ def onnx_op_profile(model: str, threads: int, runs: int, out_dir: str, top: int 
     options.profile_file_prefix = os.path.join(out_dir, "ort_profile")
     session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     meta = session.get_inputs()[0]
-    dtype = {"tensor(uint8)": np.uint8, "tensor(int8)": np.int8}.get(meta.type, np.float32)
+    dtype = ORT_DTYPES.get(meta.type, "float32")
     batch = _zeros(np, [d if isinstance(d, int) else 1 for d in meta.shape], dtype)
     for _ in range(runs):
         session.run(None, {meta.name: batch})
