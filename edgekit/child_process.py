@@ -15,9 +15,10 @@ The child's stdout and stderr go to a log file, because TensorFlow's banner and 
 must not reach the terminal or a ``--json`` stdout; its last lines are quoted on failure, and the whole
 log is printed with ``EDGEKIT_DEBUG=1``.
 
-Spawn re-imports the caller's ``__main__`` in the child (as ``__mp_main__``), so a script that calls
-edgekit must keep its work under ``if __name__ == "__main__":`` (``python -m edgekit`` does). A child
-that dies while starting says so in its error.
+Spawn re-runs the caller's main script in the child (as ``__mp_main__``; a package's ``__main__`` run
+with ``python -m`` it skips), so a script that calls edgekit must keep its work under
+``if __name__ == "__main__":``, as the ``edgekit`` console script does. A child that dies while
+starting says so in its error.
 """
 
 from __future__ import annotations

@@ -71,9 +71,18 @@ def tiny_models(tmp_path_factory, digits_dir) -> dict[str, Path]:
     return build_tiny_models(tmp_path_factory.getbasetemp() / "runtime-models", digits_dir)
 
 
-def test_cli_predict_verifies_the_model_in_a_child_without_tensorflow(tiny_models, tmp_path):
-    """``python -m edgekit`` runs the CLI, and the verification child re-imports that ``__main__``: it must not
-    run the CLI again, nor import TensorFlow (a stand-in ``tensorflow`` package records any import)."""
+def _launchers() -> list:
+    script = Path(sys.executable).parent / "edgekit"
+    return [pytest.param([sys.executable, "-m", "edgekit"], id="python -m edgekit"),
+            pytest.param([sys.executable, str(script)], id="edgekit script",
+                         marks=pytest.mark.skipif(not script.is_file(), reason=f"no console script at {script}"))]
+
+
+@pytest.mark.parametrize("launcher", _launchers())
+def test_cli_predict_verifies_the_model_in_a_child_without_tensorflow(launcher, tiny_models, tmp_path):
+    """The verification child of ``edgekit predict`` must not import TensorFlow (a stand-in ``tensorflow``
+    package records any import), nor run the CLI again: spawn re-imports the ``edgekit`` console script
+    in the child (as ``__mp_main__``; ``python -m edgekit``'s ``__main__`` it skips)."""
     from test_runtime import LABELS
 
     from edgekit.runtime.tflite_file import with_metadata_buffer
@@ -88,7 +97,7 @@ def test_cli_predict_verifies_the_model_in_a_child_without_tensorflow(tiny_model
     marker = tmp_path / "tensorflow-imported"
     (poison / "__init__.py").write_text(f"import os\nopen({str(marker)!r}, 'a').write(str(os.getpid()) + '\\n')\n"
                                         "raise ImportError('tensorflow must not be imported here')\n")
-    done = subprocess.run([sys.executable, "-m", "edgekit", "predict", str(model), str(photo), "--json"],
+    done = subprocess.run([*launcher, "predict", str(model), str(photo), "--json"],
                           capture_output=True, text=True, timeout=300,
                           env=os.environ | {"PYTHONPATH": f"{poison.parent}{os.pathsep}{ROOT}"})
     assert done.returncode == 0, done.stderr
