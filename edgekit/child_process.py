@@ -15,21 +15,24 @@ The child's stdout and stderr go to a log file, because TensorFlow's banner and 
 must not reach the terminal or a ``--json`` stdout; its last lines are quoted on failure, and the whole
 log is printed with ``EDGEKIT_DEBUG=1``.
 
-Spawn re-runs the caller's main script in the child (as ``__mp_main__``; a package's ``__main__`` run
-with ``python -m`` it skips), so a script that calls edgekit must keep its work under
-``if __name__ == "__main__":``, as the ``edgekit`` console script does. A child that dies while
-starting says so in its error.
+Spawn normally re-runs the caller's main script in the child (as ``__mp_main__``), which would make
+every plain script that calls edgekit (``Predictor("m.tflite")`` at top level, no
+``if __name__ == "__main__":``) fail, and would load the script's imports (TensorFlow, the CLI) into
+each child. The functions run here all live in importable modules and need nothing from the script,
+so the child is started with the script hidden (:func:`_main_script_hidden`).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import faulthandler
 import multiprocessing
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,8 +41,6 @@ from edgekit.errors import ConversionError, EdgekitError
 
 T = TypeVar("T")
 LOG_TAIL_LINES = 3
-MAIN_GUARD_HINT = ("the child process died while starting: it re-imports the calling script, so keep the "
-                   "script's top-level work under `if __name__ == \"__main__\":`")
 
 
 def run_isolated(function: Callable[..., T], /, *args: Any, what: str, fix: str,
@@ -47,8 +48,9 @@ def run_isolated(function: Callable[..., T], /, *args: Any, what: str, fix: str,
                  env: dict[str, str] | None = None) -> T:
     """``function(*args)`` computed in a fresh spawned process; a crash, timeout or failure there is ``error``.
 
-    ``function`` and ``args`` must be picklable (a module-level function, ``functools.partial`` of one);
-    ``env`` is set in the child before ``function`` runs (so before the imports it does).
+    ``function`` and ``args`` must be picklable (a function of an importable module, not of the main
+    script; ``functools.partial`` of one); ``env`` is set in the child before ``function`` runs (so
+    before the imports it does).
     """
     with tempfile.TemporaryDirectory(prefix="edgekit-child-") as tmp:
         log = Path(tmp) / "child.log"
@@ -57,7 +59,8 @@ def run_isolated(function: Callable[..., T], /, *args: Any, what: str, fix: str,
             initargs=(str(log), dict(env or {})))
         done, children = False, []
         try:
-            future = pool.submit(function, *args)
+            with _main_script_hidden():  # the pool starts its spawn process inside submit()
+                future = pool.submit(function, *args)
             # The pool's own process table: Python 3.14 has ProcessPoolExecutor.kill_workers(), 3.11 does not.
             children = list(pool._processes.values())
             try:
@@ -80,6 +83,21 @@ def run_isolated(function: Callable[..., T], /, *args: Any, what: str, fix: str,
             pool.shutdown(wait=True, cancel_futures=True)
 
 
+@contextlib.contextmanager
+def _main_script_hidden() -> Iterator[None]:
+    """Present an empty ``__main__`` while a spawn child starts, so it does not re-run the caller's script.
+
+    multiprocessing reads ``sys.modules["__main__"]`` (its ``__spec__``/``__file__``) when it starts a
+    process and has no option to skip it; nothing else reads it in that instant.
+    """
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
 def _start_child(log_path: str, env: dict[str, str]) -> None:
     """Pool initializer, in the child: the environment, stdout/stderr into the log, faulthandler on."""
     os.environ.update(env)
@@ -95,7 +113,7 @@ def _start_child(log_path: str, env: dict[str, str]) -> None:
 def _crash_description(log: Path, children: list) -> str:
     """Why the child died: the fatal signal faulthandler logged, else its exit status and last log lines."""
     if not log.exists():
-        return f"crashed ({MAIN_GUARD_HINT})"
+        return "crashed while starting (before it could run)"
     lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
     fatal = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("Fatal Python error:")), None)
     if fatal:
