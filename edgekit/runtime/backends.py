@@ -209,11 +209,11 @@ class LiteRTCompiledBackend:
 
     name = "ai_edge_litert"
 
-    def __init__(self, path: Path, *, hardware: str = "GPU"):
+    def __init__(self, path: Path | bytes, *, hardware: str = "GPU"):
         from ai_edge_litert.compiled_model import CompiledModel
         from ai_edge_litert.hardware_accelerator import HardwareAccelerator
 
-        model_bytes = Path(path).read_bytes()
+        model_bytes, path = (path, "the model") if isinstance(path, bytes) else (Path(path).read_bytes(), path)
         self.input, self.output = tflite_io_specs(model_bytes)
         try:
             with silence_native_stderr():
