@@ -60,3 +60,11 @@ def import_options(*, labels: Path | None, preprocess: str | None, mean: str | N
     return ImportOptions(labels=labels, preprocess=preprocess, mean=parse_channels(mean, "--mean") if mean else None,
                          std=parse_channels(std, "--std") if std else None, size=size, trust=trust,
                          train_data=train_data, eval_data=eval_data)
+
+
+def stage_option(model, name: str, *short: str):
+    """A ``typer.Option`` whose flag, default and help are read from field ``name`` of a stage's option model
+    (:mod:`edgekit.options`), so the command cannot drift from the stage and the recipe schema."""
+    field = model.model_fields[name]
+    return typer.Option(field.default, model.FLAGS.get(name, "--" + name.replace("_", "-")), *short,
+                        help=field.description)
