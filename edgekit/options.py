@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, DirectoryPath, Field, ValidationError, model_validator
 
 from edgekit.errors import UsageError
 
@@ -41,6 +41,9 @@ class StageOptions(BaseModel):
         return cls.FLAGS.get(name, "--" + name.replace("_", "-")).split("/")[0]
 
 
+_RULES = {"path_not_directory": "is not an existing folder", "path_not_file": "is not an existing file"}
+
+
 def options_error(model: type[StageOptions], exc: ValidationError) -> UsageError:
     """The first problem of a pydantic ValidationError as one line: the flag, the value, the rule and a fix."""
     error = exc.errors(include_url=False)[0]
@@ -50,10 +53,27 @@ def options_error(model: type[StageOptions], exc: ValidationError) -> UsageError
     if error["type"] == "extra_forbidden":
         return UsageError(f"option {flag} does not apply to `edgekit {model.COMMAND}`",
                           fix=f"drop it; `edgekit {model.COMMAND} --help` lists the options")
-    rule = error["msg"].replace("Input should be", "must be").replace("Value error, ", "")
+    bounded = field is not None and error["type"] in ("greater_than", "greater_than_equal", "less_than",
+                                                      "less_than_equal")
+    rule = (f"must be {range_text(field)}" if bounded else _RULES.get(error["type"])
+            or error["msg"].replace("Input should be", "must be"))
     examples = field.examples if field is not None else None
     fix = f"use e.g. {flag} {examples[0]}" if examples else f"see `edgekit {model.COMMAND} --help`"
-    return UsageError(f"{flag} {error.get('input')!r}: {rule}", fix=fix)
+    value = error.get("input")
+    return UsageError(f"{flag} {value if isinstance(value, (int, float, Path)) else repr(value)}: {rule}", fix=fix)
+
+
+def range_text(field) -> str:
+    """A field's bounds as one phrase: ``in 13..18``, ``in (0, 1)``, ``in [0, 1)`` or ``>= 1``."""
+    bounds = {key: getattr(m, key) for m in field.metadata for key in ("ge", "gt", "le", "lt") if hasattr(m, key)}
+    low = ("[", bounds["ge"]) if "ge" in bounds else ("(", bounds["gt"]) if "gt" in bounds else None
+    high = ("]", bounds["le"]) if "le" in bounds else (")", bounds["lt"]) if "lt" in bounds else None
+    if low and high:
+        if low[0] + high[0] == "[]" and all(isinstance(b[1], int) for b in (low, high)):
+            return f"in {low[1]}..{high[1]}"
+        return f"in {low[0]}{low[1]}, {high[1]}{high[0]}"
+    sign, limit = ({"[": ">=", "(": ">"}[low[0]], low[1]) if low else ({"]": "<=", ")": "<"}[high[0]], high[1])
+    return f"{sign} {limit}"
 
 
 def _combination(message: str, fix: str) -> None:
@@ -205,7 +225,7 @@ class ExportOptions(StageOptions):
                                           "faster than fp32 on CPU.")
     dynamic: bool = Field(False, description="Dynamic (weight-only) quantization. Warning: 3-11x SLOWER than fp32 "
                                              "for CNNs on CPU; use --int8 instead unless the model is mostly MatMul.")
-    calibration: Path | None = Field(None, description="Image folder for --int8 calibration (default: the parent's "
+    calibration: DirectoryPath | None = Field(None, description="Image folder for --int8 calibration (default: the parent's "
                                                        "training folder from its manifest).")
     calibration_samples: int | None = Field(None, ge=1, examples=[200],
                                             description="Images used for --int8 calibration (default 200).")
