@@ -234,10 +234,6 @@ class ExportOptions(StageOptions):
         description=f"Activation range estimator for --int8: {', '.join(CALIBRATE_METHODS)} (default minmax).")
     simplify: bool = Field(False, description="Simplify the graph with onnxslim before quantization/saving.")
 
-    def given(self) -> dict[str, Any]:
-        """The options set away from their defaults: what is passed on to (and checked by) the target."""
-        return {name: value for name, value in self.model_dump(exclude_defaults=True).items()}
-
 
 class ProfileOptions(StageOptions):
     """How ``edgekit profile`` measures (latency runs, threads, interleaved rounds)."""

@@ -50,7 +50,7 @@ def compress_command(
     tensors' quantization, top-1 agreement with the float parent and (with labelled held-out
     images) its accuracy drop. Options are checked before any work starts.
     """
-    from edgekit.stages.compress import compress
+    from edgekit.api import compress
 
     artifacts = compress(model=model, out_dir=out, int8=int8, float16=float16, dynamic=dynamic, int16x8=int16x8,
                          io_dtype=io_dtype, calibration=calibration, calibration_samples=calibration_samples,

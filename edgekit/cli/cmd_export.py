@@ -76,17 +76,13 @@ def export_command(
     (exit 6) naming the numbers. Labels and preprocessing are embedded in the file and written to
     manifest.json. For int8/pruned TFLite use `edgekit compress`; for the Edge TPU `edgekit compile`.
     """
-    chosen = get_target(target)
-    if chosen.command != "export":
-        from edgekit.errors import UsageError
+    from edgekit.api import export
 
-        raise UsageError(f"target {chosen.name!r} is produced by `edgekit {chosen.command}`, not `edgekit export`",
-                         fix=f"run `edgekit {chosen.command} MODEL --target {chosen.name}`")
-    given = {"int8": int8, "dynamic": dynamic, "opset": opset, "calibration": calibration,
-             "calibration_samples": calibration_samples, "calibrate_method": calibrate_method, "simplify": simplify}
-    options = {name: value for name, value in given.items() if value is not None and value is not False}
-    out_dir = out or Path("runs/export") / f"{chosen.name}{'-int8' if int8 else '-dynamic' if dynamic else ''}"
+    name = get_target(target).name
+    out_dir = out or Path("runs/export") / f"{name}{'-int8' if int8 else '-dynamic' if dynamic else ''}"
     foreign = import_options(labels=labels, preprocess=preprocess, mean=mean, std=std, trust=trust_model)
-    artifact = chosen.run(model, out_dir=out_dir, general={"seed": seed, "trust": trust_model,
-                                                           "import_options": foreign}, **options)
-    print_summary(artifact_summary(artifact, chosen.name), as_json=as_json)
+    artifact = export(model=model, target=name, out_dir=out_dir, int8=int8, dynamic=dynamic, opset=opset,
+                      calibration=calibration, calibration_samples=calibration_samples,
+                      calibrate_method=calibrate_method, simplify=simplify, seed=seed, trust=trust_model,
+                      import_options=foreign)
+    print_summary(artifact_summary(artifact, name), as_json=as_json)

@@ -44,8 +44,7 @@ def profile_command(
     With several models (e.g. float.tflite int8.tflite), they are measured interleaved in --rounds
     rounds and each is shown as a ratio against the first (median over rounds, with min and max).
     """
-    from edgekit.profiling import compare, profile
-    from edgekit.profiling.gates import enforce_gates
+    from edgekit.api import compare, enforce_gates, profile
 
     foreign = import_options(labels=labels, preprocess=preprocess, mean=mean, std=std)
     if len(models) > 1:

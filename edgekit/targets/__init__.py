@@ -61,6 +61,7 @@ class Target:
     combination_check: Callable[[dict[str, Any]], None] | None = None
     notes: str = ""
     optional: dict[str, str] = field(default_factory=dict)  # option name -> module it additionally needs
+    static_report: str | None = None  # function in ``module``: what the absent compiler would do, from the file
 
     def _missing_modules(self) -> list[str]:
         return [m for m in self.requires if importlib.util.find_spec(m) is None]
@@ -147,6 +148,7 @@ TARGETS: dict[str, Target] = {
         Target("edgetpu", "_edgetpu.tflite", "Edge TPU model compiled from a full-int8 .tflite.", "compile",
                ("tflite",), "edgekit.targets.edgetpu", "compile_edgetpu",
                requires=("ai_edge_litert",), executables={"edgetpu_compiler": "EDGETPU_COMPILER"},
+               static_report="compatibility_report",
                notes="without the compiler, `edgekit compile` prints the static compatibility report"),
     )
 }
