@@ -1,8 +1,8 @@
 """The Python API: keyword-only functions, one per stage. The CLI is a thin layer over these.
 
 Every option is an explicit keyword whose default is the stage's option model's
-(:mod:`edgekit.options`; tests/test_api.py checks they agree). Heavy libraries load inside each
-function, so ``import edgekit.api`` is cheap.
+(:mod:`edgekit.options`; tests/test_api.py checks they agree); ``compress`` is the stage function
+itself. Heavy libraries load inside each function, so ``import edgekit.api`` is cheap.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgekit.stages.compress import compress  # noqa: F401  (the stage itself: its signature is the API's)
 from edgekit.stages.finetune import FinetuneConfig, FinetuneResult
 
 if TYPE_CHECKING:
@@ -40,23 +41,6 @@ def import_model(*, model: Path, out_dir: Path, options: ImportOptions | None = 
     from edgekit.importer import ImportOptions, import_model as run
 
     return run(model=model, out_dir=out_dir, options=options or ImportOptions())
-
-
-def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = False, dynamic: bool = False,
-             int16x8: bool = False, io_dtype: str = "float32", calibration: Path | None = None,
-             calibration_samples: int = 200, prune: float | None = None, cluster: int | None = None,
-             qat: bool = False, train_data: Path | None = None, fine_tune_epochs: int = 2,
-             max_accuracy_drop: float | None = None, eval_data: Path | None = None, seed: int = 0,
-             trust: bool = False, import_options: ImportOptions | None = None) -> list[Artifact]:
-    """Prune / cluster / QAT / post-training quantize to TFLite variants, one artifact each; the options are
-    :class:`edgekit.options.CompressOptions`; see :func:`edgekit.stages.compress.compress`."""
-    from edgekit.stages.compress import compress as run
-
-    return run(model=model, out_dir=out_dir, int8=int8, float16=float16, dynamic=dynamic, int16x8=int16x8,
-               io_dtype=io_dtype, calibration=calibration, calibration_samples=calibration_samples, prune=prune,
-               cluster=cluster, qat=qat, train_data=train_data, fine_tune_epochs=fine_tune_epochs,
-               max_accuracy_drop=max_accuracy_drop, eval_data=eval_data, seed=seed, trust=trust,
-               import_options=import_options)
 
 
 def export(*, model: Path, target: str, out_dir: Path, int8: bool = False, dynamic: bool = False,
