@@ -157,3 +157,38 @@ def shipped_recipe(name: str) -> Path:
     from edgekit.recipes.runner import shipped_recipe as find
 
     return find(name)
+
+
+def recipe_schema() -> dict:
+    """The recipe JSON Schema (draft 2020-12), its stage sections generated from :mod:`edgekit.options`."""
+    from edgekit.recipes.schema import RECIPE_SCHEMA
+
+    return RECIPE_SCHEMA
+
+
+def targets() -> list[dict[str, Any]]:
+    """One row per export/compile target: suffix, command, options, needs, and whether it is available here."""
+    from edgekit.targets import list_targets
+
+    return list_targets()
+
+
+def devices() -> list[dict[str, Any]]:
+    """One row per device profile (built-in, ./devices/*.yaml, $EDGEKIT_DEVICES) with its availability here."""
+    from edgekit.devices import list_devices
+
+    rows = []
+    for device in list_devices():
+        ok, reason = device.available()
+        rows.append({**device.to_dict(), "available": ok, "reason": reason})
+    return rows
+
+
+def backbones() -> list[dict[str, Any]]:
+    """One row per backbone: input sizes, feature size, where its ImageNet weights come from, licence."""
+    from edgekit.backbones import list_backbones
+
+    return [{"name": s.name, "family": s.family, "default_size": s.default_size, "min_size": s.min_size,
+             "feature_dim": s.feature_dim, "weights": s.weights_package or s.weights_source,
+             "tfmot_wrap": s.tfmot_wrap, "license": s.license, "description": s.description}
+            for s in list_backbones()]

@@ -88,9 +88,11 @@ def sweep_command(recipe: RecipeArg, out: RecipeOut = None, device: Devices = No
 @app.command("recipe-schema")
 def recipe_schema_command(as_json: JsonFlag = False) -> None:
     """Print the recipe layout: every key with its type and bounds (--json: the JSON Schema)."""
-    from edgekit.recipes.schema import RECIPE_SCHEMA, recipe_layout
+    from edgekit.api import recipe_schema
+    from edgekit.recipes.schema import recipe_layout
 
-    typer.echo(json.dumps(RECIPE_SCHEMA, indent=2) if as_json else recipe_layout())
+    schema = recipe_schema()
+    typer.echo(json.dumps(schema, indent=2) if as_json else recipe_layout(schema))
 
 
 @app.command("quickstart")
