@@ -194,3 +194,13 @@ def test_run_recipe_measures_on_the_devices_given(tmp_path):
     with pytest.raises(UsageError, match="cpu-1tt"):  # the devices argument replaces the recipe's, before any work
         api.run_recipe(recipe=recipe, out_dir=tmp_path / "out", devices=["cpu-1tt"])
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("listing", ["targets", "backbones", "recipe-schema"])
+def test_listing_commands_print_what_the_api_returns(listing, capsys):
+    import json
+
+    from edgekit.cli import main
+
+    main([listing, "--json"])
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(getattr(api, listing.replace("-", "_"))()))
