@@ -204,3 +204,16 @@ def test_listing_commands_print_what_the_api_returns(listing, capsys):
 
     main([listing, "--json"])
     assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(getattr(api, listing.replace("-", "_"))()))
+
+
+def test_the_sweeps_standard_variants_are_valid_recipe_entries_and_options():
+    import yaml
+
+    from edgekit.recipes.runner import STANDARD_EXPORTS, STANDARD_VARIANTS
+    from edgekit.recipes.schema import parse_recipe
+
+    recipe = {"name": "s", "data": "photos", "finetune": {}, "compress": [dict(v) for v in STANDARD_VARIANTS],
+              "export": [dict(e) for e in STANDARD_EXPORTS]}
+    assert parse_recipe(yaml.safe_dump(recipe), source="sweep")["compress"]
+    for variant in STANDARD_VARIANTS:
+        assert CompressOptions(**{k: v for k, v in variant.items() if k != "name"}).modes()
