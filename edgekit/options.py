@@ -9,9 +9,9 @@ The stages validate with these models (pydantic), the recipe JSON schema is gene
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, DirectoryPath, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, DirectoryPath, Field, ValidationError, model_validator
 
 from edgekit.errors import UsageError
 
@@ -20,6 +20,9 @@ MIN_CALIBRATION_IMAGES = 10
 MAX_CLUSTERS = 256  # TFLite/tfmot clustering keeps at most 256 shared values per kernel
 CALIBRATE_METHODS = ("minmax", "entropy", "percentile")
 MIN_OPSET, MAX_OPSET = 13, 18  # tf2onnx 1.17 writes opsets up to 18; QDQ per-channel needs >= 13
+
+# An existing folder; ``~`` is expanded first, as everywhere else a path is given.
+Folder = Annotated[DirectoryPath, BeforeValidator(lambda v: Path(v).expanduser() if isinstance(v, (str, Path)) else v)]
 
 
 class StageOptions(BaseModel):
@@ -225,7 +228,7 @@ class ExportOptions(StageOptions):
                                           "faster than fp32 on CPU.")
     dynamic: bool = Field(False, description="Dynamic (weight-only) quantization. Warning: 3-11x SLOWER than fp32 "
                                              "for CNNs on CPU; use --int8 instead unless the model is mostly MatMul.")
-    calibration: DirectoryPath | None = Field(None, description="Image folder for --int8 calibration (default: the parent's "
+    calibration: Folder | None = Field(None, description="Image folder for --int8 calibration (default: the parent's "
                                                        "training folder from its manifest).")
     calibration_samples: int | None = Field(None, ge=1, examples=[200],
                                             description="Images used for --int8 calibration (default 200).")
