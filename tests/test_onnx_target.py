@@ -229,7 +229,7 @@ def test_registry_validates_options_per_target():
 
     with pytest.raises(UsageError, match="does not apply to target 'tflite'"):
         get_target("tflite").validate_options({"opset": 13})
-    with pytest.raises(UsageError, match="opset must be in 13..18"):
+    with pytest.raises(UsageError, match="--opset 30: must be in 13..18"):
         get_target("onnx").validate_options({"opset": 30})
     with pytest.raises(UsageError, match="only applies with --int8"):
         get_target("onnx").validate_options({"calibrate_method": "entropy"})

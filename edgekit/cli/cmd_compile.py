@@ -10,7 +10,6 @@ import typer
 from edgekit.cli.app import app
 from edgekit.cli.cmd_export import artifact_summary, print_summary
 from edgekit.cli.options import JsonFlag, OutDir, model_argument
-from edgekit.errors import UsageError
 from edgekit.targets import TARGETS, get_target
 
 Int8Model = model_argument(".tflite, full int8")
@@ -32,22 +31,12 @@ def compile_command(
     """
     from pathlib import Path
 
-    chosen = get_target(target)
-    if chosen.command != "compile":
-        raise UsageError(f"target {chosen.name!r} is produced by `edgekit {chosen.command}`, not `edgekit compile`",
-                         fix=f"run `edgekit {chosen.command} MODEL --target {chosen.name}`")
-    out_dir = out or Path("runs/compile") / chosen.name
-    ok, _ = chosen.available()
-    if not ok and chosen.name == "edgetpu":
-        _print_static_report(model, as_json=as_json)
-    artifact = chosen.run(model, out_dir=out_dir)
-    print_summary(artifact_summary(artifact, chosen.name), as_json=as_json)
+    from edgekit.api import compile_model, static_report
 
-
-def _print_static_report(model, *, as_json: bool) -> None:
-    """The Edge TPU report judged from the file alone (printed before the compile attempt reports what is missing)."""
-    from edgekit.artifacts import load_artifact
-    from edgekit.targets.edgetpu import compatibility_report
-
-    report = compatibility_report(load_artifact(model, require_manifest=False).path)
-    typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else "\n".join(report.summary_lines()))
+    name = get_target(target).name
+    # Without the compiler, the report judged from the file is printed before the compile attempt says what is missing.
+    report = static_report(model=model, target=name)
+    if report is not None:
+        typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else "\n".join(report.summary_lines()))
+    artifact = compile_model(model=model, out_dir=out or Path("runs/compile") / name, target=name)
+    print_summary(artifact_summary(artifact, name), as_json=as_json)

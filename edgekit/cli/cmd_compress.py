@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 
 from edgekit.cli.app import app
-from edgekit.cli.options import JsonFlag, Labels, Mean, Preprocess, Seed, Std, import_options, model_argument
+from edgekit.cli.options import JsonFlag, Labels, Mean, Preprocess, Std, import_options, model_argument, stage_option
+from edgekit.options import CompressOptions as C
 
 FloatModel = model_argument(".keras/.h5 or a SavedModel folder: from `edgekit finetune`, or your own")
 
@@ -17,19 +18,19 @@ FloatModel = model_argument(".keras/.h5 or a SavedModel folder: from `edgekit fi
 @app.command("compress")
 def compress_command(
     model: FloatModel,
-    int8: Annotated[bool, typer.Option("--int8", help="Full-integer int8 (weights and activations; fastest on CPU/NPU/Edge TPU). Needs calibration images.")] = False,
-    io_dtype: Annotated[str, typer.Option("--io-dtype", help="Input/output tensor type of int8 models: float32 (quantize inside), int8 or uint8 (Edge TPU / MCU style).")] = "float32",
+    int8: bool = stage_option(C, "int8"),
+    io_dtype: str = stage_option(C, "io_dtype"),
     calibration: Annotated[Path | None, typer.Option("--calibration", help="Image folder (<class>/ images) for int8 calibration (default: the training folder in the model's manifest).")] = None,
-    calibration_samples: Annotated[int, typer.Option("--calibration-samples", help="How many calibration images to use (class-stratified, seeded; >= 10).")] = 200,
-    float16: Annotated[bool, typer.Option("--float16", help="float16 weights (half the size, float compute).")] = False,
-    dynamic: Annotated[bool, typer.Option("--dynamic", help="Dynamic-range: int8 weights, float activations (small, but often slower than float on CPU).")] = False,
-    int16x8: Annotated[bool, typer.Option("--int16x8", help="int16 activations, int8 weights (more accurate than int8, slower; needs calibration).")] = False,
-    prune: Annotated[float | None, typer.Option("--prune", help="Magnitude-prune to this sparsity in (0,1) with recovery fine-tuning (e.g. 0.5); shrinks the gzip size.")] = None,
-    cluster: Annotated[int | None, typer.Option("--cluster", help="Cluster each kernel into N shared values (k-means++, N >= 2) with a short fine-tune.")] = None,
-    qat: Annotated[bool, typer.Option("--qat", help="Quantization-aware training, then int8 (keeps --prune sparsity / --cluster clusters).")] = False,
+    calibration_samples: int = stage_option(C, "calibration_samples"),
+    float16: bool = stage_option(C, "float16"),
+    dynamic: bool = stage_option(C, "dynamic"),
+    int16x8: bool = stage_option(C, "int16x8"),
+    prune: float | None = stage_option(C, "prune"),
+    cluster: int | None = stage_option(C, "cluster"),
+    qat: bool = stage_option(C, "qat"),
     train_data: Annotated[Path | None, typer.Option("--train-data", help="Training images for --prune/--cluster/--qat fine-tuning (default: the manifest's).")] = None,
-    fine_tune_epochs: Annotated[int, typer.Option("--fine-tune-epochs", help="Epochs of fine-tuning for --prune/--cluster/--qat.")] = 2,
-    max_accuracy_drop: Annotated[float | None, typer.Option("--max-accuracy-drop", help="With --int8: the largest top-1 drop (points) allowed. Layers to keep float are chosen on part of the eval images and the bound is certified (95% upper bound) on the rest; else it fails, naming the smallest bound the images certify.")] = None,
+    fine_tune_epochs: int = stage_option(C, "fine_tune_epochs"),
+    max_accuracy_drop: float | None = stage_option(C, "max_accuracy_drop"),
     eval_data: Annotated[Path | None, typer.Option("--eval-data", help="Labelled held-out images for accuracy (default: test/ or val/ beside the training folder, else the finetune's validation split, else part of the calibration images, reported as training data).")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: one sub-folder (model.tflite + manifest.json) per variant.")] = Path("runs/compress"),
     trust_model: Annotated[bool, typer.Option("--trust-model", help="Allow Keras models with Lambda/custom layers (runs their code).")] = False,
@@ -37,7 +38,7 @@ def compress_command(
     preprocess: Preprocess = None,
     mean: Mean = None,
     std: Std = None,
-    seed: Seed = 0,
+    seed: int = stage_option(C, "seed"),
     as_json: JsonFlag = False,
 ) -> None:
     """Compress a float model (finetuned, or your own .keras/.h5/SavedModel) into TFLite variants, each validated against it.
@@ -49,7 +50,7 @@ def compress_command(
     tensors' quantization, top-1 agreement with the float parent and (with labelled held-out
     images) its accuracy drop. Options are checked before any work starts.
     """
-    from edgekit.stages.compress import compress
+    from edgekit.api import compress
 
     artifacts = compress(model=model, out_dir=out, int8=int8, float16=float16, dynamic=dynamic, int16x8=int16x8,
                          io_dtype=io_dtype, calibration=calibration, calibration_samples=calibration_samples,

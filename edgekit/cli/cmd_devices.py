@@ -14,12 +14,9 @@ def devices_command(as_json: JsonFlag = False) -> None:
     Availability is checked without loading a model: delegate libraries, GPU adapters and execution
     providers for local devices; an SSH connection (short timeout) for remote ones.
     """
-    from edgekit.devices import list_devices
+    from edgekit.api import devices
 
-    rows = []
-    for device in list_devices():
-        ok, reason = device.available()
-        rows.append({**device.to_dict(), "available": ok, "reason": reason})
+    rows = devices()
     print_listing(rows, title="edgekit devices", as_json=as_json,
                   columns=("name", Column("runtime", optional=True), "accelerator", Column("threads", optional=True),
                            Column("transport", optional=True), "available here"),

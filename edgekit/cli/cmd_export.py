@@ -9,15 +9,11 @@ from typing import Annotated
 import typer
 
 from edgekit.cli.app import app
-from edgekit.cli.options import JsonFlag, Labels, Mean, Preprocess, Seed, Std, import_options, model_argument
+from edgekit.cli.options import JsonFlag, Labels, Mean, Preprocess, Seed, Std, import_options, model_argument, stage_option
+from edgekit.options import ExportOptions as E
 from edgekit.targets import TARGETS, get_target
 
 FloatModel = model_argument(".keras/.h5 or a SavedModel folder; for --target onnx also a float .onnx")
-
-
-def option_help(name: str) -> str:
-    """The help text of a target option, from the registry (the one place it is written)."""
-    return next(option.help for target in TARGETS.values() for option in target.options if option.name == name)
 
 
 def artifact_summary(artifact, target: str) -> dict:
@@ -55,13 +51,13 @@ EXPORT_TARGETS = ", ".join(name for name, target in TARGETS.items() if target.co
 def export_command(
     model: FloatModel,
     target: Annotated[str, typer.Option("--target", help=f"Target format: {EXPORT_TARGETS} (see `edgekit targets`).")] = "onnx",
-    int8: Annotated[bool, typer.Option("--int8", help=option_help("int8"))] = False,
-    dynamic: Annotated[bool, typer.Option("--dynamic", help=option_help("dynamic"))] = False,
-    opset: Annotated[int | None, typer.Option("--opset", help=option_help("opset"))] = None,
-    calibration: Annotated[Path | None, typer.Option("--calibration", help=option_help("calibration"))] = None,
-    calibration_samples: Annotated[int | None, typer.Option("--calibration-samples", help=option_help("calibration_samples"))] = None,
-    calibrate_method: Annotated[str | None, typer.Option("--calibrate-method", help=option_help("calibrate_method"))] = None,
-    simplify: Annotated[bool, typer.Option("--simplify", help=option_help("simplify"))] = False,
+    int8: bool = stage_option(E, "int8"),
+    dynamic: bool = stage_option(E, "dynamic"),
+    opset: int | None = stage_option(E, "opset"),
+    calibration: Path | None = stage_option(E, "calibration"),
+    calibration_samples: int | None = stage_option(E, "calibration_samples"),
+    calibrate_method: str | None = stage_option(E, "calibrate_method"),
+    simplify: bool = stage_option(E, "simplify"),
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder for the model and its manifest.json (default: runs/export/<target>[-int8]).")] = None,
     trust_model: Annotated[bool, typer.Option("--trust-model", help="Allow Keras models with Lambda/custom layers (runs their code).")] = False,
     labels: Labels = None,
@@ -80,17 +76,13 @@ def export_command(
     (exit 6) naming the numbers. Labels and preprocessing are embedded in the file and written to
     manifest.json. For int8/pruned TFLite use `edgekit compress`; for the Edge TPU `edgekit compile`.
     """
-    chosen = get_target(target)
-    if chosen.command != "export":
-        from edgekit.errors import UsageError
+    from edgekit.api import export
 
-        raise UsageError(f"target {chosen.name!r} is produced by `edgekit {chosen.command}`, not `edgekit export`",
-                         fix=f"run `edgekit {chosen.command} MODEL --target {chosen.name}`")
-    given = {"int8": int8, "dynamic": dynamic, "opset": opset, "calibration": calibration,
-             "calibration_samples": calibration_samples, "calibrate_method": calibrate_method, "simplify": simplify}
-    options = {name: value for name, value in given.items() if value is not None and value is not False}
-    out_dir = out or Path("runs/export") / f"{chosen.name}{'-int8' if int8 else '-dynamic' if dynamic else ''}"
+    name = get_target(target).name
+    out_dir = out or Path("runs/export") / f"{name}{'-int8' if int8 else '-dynamic' if dynamic else ''}"
     foreign = import_options(labels=labels, preprocess=preprocess, mean=mean, std=std, trust=trust_model)
-    artifact = chosen.run(model, out_dir=out_dir, general={"seed": seed, "trust": trust_model,
-                                                           "import_options": foreign}, **options)
-    print_summary(artifact_summary(artifact, chosen.name), as_json=as_json)
+    artifact = export(model=model, target=name, out_dir=out_dir, int8=int8, dynamic=dynamic, opset=opset,
+                      calibration=calibration, calibration_samples=calibration_samples,
+                      calibrate_method=calibrate_method, simplify=simplify, seed=seed, trust=trust_model,
+                      import_options=foreign)
+    print_summary(artifact_summary(artifact, name), as_json=as_json)

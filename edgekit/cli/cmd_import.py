@@ -37,7 +37,7 @@ def import_command(
     from the input's quantization (raw pixels). The manifest records the source's path and sha256.
     Stages given a model without a manifest do the same import into OUT/imported themselves.
     """
-    from edgekit.importer import import_model
+    from edgekit.api import import_model
 
     artifact = import_model(model=model, out_dir=out, options=import_options(
         labels=labels, preprocess=preprocess, mean=mean, std=std, size=size, trust=trust_model,

@@ -43,10 +43,9 @@ def monitor_command(
     Class mix: chi-square; low-confidence rate: z-test; latency per window.
     JSON and Markdown need only numpy; HTML plots need matplotlib.
     """
-    from edgekit.monitoring import monitor
+    from edgekit.api import enforce_gates, monitor
     from edgekit.monitoring.drift import parse_thresholds
     from edgekit.monitoring.report import verdict
-    from edgekit.profiling.gates import enforce_gates
 
     result = monitor(log=log, model=model, reference=reference, out_dir=out,
                      thresholds=parse_thresholds(threshold or []), window_s=window, fail_if=tuple(fail_if or ()),

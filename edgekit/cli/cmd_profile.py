@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 
 from edgekit.cli.app import app
-from edgekit.cli.options import JsonFlag, Labels, Mean, Preprocess, Std, Threads, import_options
+from edgekit.cli.options import JsonFlag, Labels, Mean, Preprocess, Std, import_options, stage_option
+from edgekit.options import ProfileOptions as P
 
 Models = Annotated[list[Path], typer.Argument(
     metavar="MODEL", help="Model file (.tflite/.onnx; a .keras model must be compressed or exported first) or "
@@ -22,14 +23,14 @@ def profile_command(
     models: Models,
     device: Annotated[list[str] | None, typer.Option("--device", "-d", help="Device profile name or YAML path; repeat for several (see `edgekit devices`).")] = None,
     data: Annotated[Path | None, typer.Option("--data", help="Labelled image folder (class folders = the model's labels): measure accuracy loss against the float parent.")] = None,
-    runs: Annotated[int, typer.Option("--runs", min=1, help="Timed inference runs per device.")] = 50,
-    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed warm-up runs before the timed ones.")] = 5,
-    budget: Annotated[float | None, typer.Option("--budget-s", help="Time the runs for this many seconds instead of --runs.")] = None,
-    threads: Threads = None,
+    runs: int = stage_option(P, "runs", typer_range=True),
+    warmup: int = stage_option(P, "warmup", typer_range=True),
+    budget: float | None = stage_option(P, "budget_s"),
+    threads: int | None = stage_option(P, "threads", "-t", typer_range=True),
     fail_if: Annotated[list[str] | None, typer.Option("--fail-if", help='Fail (exit 8) if this holds, e.g. "accuracy_drop>1" or "p50_ms>10"; repeatable.')] = None,
     report: Annotated[Path | None, typer.Option("--report", help="Write profile.json, report.md, report.html and plots here.")] = None,
     parent: Annotated[Path | None, typer.Option("--parent", help="The float model to compare accuracy against (with --data), when the one named in the manifest is not here, e.g. an artifact copied to a device.")] = None,
-    rounds: Annotated[int, typer.Option("--rounds", min=1, help="With several models: interleaved rounds (A B A B ...), each model once per round in a fresh process.")] = 5,
+    rounds: int = stage_option(P, "rounds", typer_range=True),
     labels: Labels = None,
     preprocess: Preprocess = None,
     mean: Mean = None,
@@ -43,8 +44,7 @@ def profile_command(
     With several models (e.g. float.tflite int8.tflite), they are measured interleaved in --rounds
     rounds and each is shown as a ratio against the first (median over rounds, with min and max).
     """
-    from edgekit.profiling import compare, profile
-    from edgekit.profiling.gates import enforce_gates
+    from edgekit.api import compare, enforce_gates, profile
 
     foreign = import_options(labels=labels, preprocess=preprocess, mean=mean, std=std)
     if len(models) > 1:

@@ -52,11 +52,12 @@ def print_summary(summary: dict, *, as_json: bool) -> None:
     out.print(f"report: {summary['reports']['report_html']}", markup=False, overflow="fold")
 
 
-def run_and_report(recipe: Path, *, allow_failures: bool, as_json: bool, **options) -> None:
+def run_and_report(recipe: Path, *, out_dir: Path | None, force: bool, devices: list[str] | None = None,
+                   sweep: bool = False, allow_failures: bool, as_json: bool) -> None:
     """Run the recipe, print its table (or JSON), then exit non-zero on failed variants or no pick."""
-    from edgekit.recipes.runner import enforce_outcome, run_recipe
+    from edgekit.api import enforce_outcome, run_recipe
 
-    summary = run_recipe(recipe_path=recipe, **options)
+    summary = run_recipe(recipe=recipe, out_dir=out_dir, force=force, devices=devices, sweep=sweep)
     print_summary(summary, as_json=as_json)
     enforce_outcome(summary, allow_failures=allow_failures)
 
@@ -87,9 +88,11 @@ def sweep_command(recipe: RecipeArg, out: RecipeOut = None, device: Devices = No
 @app.command("recipe-schema")
 def recipe_schema_command(as_json: JsonFlag = False) -> None:
     """Print the recipe layout: every key with its type and bounds (--json: the JSON Schema)."""
-    from edgekit.recipes.schema import RECIPE_SCHEMA, recipe_layout
+    from edgekit.api import recipe_schema
+    from edgekit.recipes.schema import recipe_layout
 
-    typer.echo(json.dumps(RECIPE_SCHEMA, indent=2) if as_json else recipe_layout())
+    schema = recipe_schema()
+    typer.echo(json.dumps(schema, indent=2) if as_json else recipe_layout(schema))
 
 
 @app.command("quickstart")
@@ -101,6 +104,6 @@ def quickstart_command(
     """Offline demo on the embedded dataset (scikit-learn's handwritten digits): finetune a pretrained
     MobileNetV2, quantize it to int8 (and float16, ONNX int8), measure size, latency and accuracy loss,
     and write a report. Needs no data and no network."""
-    from edgekit.recipes.runner import shipped_recipe
+    from edgekit.api import shipped_recipe
 
     run_and_report(shipped_recipe("quickstart"), out_dir=out, force=force, allow_failures=False, as_json=as_json)

@@ -10,9 +10,9 @@ from edgekit.tables import Column
 @app.command("targets")
 def targets_command(as_json: JsonFlag = False) -> None:
     """List export targets: file suffix, command, options, requirements and availability here (and why not)."""
-    from edgekit.targets import list_targets
+    from edgekit.api import targets
 
-    rows = list_targets()
+    rows = targets()
     print_listing(rows, title="edgekit targets", as_json=as_json,
                   columns=("target", Column("suffix", optional=True), "command", Column("options", optional=True),
                            Column("needs", optional=True), "available here"),

@@ -60,3 +60,17 @@ def import_options(*, labels: Path | None, preprocess: str | None, mean: str | N
     return ImportOptions(labels=labels, preprocess=preprocess, mean=parse_channels(mean, "--mean") if mean else None,
                          std=parse_channels(std, "--std") if std else None, size=size, trust=trust,
                          train_data=train_data, eval_data=eval_data)
+
+
+def stage_option(model, name: str, *short: str, typer_range: bool = False):
+    """A ``typer.Option`` whose flag, default and help are read from field ``name`` of a stage's option model
+    (:mod:`edgekit.options`), so the command cannot drift from the stage and the recipe schema.
+
+    ``typer_range`` also hands the field's inclusive bounds (``ge``/``le``) to Typer, which then checks them
+    while parsing and shows them in ``--help``; without it the model checks them with its own message.
+    """
+    field = model.model_fields[name]
+    bounds = {key: getattr(m, key) for m in field.metadata for key in ("ge", "le") if hasattr(m, key)}
+    limits = {"min": bounds.get("ge"), "max": bounds.get("le")} if typer_range else {}
+    return typer.Option(field.default, model.FLAGS.get(name, "--" + name.replace("_", "-")), *short,
+                        help=field.description, **limits)

@@ -63,10 +63,11 @@ def _measure(device, path: Path, *, threads: int | None, runs: int, warmup: int,
             "op_profile": op_profile}
 
 
-def _check_options(runs: int, warmup: int, threads: int | None, budget_s: float | None, data: Path | None) -> None:
-    if runs < 1 or warmup < 0 or (threads is not None and threads < 1) or (budget_s is not None and budget_s <= 0):
-        raise UsageError(f"--runs {runs} / --warmup {warmup} / --threads {threads} out of range",
-                         fix="use --runs >= 1, --warmup >= 0, --threads >= 1")
+def _check_options(runs: int, warmup: int, threads: int | None, budget_s: float | None, data: Path | None,
+                   rounds: int = 5) -> None:
+    from edgekit.options import ProfileOptions
+
+    ProfileOptions(runs=runs, warmup=warmup, threads=threads, budget_s=budget_s, rounds=rounds)
     if data is not None and not Path(data).is_dir():
         raise UsageError(f"--data {data} is not a folder", fix="pass an image folder with one sub-folder per class")
 
@@ -154,9 +155,7 @@ def compare(*, models: list[Path], devices: tuple[str, ...] | list[str] = ("cpu"
 
     if len(models) < 2:
         raise UsageError("comparing needs at least two models", fix="pass two or more models, the baseline first")
-    if rounds < 1:
-        raise UsageError(f"--rounds {rounds} must be >= 1", fix="use e.g. --rounds 5")
-    _check_options(runs, warmup, threads, budget_s, data)
+    _check_options(runs, warmup, threads, budget_s, data, rounds)
     profiles = [get_device(name) for name in dict.fromkeys(devices or ("cpu",))]
     loaded = [_profiled_artifact(model, labelled=data is not None, import_options=import_options) for model in models]
     sizes = [artifact.path.stat().st_size for artifact, _ in loaded]

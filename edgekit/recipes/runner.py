@@ -151,7 +151,7 @@ def run_recipe(*, recipe_path: Path, out_dir: Path | None = None, force: bool = 
     ``sweep`` adds the standard variants (:data:`STANDARD_VARIANTS`, :data:`STANDARD_EXPORTS`).
     """
     from edgekit.devices import get_device
-    from edgekit.recipes.schema import load_recipe
+    from edgekit.recipes.schema import RECIPE_PROFILE_RUNS, load_recipe
 
     recipe_path = Path(recipe_path).resolve()
     recipe = load_recipe(recipe_path)
@@ -191,7 +191,7 @@ def run_recipe(*, recipe_path: Path, out_dir: Path | None = None, force: bool = 
     profile_options = recipe.get("profile", {})
     rows, reference_accuracy = measure_all(
         float_artifact=float_artifact, artifacts=artifacts, devices=devices or recipe.get("devices") or ["cpu"],
-        test_dir=paths.test, out_dir=out_dir, runs=profile_options.get("runs", 30),
+        test_dir=paths.test, out_dir=out_dir, runs=profile_options.get("runs", RECIPE_PROFILE_RUNS),
         warmup=profile_options.get("warmup", 5), threads=profile_options.get("threads"),
         max_images=profile_options.get("max_eval_images"), force=force)
     from edgekit.recipes.report import write_run_report

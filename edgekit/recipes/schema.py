@@ -11,38 +11,20 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import RecipeError
+from edgekit.options import CompressOptions, ExportOptions, FinetuneOptions, ProfileOptions, recipe_properties
 
 _NUMBER = {"type": "number"}
 _POSITIVE_INT = {"type": "integer", "minimum": 1}
+RECIPE_PROFILE_RUNS = 30  # a recipe measures many variants: fewer runs each than `edgekit profile`
+_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"}
 
-FINETUNE = {
-    "type": "object", "additionalProperties": False,
-    "properties": {
-        "backbone": {"type": "string"}, "weights": {"type": ["string", "null"]},
-        "input_size": {"type": "integer", "minimum": 32, "maximum": 1024}, "alpha": {"type": "number", "exclusiveMinimum": 0},
-        "epochs": _POSITIVE_INT, "batch_size": _POSITIVE_INT, "learning_rate": {"type": "number", "exclusiveMinimum": 0},
-        "dropout": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
-        "label_smoothing": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
-        "augment": {"type": "boolean"}, "augment_copies": {"type": "integer", "minimum": 0},
-        "balance_classes": {"type": "boolean"}, "early_stopping": {"type": "integer", "minimum": 0},
-        "fine_tune_layers": {"type": "integer", "minimum": 0}, "fine_tune_epochs": {"type": "integer", "minimum": 0},
-        "fine_tune_learning_rate": {"type": "number", "exclusiveMinimum": 0},
-        "validation_fraction": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
-    },
-}
+# The stage sections are generated from the stages' option models (edgekit/options.py); the recipe's
+# top-level `seed` applies to every stage.
+FINETUNE = {"type": "object", "additionalProperties": False,
+            "properties": recipe_properties(FinetuneOptions, exclude=("seed",))}
 
-VARIANT = {
-    "type": "object", "additionalProperties": False, "required": ["name"],
-    "properties": {
-        "name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"},
-        "int8": {"type": "boolean"}, "float16": {"type": "boolean"}, "dynamic": {"type": "boolean"},
-        "int16x8": {"type": "boolean"}, "io_dtype": {"enum": ["float32", "int8", "uint8"]},
-        "prune": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
-        "cluster": {"type": "integer", "minimum": 2}, "qat": {"type": "boolean"},
-        "max_accuracy_drop": {"type": "number", "minimum": 0},
-        "calibration_samples": _POSITIVE_INT, "fine_tune_epochs": {"type": "integer", "minimum": 0},
-    },
-}
+VARIANT = {"type": "object", "additionalProperties": False, "required": ["name"],
+           "properties": {"name": _NAME} | recipe_properties(CompressOptions, exclude=("seed",))}
 
 EXPORT = {
     "type": "object", "additionalProperties": False, "required": ["name", "target"],
@@ -50,7 +32,9 @@ EXPORT = {
         "name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"},
         "target": {"type": "string"},
         "source": {"type": "string", "description": "'float' or the name of a compress variant"},
-        "options": {"type": "object"},
+        "options": {"type": "object", "additionalProperties": False,
+                    "properties": recipe_properties(ExportOptions),
+                    "description": "as in `edgekit export --help`"},
     },
 }
 
@@ -87,8 +71,9 @@ RECIPE_SCHEMA: dict[str, Any] = {
                     "description": "device profiles to measure on (`edgekit devices`; default cpu)"},
         "profile": {
             "type": "object", "additionalProperties": False,
-            "properties": {"runs": _POSITIVE_INT, "warmup": {"type": "integer", "minimum": 0},
-                           "threads": _POSITIVE_INT, "max_eval_images": _POSITIVE_INT},
+            "properties": recipe_properties(ProfileOptions, exclude=("budget_s", "rounds"),
+                                                         defaults={"runs": RECIPE_PROFILE_RUNS})
+            | {"max_eval_images": _POSITIVE_INT},
         },
         "constraints": {
             "type": "object", "additionalProperties": False,

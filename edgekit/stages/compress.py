@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,93 +18,15 @@ import numpy as np
 
 from edgekit.artifacts import Artifact, Manifest, Preprocessing, library_versions, parent_record, write_artifact
 from edgekit.errors import DataError, OutputError, UsageError
+from edgekit.options import MIN_CALIBRATION_IMAGES, CompressOptions
 from edgekit.progress import status
 
 if TYPE_CHECKING:
     from edgekit.importer import ImportOptions
 
 MODEL_FILE = "model.tflite"
-MIN_CALIBRATION_IMAGES = 10
 MAX_EVAL_IMAGES = 4000  # all of a few-thousand-image test set: the drop's interval narrows as 1/sqrt(n)
 CERTIFY_FRACTION = 0.6  # share of the eval images the guard certifies on (the rest tunes it)
-IO_DTYPES = ("float32", "int8", "uint8")
-
-
-@dataclass(frozen=True)
-class CompressOptions:
-    """Every option of ``edgekit compress`` (recorded in each manifest)."""
-
-    int8: bool = False
-    float16: bool = False
-    dynamic: bool = False
-    int16x8: bool = False
-    io_dtype: str = "float32"
-    calibration_samples: int = 200
-    prune: float | None = None
-    cluster: int | None = None
-    qat: bool = False
-    fine_tune_epochs: int = 2
-    max_accuracy_drop: float | None = None
-    seed: int = 0
-
-    def validate(self) -> None:
-        """Option values and combinations that make no sense, before any folder is read."""
-        def fail(message: str, fix: str) -> None:
-            raise UsageError(message, fix=fix)
-
-        if self.io_dtype not in IO_DTYPES:
-            fail(f"--io-dtype {self.io_dtype!r} is not one of {', '.join(IO_DTYPES)}", "use float32, int8 or uint8")
-        if self.prune is not None and not 0.0 < self.prune < 1.0:
-            fail(f"--prune {self.prune} must be a sparsity strictly between 0 and 1", "use e.g. --prune 0.5")
-        if self.cluster is not None and not 2 <= self.cluster <= 256:
-            fail(f"--cluster {self.cluster} must be between 2 and 256 clusters", "use e.g. --cluster 16")
-        if self.prune is not None and self.cluster is not None:
-            fail("--prune and --cluster cannot be combined in one run", "run compress once per optimisation")
-        if self.int8 and self.dynamic:
-            fail("--dynamic (float activations, int8 weights) and --int8 (full integer) exclude each other",
-                 "pick one; run compress twice to compare them")
-        if self.qat and (self.float16 or self.dynamic or self.int16x8):
-            fail("--qat trains for int8 and cannot produce --float16/--dynamic/--int16x8 variants",
-                 "drop those flags (QAT always writes an int8 model) or run compress without --qat")
-        if self.io_dtype != "float32" and not (self.int8 or self.qat):
-            fail(f"--io-dtype {self.io_dtype} applies only to full-integer models", "add --int8 or drop --io-dtype")
-        if self.max_accuracy_drop is not None:
-            if self.max_accuracy_drop < 0:
-                fail(f"--max-accuracy-drop {self.max_accuracy_drop} is negative", "give a drop in points, e.g. 1.0")
-            if not self.int8 or self.qat:
-                fail("--max-accuracy-drop guards post-training --int8 only", "add --int8 (without --qat)")
-            if self.io_dtype == "uint8":
-                fail("--max-accuracy-drop supports --io-dtype float32 or int8", "use --io-dtype int8")
-        if self.calibration_samples < MIN_CALIBRATION_IMAGES:
-            fail(f"--calibration-samples {self.calibration_samples} is below {MIN_CALIBRATION_IMAGES}",
-                 "use e.g. --calibration-samples 200")
-        if (self.prune is not None or self.cluster is not None or self.qat) and self.fine_tune_epochs < 1:
-            fail("--fine-tune-epochs must be >= 1 with --prune/--cluster/--qat", "use e.g. --fine-tune-epochs 2")
-        if not self.modes():
-            fail("nothing to do: no compression option given",
-                 "pass at least one of --int8, --float16, --dynamic, --int16x8, --prune, --cluster, --qat")
-
-    @property
-    def prefix(self) -> str:
-        if self.prune is not None:
-            return f"pruned{round(self.prune * 100)}-"
-        if self.cluster is not None:
-            return f"clustered{self.cluster}-"
-        return "qat-" if self.qat else ""
-
-    def modes(self) -> list[tuple[str, str]]:
-        """(variant name, TFLite mode) for each model this run writes."""
-        chosen = [mode for mode, on in (("float16", self.float16), ("dynamic", self.dynamic),
-                                         ("int8", self.int8 or self.qat), ("int16x8", self.int16x8)) if on]
-        if not chosen and (self.prune is not None or self.cluster is not None):
-            chosen = ["float32"]
-        return [(self.prefix + mode, mode) for mode in chosen]
-
-    def needs_calibration(self) -> bool:
-        return self.int8 or self.int16x8 or self.qat
-
-    def needs_training(self) -> bool:
-        return self.prune is not None or self.cluster is not None or self.qat
 
 
 @dataclass
@@ -140,7 +62,7 @@ def plan_compression(*, model: Path, out_dir: Path, options: CompressOptions, ca
     from edgekit.data import scan_image_folder
     from edgekit.targets.common import check_out_dir, held_out_images, load_parent
 
-    options.validate()
+    options.require_work()
     parent = load_parent(model, formats=("keras", "savedmodel"), target="compress", out_dir=out_dir,
                          import_options=import_options)
     if parent.manifest.format == "savedmodel" and options.needs_training():
@@ -391,7 +313,7 @@ def _write_variant(plan: Plan, name: str, mode: str, data: bytes, metrics: dict,
         preprocessing=plan.preprocessing.to_dict(), input=input_spec,
         output=output_spec | {"activation": parent.manifest.output.get("activation", "softmax")},
         parent=parent_record(parent, directory), backbone=parent.manifest.backbone,
-        options=asdict(plan.options) | {"variant": name, "mode": mode,
+        options=plan.options.model_dump() | {"variant": name, "mode": mode,
                                         "calibration": str(plan.calibration) if plan.calibration else None,
                                         "train_data": str(plan.train_data) if plan.train_data else None,
                                         "eval_data": str(plan.eval_data) if plan.eval_data else plan.eval_description or None},

@@ -16,7 +16,7 @@ import contextlib
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from edgekit.artifacts import (Artifact, Manifest, Preprocessing, atomic_path, c
 from edgekit.data import Augmentation, class_weights, files_fingerprint, load_folder_arrays, load_splits, normalize
 from edgekit.evaluation import keras_outputs
 from edgekit.errors import DataError, UsageError
+from edgekit.options import FinetuneOptions
 from edgekit.progress import status, track
 
 HEAD_DENSE = "edgekit_head_dense"
@@ -33,51 +34,11 @@ HEAD_DROPOUT = "edgekit_head_dropout"
 MODEL_FILE = "model.keras"
 
 
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """Every option that changes the result (hashed into checkpoints and recorded in the manifest)."""
-
-    backbone: str = "mobilenet_v2"
-    weights: str | None = "imagenet"
-    input_size: int | None = None
-    alpha: float = 1.0
-    epochs: int = 30
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    dropout: float = 0.2
-    label_smoothing: float = 0.1
-    augment: bool = True
-    augment_copies: int = 1
-    balance_classes: bool = False
-    early_stopping: int = 5
-    fine_tune_layers: int = 0
-    fine_tune_epochs: int = 0
-    fine_tune_learning_rate: float = 1e-5
-    validation_fraction: float = 0.2
-    seed: int = 0
-
-    def validate(self) -> None:
-        checks = [
-            (self.epochs >= 1, "--epochs must be >= 1"),
-            (self.batch_size >= 1, "--batch-size must be >= 1"),
-            (self.learning_rate > 0 and self.fine_tune_learning_rate > 0, "learning rates must be > 0"),
-            (0.0 <= self.dropout < 1.0, "--dropout must be in [0, 1)"),
-            (0.0 <= self.label_smoothing < 1.0, "--label-smoothing must be in [0, 1)"),
-            (self.augment_copies >= 0, "--augment-copies must be >= 0"),
-            (self.fine_tune_layers >= 0 and self.fine_tune_epochs >= 0, "fine-tune layers/epochs must be >= 0"),
-            (self.early_stopping >= 0, "--early-stopping must be >= 0 (0 disables it)"),
-            (self.input_size is None or 32 <= self.input_size <= 1024, "--input-size must be in 32..1024"),
-            (0.0 < self.alpha <= 2.0, "--alpha must be in (0, 2]"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise UsageError(message, fix="see `edgekit finetune --help`")
-        if (self.fine_tune_layers > 0) != (self.fine_tune_epochs > 0):
-            raise UsageError("--fine-tune-layers and --fine-tune-epochs go together",
-                             fix="set both above 0 to unfreeze the top layers, or neither")
+class FinetuneConfig(FinetuneOptions):
+    """The finetune options (:class:`edgekit.options.FinetuneOptions`) plus the digest checkpoints are keyed by."""
 
     def digest(self, *parts: str) -> str:
-        payload = json.dumps(asdict(self), sort_keys=True) + "|".join(parts)
+        payload = json.dumps(self.model_dump(), sort_keys=True) + "|".join(parts)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -150,7 +111,6 @@ def finetune(*, data: Path, out_dir: Path, config: FinetuneConfig = FinetuneConf
     from edgekit.metrics import classification_report
     from edgekit.plots import confusion_matrix_png
 
-    config.validate()
     if distribute not in DISTRIBUTE_CHOICES:
         raise UsageError(f"unknown distribution strategy {distribute!r}",
                          fix=f"use one of {', '.join(DISTRIBUTE_CHOICES)}")
@@ -254,7 +214,7 @@ def finetune(*, data: Path, out_dir: Path, config: FinetuneConfig = FinetuneConf
         preprocessing=preprocessing.to_dict(),
         input={"shape": [1, size, size, 3], "dtype": "float32", "name": model.input.name.split(":")[0]},
         output={"shape": [1, num_classes], "dtype": "float32", "activation": "softmax"},
-        backbone=config.backbone, options=asdict(config) | {"input_size": size, "distribute": distribute},
+        backbone=config.backbone, options=config.model_dump() | {"input_size": size, "distribute": distribute},
         seed=config.seed,
         metrics={"validation": _headline(report)},
         extra={"data": str(Path(data).expanduser().resolve()), "split": splits.source,

@@ -21,24 +21,27 @@ from typing import Any
 from edgekit.artifacts import Artifact
 from edgekit.naming import unknown_name_error
 from edgekit.errors import DeviceUnavailableError, UsageError
-
-CALIBRATE_METHODS = ("minmax", "entropy", "percentile")
-MIN_OPSET, MAX_OPSET = 13, 18  # tf2onnx 1.17 writes opsets up to 18; QDQ per-channel needs >= 13
+from edgekit.options import ExportOptions
 
 
 @dataclass(frozen=True)
 class TargetOption:
-    """One option a target accepts: the keyword it is passed as, its CLI flag, help, and a value check."""
+    """One option a target accepts: a field of :class:`edgekit.options.ExportOptions`, which holds its flag,
+    help, type and bounds."""
 
     name: str
-    flag: str
-    help: str
-    check: Callable[[Any], str | None] | None = None  # returns what is wrong with the value, or None
+
+    @property
+    def flag(self) -> str:
+        return ExportOptions.flag(self.name)
+
+    @property
+    def help(self) -> str:
+        return ExportOptions.model_fields[self.name].description
 
     def validate(self, value: Any) -> None:
-        problem = self.check(value) if self.check else None
-        if problem:
-            raise UsageError(f"{self.flag} {value}: {problem}", fix=f"see the help of {self.flag}")
+        """The model's check of this one value (UsageError naming the flag when it is out of bounds)."""
+        ExportOptions(**{self.name: value})
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class Target:
     combination_check: Callable[[dict[str, Any]], None] | None = None
     notes: str = ""
     optional: dict[str, str] = field(default_factory=dict)  # option name -> module it additionally needs
+    static_report: str | None = None  # function in ``module``: what the absent compiler would do, from the file
 
     def _missing_modules(self) -> list[str]:
         return [m for m in self.requires if importlib.util.find_spec(m) is None]
@@ -118,22 +122,6 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _opset(value: Any) -> str | None:
-    return None if MIN_OPSET <= int(value) <= MAX_OPSET else f"opset must be in {MIN_OPSET}..{MAX_OPSET}"
-
-
-def _folder(value: Any) -> str | None:
-    return None if Path(value).expanduser().is_dir() else "is not an existing folder of images"
-
-
-def _method(value: Any) -> str | None:
-    return None if str(value) in CALIBRATE_METHODS else f"must be one of {', '.join(CALIBRATE_METHODS)}"
-
-
-def _positive(value: Any) -> str | None:
-    return None if int(value) >= 1 else "must be >= 1"
-
-
 def _onnx_combinations(given: dict[str, Any]) -> None:
     if given.get("int8") and given.get("dynamic"):
         raise UsageError("--int8 and --dynamic are two different quantization modes",
@@ -144,20 +132,8 @@ def _onnx_combinations(given: dict[str, Any]) -> None:
                              fix=f"add --int8 or drop {_flag(name)}")
 
 
-ONNX_OPTIONS = (
-    TargetOption("opset", "--opset", f"ONNX opset to write ({MIN_OPSET}..{MAX_OPSET}; default 17).", _opset),
-    TargetOption("int8", "--int8", "Static int8 quantization (QDQ: per-channel int8 weights, uint8 activations; "
-                 "Softmax stays float), calibrated on images. About 1.9x faster than fp32 on CPU."),
-    TargetOption("dynamic", "--dynamic", "Dynamic (weight-only) quantization. Warning: 3-11x SLOWER than fp32 for "
-                 "CNNs on CPU; use --int8 instead unless the model is mostly MatMul."),
-    TargetOption("calibration", "--calibration", "Image folder for --int8 calibration (default: the parent's "
-                 "training folder from its manifest).", _folder),
-    TargetOption("calibration_samples", "--calibration-samples", "Images used for --int8 calibration (default 200).",
-                 _positive),
-    TargetOption("calibrate_method", "--calibrate-method", "Activation range estimator for --int8: "
-                 f"{', '.join(CALIBRATE_METHODS)} (default minmax).", _method),
-    TargetOption("simplify", "--simplify", "Simplify the graph with onnxslim before quantization/saving."),
-)
+ONNX_OPTIONS = tuple(TargetOption(name) for name in ("opset", "int8", "dynamic", "calibration", "calibration_samples",
+                                                      "calibrate_method", "simplify"))
 
 TARGETS: dict[str, Target] = {
     target.name: target
@@ -172,6 +148,7 @@ TARGETS: dict[str, Target] = {
         Target("edgetpu", "_edgetpu.tflite", "Edge TPU model compiled from a full-int8 .tflite.", "compile",
                ("tflite",), "edgekit.targets.edgetpu", "compile_edgetpu",
                requires=("ai_edge_litert",), executables={"edgetpu_compiler": "EDGETPU_COMPILER"},
+               static_report="compatibility_report",
                notes="without the compiler, `edgekit compile` prints the static compatibility report"),
     )
 }
