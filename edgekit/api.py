@@ -49,7 +49,7 @@ def profile(*, model: Path, devices: tuple[str, ...] = ("cpu",), data: Path | No
 
 
 def run_recipe(*, recipe: Path, out_dir: Path | None = None, force: bool = False, sweep: bool = False) -> dict:
-    """A whole pipeline from one recipe file, skipping unchanged stages; see :mod:`edgekit.recipes.runner`."""
-    from edgekit.recipes.runner import run_recipe as run
+    """A whole pipeline from one recipe file, skipping unchanged stages; see :mod:`edgekit.recipes.pipeline`."""
+    from edgekit.recipes.pipeline import run_recipe as run
 
     return run(recipe_path=recipe, out_dir=out_dir, force=force, sweep=sweep)

@@ -46,7 +46,7 @@ def monitor_command(
     from edgekit.monitoring import monitor
     from edgekit.monitoring.drift import parse_thresholds
     from edgekit.monitoring.report import verdict
-    from edgekit.profiling.gates import enforce_gates
+    from edgekit.gates import enforce_gates
 
     result = monitor(log=log, model=model, reference=reference, out_dir=out,
                      thresholds=parse_thresholds(threshold or []), window_s=window, fail_if=tuple(fail_if or ()),

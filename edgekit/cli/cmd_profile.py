@@ -44,7 +44,7 @@ def profile_command(
     rounds and each is shown as a ratio against the first (median over rounds, with min and max).
     """
     from edgekit.profiling import compare, profile
-    from edgekit.profiling.gates import enforce_gates
+    from edgekit.gates import enforce_gates
 
     foreign = import_options(labels=labels, preprocess=preprocess, mean=mean, std=std)
     if len(models) > 1:

@@ -54,7 +54,7 @@ def print_summary(summary: dict, *, as_json: bool) -> None:
 
 def run_and_report(recipe: Path, *, allow_failures: bool, as_json: bool, **options) -> None:
     """Run the recipe, print its table (or JSON), then exit non-zero on failed variants or no pick."""
-    from edgekit.recipes.runner import enforce_outcome, run_recipe
+    from edgekit.recipes.pipeline import enforce_outcome, run_recipe
 
     summary = run_recipe(recipe_path=recipe, **options)
     print_summary(summary, as_json=as_json)
@@ -101,6 +101,6 @@ def quickstart_command(
     """Offline demo on the embedded dataset (scikit-learn's handwritten digits): finetune a pretrained
     MobileNetV2, quantize it to int8 (and float16, ONNX int8), measure size, latency and accuracy loss,
     and write a report. Needs no data and no network."""
-    from edgekit.recipes.runner import shipped_recipe
+    from edgekit.recipes.pipeline import shipped_recipe
 
     run_and_report(shipped_recipe("quickstart"), out_dir=out, force=force, allow_failures=False, as_json=as_json)

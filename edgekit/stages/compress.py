@@ -236,7 +236,7 @@ def _calibration_and_eval(plan: Plan) -> tuple[np.ndarray | None, EvalSet]:
 
 def _optimise(keras_model, plan: Plan) -> tuple[object, dict]:
     """Apply --prune / --cluster / --qat to the Keras model; return it with their reports."""
-    from edgekit.stages.optimize import load_training_images
+    from edgekit.stages.tfmot_wrappers import load_training_images
 
     options, reports = plan.options, {}
     if not options.needs_training():
