@@ -65,7 +65,7 @@ def build_digits_pair(root: Path, digits_dir: Path):
     benchmarks/profile_accuracy.py.
     """
     from edgekit._tf import import_tf
-    from edgekit.artifacts import Manifest, Preprocessing, parent_record, write_artifact
+    from edgekit.artifacts import Manifest, Preprocessing, TrainingData, parent_record, write_artifact
     from edgekit.data import load_folder_arrays, normalize, scan_image_folder
     from edgekit.keras_io import save_keras_model
 
@@ -85,7 +85,7 @@ def build_digits_pair(root: Path, digits_dir: Path):
     common = {"labels": folder.classes, "preprocessing": pre.to_dict()}
     parent = write_artifact(root / "float", "model.keras", Manifest(format="keras", artifact="model.keras",
                                                                     stage="finetune", **common,
-                                                                    extra={"data": str(digits_dir / "train")}),
+                                                                    training=TrainingData(folder=str(digits_dir / "train"))),
                             writer=lambda tmp: save_keras_model(model, tmp))
     saved = _saved_model(model, root / "saved_model", tf)
     int8_bytes = _convert(tf, saved, train[:64])

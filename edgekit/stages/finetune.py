@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.artifacts import (Artifact, Manifest, Preprocessing, atomic_path, check_output_dir, library_versions,
-                               write_artifact, write_json_atomic, write_text_atomic)
+from edgekit.artifacts import (Artifact, Manifest, Preprocessing, TrainingData, atomic_path, check_output_dir,
+                               library_versions, write_artifact, write_json_atomic, write_text_atomic)
 from edgekit.data import Augmentation, class_weights, files_fingerprint, load_folder_arrays, load_splits, normalize
 from edgekit.evaluation import keras_outputs
 from edgekit.errors import DataError, UsageError
@@ -257,12 +257,12 @@ def finetune(*, data: Path, out_dir: Path, config: FinetuneConfig = FinetuneConf
         backbone=config.backbone, options=asdict(config) | {"input_size": size, "distribute": distribute},
         seed=config.seed,
         metrics={"validation": _headline(report)},
-        extra={"data": str(Path(data).expanduser().resolve()), "split": splits.source,
-               "train_images": len(splits.train.items), "validation_images": len(splits.val.items),
+        training=TrainingData(folder=str(Path(data).expanduser().resolve()), split=splits.source),
+        tfmot_wrap=spec.tfmot_wrap,
+        extra={"train_images": len(splits.train.items), "validation_images": len(splits.val.items),
                "skipped_files": [f"{p}: {r}" for p, r in splits.train.skipped[:20]],
                "history": histories, "kept_epochs": kept,
-               "timings_s": {k: round(v, 3) for k, v in timings.items()},
-               "tfmot_wrap": spec.tfmot_wrap},
+               "timings_s": {k: round(v, 3) for k, v in timings.items()}},
         versions=library_versions("tensorflow", "tf-keras", "numpy"),
     )
     from edgekit.keras_io import save_keras_model
