@@ -8,6 +8,7 @@ A *unit* is a top-level module (``edgekit/artifacts.py``) or a sub-package (``ed
 from __future__ import annotations
 
 import ast
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -137,6 +138,16 @@ def test_every_unit_has_a_layer():
     units = unit_graph(import_graph())
     placed = set().union(*(members for _, members in LAYERS))
     assert set(units) - placed == set(), "add the new module/package to LAYERS here and in ARCHITECTURE.md"
+
+
+def test_architecture_md_lists_the_same_layers():
+    """The newcomer's page and the checked list cannot drift apart."""
+    rows = [line for line in (PACKAGE.parent / "ARCHITECTURE.md").read_text(encoding="utf-8").splitlines()
+            if line.startswith("| ") and not line.startswith("| layer")]
+    assert [row.split("|")[1].strip() for row in rows] == [name for name, _ in LAYERS]
+    for row, (_, members) in zip(rows, LAYERS):
+        named = {unit.strip("/").removesuffix(".py") for unit in re.findall(r"`([\w/.]+)`", row.split("|")[2])}
+        assert {"__init__" if unit == "edgekit" else unit for unit in members} <= named, row
 
 
 def test_no_import_cycles_between_modules():
