@@ -263,7 +263,7 @@ def test_bad_folders_are_refused_with_the_option_named(cnn_artifact, digits_dir,
     bare = tmp_path / "bare"
     shutil.copytree(cnn_artifact.directory, bare)
     data = json.loads((bare / "manifest.json").read_text())
-    data["extra"] = {}
+    data["training"] = {}
     write_json_atomic(bare / "manifest.json", data)
     with pytest.raises(UsageError, match="--calibration"):
         compress(model=bare, out_dir=tmp_path / "o3", int8=True)
@@ -287,7 +287,7 @@ def test_without_held_out_images_the_drop_is_labelled_as_from_training_data(cnn_
     shutil.copytree(digits_dir / "train", photos)  # a flat class folder: no test/ or val/ beside it
     shutil.copytree(cnn_artifact.directory, model_dir)
     data = json.loads((model_dir / "manifest.json").read_text())
-    data["extra"]["data"] = str(photos)
+    data["training"]["folder"] = str(photos)
     write_json_atomic(model_dir / "manifest.json", data)
     (artifact,) = compress(model=model_dir, out_dir=tmp_path / "out", int8=True)
     accuracy = artifact.manifest.metrics["accuracy"]
