@@ -24,7 +24,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench-clothing-small")
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
-    from edgekit.recipes.runner import run_recipe
+    from edgekit.recipes.pipeline import run_recipe
 
     if args.out.exists():
         shutil.rmtree(args.out)

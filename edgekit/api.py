@@ -120,7 +120,7 @@ def compare(*, models: Sequence[Path], devices: Sequence[str] = ("cpu",), data: 
 
 def enforce_gates(result: dict) -> None:
     """Raise GateFailedError (exit 8) when a ``fail_if`` gate of a profile or monitor result held."""
-    from edgekit.profiling.gates import enforce_gates as run
+    from edgekit.gates import enforce_gates as run
 
     run(result)
 
@@ -138,8 +138,8 @@ def monitor(*, log: Path, model: Path | None = None, reference: Path | None = No
 def run_recipe(*, recipe: Path, out_dir: Path | None = None, force: bool = False, sweep: bool = False,
                devices: Sequence[str] | None = None) -> dict:
     """A whole pipeline from one recipe file, skipping unchanged stages; ``devices`` replaces the recipe's.
-    Raising on failed variants / no pick is left to :func:`enforce_outcome`. See :mod:`edgekit.recipes.runner`."""
-    from edgekit.recipes.runner import run_recipe as run
+    Raising on failed variants / no pick is left to :func:`enforce_outcome`. See :mod:`edgekit.recipes.pipeline`."""
+    from edgekit.recipes.pipeline import run_recipe as run
 
     return run(recipe_path=recipe, out_dir=out_dir, force=force, sweep=sweep,
                devices=list(devices) if devices else None)
@@ -147,14 +147,14 @@ def run_recipe(*, recipe: Path, out_dir: Path | None = None, force: bool = False
 
 def enforce_outcome(summary: dict, *, allow_failures: bool = False) -> None:
     """Raise when a requested variant of a recipe run failed (exit 10) or nothing met its constraints (exit 8)."""
-    from edgekit.recipes.runner import enforce_outcome as run
+    from edgekit.recipes.pipeline import enforce_outcome as run
 
     run(summary, allow_failures=allow_failures)
 
 
 def shipped_recipe(name: str) -> Path:
     """The path of a recipe shipped with edgekit (e.g. ``quickstart``)."""
-    from edgekit.recipes.runner import shipped_recipe as find
+    from edgekit.recipes.pipeline import shipped_recipe as find
 
     return find(name)
 

@@ -39,7 +39,9 @@ PREPROCESS_PRESETS: dict[str, tuple[tuple[float, float, float], tuple[float, flo
     "0-1": ((0.0, 0.0, 0.0), (255.0, 255.0, 255.0)),  # x / 255
     "raw": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),  # 0..255 unchanged (EfficientNet/MobileNetV3 in Keras)
 }
-MANIFEST_SCHEMA = "edgekit.manifest/1"
+MANIFEST_SCHEMA = "edgekit.manifest/2"
+# Layout 1 kept the training folder, tfmot wrapping and quantization in ``extra``; it is read and upgraded.
+MANIFEST_SCHEMA_V1 = "edgekit.manifest/1"
 TEMP_PREFIX = ".edgekit-tmp-"
 
 
@@ -90,8 +92,39 @@ class Preprocessing:
 
 
 @dataclass
+class TrainingData:
+    """The image folders behind a model, which later stages calibrate, fine-tune and validate on."""
+
+    folder: str | None = None  # what finetune trained on (or `edgekit import --train-data`): absolute path
+    split: str | None = None  # how finetune got validation images: "folders" or "seeded split" (seed in options)
+    eval_folder: str | None = None  # labelled held-out images given to `edgekit import --eval-data`
+
+    def folder_path(self) -> Path | None:
+        """The recorded training folder if it is still a folder here."""
+        return Path(self.folder) if self.folder and Path(self.folder).is_dir() else None
+
+
+@dataclass
+class Quantization:
+    """How an exported (ONNX) model was quantized; a quantized model is never quantized again."""
+
+    mode: str  # static-qdq | dynamic
+    weights: str = ""
+    activations: str | None = None
+    calibrate_method: str | None = None
+    calibration_images: int | None = None
+    calibration_folder: str | None = None
+    float_nodes: list[str] = field(default_factory=list)  # nodes left in float (e.g. the Softmax)
+
+
+@dataclass
 class Manifest:
-    """The record written beside every artifact. ``extra`` keeps stage-specific details."""
+    """The record written beside every artifact.
+
+    What a later stage reads back is a typed field (``training``, ``tfmot_wrap``, ``quantization``);
+    ``extra`` holds the stage's reports for people (history, pruning/clustering/guard reports, timings),
+    which no stage reads back.
+    """
 
     format: str  # keras | tflite | onnx | edgetpu-tflite
     artifact: str  # file name, relative to the manifest's directory
@@ -107,6 +140,9 @@ class Manifest:
     options: dict[str, Any] = field(default_factory=dict)
     seed: int | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    training: TrainingData = field(default_factory=TrainingData)
+    tfmot_wrap: str | None = None  # Keras models: "whole" or "selective" (the backbone catalog's tfmot wrapping)
+    quantization: Quantization | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     created: str = ""
@@ -117,17 +153,33 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, where: Path) -> Manifest:
+        """A manifest from its JSON; one in the first layout is upgraded (nothing is rewritten on disk)."""
+        if isinstance(data, dict) and data.get("schema") == MANIFEST_SCHEMA_V1:
+            data = _upgrade_v1(data)
         if not isinstance(data, dict) or data.get("schema") != MANIFEST_SCHEMA:
             raise ManifestError(f"{where} is not an edgekit manifest (schema {MANIFEST_SCHEMA!r} expected)",
                                 fix="point at a directory written by an edgekit command")
         known = {f.name for f in dataclasses.fields(cls)}
         try:
-            return cls(**{k: v for k, v in data.items() if k in known})
+            fields = {k: v for k, v in data.items() if k in known}
+            fields["training"] = TrainingData(**(fields.get("training") or {}))
+            if fields.get("quantization") is not None:
+                fields["quantization"] = Quantization(**fields["quantization"])
+            return cls(**fields)
         except TypeError as exc:
             raise ManifestError(f"{where} is missing fields: {exc}", fix="re-run the stage that wrote it") from exc
 
     def preprocessing_spec(self) -> Preprocessing:
         return Preprocessing.from_dict(self.preprocessing)
+
+
+def _upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """Layout 1 -> 2: the keys later stages read move out of ``extra`` into their typed fields."""
+    extra = dict(data.get("extra") or {})
+    training = {"folder": extra.pop("data", None), "split": extra.pop("split", None),
+                "eval_folder": extra.pop("eval_data", None)}
+    return data | {"schema": MANIFEST_SCHEMA, "training": training, "tfmot_wrap": extra.pop("tfmot_wrap", None),
+                   "quantization": extra.pop("quantization", None), "extra": extra}
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.artifacts import Preprocessing
+from edgekit.artifacts import Manifest, Preprocessing
 from edgekit.errors import DataError, UsageError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -149,6 +149,13 @@ def find_split(root: Path, split: str) -> Path | None:
         if candidate.is_dir():
             return candidate
     return None
+
+
+def recorded_training_images(manifest: Manifest) -> Path | None:
+    """The training images a manifest records: its folder's train/ split when it has one, else the folder;
+    None when none is recorded or it is gone."""
+    root = manifest.training.folder_path()
+    return (find_split(root, "train") or root) if root is not None else None
 
 
 @dataclass

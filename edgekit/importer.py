@@ -9,7 +9,8 @@ writes the manifest the other stages need:
 - labels from a file (one per line or a JSON list), else ``class_0..N-1``;
 - preprocessing: a named preset (``torch``, ``tf`` for [-1, 1], ``0-1``, ``raw`` 0-255), explicit
   mean/std, or, for a uint8/int8 input, raw pixels through the input's quantization parameters;
-- the training and held-out image folders when given (``extra.data`` / ``extra.eval_data``), which
+- the training and held-out image folders when given (``training.folder`` /
+  ``training.eval_folder``), which
   later stages use as their calibration and evaluation defaults.
 
 Keras files are vetted by :mod:`edgekit.keras_io` (custom layers refused unless ``trust``); .tflite
@@ -23,10 +24,9 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from edgekit.artifacts import (Artifact, Manifest, Preprocessing, find_manifest, library_versions, load_artifact,
-                               sha256_path, write_artifact)
+from edgekit.artifacts import (Artifact, Manifest, Preprocessing, TrainingData, find_manifest, library_versions,
+                               load_artifact, sha256_path, write_artifact)
 from edgekit.errors import ModelFileError, UsageError
 
 IMPORTED_DIR = "imported"  # where a stage puts the artifact of a foreign input, inside its --out
@@ -241,12 +241,9 @@ def describe_model(source: Path, options: ImportOptions = ImportOptions()) -> Ma
     spec = inspect_model(source, kind, trust=options.trust)
     preprocessing, pre_source = resolve_preprocessing(spec, source, options)
     labels = resolve_labels(spec, source, options.labels)
-    extra: dict[str, Any] = {"source": {"path": str(source.resolve()), "sha256": sha256_path(source), "kind": kind},
-                             "preprocessing_source": pre_source, "tfmot_wrap": "whole"}
-    if options.train_data:
-        extra["data"] = str(Path(options.train_data).expanduser().resolve())
-    if options.eval_data:
-        extra["eval_data"] = str(Path(options.eval_data).expanduser().resolve())
+    training = TrainingData(
+        folder=str(Path(options.train_data).expanduser().resolve()) if options.train_data else None,
+        eval_folder=str(Path(options.eval_data).expanduser().resolve()) if options.eval_data else None)
     return Manifest(
         format="keras" if kind == "keras" else kind, artifact=_artifact_name(kind, source), stage="import",
         labels=labels, preprocessing=preprocessing.to_dict(),
@@ -256,7 +253,10 @@ def describe_model(source: Path, options: ImportOptions = ImportOptions()) -> Ma
         options={"labels": str(options.labels) if isinstance(options.labels, Path) else
                  "given" if options.labels else "class_0..N-1",
                  "preprocess": options.preprocess, "trust_model": options.trust},
-        extra=extra, versions=library_versions("numpy", "tensorflow", "onnxruntime", "ai-edge-litert"))
+        training=training, tfmot_wrap="whole" if kind in ("keras", "savedmodel") else None,
+        extra={"source": {"path": str(source.resolve()), "sha256": sha256_path(source), "kind": kind},
+               "preprocessing_source": pre_source},
+        versions=library_versions("numpy", "tensorflow", "onnxruntime", "ai-edge-litert"))
 
 
 def import_model(*, model: Path, out_dir: Path, options: ImportOptions = ImportOptions()) -> Artifact:

@@ -30,7 +30,7 @@ def _write_cnn_artifact(out: Path, digits_dir: Path, *, outlier_channel: bool = 
     outlier-activation failure the accuracy guard must repair by keeping layers float.
     """
     from edgekit._tf import import_tf, set_seed
-    from edgekit.artifacts import Manifest, Preprocessing, write_artifact
+    from edgekit.artifacts import Manifest, Preprocessing, TrainingData, write_artifact
     from edgekit.data import load_folder_arrays, normalize, scan_image_folder
     from edgekit.keras_io import save_keras_model
 
@@ -63,7 +63,7 @@ def _write_cnn_artifact(out: Path, digits_dir: Path, *, outlier_channel: bool = 
         model.get_layer("head").set_weights([head_kernel, head_bias])
     manifest = Manifest(format="keras", artifact="model.keras", stage="finetune", labels=train.classes,
                         preprocessing=preprocessing.to_dict(), output={"activation": "softmax"}, backbone="tiny_cnn",
-                        extra={"data": str(digits_dir / "train"), "tfmot_wrap": "whole"})
+                        training=TrainingData(folder=str(digits_dir / "train")), tfmot_wrap="whole")
     return write_artifact(out, "model.keras", manifest, writer=lambda tmp: save_keras_model(model, tmp))
 
 
@@ -216,7 +216,7 @@ def test_accuracy_guard_refuses_a_bound_its_images_cannot_certify(cnn_artifact, 
     from edgekit.metrics import certifiable_floor
     from edgekit.stages.compress import compress
 
-    images = len(list((Path(cnn_artifact.manifest.extra["data"]).parent / "test").rglob("*.png")))
+    images = len(list((Path(cnn_artifact.manifest.training.folder).parent / "test").rglob("*.png")))
     floor = certifiable_floor(images - round(images * 0.4))
     with pytest.raises(UsageError, match=f"certifies only {floor:.2f} points"):
         compress(model=cnn_artifact.path, out_dir=tmp_path / "out", int8=True, max_accuracy_drop=floor / 2)
@@ -263,7 +263,7 @@ def test_bad_folders_are_refused_with_the_option_named(cnn_artifact, digits_dir,
     bare = tmp_path / "bare"
     shutil.copytree(cnn_artifact.directory, bare)
     data = json.loads((bare / "manifest.json").read_text())
-    data["extra"] = {}
+    data["training"] = {}
     write_json_atomic(bare / "manifest.json", data)
     with pytest.raises(UsageError, match="--calibration"):
         compress(model=bare, out_dir=tmp_path / "o3", int8=True)
@@ -287,7 +287,7 @@ def test_without_held_out_images_the_drop_is_labelled_as_from_training_data(cnn_
     shutil.copytree(digits_dir / "train", photos)  # a flat class folder: no test/ or val/ beside it
     shutil.copytree(cnn_artifact.directory, model_dir)
     data = json.loads((model_dir / "manifest.json").read_text())
-    data["extra"]["data"] = str(photos)
+    data["training"]["folder"] = str(photos)
     write_json_atomic(model_dir / "manifest.json", data)
     (artifact,) = compress(model=model_dir, out_dir=tmp_path / "out", int8=True)
     accuracy = artifact.manifest.metrics["accuracy"]

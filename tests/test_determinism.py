@@ -87,7 +87,7 @@ def test_same_onnx_int8_export_twice_agrees_within_the_measured_tolerance(tiny_f
         assert done.returncode == 0, done.stderr
         paths.append(tmp_path / name / "model.onnx")
     a, b = (load_artifact(path) for path in paths)
-    assert a.manifest.extra["quantization"] == b.manifest.extra["quantization"]
+    assert a.manifest.quantization == b.manifest.quantization
     inputs = np.random.default_rng(0).normal(size=(64, *a.manifest.preprocessing["size"], 3)).astype(np.float32)
     out_a, out_b = _onnx_outputs(a.path, inputs), _onnx_outputs(b.path, inputs)
     assert np.abs(out_a - out_b).max() <= 0.1

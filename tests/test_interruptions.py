@@ -114,7 +114,7 @@ def test_export_onnx_interrupted_during_int8_calibration_keeps_the_earlier_expor
     rerun = run_edgekit(*argv, env={"TMPDIR": str(tmpdir)}, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     artifact = load_artifact(out)
-    assert artifact.manifest.options["int8"] is True and artifact.manifest.extra["quantization"]
+    assert artifact.manifest.options["int8"] is True and artifact.manifest.quantization.mode == "static-qdq"
     assert sha256_tree(parent) == parent_before
 
 

@@ -17,7 +17,7 @@ def trained_artifact(digits_dir, tmp_path_factory):
     """A small CNN really trained on the digits (the random-init finetune fixture is near-constant,
     which would make int8 agreement trivial), saved as a Keras artifact with manifest."""
     from edgekit._tf import import_tf, set_seed
-    from edgekit.artifacts import Manifest, Preprocessing, write_artifact
+    from edgekit.artifacts import Manifest, Preprocessing, TrainingData, write_artifact
     from edgekit.data import load_folder_arrays, normalize, scan_image_folder
     from edgekit.keras_io import save_keras_model
 
@@ -39,7 +39,7 @@ def trained_artifact(digits_dir, tmp_path_factory):
     model.fit(normalize(pixels, preprocessing), labels, epochs=8, batch_size=32, verbose=0)
     manifest = Manifest(format="keras", artifact="model.keras", stage="finetune", labels=folder.classes,
                         preprocessing=preprocessing.to_dict(), output={"activation": "softmax"},
-                        extra={"data": str(digits_dir / "train")})
+                        training=TrainingData(folder=str(digits_dir / "train")))
     return write_artifact(tmp_path_factory.mktemp("cnn") / "float", "model.keras", manifest,
                           writer=lambda tmp: save_keras_model(model, tmp))
 
@@ -106,7 +106,7 @@ def test_int8_export_is_qdq_with_softmax_left_in_float(int8_export):
     consumers = [node.op_type for node in graph.node if softmax[0].output[0] in node.input]
     assert "QuantizeLinear" not in consumers
     assert softmax[0].output[0] == graph.output[0].name
-    assert int8_export.manifest.extra["quantization"]["float_nodes"] == [softmax[0].name]
+    assert int8_export.manifest.quantization.float_nodes == [softmax[0].name]
 
 
 def test_int8_conv_weights_use_the_7_bit_range(int8_export):
@@ -172,7 +172,7 @@ def test_float_onnx_parent_can_be_quantized_later(fp32_export, digits_dir, tmp_p
     artifact = export_onnx(fp32_export.directory, out_dir=tmp_path / "q", int8=True, calibration=digits_dir / "train",
                            calibration_samples=50, calibrate_method="percentile")
     assert artifact.manifest.parent["format"] == "onnx"
-    assert artifact.manifest.extra["quantization"]["calibrate_method"] == "percentile"
+    assert artifact.manifest.quantization.calibrate_method == "percentile"
     assert artifact.manifest.metrics["validation"]["top1_agreement"] >= 0.8
 
 

@@ -65,7 +65,7 @@ def build_digits_pair(root: Path, digits_dir: Path):
     benchmarks/profile_accuracy.py.
     """
     from edgekit._tf import import_tf
-    from edgekit.artifacts import Manifest, Preprocessing, parent_record, write_artifact
+    from edgekit.artifacts import Manifest, Preprocessing, TrainingData, parent_record, write_artifact
     from edgekit.data import load_folder_arrays, normalize, scan_image_folder
     from edgekit.keras_io import save_keras_model
 
@@ -85,7 +85,7 @@ def build_digits_pair(root: Path, digits_dir: Path):
     common = {"labels": folder.classes, "preprocessing": pre.to_dict()}
     parent = write_artifact(root / "float", "model.keras", Manifest(format="keras", artifact="model.keras",
                                                                     stage="finetune", **common,
-                                                                    extra={"data": str(digits_dir / "train")}),
+                                                                    training=TrainingData(folder=str(digits_dir / "train"))),
                             writer=lambda tmp: save_keras_model(model, tmp))
     saved = _saved_model(model, root / "saved_model", tf)
     int8_bytes = _convert(tf, saved, train[:64])
@@ -237,7 +237,7 @@ def test_accuracy_report_says_when_the_parent_is_missing(digits_pair, digits_dir
 
 def test_accuracy_gate_on_the_digits_pair_passes_and_fails(digits_pair, digits_dir):
     from edgekit.profiling import profile
-    from edgekit.profiling.gates import enforce_gates
+    from edgekit.gates import enforce_gates
 
     _, child = digits_pair
     result = profile(model=child.directory, devices=("cpu-1t",), data=digits_dir / "test", runs=2, warmup=0,
@@ -254,7 +254,7 @@ def test_accuracy_gate_on_the_digits_pair_passes_and_fails(digits_pair, digits_d
 
 def test_latency_gates_pass_and_fail_naming_metric_value_and_limit(tiny_models):
     from edgekit.profiling import profile
-    from edgekit.profiling.gates import enforce_gates
+    from edgekit.gates import enforce_gates
 
     result = profile(model=tiny_models["int8.tflite"], devices=("cpu-1t",), runs=5, warmup=1,
                      fail_if=("p50_ms>1000", "memory_mib>=10000"))
@@ -271,14 +271,14 @@ def test_latency_gates_pass_and_fail_naming_metric_value_and_limit(tiny_models):
 @pytest.mark.parametrize("expression", ["p50_ms >> 3", "p50_ms>abc", "__import__('os').system('x')>1", "p50>3",
                                         "p50_ms>inf", "", "accuracy_drop>1; p50_ms>2"])
 def test_bad_gate_expression_is_a_usage_error(expression):
-    from edgekit.profiling.gates import parse_gate
+    from edgekit.gates import parse_gate
 
     with pytest.raises(UsageError, match="--fail-if"):
         parse_gate(expression)
 
 
 def test_gate_expressions_parse_with_spaces_and_exponents():
-    from edgekit.profiling.gates import parse_gate
+    from edgekit.gates import parse_gate
 
     gate = parse_gate(" p99_ms <= 2.5e1 ")
     assert (gate.metric, gate.op, gate.limit) == ("p99_ms", "<=", 25.0)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edgekit.errors import ConversionError, DeviceUnavailableError, GateFailedError, RecipeError, RunFailedError
-from edgekit.recipes.runner import _guarded, enforce_outcome, resolve_data
+from edgekit.recipes.pipeline import _guarded, enforce_outcome, resolve_data
 from edgekit.recipes.schema import parse_recipe
 
 BASE = "name: r\nfinetune: {backbone: mobilenet_v2}\n"

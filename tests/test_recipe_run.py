@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from edgekit.errors import RunFailedError, UsageError
-from edgekit.recipes.runner import run_recipe
+from edgekit.recipes.pipeline import run_recipe
 
 pytestmark = pytest.mark.slow  # runs whole recipes end to end (~2 min): runs in CI after the fast suite
 

@@ -220,7 +220,7 @@ def test_remote_device_is_available_only_when_reachable(sshd):
 
 
 def test_unreachable_port_fails_fast_with_a_fix(sshd, tiny_models):
-    from edgekit.devices.ssh import measure_remote
+    from edgekit.profiling.remote import measure_remote
 
     _, key, known_hosts, _ = sshd
     started = time.perf_counter()
@@ -231,7 +231,7 @@ def test_unreachable_port_fails_fast_with_a_fix(sshd, tiny_models):
 
 
 def test_wrong_key_is_an_authentication_error(sshd, tmp_path, tiny_models):
-    from edgekit.devices.ssh import measure_remote
+    from edgekit.profiling.remote import measure_remote
 
     port, _, known_hosts, _ = sshd
     stranger = _keygen(tmp_path / "stranger")
@@ -250,7 +250,7 @@ def test_unknown_host_key_is_refused_not_added(sshd, tmp_path):
 
 
 def test_missing_python_on_the_device_names_the_setting(sshd, tiny_models):
-    from edgekit.devices.ssh import measure_remote
+    from edgekit.profiling.remote import measure_remote
 
     port, key, known_hosts, _ = sshd
     with pytest.raises(RemoteDeviceError, match="does not run there") as info:
@@ -261,7 +261,7 @@ def test_missing_python_on_the_device_names_the_setting(sshd, tiny_models):
 
 def test_missing_runtime_on_the_device_says_what_to_install(sshd, tmp_path, tiny_models):
     """A Python without numpy/LiteRT (the system python with -I, or -S) stands in for a bare device."""
-    from edgekit.devices.ssh import measure_remote
+    from edgekit.profiling.remote import measure_remote
 
     port, key, known_hosts, _ = sshd
     bare = tmp_path / "bare-python"

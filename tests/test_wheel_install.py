@@ -132,7 +132,7 @@ def test_full_extra_from_the_wheel_runs_every_command(full_venv, foreign, digits
     assert {"import", "compress", "export", "compile", "profile", "predict", "run"} <= set(commands), done.stderr
     for command in commands:
         assert edgekit(full_venv, command, "--help", cwd=tmp_path)[0] == 0, command
-    done = _run([str(full_venv / "python"), "-c", "from edgekit.recipes.runner import shipped_recipe;"
+    done = _run([str(full_venv / "python"), "-c", "from edgekit.recipes.pipeline import shipped_recipe;"
                  "print(shipped_recipe('quickstart'))"], cwd=tmp_path)
     assert done.returncode == 0 and "site-packages" in done.stdout, done.stderr
     common = ["--labels", str(foreign["labels"]), "--preprocess", "tf"]

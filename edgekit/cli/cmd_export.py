@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -22,7 +23,7 @@ def artifact_summary(artifact, target: str) -> dict:
     return {"target": target, "model": str(artifact.path), "size_bytes": manifest.size_bytes,
             "format": manifest.format, "parent": manifest.parent, "validation": manifest.metrics.get("validation"),
             "metrics": {k: v for k, v in manifest.metrics.items() if k != "validation"},
-            "quantization": manifest.extra.get("quantization"), "opset": manifest.extra.get("opset")}
+            "quantization": asdict(manifest.quantization) if manifest.quantization else None, "opset": manifest.extra.get("opset")}
 
 
 def print_summary(summary: dict, *, as_json: bool) -> None:

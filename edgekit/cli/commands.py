@@ -2,15 +2,14 @@
 
 import importlib
 import pkgutil
-
-import edgekit.cli as _cli
+from pathlib import Path
 
 _ORDER = ["quickstart", "finetune", "import", "evaluate", "compress", "export", "compile", "profile", "predict",
           "monitor", "run", "targets", "devices", "backbones"]
 
 
 def _register_all() -> None:
-    present = {m.name for m in pkgutil.iter_modules(_cli.__path__) if m.name.startswith("cmd_")}
+    present = {m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]) if m.name.startswith("cmd_")}
     for name in _ORDER:
         if f"cmd_{name}" in present:
             importlib.import_module(f"edgekit.cli.cmd_{name}")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.naming import json_key_path, load_yaml_mapping, unknown_name_error
+from edgekit.devices.ssh import SSHSettings, check_connection
 from edgekit.errors import UsageError
 
 BUILTIN_DIR = Path(__file__).resolve().parent
@@ -49,21 +50,6 @@ PROFILE_SCHEMA: dict[str, Any] = {
         "ssh": _SSH,
     },
 }
-
-
-@dataclass(frozen=True)
-class SSHSettings:
-    """How to reach a remote device; the key and known_hosts paths may use ``~``."""
-
-    host: str
-    user: str
-    port: int = 22
-    key: str | None = None
-    known_hosts: str | None = None
-    python: str = "python3"
-    runtime: str = "auto"
-    connect_timeout_s: float = 5.0
-    command_timeout_s: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -104,9 +90,7 @@ class DeviceProfile:
         profile's short connect timeout.
         """
         if self.transport == "ssh":
-            from edgekit.devices.ssh import check_connection
-
-            ok, reason = check_connection(self)
+            ok, reason = check_connection(self.ssh, device=self.name, source=self.source)
         else:
             from edgekit.runtime import accelerator_available
 

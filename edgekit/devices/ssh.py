@@ -1,9 +1,8 @@
-"""Profiling on a remote device over SSH (paramiko): copy the model + runner script, run, bring back JSON.
+"""The SSH transport to a remote device (paramiko): its settings, a checked connection, remote commands.
 
-Nothing of edgekit is installed on the device: the runner (``edgekit/profiling/runner.py``) needs
-only numpy and ai_edge_litert / tflite_runtime (or onnxruntime). Host keys are checked against
-``known_hosts`` (the profile's file, else the user's): an unknown host is refused, never added.
-Every failure is a :class:`RemoteDeviceError` that says what to fix.
+Host keys are checked against ``known_hosts`` (the profile's file, else the user's): an unknown host
+is refused, never added. Every failure is a :class:`RemoteDeviceError` that says what to fix.
+Profiling over this transport lives in :mod:`edgekit.profiling.remote`.
 """
 
 from __future__ import annotations
@@ -11,37 +10,47 @@ from __future__ import annotations
 import shlex
 import socket
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from edgekit.errors import RemoteDeviceError
 
-if TYPE_CHECKING:
-    from edgekit.devices import DeviceProfile
 
-RUNTIME_FIX = "on the device: python3 -m pip install numpy ai-edge-litert (or tflite-runtime; onnxruntime for .onnx)"
+@dataclass(frozen=True)
+class SSHSettings:
+    """How to reach a remote device; the key and known_hosts paths may use ``~``."""
 
+    host: str
+    user: str
+    port: int = 22
+    key: str | None = None
+    known_hosts: str | None = None
+    python: str = "python3"
+    runtime: str = "auto"
+    connect_timeout_s: float = 5.0
+    command_timeout_s: float = 300.0
 
-def _target(profile: DeviceProfile) -> str:
-    ssh = profile.ssh
-    return f"{ssh.user}@{ssh.host}:{ssh.port}"
+    @property
+    def target(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}"
 
 
 @contextmanager
-def connect(profile: DeviceProfile):
-    """An authenticated ``paramiko.SSHClient`` (key auth only, known host keys only), closed on exit."""
+def connect(ssh: SSHSettings, *, device: str, source: str):
+    """An authenticated ``paramiko.SSHClient`` (key auth only, known host keys only), closed on exit.
+
+    ``device`` and ``source`` (the profile's name and file) make the error messages say what to fix."""
     try:
         import paramiko
     except ImportError as exc:
         raise RemoteDeviceError("remote devices need paramiko", fix="pip install paramiko (edgekit[full])") from exc
-    ssh = profile.ssh
-    where = f"device {profile.name!r} ({_target(profile)})"
+    where = f"device {device!r} ({ssh.target})"
     client = paramiko.SSHClient()
     known_hosts = Path(ssh.known_hosts).expanduser() if ssh.known_hosts else None
     key = str(Path(ssh.key).expanduser()) if ssh.key else None
     if key and not Path(key).is_file():
         raise RemoteDeviceError(f"{where}: SSH key {key} does not exist",
-                                fix=f"create it (ssh-keygen -t ed25519 -f {ssh.key}) or fix ssh.key in {profile.source}")
+                                fix=f"create it (ssh-keygen -t ed25519 -f {ssh.key}) or fix ssh.key in {source}")
     try:
         if known_hosts is not None:
             client.load_host_keys(str(known_hosts))
@@ -59,7 +68,7 @@ def connect(profile: DeviceProfile):
         client.close()
         raise RemoteDeviceError(f"{where}: authentication failed ({exc})",
                                 fix=f"authorise the key on the device (ssh-copy-id -i {ssh.key or '~/.ssh/id_ed25519'} "
-                                    f"-p {ssh.port} {ssh.user}@{ssh.host}) or fix ssh.key/ssh.user in {profile.source}") from exc
+                                    f"-p {ssh.port} {ssh.user}@{ssh.host}) or fix ssh.key/ssh.user in {source}") from exc
     except paramiko.BadHostKeyException as exc:
         client.close()
         raise RemoteDeviceError(f"{where}: the host key does not match known_hosts (possible impersonation)",
@@ -74,18 +83,18 @@ def connect(profile: DeviceProfile):
     except (socket.timeout, TimeoutError) as exc:
         client.close()
         raise RemoteDeviceError(f"{where}: no answer within {timeout:g} s",
-                                fix=f"check the device is on and reachable, and ssh.host/ssh.port in {profile.source}") from exc
+                                fix=f"check the device is on and reachable, and ssh.host/ssh.port in {source}") from exc
     except OSError as exc:  # refused, no route, unknown host name
         client.close()
         raise RemoteDeviceError(f"{where}: unreachable ({exc.strerror or exc})",
-                                fix=f"check the device is on, sshd listens on port {ssh.port}, and ssh.host in {profile.source}") from exc
+                                fix=f"check the device is on, sshd listens on port {ssh.port}, and ssh.host in {source}") from exc
     try:
         yield client
     finally:
         client.close()
 
 
-def _exec(client, command: str, timeout: float) -> tuple[int, str, str]:
+def run_command(client, command: str, timeout: float) -> tuple[int, str, str]:
     _, stdout, stderr = client.exec_command(command, timeout=timeout)
     try:
         out = stdout.read().decode("utf-8", "replace")
@@ -96,55 +105,22 @@ def _exec(client, command: str, timeout: float) -> tuple[int, str, str]:
     return stdout.channel.recv_exit_status(), out, err
 
 
-def _check_python(client, profile: DeviceProfile) -> str:
-    python = profile.ssh.python
-    code, out, err = _exec(client, f"{shlex.quote(python)} -c 'import sys; print(sys.version.split()[0])'",
-                           profile.ssh.connect_timeout_s * 3)
+def python_version(client, ssh: SSHSettings, *, device: str, source: str) -> str:
+    """The version of the device's ``ssh.python``; RemoteDeviceError when it does not run."""
+    python = ssh.python
+    code, out, err = run_command(client, f"{shlex.quote(python)} -c 'import sys; print(sys.version.split()[0])'",
+                                 ssh.connect_timeout_s * 3)
     if code != 0:
-        raise RemoteDeviceError(f"device {profile.name!r}: {python!r} does not run there ({(err.strip() or out.strip()).splitlines()[-1:] or code})",
-                                fix=f"install Python 3 on the device or set ssh.python in {profile.source}")
+        raise RemoteDeviceError(f"device {device!r}: {python!r} does not run there ({(err.strip() or out.strip()).splitlines()[-1:] or code})",
+                                fix=f"install Python 3 on the device or set ssh.python in {source}")
     return out.strip()
 
 
-def check_connection(profile: DeviceProfile) -> tuple[bool, str]:
+def check_connection(ssh: SSHSettings, *, device: str, source: str) -> tuple[bool, str]:
     """Connect (short timeout) and ask the device's Python for its version: (ok, reason)."""
     try:
-        with connect(profile) as client:
-            version = _check_python(client, profile)
+        with connect(ssh, device=device, source=source) as client:
+            version = python_version(client, ssh, device=device, source=source)
     except RemoteDeviceError as exc:
         return False, exc.one_line()
-    return True, f"ssh {_target(profile)} reachable, Python {version}"
-
-
-def measure_remote(profile: DeviceProfile, model: Path, *, threads: int, runs: int, warmup: int,
-                   budget_s: float | None = None) -> dict:
-    """Copy ``model`` and the runner to a temp folder on the device, run it there, remove the folder."""
-    from edgekit.profiling.latency import RUNNER, parse_runner_output, runner_arguments
-
-    model = Path(model)
-    ssh = profile.ssh
-    with connect(profile) as client:
-        _check_python(client, profile)
-        code, out, err = _exec(client, "mktemp -d -t edgekit-profile.XXXXXX", ssh.connect_timeout_s * 3)
-        remote_dir = out.strip()
-        if code != 0 or not remote_dir.startswith("/"):
-            raise RemoteDeviceError(f"device {profile.name!r}: cannot create a temp folder ({err.strip()})",
-                                    fix="free space in /tmp on the device")
-        try:
-            sftp = client.open_sftp()
-            try:
-                sftp.put(str(RUNNER), f"{remote_dir}/runner.py")
-                sftp.put(str(model), f"{remote_dir}/{model.name}")
-            finally:
-                sftp.close()
-            backend = "auto" if ssh.runtime == "auto" else ssh.runtime
-            args = runner_arguments(f"{remote_dir}/{model.name}", backend=backend, accelerator=profile.accelerator,
-                                    threads=threads, runs=runs, warmup=warmup, budget_s=budget_s)
-            command = " ".join(shlex.quote(part) for part in [ssh.python, f"{remote_dir}/runner.py", *args])
-            code, out, err = _exec(client, command, ssh.command_timeout_s)
-        finally:
-            _exec(client, f"rm -rf {shlex.quote(remote_dir)}", ssh.connect_timeout_s * 3)
-    result = parse_runner_output(out, err, code, where=f"device {profile.name!r} ({_target(profile)})",
-                                 error=RemoteDeviceError, runtime_fix=RUNTIME_FIX)
-    result["transport"] = f"ssh {_target(profile)}"
-    return result
+    return True, f"ssh {ssh.target} reachable, Python {version}"

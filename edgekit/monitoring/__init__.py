@@ -47,10 +47,10 @@ def monitor(*, log: Path, model: Path | None = None, reference: Path | None = No
     ``model``: the artifact (its ``reference_profile.json`` is used); ``reference``: a reference
     profile file, or a folder of images like the training data (for a model edgekit did not make;
     with ``model`` its scores are profiled too). ``last`` keeps only the newest N rows. Gates are
-    evaluated but not enforced: call :func:`edgekit.profiling.gates.enforce_gates` on the result.
+    evaluated but not enforced: call :func:`edgekit.gates.enforce_gates` on the result.
     """
     from edgekit.monitoring.drift import analyze
-    from edgekit.profiling.gates import lookup, parse_gate
+    from edgekit.gates import lookup, parse_gate
     from edgekit.runtime.predlog import read_log
 
     metrics = gate_metrics()
@@ -81,7 +81,7 @@ def monitor(*, log: Path, model: Path | None = None, reference: Path | None = No
 
 
 def _holds(gate, value: float) -> bool:
-    from edgekit.profiling.gates import OPERATORS
+    from edgekit.gates import OPERATORS
 
     return bool(OPERATORS[gate.op](value, gate.limit))
 

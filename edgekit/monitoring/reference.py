@@ -178,8 +178,8 @@ def _folders(artifact: Artifact, train_data, heldout_data, seed: int) -> tuple[I
         splits = load_splits(Path(train_data), validation_fraction=DEFAULT_HELDOUT_FRACTION, seed=seed)
         return splits.train, splits.val
     origin = _finetune_ancestor(artifact)
-    recorded = origin.manifest.extra.get("data") if origin else None
-    if not recorded or not Path(recorded).is_dir():
+    recorded = origin.manifest.training.folder_path() if origin else None
+    if recorded is None:
         return None
     options = origin.manifest.options
     splits = load_splits(Path(recorded), validation_fraction=options.get("validation_fraction", 0.2),

@@ -39,7 +39,7 @@ def _measure(device, path: Path, *, threads: int | None, runs: int, warmup: int,
     from edgekit.profiling.memory import memory_summary
 
     if device.transport == "ssh":
-        from edgekit.devices.ssh import measure_remote
+        from edgekit.profiling.remote import measure_remote
 
         raw = measure_remote(device, path, threads=threads or device.threads or 0, runs=runs, warmup=warmup,
                              budget_s=budget_s)
@@ -102,11 +102,11 @@ def profile(*, model: Path, devices: tuple[str, ...] | list[str] = ("cpu",), dat
     ``parent`` overrides the float parent named in the manifest (e.g. an artifact copied without it).
     A model without a manifest or embedded metadata is measured as it is; for accuracy (``data``) its
     labels and preprocessing come from ``import_options`` (as `edgekit import` would record them).
-    Raising on failed gates is left to :func:`edgekit.profiling.gates.enforce_gates`, so a caller
+    Raising on failed gates is left to :func:`edgekit.gates.enforce_gates`, so a caller
     can print or save the result first.
     """
     from edgekit.devices import get_device
-    from edgekit.profiling.gates import evaluate_gates, parse_gate
+    from edgekit.gates import evaluate_gates, parse_gate
 
     _check_options(runs, warmup, threads, budget_s, data)
     gates = [parse_gate(text) for text in fail_if]

@@ -84,7 +84,7 @@ def accuracy_loss(artifact: Artifact, data: Path, *, threads: int | None = None,
 
 def _is_training_folder(parent: Artifact, data: Path) -> bool:
     """Whether ``data`` is (or holds) the folder the parent's finetune manifest says it trained on."""
-    recorded = parent.manifest.extra.get("data")
+    recorded = parent.manifest.training.folder
     if not recorded:
         return False
     trained, given = Path(recorded).resolve(), data.expanduser().resolve()

@@ -3,7 +3,7 @@
 The measurement runs ``edgekit/profiling/runner.py`` in a new Python process pinned to the
 profile's thread count (CPU affinity + ``*_NUM_THREADS``), so TensorFlow or earlier models loaded
 in the caller cannot pollute the numbers. Remote devices run the very same script over SSH
-(:mod:`edgekit.devices.ssh`), so local and remote results have one shape.
+(:mod:`edgekit.profiling.remote`), so local and remote results have one shape.
 
 Why this module keeps its own launcher instead of :func:`edgekit.child_process.run_isolated`: a
 measurement needs a fresh process per run that is pinned (``sched_setaffinity`` before it starts)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgekit.errors import ConversionError
-from edgekit.stages.optimize import TrainingImages, fine_tune, layer_kind, main_kernel, wrap_model, SPARSE_KINDS
+from edgekit.stages.tfmot_wrappers import TrainingImages, fine_tune, layer_kind, main_kernel, wrap_model, SPARSE_KINDS
 
 LEARNING_RATE = 1e-4
 

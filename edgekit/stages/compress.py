@@ -45,21 +45,11 @@ class Plan:
     eval_description: str = ""
 
 
-def _training_folder(recorded: str | None) -> Path | None:
-    """The folder of training images a finetune manifest points at (``root/train`` when it has one)."""
-    if not recorded:
-        return None
-    root = Path(recorded)
-    if (root / "train").is_dir():
-        return root / "train"
-    return root if root.is_dir() else None
-
-
 def plan_compression(*, model: Path, out_dir: Path, options: CompressOptions, calibration: Path | None,
                      train_data: Path | None, eval_data: Path | None,
                      import_options: ImportOptions | None = None) -> Plan:
     """Check every option and folder; raise UsageError/DataError/OutputError naming the option before any work."""
-    from edgekit.data import scan_image_folder
+    from edgekit.data import recorded_training_images, scan_image_folder
     from edgekit.targets.common import check_out_dir, held_out_images, load_parent
 
     options.require_work()
@@ -75,7 +65,7 @@ def plan_compression(*, model: Path, out_dir: Path, options: CompressOptions, ca
             raise OutputError(f"variant folder {out_dir / name} is the input model's folder",
                               fix="pass a different --out folder so the parent is not overwritten")
     labels = parent.manifest.labels
-    recorded = _training_folder(parent.manifest.extra.get("data"))
+    recorded = recorded_training_images(parent.manifest)
     plan = Plan(parent=parent, out_dir=out_dir, options=options, preprocessing=parent.manifest.preprocessing_spec(),
                 calibration=None, train_data=None, eval_data=None)
     if options.needs_calibration():
@@ -93,7 +83,7 @@ def plan_compression(*, model: Path, out_dir: Path, options: CompressOptions, ca
             raise UsageError("--prune/--cluster/--qat fine-tune on training images and none are known",
                              fix="pass train_data (the finetune image folder)")
         scan_image_folder(plan.train_data, classes=labels)
-    recorded_eval = parent.manifest.extra.get("eval_data")  # `edgekit import --eval-data`
+    recorded_eval = parent.manifest.training.eval_folder  # `edgekit import --eval-data`
     plan.eval_data = (Path(eval_data).expanduser() if eval_data else Path(recorded_eval) if recorded_eval
                       else None)
     if plan.eval_data is not None:
@@ -158,13 +148,13 @@ def _calibration_and_eval(plan: Plan) -> tuple[np.ndarray | None, EvalSet]:
 
 def _optimise(keras_model, plan: Plan) -> tuple[object, dict]:
     """Apply --prune / --cluster / --qat to the Keras model; return it with their reports."""
-    from edgekit.stages.optimize import load_training_images
+    from edgekit.stages.tfmot_wrappers import load_training_images
 
     options, reports = plan.options, {}
     if not options.needs_training():
         return keras_model, reports
     images = load_training_images(plan.train_data, plan.parent.manifest.labels, plan.preprocessing)
-    wrap = plan.parent.manifest.extra.get("tfmot_wrap", "whole")
+    wrap = plan.parent.manifest.tfmot_wrap or "whole"
     common = {"epochs": options.fine_tune_epochs, "tfmot_wrap": wrap, "seed": options.seed}
     if options.prune is not None:
         from edgekit.stages.prune import prune_model

@@ -3,8 +3,8 @@
 Phase 1 trains only the classification head, on backbone features computed once and cached (on
 disk, keyed by everything that determines them), so many head epochs cost seconds instead of a
 full forward pass each. Phase 2 optionally unfreezes the top N backbone layers and trains end to
-end at a lower learning rate, with augmentation, checkpointing every epoch so ``resume=True``
-continues after an interruption.
+end at a lower learning rate, with augmentation, through ``model.fit`` with Keras' BackupAndRestore
+(the training state saved every epoch) so ``resume=True`` continues after an interruption.
 
 The classifier is built *flat* (``Model(backbone.input, head(backbone.output))``): tfmot only sees
 layers of the outermost model, and silently skips a nested backbone.
@@ -15,19 +15,21 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import shutil
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from edgekit.artifacts import (Artifact, Manifest, Preprocessing, atomic_path, check_output_dir, library_versions,
-                               write_artifact, write_json_atomic, write_text_atomic)
+from edgekit.artifacts import (Artifact, Manifest, Preprocessing, TrainingData, atomic_path, check_output_dir,
+                               library_versions, write_artifact, write_json_atomic, write_text_atomic)
 from edgekit.data import Augmentation, class_weights, files_fingerprint, load_folder_arrays, load_splits, normalize
 from edgekit.evaluation import keras_outputs
 from edgekit.errors import DataError, UsageError
 from edgekit.options import FinetuneOptions
-from edgekit.progress import status, track
+from edgekit.progress import status
 
 HEAD_DENSE = "edgekit_head_dense"
 HEAD_DROPOUT = "edgekit_head_dropout"
@@ -195,7 +197,7 @@ def finetune(*, data: Path, out_dir: Path, config: FinetuneConfig = FinetuneConf
         tick = time.perf_counter()
         histories["fine_tune"], best_epoch = _fine_tune_top_layers(
             model, backbone, train_pixels, train_labels, val_pixels, val_labels, preprocessing, config,
-            checkpoint_dir=out_dir / "checkpoints", run_key=config.digest(data_key), resume=resume, rng=rng)
+            checkpoint_dir=out_dir / "checkpoints", run_key=config.digest(data_key), resume=resume)
         kept["fine_tune"] = _kept_epoch("fine-tune", histories["fine_tune"], best_epoch)
         timings["fine_tune_s"] = time.perf_counter() - tick
     scope.close()
@@ -217,12 +219,12 @@ def finetune(*, data: Path, out_dir: Path, config: FinetuneConfig = FinetuneConf
         backbone=config.backbone, options=config.model_dump() | {"input_size": size, "distribute": distribute},
         seed=config.seed,
         metrics={"validation": _headline(report)},
-        extra={"data": str(Path(data).expanduser().resolve()), "split": splits.source,
-               "train_images": len(splits.train.items), "validation_images": len(splits.val.items),
+        training=TrainingData(folder=str(Path(data).expanduser().resolve()), split=splits.source),
+        tfmot_wrap=spec.tfmot_wrap,
+        extra={"train_images": len(splits.train.items), "validation_images": len(splits.val.items),
                "skipped_files": [f"{p}: {r}" for p, r in splits.train.skipped[:20]],
                "history": histories, "kept_epochs": kept,
-               "timings_s": {k: round(v, 3) for k, v in timings.items()},
-               "tfmot_wrap": spec.tfmot_wrap},
+               "timings_s": {k: round(v, 3) for k, v in timings.items()}},
         versions=library_versions("tensorflow", "tf-keras", "numpy"),
     )
     from edgekit.keras_io import save_keras_model
@@ -306,15 +308,107 @@ class _EpochProgress:
         return Callback()
 
 
+class _FineTuneBatches:
+    """Training batches for ``model.fit``: each epoch a fresh shuffle and augmentation drawn from
+    (seed, epoch), so an epoch that BackupAndRestore resumes sees the batches it would have seen."""
+
+    def __new__(cls, pixels: np.ndarray, labels: np.ndarray, num_classes: int, preprocessing: Preprocessing,
+                config: FinetuneConfig):
+        _, tf_keras = _tf()
+        augmentation = Augmentation()
+
+        class Batches(tf_keras.utils.Sequence):
+            epoch = 0  # set from the restored optimizer step when training starts, then counted here
+
+            def __len__(self):
+                return -(-len(pixels) // config.batch_size)
+
+            def __getitem__(self, index):
+                order = np.random.default_rng([config.seed, self.epoch]).permutation(len(pixels))
+                idx = order[index * config.batch_size:(index + 1) * config.batch_size]
+                batch = pixels[idx]
+                if config.augment:
+                    batch = augmentation.apply(batch, np.random.default_rng([config.seed, self.epoch, index]))
+                return normalize(batch, preprocessing), tf_keras.utils.to_categorical(labels[idx], num_classes)
+
+            def on_epoch_end(self):
+                self.epoch += 1
+
+        return Batches()
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Hold SIGINT/SIGTERM until the block ends, so the Keras backup and the state beside it are written together."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+class _BackupWithBestEpoch:
+    """Keras' BackupAndRestore, which also keeps on disk the history so far and the weights of the best
+    epoch by :func:`_better` (epoch 0 = the model before fine-tuning), so both survive an interruption.
+
+    Keras restores the weights, optimizer and epoch; ``batches`` learns from the restored optimizer step
+    which epoch's shuffle comes next. ``baseline`` (the (accuracy, loss) before fine-tuning) must be set
+    before ``fit``.
+    """
+
+    def __new__(cls, model, batches, *, epochs: int, backup_dir: Path, best_checkpoint: Path, state_path: Path):
+        _, tf_keras = _tf()
+
+        def save_weights(path: Path) -> None:
+            with atomic_path(path) as tmp:
+                model.save_weights(str(tmp))
+
+        class Callback(tf_keras.callbacks.BackupAndRestore):
+            baseline: tuple[float, float]
+
+            def on_train_begin(self, logs=None):
+                super().on_train_begin(logs)
+                done = int(model.optimizer.iterations.numpy()) // len(batches)
+                batches.epoch = done
+                if done == 0:
+                    self.history = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
+                    self.best, self.best_epoch = self.baseline, 0
+                    save_weights(best_checkpoint)
+                    return
+                state = json.loads(state_path.read_text())
+                self.history = state["history"]
+                self.best, self.best_epoch = tuple(state["best"]), state["best_epoch"]
+                status(f"resuming fine-tuning after epoch {done} from {backup_dir}")
+
+            def on_epoch_end(self, epoch, logs=None):
+                for key in self.history:
+                    self.history[key].append(float(logs[key]))
+                status(f"[fine-tune] epoch {epoch + 1}/{epochs} loss={logs['loss']:.4f} "
+                       f"val_accuracy={logs['val_accuracy']:.4f} val_loss={logs['val_loss']:.4f}")
+                score = (float(logs["val_accuracy"]), float(logs["val_loss"]))
+                with _signals_deferred():
+                    if _better(score, self.best):
+                        self.best, self.best_epoch = score, epoch + 1
+                        save_weights(best_checkpoint)
+                    super().on_epoch_end(epoch, logs)
+                    write_json_atomic(state_path, {"epoch": epoch + 1, "history": self.history,
+                                                   "best": list(self.best), "best_epoch": self.best_epoch})
+
+        return Callback(str(backup_dir))
+
+
 def _fine_tune_top_layers(model, backbone, train_pixels, train_labels, val_pixels, val_labels,
                           preprocessing: Preprocessing, config: FinetuneConfig, *, checkpoint_dir: Path,
-                          run_key: str, resume: bool, rng: np.random.Generator) -> tuple[dict, int]:
-    """Unfreeze the top N backbone layers (BatchNorm stays frozen) and train end to end, checkpointing each epoch.
+                          run_key: str, resume: bool) -> tuple[dict, int]:
+    """Unfreeze the top N backbone layers (BatchNorm stays frozen) and train end to end with ``model.fit``.
 
-    Returns the history and the epoch whose weights the model ends with: the best by :func:`_better`,
-    where epoch 0 is the head-only model before fine-tuning (kept when no epoch beats it).
+    Keras' BackupAndRestore saves the training state every epoch, so ``resume=True`` continues an
+    interrupted run (without it, an earlier run's backup is discarded). Returns the history and the epoch
+    whose weights the model ends with: the best by :func:`_better`, where epoch 0 is the head-only model
+    before fine-tuning (kept when no epoch beats it).
     """
-    tf, tf_keras = _tf()
+    _, tf_keras = _tf()
     backbone.trainable = True
     trainable_layers = [layer for layer in backbone.layers if layer.weights]
     for layer in backbone.layers:
@@ -326,53 +420,20 @@ def _fine_tune_top_layers(model, backbone, train_pixels, train_labels, val_pixel
     model.compile(optimizer=tf_keras.optimizers.Adam(config.fine_tune_learning_rate),
                   loss=tf_keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
                   metrics=["accuracy"])
-    checkpoint = checkpoint_dir / f"finetune-{run_key}.ckpt.h5"  # legacy-h5 format on save and load
-    best_checkpoint = checkpoint_dir / f"finetune-{run_key}.best.h5"
+    backup_dir = checkpoint_dir / f"finetune-{run_key}"
+    best_checkpoint = checkpoint_dir / f"finetune-{run_key}.best.h5"  # legacy-h5 format on save and load
     state_path = checkpoint_dir / f"finetune-{run_key}.json"
-    start_epoch, history = 0, {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
-    augmentation = Augmentation()
+    if not (resume and backup_dir.is_dir() and state_path.is_file() and best_checkpoint.is_file()):
+        shutil.rmtree(backup_dir, ignore_errors=True)
     val_x = normalize(val_pixels, preprocessing)
     val_y = tf_keras.utils.to_categorical(val_labels, num_classes)
-
-    def save_weights(path: Path) -> None:
-        with atomic_path(path) as tmp:
-            model.save_weights(str(tmp))
-
-    if resume and checkpoint.is_file() and best_checkpoint.is_file() and state_path.is_file():
-        state = json.loads(state_path.read_text())
-        model.load_weights(str(checkpoint))
-        start_epoch, history = state["epoch"], state["history"]
-        best, best_epoch = tuple(state["best"]), state["best_epoch"]
-        rng.bit_generator.state = state["rng"]
-        status(f"resuming fine-tuning after epoch {start_epoch} from {checkpoint}")
-    else:
-        val_loss, val_accuracy = model.evaluate(val_x, val_y, batch_size=64, verbose=0)
-        best, best_epoch = (float(val_accuracy), float(val_loss)), 0
-        save_weights(best_checkpoint)
-    for epoch in range(start_epoch, config.fine_tune_epochs):
-        order = rng.permutation(len(train_pixels))
-        losses, accuracies = [], []
-        batches = range(0, len(order), config.batch_size)
-        for start in track(batches, description=f"fine-tune epoch {epoch + 1}/{config.fine_tune_epochs}",
-                           total=len(batches)):
-            idx = order[start:start + config.batch_size]
-            pixels = augmentation.apply(train_pixels[idx], rng) if config.augment else train_pixels[idx]
-            loss, accuracy = model.train_on_batch(normalize(pixels, preprocessing),
-                                                  tf_keras.utils.to_categorical(train_labels[idx], num_classes))
-            losses.append(loss)
-            accuracies.append(accuracy)
-        val_loss, val_accuracy = model.evaluate(val_x, val_y, batch_size=64, verbose=0)
-        for key, value in (("loss", np.mean(losses)), ("accuracy", np.mean(accuracies)),
-                           ("val_loss", val_loss), ("val_accuracy", val_accuracy)):
-            history[key].append(float(value))
-        status(f"[fine-tune] epoch {epoch + 1}/{config.fine_tune_epochs} loss={np.mean(losses):.4f} "
-               f"val_accuracy={val_accuracy:.4f} val_loss={val_loss:.4f}")
-        if _better((float(val_accuracy), float(val_loss)), best):
-            best, best_epoch = (float(val_accuracy), float(val_loss)), epoch + 1
-            save_weights(best_checkpoint)
-        save_weights(checkpoint)
-        write_json_atomic(state_path, {"epoch": epoch + 1, "history": history, "rng": rng.bit_generator.state,
-                                       "best": list(best), "best_epoch": best_epoch})
-    if best_epoch != len(history["val_accuracy"]):
+    batches = _FineTuneBatches(train_pixels, train_labels, num_classes, preprocessing, config)
+    backup = _BackupWithBestEpoch(model, batches, epochs=config.fine_tune_epochs, backup_dir=backup_dir,
+                                  best_checkpoint=best_checkpoint, state_path=state_path)
+    val_loss, val_accuracy = model.evaluate(val_x, val_y, batch_size=64, verbose=0)
+    backup.baseline = (float(val_accuracy), float(val_loss))  # the score to beat when no epoch was restored
+    model.fit(batches, epochs=config.fine_tune_epochs, shuffle=False, verbose=0, callbacks=[backup],
+              validation_data=(val_x, val_y), validation_batch_size=64)
+    if backup.best_epoch != len(backup.history["val_accuracy"]):
         model.load_weights(str(best_checkpoint))
-    return history, best_epoch
+    return backup.history, backup.best_epoch

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgekit.errors import ValidationError
-from edgekit.stages.optimize import TrainingImages, fine_tune, layer_kind, main_kernel, wrap_model, SPARSE_KINDS
+from edgekit.stages.tfmot_wrappers import TrainingImages, fine_tune, layer_kind, main_kernel, wrap_model, SPARSE_KINDS
 
 LEARNING_RATE = 1e-4
 SPARSITY_TOLERANCE = 0.02  # achieved sparsity may fall short of the target by this much (rounding per layer)

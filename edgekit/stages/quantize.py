@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from edgekit.errors import AccuracyError
-from edgekit.stages.optimize import TrainingImages, fine_tune, wrap_model
+from edgekit.stages.tfmot_wrappers import TrainingImages, fine_tune, wrap_model
 
 LEARNING_RATE = 1e-5
 PRESERVE = (None, "prune", "cluster")

@@ -102,17 +102,16 @@ def held_out_images(parent: Artifact):
     validation split (reproduced from its recorded seed and fraction). None when there are none."""
     from edgekit.data import find_split, load_splits, scan_image_folder
 
-    recorded = parent.manifest.extra.get("data")
+    root = parent.manifest.training.folder_path()
     labels = parent.manifest.labels
-    if not recorded or not Path(recorded).is_dir():
+    if root is None:
         return None
-    root = Path(recorded)
     base = root.parent if root.name == "train" else root
     for split in ("test", "val"):
         found = find_split(base, split)
         if found is not None and found.resolve() != root.resolve():
             return scan_image_folder(found, classes=labels), f"held-out images from {found}"
-    if parent.manifest.extra.get("split") == "seeded split":
+    if parent.manifest.training.split == "seeded split":
         options = parent.manifest.options
         splits = load_splits(root, validation_fraction=options.get("validation_fraction", 0.2),
                              seed=options.get("seed", 0))
@@ -142,7 +141,7 @@ def validation_set(parent: Artifact, preprocessing: Preprocessing, extra_folder:
         folder, source = held_out
         inputs, labels = _load_sample(folder, preprocessing, count, seed + 1)
         return ValidationSet(inputs, labels, source, training_data=False)
-    recorded = parent.manifest.extra.get("data")
+    recorded = parent.manifest.training.folder
     for root in ([Path(recorded)] if recorded else []) + ([extra_folder] if extra_folder else []):
         if root.is_dir():
             folder = scan_image_folder(find_split(root, "train") or root, classes=parent.manifest.labels or None)

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgekit.artifacts import Artifact, Manifest, Preprocessing, library_versions, parent_record, write_artifact
+from edgekit.artifacts import (Artifact, Manifest, Preprocessing, Quantization, library_versions, parent_record,
+                               write_artifact)
 from edgekit.errors import ConversionError, UsageError
 from edgekit.progress import status
 from edgekit.targets.common import check_out_dir, compare_to_parent, labelled_accuracy, load_parent, sample_images, validation_set
@@ -49,7 +50,7 @@ def export_onnx(model: Path, *, out_dir: Path, opset: int = DEFAULT_OPSET, int8:
     """Write ``out_dir/model.onnx`` + manifest from a Keras/SavedModel (or float ONNX) artifact; raise if it disagrees."""
     parent = load_parent(model, formats=("keras", "savedmodel", "onnx"), target="onnx", out_dir=out_dir,
                          import_options=import_options)
-    if parent.manifest.format == "onnx" and parent.manifest.extra.get("quantization"):
+    if parent.manifest.format == "onnx" and parent.manifest.quantization is not None:
         raise UsageError(f"{parent.path} is already quantized", fix="export from its float parent instead")
     out_dir = check_out_dir(out_dir, parent)
     if int8 and dynamic:
@@ -108,7 +109,8 @@ def export_onnx(model: Path, *, out_dir: Path, opset: int = DEFAULT_OPSET, int8:
                      "calibration_samples": quantization.get("calibration_images") if quantization else None,
                      "calibrate_method": quantization.get("calibrate_method") if quantization else None},
             seed=seed, metrics=metrics,
-            extra={"opset": _opset_of(proto), "quantization": quantization, "parent_format": parent.manifest.format},
+            quantization=Quantization(**quantization) if quantization else None,
+            extra={"opset": _opset_of(proto), "parent_format": parent.manifest.format},
             versions=library_versions("onnx", "onnxruntime", "tf2onnx", "onnxslim", "tensorflow", "numpy"))
         artifact = write_artifact(out_dir, MODEL_FILE, manifest, writer=lambda tmp: shutil.copyfile(final, tmp))
     return artifact
@@ -116,10 +118,8 @@ def export_onnx(model: Path, *, out_dir: Path, opset: int = DEFAULT_OPSET, int8:
 
 def _calibration_dir(parent: Artifact, calibration: Path | None) -> Path:
     """The image folder to calibrate on: the given one, else the parent's training folder."""
-    candidate = Path(calibration).expanduser() if calibration else None
-    if candidate is None:
-        recorded = parent.manifest.extra.get("data")
-        candidate = Path(recorded) if recorded else None
+    recorded = parent.manifest.training.folder
+    candidate = Path(calibration).expanduser() if calibration else Path(recorded) if recorded else None
     if candidate is None or not candidate.is_dir():
         raise UsageError(f"--int8 needs calibration images and {candidate or 'no training folder'} is not available",
                          fix="pass --calibration DIR (an image folder, one sub-folder per class)")

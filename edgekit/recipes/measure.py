@@ -14,8 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.artifacts import Artifact, sha256_file, write_json_atomic
-from edgekit.errors import EdgekitError
+from edgekit.errors import DeviceUnavailableError, EdgekitError
 from edgekit.progress import status
+
+
+def outcome_status(exc: EdgekitError) -> str:
+    """A row's status for a stage or measurement that raised: absent hardware or tools are ``unavailable``
+    (reported, not a failure of the run); anything else ``failed``."""
+    kind = "unavailable" if isinstance(exc, DeviceUnavailableError) else "failed"
+    return f"{kind}: {exc.one_line()}"
 
 
 def _cached(path: Path, compute) -> dict:
@@ -109,8 +116,6 @@ def measure_all(*, float_artifact: Artifact, artifacts: dict[str, Artifact | str
                 measured = _cached(key, lambda a=artifact, d=device: profile(
                     model=a.path, devices=[d.name], runs=runs, warmup=warmup, threads=threads)["devices"][d.name])
             except EdgekitError as exc:
-                from edgekit.recipes.runner import outcome_status
-
                 rows.append(row | {"status": outcome_status(exc), "accuracy": None})
                 continue
             if measured.get("status") != "ok":

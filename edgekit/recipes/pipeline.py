@@ -22,6 +22,7 @@ from edgekit.artifacts import Artifact, load_artifact, sha256_file, write_json_a
 from edgekit.data import folder_fingerprint
 from edgekit.errors import DeviceUnavailableError, EdgekitError, GateFailedError, RecipeError, RunFailedError
 from edgekit.progress import status
+from edgekit.recipes.measure import measure_all, outcome_status
 from edgekit.resources import shipped_dir
 
 STATE_FILE = ".edgekit-stage.json"
@@ -186,8 +187,6 @@ def run_recipe(*, recipe_path: Path, out_dir: Path | None = None, force: bool = 
             export["name"], lambda e=export: _export_stage(e, float_artifact, artifacts, out_dir, seed, force))
         stages.append(outcome)
 
-    from edgekit.recipes.sweep import measure_all
-
     profile_options = recipe.get("profile", {})
     rows, reference_accuracy = measure_all(
         float_artifact=float_artifact, artifacts=artifacts, devices=devices or recipe.get("devices") or ["cpu"],
@@ -227,13 +226,6 @@ def enforce_outcome(summary: dict, *, allow_failures: bool = False) -> None:
         why = "" if measured else "; no row has a measured accuracy (give the recipe test images: data.test)"
         raise GateFailedError(f"no variant meets every constraint ({', '.join(f'{k} {v}' for k, v in constraints.items())}"
                               f"){why}", fix=f"see {report}; relax `constraints`, or pass --allow-failures")
-
-
-def outcome_status(exc: EdgekitError) -> str:
-    """A row's status for a stage or measurement that raised: absent hardware or tools are ``unavailable``
-    (reported, not a failure of the run); anything else ``failed``."""
-    kind = "unavailable" if isinstance(exc, DeviceUnavailableError) else "failed"
-    return f"{kind}: {exc.one_line()}"
 
 
 def _guarded(name: str, work: Callable[[], tuple[Artifact, StageOutcome]]) -> tuple[Artifact | str, StageOutcome]:
