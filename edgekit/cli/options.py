@@ -7,10 +7,19 @@ from typing import Annotated
 
 import typer
 
+from edgekit.cli.predict_core import JSON, THREADS, OptionSpec
+
 OutDir = Annotated[Path, typer.Option("--out", "-o", help="Output folder (created; existing files are replaced atomically).")]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout instead of tables.")]
+
+
+def typer_option(spec: OptionSpec):
+    """The Typer option for an option spelled in a (Typer-free) :class:`OptionSpec` table."""
+    return typer.Option(*spec.flags, help=spec.help, min=spec.minimum)
+
+
+JsonFlag = Annotated[bool, typer_option(JSON)]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed (recorded in the manifest; same seed, same metrics).")]
-Threads = Annotated[int | None, typer.Option("--threads", "-t", min=1, help="Inference threads (default: the device profile's).")]
+Threads = Annotated[int | None, typer_option(THREADS)]
 ModelArg = Annotated[Path, typer.Argument(help="Model file (.keras/.tflite/.onnx) or the artifact folder holding it.")]
 DataDir = Annotated[Path, typer.Argument(help="Image folder: one sub-folder per class.")]
 
