@@ -135,31 +135,36 @@ def run_predict(*, model: Path, target: Path, top_k: int, json_out: bool, thread
         print(json.dumps({"model": str(predictor.path), "backend": predictor.backend,
                           "accelerator": accelerator, "results": results}, indent=2))
         return
-    _print_table(results, predictor, single=not target.is_dir())
+    _print_table(results, predictor, folder=target if target.is_dir() else None)
 
 
-def _print_table(results: list[dict], predictor, *, single: bool) -> None:
+def _print_table(results: list[dict], predictor, *, folder: Path | None) -> None:
+    """Top-k of one image, or one row per image of a folder (paths relative to it; JSON has them in full)."""
     title = f"{predictor.path.name} on {predictor.backend} ({predictor.accelerator})"
-    if single:
+    if folder is None:
         rows = [[str(rank), e["label"], f"{e['score']:.4f}"] for rank, e in enumerate(results[0]["top_k"], 1)]
         _print_plain(title, ["rank", "label", "score"], rows, right={0, 2})
         return
     rows = []
     for item in results:
+        name = str(Path(item["path"]).relative_to(folder))
         if "error" in item:
-            rows.append([item["path"], "error", "", item["error"]])
+            rows.append([name, "error", "", item["error"]])
             continue
         first, *rest = item["top_k"]
-        rows.append([item["path"], first["label"], f"{first['score']:.4f}",
+        rows.append([name, first["label"], f"{first['score']:.4f}",
                      ", ".join(f"{e['label']} {e['score']:.2f}" for e in rest)])
     _print_plain(title, ["image", "top-1", "score", "others"], rows, right={2})
 
 
-def _print_plain(title: str, header: list[str], rows: list[list[str]], *, right: set[int]) -> None:
-    """A plain-text table: a title line, the header, a rule and aligned columns (the last one left ragged)."""
+def _print_plain(title: str, header: list[str], rows: list[list[str]], *, right: set[int], width: int = 80) -> None:
+    """A plain-text table: title, header, rule, aligned columns; the last column is cut to fit ``width``."""
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    room = max(width - sum(widths[:-1]) - 2 * (len(widths) - 1), 10)
+    widths[-1] = min(widths[-1], room)
 
     def line(cells: list[str]) -> str:
+        cells = [*cells[:-1], cells[-1] if len(cells[-1]) <= room else cells[-1][: room - 3] + "..."]
         parts = [cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]) for i, cell in enumerate(cells)]
         return "  ".join(parts).rstrip()
 
