@@ -218,3 +218,21 @@ def environment_lines(env: dict) -> list[str]:
 def relative(path: Path) -> str:
     """``path`` relative to the repository (results must not depend on where the clone lives)."""
     return os.path.relpath(Path(path).resolve(), REPO)
+
+
+def accuracy_drop(labels, reference_top1, candidate_top1) -> dict:
+    """Top-1 drop in points (positive = the candidate lost accuracy) with a 95% interval for paired answers.
+
+    Both models answered the same images, so only the images where exactly one of them is right
+    carry information: Wald interval on the difference of paired proportions (Agresti & Min 2005).
+    """
+    import numpy as np
+
+    labels, reference_top1, candidate_top1 = (np.asarray(a) for a in (labels, reference_top1, candidate_top1))
+    n = len(labels)
+    only_reference = int(np.sum((reference_top1 == labels) & (candidate_top1 != labels)))
+    only_candidate = int(np.sum((candidate_top1 == labels) & (reference_top1 != labels)))
+    drop = (only_reference - only_candidate) / n
+    half = 1.96 * np.sqrt(max(only_reference + only_candidate - (only_reference - only_candidate) ** 2 / n, 0)) / n
+    return {"drop_points": 100 * drop, "ci95_points": [100 * (drop - half), 100 * (drop + half)], "images": n,
+            "only_reference_right": only_reference, "only_candidate_right": only_candidate}
