@@ -101,14 +101,14 @@ def interleaved(cases: Mapping[str, Callable[[], dict]], *, rounds: int = ROUNDS
         raise ValueError("rounds must be >= 1")
     samples: dict[str, list[dict]] = {name: [] for name in cases}
     for index in range(warmup_rounds + rounds):
-        for name, case in cases.items():
-            measured = case()
-            if index >= warmup_rounds:
-                samples[name].append(measured)
+        measured = {name: case() for name, case in cases.items()}
+        if index >= warmup_rounds:
+            for name, values in measured.items():
+                samples[name].append(values)
         if progress:
             label = "warm-up" if index < warmup_rounds else f"round {index - warmup_rounds + 1}/{rounds}"
-            print(f"  {label}: " + ", ".join(f"{name} {_brief(samples[name][-1]) if samples[name] else '-'}"
-                                              for name in cases), file=sys.stderr, flush=True)
+            print(f"  {label}: " + ", ".join(f"{name} {_brief(values)}" for name, values in measured.items()),
+                  file=sys.stderr, flush=True)
     return samples
 
 

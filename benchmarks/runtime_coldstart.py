@@ -71,7 +71,9 @@ def main() -> int:
     pre = artifact.manifest.preprocessing
     image = sorted((CLOTHING / "test").rglob("*.jpg"))[0]
     cores = pinned_cores(1)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    # As installed: bytecode caches written on the first (warm-up) run and reused, as pip's install would.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
                TF_CPP_MIN_LOG_LEVEL="3")
     floor_args = [str(model), str(image), str(SIZE), json.dumps(pre["mean"]), json.dumps(pre["std"])]
     predict = [sys.executable, "-m", "edgekit", "predict", str(model.parent), str(image), "--top-k", "1"]
