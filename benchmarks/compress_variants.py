@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CLOTHING, WORK, float_parent_and_test_inputs  # noqa: E402
-from harness import (accuracy_drop, environment, environment_lines, finish, interleaved,  # noqa: E402
+from harness import (accuracy_drop, cell, environment, environment_lines, finish, interleaved,  # noqa: E402
                      pinned_cores, runner_latency, speedups, summarize, write_results)
 
 SIZE, RUNS, WARMUP, FINE_TUNE_EPOCHS = 160, 100, 10, 2
@@ -100,12 +100,11 @@ def main() -> int:
     for name, row in rows.items():
         s, d = row["speedup_vs_float"], row["top1_drop"]
         lines.append(f"| {name} | {row['size_vs_float']:.3f}x | {row['gzip_vs_float']:.3f}x | "
-                     f"{row['p50_ms']['median']:.2f} | {s['median']:.2f}x [{s['min']:.2f}-{s['max']:.2f}] | "
+                     f"{row['p50_ms']['median']:.2f} | {cell(s)} | "
                      f"{d['drop_points']:+.2f} [{d['ci95_points'][0]:+.2f}, {d['ci95_points'][1]:+.2f}] |")
     lines += ["", "Goals: " + "; ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in goals.items()) + ".",
               *environment_lines(setting)]
     write_results("compress_variants", payload, lines)
-    print("\n".join(lines))
     return 0
 
 

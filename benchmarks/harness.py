@@ -145,6 +145,11 @@ def speedups(samples: Mapping[str, list[dict]], metric: str, baseline: str) -> d
             for name, rows in samples.items() if name != baseline}
 
 
+def cell(stats: dict, fmt: str = ".2f", unit: str = "x") -> str:
+    """``median [min-max]`` of a spread, for tables."""
+    return f"{stats['median']:{fmt}}{unit} [{stats['min']:{fmt}}-{stats['max']:{fmt}}]"
+
+
 def load_average() -> dict:
     """The 1/5/15-minute load averages (and what they mean on this machine's core count)."""
     one, five, fifteen = os.getloadavg()
@@ -187,7 +192,7 @@ def _temporary_paths(text: str) -> list[str]:
 
 
 def write_results(name: str, payload: dict, markdown: list[str], *, results: Path = RESULTS) -> Path:
-    """Write ``name.json`` and ``name.md`` atomically; refuse results that point into temporary folders."""
+    """Write ``name.json`` and ``name.md`` atomically (and print the Markdown); refuse temporary paths."""
     from edgekit.artifacts import write_json_atomic, write_text_atomic
 
     text = json.dumps(payload, default=str) + "\n".join(markdown)
@@ -198,6 +203,7 @@ def write_results(name: str, payload: dict, markdown: list[str], *, results: Pat
     results.mkdir(parents=True, exist_ok=True)
     write_json_atomic(results / f"{name}.json", payload)
     write_text_atomic(results / f"{name}.md", "\n".join(markdown) + "\n")
+    print("\n".join(markdown))
     return results / f"{name}.json"
 
 

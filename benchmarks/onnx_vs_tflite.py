@@ -17,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CLOTHING, WORK, clothing_float, float_parent_and_test_inputs  # noqa: E402
-from harness import (accuracy_drop, environment, environment_lines, finish, interleaved, pinned_cores,  # noqa: E402
+from harness import (accuracy_drop, cell, environment, environment_lines, finish, interleaved, pinned_cores,  # noqa: E402
                      runner_latency, speedups, summarize, write_results)
 
 SIZE, RUNS, WARMUP, CALIBRATION_SAMPLES = 224, 100, 10, 200
@@ -93,18 +93,13 @@ def main() -> int:
         ratio = vs_onnx.get(name) or vs_tflite.get(name)
         d = row["top1_drop_vs_keras"]
         lines.append(f"| {name} | {row['size_bytes'] / 1024:.0f} | {row['p50_ms']['median']:.2f} | "
-                     f"{_ratio_cell(ratio) if ratio else '1x'} | "
+                     f"{cell(ratio) if ratio else '1x'} | "
                      f"{row['top1']:.3f} | {d['drop_points']:+.2f} [{d['ci95_points'][0]:+.2f}, "
                      f"{d['ci95_points'][1]:+.2f}] | {row['agreement_with_keras']:.3f} |")
     lines += ["", "Goals: " + "; ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in goals.items()) + ".",
               *environment_lines(setting)]
     write_results("onnx_vs_tflite", payload, lines)
-    print("\n".join(lines))
     return 0
-
-
-def _ratio_cell(stats: dict) -> str:
-    return f"{stats['median']:.2f}x [{stats['min']:.2f}-{stats['max']:.2f}]"
 
 
 if __name__ == "__main__":

@@ -121,7 +121,6 @@ def main() -> int:
                   for m, devices in ssh.items() for d, r in devices.items()]
     lines += environment_lines(setting)
     write_results("profile_accuracy", results, lines)
-    print("\n".join(lines))
     return 0
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CLOTHING, clothing_tflite_pair  # noqa: E402
-from harness import (environment, environment_lines, finish, interleaved, pair_ratios, pinned_cores,  # noqa: E402
+from harness import (cell, environment, environment_lines, finish, interleaved, pair_ratios, pinned_cores,  # noqa: E402
                      run_process, runner_latency, summarize, write_results)
 
 SIZES = (96, 128, 160, 224)
@@ -81,18 +81,13 @@ def main() -> int:
     for name, row in rows.items():
         p50, ratio = row["p50_ms"], row["ratio_to_tool"]
         lines.append(f"| {name} | {p50[TOOL]['median']:.3f} | {p50[OURS]['median']:.3f} | "
-                     f"{_ratio(ratio[OURS])} | {_ratio(ratio['bare Interpreter (runner)'])} | "
+                     f"{cell(ratio[OURS], '.3f', '')} | {cell(ratio['bare Interpreter (runner)'], '.3f', '')} | "
                      f"{row['difference_ms']:+.3f} | {'met' if row['within_goal'] else 'MISSED'} |")
     lines += ["", "The tool times `CompiledModel.run_by_name` on buffers it allocated once; the runner times "
               "`set_tensor` + `invoke` + `get_tensor` (an input and an output copy per call). A fixed per-call "
               "difference (column diff ms) weighs more on the smallest models.", *environment_lines(setting)]
     write_results("profiler_vs_litert", payload, lines)
-    print("\n".join(lines))
     return 0
-
-
-def _ratio(stats: dict) -> str:
-    return f"{stats['median']:.3f} [{stats['min']:.3f}-{stats['max']:.3f}]"
 
 
 if __name__ == "__main__":

@@ -45,7 +45,6 @@ def main() -> int:
     lines += [f"| {s['name']} | {s['seconds']} |" for s in stages]
     lines += environment_lines(setting)
     write_results("quickstart_time", payload, lines)
-    print("\n".join(lines))
     return 0
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CLOTHING, clothing_tflite_pair  # noqa: E402
-from harness import (REPO, environment, environment_lines, finish, interleaved, pair_ratios, pinned_cores,  # noqa: E402
+from harness import (REPO, cell, environment, environment_lines, finish, interleaved, pair_ratios, pinned_cores,  # noqa: E402
                      run_process, summarize, write_results)
 
 SIZE = 224
@@ -124,19 +124,14 @@ def main() -> int:
         ratio = ratios.get(name)
         goal = goals.get(name)
         goal_text = "-" if goal is None else f"<= {goal['goal_ratio_max']}x: {'met' if goal['met'] else 'MISSED'}"
-        lines.append(f"| {name} | {_cell(wall[name], '.3f')} | {_cell(ratio, '.2f', 'x') if ratio else '1x'} | "
+        lines.append(f"| {name} | {cell(wall[name], '.3f', '')} | {cell(ratio) if ratio else '1x'} | "
                      f"{goal_text} | {memory[name]['median']:.0f} |")
     tf_goal = goals["TensorFlow path vs edgekit (cached)"]
-    lines += ["", f"TensorFlow path / edgekit (cached): {_cell(tf_speedup, '.1f', 'x')} "
+    lines += ["", f"TensorFlow path / edgekit (cached): {cell(tf_speedup, '.1f')} "
               f"(goal >= {TF_SPEEDUP_GOAL:.0f}x: {'met' if tf_goal['met'] else 'MISSED'}). "
               f"Same top-1 as the floor: {agreement}.", *environment_lines(setting)]
     write_results("runtime_coldstart", payload, lines)
-    print("\n".join(lines))
     return 0
-
-
-def _cell(stats: dict, fmt: str, unit: str = "") -> str:
-    return f"{stats['median']:{fmt}}{unit} [{stats['min']:{fmt}}-{stats['max']:{fmt}}]"
 
 
 def _same_top1(predict, floor_args, labels, cores, env, cache: Path) -> bool:

@@ -6,25 +6,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from test_runtime import build_tiny_models
+from test_predict_cli import photo, tiny_models  # noqa: F401  (the same session fixtures)
 
 from edgekit.cli import main
 from edgekit.cli.predict_core import OPTIONS, parse_plain
 
 HEAVY = ("typer", "rich", "pydantic", "yaml", "jsonschema", "tensorflow", "tf_keras")
-
-
-@pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory, digits_dir) -> dict[str, Path]:
-    return build_tiny_models(tmp_path_factory.getbasetemp() / "runtime-models", digits_dir)
-
-
-@pytest.fixture(scope="session")
-def photo(tiny_models) -> Path:
-    return Path(json.loads(tiny_models["test_images"].read_text())[0])
 
 
 def test_plain_predict_imports_no_cli_framework_nor_tensorflow(tiny_models, photo):
