@@ -43,10 +43,11 @@ def pinned_cores(count: int = 1) -> list[int]:
 
 def run_process(argv: Sequence[str], *, cores: Sequence[int], env: Mapping[str, str] | None = None,
                 timeout_s: float = 600) -> dict:
-    """Run ``argv`` in a fresh process pinned to ``cores``: wall seconds, peak RSS, exit code, the JSON it printed.
+    """Run ``argv`` in a fresh process pinned to ``cores``: wall and CPU seconds, peak RSS, the JSON it printed.
 
     Wall time runs from just before the fork to the child's exit: interpreter start-up, imports, work.
-    Peak RSS is the child's own ``ru_maxrss`` from ``wait4`` (no extra process, nothing in the child).
+    CPU time (user + system) and peak RSS come from ``wait4`` and include the child's own children; CPU
+    time barely moves with other people's load, so it is recorded beside wall time.
     """
     chosen = set(cores)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -67,7 +68,8 @@ def run_process(argv: Sequence[str], *, cores: Sequence[int], env: Mapping[str, 
     if proc.returncode != 0:
         tail = (stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
         raise RuntimeError(f"{' '.join(argv[:4])} ... failed ({proc.returncode}): {tail}")
-    return {"wall_s": wall, "peak_rss_mib": usage.ru_maxrss / 1024, "returncode": proc.returncode,
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mib": usage.ru_maxrss / 1024,
+            "returncode": proc.returncode,
             "reported": _last_json(stdout)}
 
 
