@@ -58,6 +58,10 @@ def run_process(argv: Sequence[str], *, cores: Sequence[int], env: Mapping[str, 
         killer.start()
         try:
             _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:  # interrupted: leave no measurement running behind
+            proc.kill()
+            proc.wait()
+            raise
         finally:
             killer.cancel()
         wall = time.perf_counter() - started
