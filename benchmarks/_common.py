@@ -10,6 +10,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EDGEKIT_SHARED", REPO.parent / "shared"))
 CLOTHING = SHARED / "datasets" / "clothing-small"
 WORK = REPO / "runs" / "bench"
+SMALL_FINETUNE = {"epochs": 10, "augment_copies": 0}  # enough for latency, size and int8-vs-float comparisons
 
 
 def clothing_float(size: int, *, epochs: int = 30, augment_copies: int = 1, work: Path = WORK):
@@ -30,7 +31,7 @@ def clothing_tflite_pair(size: int, *, work: Path = WORK) -> dict[str, Path]:
     from edgekit.api import export
     from edgekit.stages.compress import compress
 
-    parent = clothing_float(size, epochs=10, augment_copies=0, work=work)
+    parent = clothing_float(size, **SMALL_FINETUNE, work=work)
     float_dir, int8_dir = work / f"tflite-float32-{size}", work / f"tflite-int8-{size}"
     if not (float_dir / "manifest.json").is_file():
         export(model=parent.directory, target="tflite", out_dir=float_dir)

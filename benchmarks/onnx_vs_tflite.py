@@ -1,5 +1,5 @@
 """ONNX fp32 vs ONNX int8 (static QDQ) vs TFLite float32 and int8, from one MobileNetV2 (224 px) finetuned
-on clothing-small.
+on clothing-small (the small head-only finetune of benchmarks/_common.py, shared with the other benchmarks).
 
 Size; latency (1 thread, edgekit's profiler runner on onnxruntime / LiteRT, fresh pinned process per
 measurement, interleaved rounds, ratios round by round: benchmarks/harness.py); top-1 on the test split
@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CLOTHING, WORK, clothing_float, float_parent_and_test_inputs  # noqa: E402
+from _common import (CLOTHING, SMALL_FINETUNE, WORK, clothing_float, clothing_tflite_pair,  # noqa: E402
+                     float_parent_and_test_inputs)
 from harness import (accuracy_drop, cell, environment, environment_lines, finish, interleaved, pinned_cores,  # noqa: E402
                      runner_latency, speedups, summarize, write_results)
 
@@ -25,23 +26,17 @@ SPEEDUP_GOAL, DROP_GOAL = 1.6, 1.0
 
 
 def build_models(parent, work: Path) -> dict[str, Path]:
-    """ONNX fp32 + int8 (QDQ) and TFLite float32 + int8 of ``parent`` (each built once; reruns reuse them)."""
+    """ONNX fp32 + int8 (QDQ) of ``parent`` (built once; reruns reuse them) and the TFLite pair of the same parent."""
     from edgekit.api import export
-    from edgekit.stages.compress import compress
 
     if not (work / "onnx-fp32" / "manifest.json").is_file():
         export(model=parent.directory, target="onnx", out_dir=work / "onnx-fp32")
     if not (work / "onnx-int8" / "manifest.json").is_file():
         export(model=parent.directory, target="onnx", out_dir=work / "onnx-int8", int8=True,
                calibration=CLOTHING / "train", calibration_samples=CALIBRATION_SAMPLES)
-    if not (work / "tflite-float32" / "manifest.json").is_file():
-        export(model=parent.directory, target="tflite", out_dir=work / "tflite-float32")
-    if not (work / "tflite-int8" / "int8" / "manifest.json").is_file():
-        compress(model=parent.directory, out_dir=work / "tflite-int8", int8=True, calibration=CLOTHING / "train",
-                 calibration_samples=CALIBRATION_SAMPLES, seed=0)
+    tflite = clothing_tflite_pair(SIZE)
     return {"onnx fp32": work / "onnx-fp32" / "model.onnx", "onnx int8 (QDQ)": work / "onnx-int8" / "model.onnx",
-            "tflite float32": work / "tflite-float32" / "model.tflite",
-            "tflite int8": work / "tflite-int8" / "int8" / "model.tflite"}
+            "tflite float32": tflite["float32"], "tflite int8": tflite["int8"]}
 
 
 def main() -> int:
@@ -52,7 +47,7 @@ def main() -> int:
     from edgekit.targets.onnx import run_onnx_subprocess
     from edgekit.targets.tflite import run_tflite
 
-    parent, inputs, labels = float_parent_and_test_inputs(clothing_float(SIZE).directory, input_size=SIZE)
+    parent, inputs, labels = float_parent_and_test_inputs(clothing_float(SIZE, **SMALL_FINETUNE).directory)
     models = build_models(parent, WORK / f"onnx-{SIZE}")
     reference = np.asarray(load_keras_model(parent.path).predict(inputs, batch_size=32, verbose=0)).argmax(1)
     top1 = {name: (run_onnx_subprocess(path, inputs) if path.suffix == ".onnx"
