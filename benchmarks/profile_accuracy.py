@@ -9,6 +9,7 @@ Run: python benchmarks/profile_accuracy.py   (writes benchmarks/results/profile_
 from __future__ import annotations
 
 import getpass
+import statistics
 import sys
 import tempfile
 import time
@@ -73,13 +74,21 @@ def ssh_loopback(models: dict[str, Path], folder: Path) -> dict:
     device.write_text(f"name: loopback\naccelerator: cpu\nthreads: 1\ntransport: ssh\n"
                       f"ssh: {{host: 127.0.0.1, port: {port}, user: {getpass.getuser()}, key: '{key}', "
                       f"known_hosts: '{known_hosts}', python: '{sys.executable}'}}\n")
+    def measured(path: Path, where: str):
+        def once() -> dict:
+            (r,) = profile(model=path, devices=(where,), runs=100, warmup=10)["devices"].values()
+            return {"p50_ms": r["latency"]["p50_ms"], "p90_ms": r["latency"]["p90_ms"],
+                    "peak_delta_mib": r["memory"]["peak_delta_mib"], "backend": r["backend"]}
+        return once
+
     try:
         out = {}
-        for name, path in models.items():
-            result = profile(model=path, devices=("cpu-1t", str(device)), runs=100, warmup=10)
-            out[name] = {d: {"p50_ms": r["latency"]["p50_ms"], "p90_ms": r["latency"]["p90_ms"],
-                             "peak_delta_mib": r["memory"]["peak_delta_mib"], "backend": r["backend"]}
-                         for d, r in result["devices"].items()}
+        for name, path in models.items():  # local and loopback alternate, so both see the same load
+            samples = interleaved({"cpu-1t": measured(path, "cpu-1t"), "loopback": measured(path, str(device))},
+                                  rounds=ROUNDS, warmup_rounds=0)
+            out[name] = {where: {**{k: statistics.median(r[k] for r in runs)
+                                    for k in ("p50_ms", "p90_ms", "peak_delta_mib")}, "backend": runs[0]["backend"]}
+                         for where, runs in samples.items()}
         return out
     finally:
         process.terminate()
@@ -111,7 +120,8 @@ def main() -> int:
     lines += ["", "## Accuracy loss: int8 .tflite vs its float .keras parent (digits test split)", "",
               f"{acc['images']} images: float top-1 {acc['float_top1']:.4f}, int8 top-1 {acc['int8_top1']:.4f}, "
               f"drop {acc['accuracy_drop_points']:.2f} points, top-1 agreement {acc['top1_agreement']:.4f}; "
-              f"full report: {acc['report']}", "", "## SSH loopback (same machine, bare LiteRT) vs local", ""]
+              f"full report: {acc['report']}", "",
+              f"## SSH loopback (same machine, bare LiteRT) vs local: medians of {ROUNDS} interleaved rounds", ""]
     ssh = results["ssh_loopback_vs_local"]
     if "skipped" in ssh:
         lines.append(ssh["skipped"])
