@@ -83,9 +83,11 @@ def profiler_rows(r: dict) -> list[Row]:
     differences = [m["difference_pct"] for m in models.values()]
     missed = [f"{name.replace('MobileNetV2 ', '')} {m['difference_pct']:+.1f}% ({m['difference_ms']:+.3f} ms)"
               for name, m in models.items() if not m["within_goal"]]
+    fastest = [m["min_ratio_to_tool"]["median"] for m in models.values() if "min_ratio_to_tool" in m]
     return [(f"profiler p50 vs LiteRT's benchmark tool ({len(models)} models, 96-224 px)",
              f"{len(within)}/{len(models)} within {r['goal_pct']:.0f}%; differences {min(differences):+.1f}% to "
-             f"{max(differences):+.1f}%" + (f"; outside: {', '.join(missed)}" if missed else ""),
+             f"{max(differences):+.1f}%" + (f"; outside: {', '.join(missed)}" if missed else "")
+             + (f"; fastest runs: edgekit / tool {min(fastest):.2f}x to {max(fastest):.2f}x" if fastest else ""),
              f"within {r['goal_pct']:.0f}% on >= 4 models", _status(len(within) >= 4))]
 
 
