@@ -89,7 +89,7 @@ def main() -> int:
         if "p50_ms" not in row:
             lines.append(f"| {name} | {row['size_bytes'] / 1024:.0f} | - | - | {row['top1']:.3f} | - | - |")
             continue
-        ratio = vs_onnx.get(name) or vs_tflite.get(name)
+        ratio = (vs_onnx if models[name].suffix == ".onnx" else vs_tflite).get(name)  # None for the float baselines
         d = row["top1_drop_vs_keras"]
         lines.append(f"| {name} | {row['size_bytes'] / 1024:.0f} | {row['p50_ms']['median']:.2f} / "
                      f"{row['cpu_p50_ms']['median']:.2f} | "
