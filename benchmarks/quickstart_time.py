@@ -30,7 +30,8 @@ def main() -> int:
     first = run_process(command, cores=cores, env=env, timeout_s=3600)
     rerun = run_process(command, cores=cores, env=env, timeout_s=600)
     setting = finish(setting)
-    stages = [{"name": s["name"], "seconds": round(s["seconds"], 1), "skipped": s.get("skipped", False)}
+    stages = [{"name": s["name"], "seconds": round(s["seconds"], 1), "skipped": s.get("skipped", False),
+               "error": s.get("error")}
               for s in (first["reported"] or {}).get("stages", [])]
     payload = {"benchmark": "quickstart_time", "environment": setting, "pipeline_s": round(first["wall_s"], 1),
                "rerun_s": round(rerun["wall_s"], 1), "peak_rss_mib": round(first["peak_rss_mib"]),
@@ -41,8 +42,8 @@ def main() -> int:
              f"report, profiling, report) in a fresh process on {len(cores)} cores: **{payload['pipeline_s']:.0f} s** "
              f"(goal <= {GOAL_S:.0f} s: {'met' if payload['goal_met'] else 'MISSED'}); unchanged rerun "
              f"{payload['rerun_s']:.0f} s. Install time (pip) not included.", "",
-             "| stage | seconds |", "|---|---:|"]
-    lines += [f"| {s['name']} | {s['seconds']} |" for s in stages]
+             "| stage | seconds | error |", "|---|---:|---|"]
+    lines += [f"| {s['name']} | {s['seconds']} | {(s['error'] or '')[:100]} |" for s in stages]
     lines += environment_lines(setting)
     write_results("quickstart_time", payload, lines)
     return 0
