@@ -29,7 +29,8 @@ test-slow: $(STAMP)
 # Every benchmark builds its own models (small finetunes on ../shared/datasets/clothing-small, cached in
 # runs/bench) and writes benchmarks/results/; the last step regenerates README's measured table from them.
 BENCHMARKS := runtime_coldstart profiler_vs_litert_benchmark compress_variants onnx_vs_tflite profile_accuracy \
-              edgetpu_report quickstart_time finetune_clothing recipe_clothing_small fuzz_loaders
+              edgetpu_report edgetpu_agreement monitor_drift_clothing monitor_overhead quickstart_time \
+              finetune_clothing recipe_clothing_small fuzz_loaders
 
 bench: $(STAMP)
 	for name in $(BENCHMARKS); do echo "== $$name"; $(BIN)/python benchmarks/$$name.py || exit 1; done

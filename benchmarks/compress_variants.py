@@ -61,6 +61,7 @@ def main() -> int:
     if not (CLOTHING / "train").is_dir():
         print(f"skipped: {CLOTHING} not found (set EDGEKIT_SHARED)", file=sys.stderr)
         return 0
+    from edgekit.tables import DROP_HEADER
     from edgekit.targets.tflite import gzip_size, run_tflite
 
     parent, inputs, labels = float_parent_and_test_inputs(None, input_size=SIZE)
@@ -101,7 +102,7 @@ def main() -> int:
              f"pinned process, {setting['rounds']} interleaved rounds; speed-up taken round by round, median "
              "[min-max]. Top-1 drop: positive = loss, 95% interval for paired answers.", "",
              "| variant | size vs float | gzip vs float | p50 ms wall / CPU | speed-up (CPU) | speed-up (wall) "
-             "| top-1 drop (pt) [95% CI] |", "|---|---:|---:|---:|---:|---:|---:|"]
+             f"| top-1 {DROP_HEADER} [95% CI] |", "|---|---:|---:|---:|---:|---:|---:|"]
     for name, row in rows.items():
         s, d = row["speedup_vs_float"], row["top1_drop"]
         lines.append(f"| {name} | {row['size_vs_float']:.3f}x | {row['gzip_vs_float']:.3f}x | "

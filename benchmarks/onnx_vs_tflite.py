@@ -46,6 +46,7 @@ def main() -> int:
         return 0
     from edgekit.keras_io import load_keras_model
     from edgekit.targets.onnx import run_onnx_subprocess
+    from edgekit.tables import DROP_HEADER
     from edgekit.targets.tflite import run_tflite
 
     parent, inputs, labels = float_parent_and_test_inputs(clothing_float(SIZE, **SMALL_FINETUNE).directory)
@@ -82,7 +83,7 @@ def main() -> int:
              f"Latency: p50 of {RUNS} runs per fresh pinned process, {setting['rounds']} interleaved rounds, medians "
              "[min-max]; speed-ups taken round by round against the same format's float model. Top-1 drop "
              "against the Keras parent: positive = loss, 95% interval for paired answers.", "",
-             "| model | size KiB | p50 ms wall / CPU | CPU speed-up vs same-format float | top-1 | drop (pt) [95% CI] "
+             f"| model | size KiB | p50 ms wall / CPU | CPU speed-up vs same-format float | top-1 | {DROP_HEADER} [95% CI] "
              "| agreement |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for name, row in rows.items():

@@ -119,7 +119,7 @@ def main() -> int:
     acc = results["accuracy_loss"]
     lines += ["", "## Accuracy loss: int8 .tflite vs its float .keras parent (digits test split)", "",
               f"{acc['images']} images: float top-1 {acc['float_top1']:.4f}, int8 top-1 {acc['int8_top1']:.4f}, "
-              f"drop {acc['accuracy_drop_points']:.2f} points, top-1 agreement {acc['top1_agreement']:.4f}; "
+              f"drop {acc['accuracy_drop_points']:+.2f} points (+ = loss), top-1 agreement {acc['top1_agreement']:.4f}; "
               f"full report: {acc['report']}", "",
               f"## SSH loopback (same machine, bare LiteRT) vs local: medians of {ROUNDS} interleaved rounds", ""]
     ssh = results["ssh_loopback_vs_local"]

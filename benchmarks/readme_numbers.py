@@ -99,12 +99,27 @@ def quickstart_rows(r: dict) -> list[Row]:
 
 
 def edgetpu_rows(r: dict) -> list[Row]:
-    judged = [m for m in r["models"] if m.get("agrees_with_compiler") is not None]
-    agree = [m for m in judged if m["agrees_with_compiler"]]
-    if not judged:
-        return []
-    return [("Edge TPU static report vs the real compiler's output (Coral models in ../shared)",
-             f"CPU ops identical on {len(agree)}/{len(judged)} models", "-", "-")]
+    return [(f"Edge TPU static report vs the real `edgetpu_compiler` 16 ({r['total']} google-coral/test_data models "
+             "in ../shared)", f"{r['agreed']}/{r['total']} agree on the ops left on the CPU (types, counts) and the cut",
+             "all agree", _status(r["agreed"] == r["total"]))]
+
+
+def drift_rows(r: dict) -> list[Row]:
+    balanced, shifts = r["unshifted_balanced"], r["shifts"]
+    named = [name for name, shift in shifts.items() if shift["flagged"]]
+    return [(f"drift monitoring, clothing-small ({balanced['size']}-photo streams never seen in training)",
+             f"{balanced['false_alarms']}/{balanced['subsets']} false alarms on unshifted streams; "
+             f"{len(named)}/{len(shifts)} shifts named by their signal ({', '.join(shifts)})",
+             "no false alarm; every shift named",
+             _status(balanced["false_alarms"] == 0 and len(named) == len(shifts)))]
+
+
+def overhead_rows(r: dict) -> list[Row]:
+    wall, cpu = r["overhead_percent"]["log"], r["cpu_overhead_percent"]["log"]
+    return [("prediction-logging overhead (`--log`), int8 MobileNetV2 224 px, 1 thread",
+             f"+{cell(wall, '.1f', '%')} per prediction (CPU time +{cell(cpu, '.1f', '%')}; p50 "
+             f"{r['p50_ms']['log']['median']:.2f} vs {r['p50_ms']['off']['median']:.2f} ms)",
+             f"< {r.get('goal_percent', 5.0):g}%", _status(wall["median"] < r.get("goal_percent", 5.0)))]
 
 
 def memory_rows(r: dict) -> list[Row]:
@@ -114,9 +129,11 @@ def memory_rows(r: dict) -> list[Row]:
 
 SOURCES: dict[str, Callable[[dict], list[Row]]] = {
     "compress_variants": compress_rows, "onnx_vs_tflite": onnx_rows, "runtime_coldstart": coldstart_rows,
-    "profiler_vs_litert": profiler_rows, "quickstart_time": quickstart_rows, "edgetpu_report": edgetpu_rows,
-    "profile_accuracy": memory_rows,
+    "profiler_vs_litert": profiler_rows, "quickstart_time": quickstart_rows, "edgetpu_agreement": edgetpu_rows,
+    "profile_accuracy": memory_rows, "monitor_drift_clothing": drift_rows, "monitor_overhead": overhead_rows,
 }
+# Measured outside the harness (no latency ratio, or their own interleaved rounds): listed with what they record.
+OWN_METHOD = {"edgetpu_agreement", "monitor_drift_clothing", "monitor_overhead"}
 
 
 def load_results(results: Path = RESULTS) -> dict[str, dict]:
@@ -131,18 +148,27 @@ def render(results: dict[str, dict]) -> str:
     notes = []
     for name, rows_of in SOURCES.items():
         result = results.get(name)
-        if result is None or "environment" not in result:
+        if result is None or ("environment" not in result and name not in OWN_METHOD):
             lines.append(f"| {name} | not measured with benchmarks/harness.py yet: run `make bench` | - | - |")
             continue
         lines += [f"| {what} | {value} | {goal} | {status} |" for what, value, goal, status in rows_of(result)]
-        env = result["environment"]
-        notes.append(f"{name} {env['date'][:10]} (load {env['load_before']['1min']} -> "
-                     f"{env.get('load_after', env['load_before'])['1min']})")
+        notes.append(_when(name, result))
     lines += ["", "Measured on a 2-core machine shared with other work (date, 1-minute load average before -> after: "
-              + "; ".join(notes) + "). Latencies: fresh pinned processes, interleaved rounds; ratios are taken "
-              "round by round. Top-1 drop: positive = loss, 95% interval for paired answers. Details: "
-              "benchmarks/results/*.md.", END]
+              + "; ".join(note for note in notes if note) + "). Latencies: fresh pinned processes, interleaved "
+              "rounds; ratios are taken round by round. Top-1 drop: positive = loss, 95% interval for paired answers. "
+              "Details: benchmarks/results/*.md.", END]
     return "\n".join(lines)
+
+
+def _when(name: str, result: dict) -> str | None:
+    """``name date (load a -> b)`` from what the result recorded (older benchmarks record less)."""
+    env = result.get("environment")
+    if env:
+        return (f"{name} {env['date'][:10]} (load {env['load_before']['1min']} -> "
+                f"{env.get('load_after', env['load_before'])['1min']})")
+    if "load_average_before" in result:
+        return f"{name} (load {result['load_average_before'][0]} -> {result['load_average_after'][0]})"
+    return None
 
 
 def current_block(text: str) -> str | None:

@@ -11,11 +11,12 @@ from edgekit.stages.finetune import FinetuneConfig, FinetuneResult
 
 
 def finetune(*, data: Path, out_dir: Path, config: FinetuneConfig = FinetuneConfig(), resume: bool = False,
-             strict: bool = False, distribute: str = "none") -> FinetuneResult:
+             strict: bool = False, distribute: str = "none", val_data: Path | None = None) -> FinetuneResult:
     """Transfer learning from an image folder; see :func:`edgekit.stages.finetune.finetune`."""
     from edgekit.stages.finetune import finetune as run
 
-    return run(data=data, out_dir=out_dir, config=config, resume=resume, strict=strict, distribute=distribute)
+    return run(data=data, out_dir=out_dir, config=config, resume=resume, strict=strict, distribute=distribute,
+               val_data=val_data)
 
 
 def evaluate(*, model: Path, data: Path, out_dir: Path | None = None, top_k: int = 5, threads: int | None = None,

@@ -29,9 +29,16 @@ from pathlib import Path
 from typing import Any
 
 from edgekit import __version__
-from edgekit.errors import ManifestError, ModelFileError, OutputError
+from edgekit.errors import ManifestError, ModelFileError, OutputError, UsageError
 
 MANIFEST_NAME = "manifest.json"
+# Named input normalisations of common model families: (mean, std) per RGB channel on 0..255 pixels.
+PREPROCESS_PRESETS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
+    "torch": ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375)),  # torchvision: x/255, ImageNet mean/std
+    "tf": ((127.5, 127.5, 127.5), (127.5, 127.5, 127.5)),  # [-1, 1]: Keras MobileNet/Inception style
+    "0-1": ((0.0, 0.0, 0.0), (255.0, 255.0, 255.0)),  # x / 255
+    "raw": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),  # 0..255 unchanged (EfficientNet/MobileNetV3 in Keras)
+}
 MANIFEST_SCHEMA = "edgekit.manifest/1"
 TEMP_PREFIX = ".edgekit-tmp-"
 
@@ -45,6 +52,25 @@ class Preprocessing:
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     resize_method: str = "bilinear"
     color: str = "RGB"
+
+    @classmethod
+    def preset(cls, name: str, size: tuple[int, int]) -> Preprocessing:
+        """One of :data:`PREPROCESS_PRESETS` at ``size``; an unknown name is a UsageError listing them."""
+        if name not in PREPROCESS_PRESETS:
+            raise UsageError(f"unknown --preprocess {name!r}", fix=f"use one of {', '.join(PREPROCESS_PRESETS)} "
+                             "(or --mean/--std)")
+        mean, std = PREPROCESS_PRESETS[name]
+        return cls(size=size, mean=mean, std=std)
+
+    @classmethod
+    def from_quantization(cls, size: tuple[int, int], dtype: str, scale: float, zero_point: int) -> Preprocessing:
+        """What feeds raw pixels straight through a quantized input: ``q = pixel`` (uint8) or ``pixel - 128`` (int8).
+
+        Models such as Coral's ``*_quant.tflite`` take camera pixels unchanged; the real value the
+        graph sees is ``(q - zero_point) * scale``, i.e. ``(pixel - mean) / std`` with these numbers.
+        """
+        offset = 128 if dtype == "int8" else 0
+        return cls(size=size, mean=(float(zero_point + offset),) * 3, std=(1.0 / scale,) * 3)
 
     def to_dict(self) -> dict[str, Any]:
         return {"size": list(self.size), "mean": list(self.mean), "std": list(self.std),
@@ -122,6 +148,23 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def sha256_path(path: Path) -> str:
+    """sha256 of a model file, or of a model folder (a SavedModel): every file's relative path and hash, sorted."""
+    path = Path(path)
+    if not path.is_dir():
+        return sha256_file(path)
+    digest = hashlib.sha256()
+    for item in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{item.relative_to(path).as_posix()}\0{sha256_file(item)}\n".encode())
+    return digest.hexdigest()
+
+
+def path_size(path: Path) -> int:
+    """Bytes of a model file, or of every file in a model folder."""
+    path = Path(path)
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
 
 
 def library_versions(*names: str) -> dict[str, str]:
@@ -248,18 +291,19 @@ def check_output_dir(out_dir: Path, *, inputs: tuple[Path, ...] = ()) -> Path:
     return out_dir
 
 
-def write_artifact(out_dir: Path, file_name: str, manifest: Manifest, *, writer) -> Artifact:
+def write_artifact(out_dir: Path, file_name: str, manifest: Manifest, *, writer, directory: bool = False) -> Artifact:
     """Write a model via ``writer(tmp_path)`` and its manifest, both atomically, into ``out_dir``.
 
     The model is renamed into place first, then the manifest (which records the model's hash), so
-    a manifest on disk always describes a complete model file.
+    a manifest on disk always describes a complete model file. ``directory`` models (a SavedModel)
+    are written into a temporary folder and renamed as a whole.
     """
     out_dir = Path(out_dir)
     final = out_dir / file_name
-    with atomic_path(final) as tmp:
+    with atomic_path(final, directory=directory) as tmp:
         writer(tmp)
-        manifest.sha256 = sha256_file(tmp)
-        manifest.size_bytes = tmp.stat().st_size
+        manifest.sha256 = sha256_path(tmp)
+        manifest.size_bytes = path_size(tmp)
     manifest.artifact = file_name
     manifest.created = manifest.created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if not manifest.versions:
@@ -274,8 +318,16 @@ def update_manifest(artifact: Artifact) -> None:
 
 
 def find_manifest(model_path: Path) -> Path | None:
+    """The manifest of an artifact folder, or of the model file (or SavedModel folder) it names."""
     model_path = Path(model_path)
     candidate = model_path / MANIFEST_NAME if model_path.is_dir() else model_path.parent / MANIFEST_NAME
+    if not candidate.is_file() and (model_path / "saved_model.pb").is_file():
+        candidate = model_path.parent / MANIFEST_NAME
+        try:
+            named = json.loads(candidate.read_text(encoding="utf-8")).get("artifact") if candidate.is_file() else None
+        except (OSError, ValueError, AttributeError):
+            named = None
+        return candidate if named == model_path.name else None
     return candidate if candidate.is_file() else None
 
 
@@ -304,15 +356,17 @@ def load_artifact(path: Path, *, require_manifest: bool = True, verify_hash: boo
     if path.is_file() and path.resolve() != model.resolve():
         # A file beside someone else's manifest: treat it as external.
         return Artifact(path=path, manifest=Manifest(format=guess_format(path), artifact=path.name, stage="external"))
-    if not model.is_file():
+    if not (model.is_dir() if manifest.format == "savedmodel" else model.is_file()):
         raise ModelFileError(f"{model} named by {manifest_path} is missing", fix="re-run the stage that wrote it")
-    if verify_hash and manifest.sha256 and sha256_file(model) != manifest.sha256:
+    if verify_hash and manifest.sha256 and sha256_path(model) != manifest.sha256:
         raise ManifestError(f"{model} does not match the sha256 in {manifest_path} (modified or truncated)",
                             fix="re-run the stage that wrote it")
     return Artifact(path=model, manifest=manifest)
 
 
 def guess_format(path: Path) -> str:
+    if Path(path).is_dir() and (Path(path) / "saved_model.pb").is_file():
+        return "savedmodel"
     suffix = Path(path).suffix.lower()
     return {".tflite": "tflite", ".onnx": "onnx", ".keras": "keras", ".h5": "h5"}.get(suffix, suffix.lstrip(".") or "unknown")
 

@@ -81,6 +81,12 @@ class GateFailedError(EdgekitError):
     exit_code = 8
 
 
+class RunFailedError(EdgekitError):
+    """A recipe run or sweep in which a requested variant failed (``--allow-failures`` accepts it)."""
+
+    exit_code = 10
+
+
 class OutputError(EdgekitError):
     """An output path that cannot be written (read-only, disk full, equal to an input)."""
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.artifacts import Artifact, Preprocessing, load_artifact, write_json_atomic
+from edgekit.artifacts import MANIFEST_NAME, Artifact, Preprocessing, load_artifact, write_json_atomic
 from edgekit.data import ImageFolder, load_folder_arrays, normalize, scan_image_folder
-from edgekit.errors import DataError
+from edgekit.errors import DataError, ManifestError
 from edgekit.progress import track
 
 
@@ -26,18 +26,56 @@ def predict_pixels(artifact: Artifact, pixels: np.ndarray, *, batch_size: int = 
                    trust: bool = False) -> np.ndarray:
     """Class probabilities for uint8 pixels already at the model's input size."""
     preprocessing = artifact.manifest.preprocessing_spec()
-    if artifact.manifest.format in ("keras", "h5"):
-        from edgekit.keras_io import load_keras_model
+    if artifact.manifest.format in ("keras", "h5", "savedmodel"):
+        from edgekit.keras_io import load_float_model
 
-        return keras_outputs(load_keras_model(artifact.path, trust=trust), pixels, preprocessing, batch_size=batch_size)
+        return keras_outputs(load_float_model(artifact.path, trust=trust), pixels, preprocessing, batch_size=batch_size)
     from edgekit.runtime import Predictor
 
-    predictor = Predictor(artifact.path, threads=threads)
+    predictor = Predictor(artifact.path, threads=threads, labels=artifact.manifest.labels or None,
+                          preprocessing=artifact.manifest.preprocessing or None)
     rows = []
     for image in track(pixels, description=f"evaluating ({artifact.path.suffix})", total=len(pixels)):
         model_input = predictor.preprocess(image)
         rows.append(predictor.run_raw(model_input if model_input.ndim == 4 else model_input[None])[0])
     return np.stack(rows) if rows else np.zeros((0, len(artifact.manifest.labels)))
+
+
+def embedded_metadata(artifact: Artifact) -> dict | None:
+    """The labels/preprocessing edgekit embeds in a .tflite/.onnx file, or None (other formats, foreign files)."""
+    from edgekit.runtime.metadata import read_onnx_metadata, read_tflite_metadata
+
+    readers = {"tflite": lambda: read_tflite_metadata(artifact.path.read_bytes()),
+               "onnx": lambda: read_onnx_metadata(artifact.path)}
+    fmt = artifact.manifest.format
+    return readers[fmt]() if fmt in readers else None
+
+
+def has_labels(artifact: Artifact) -> bool:
+    """Whether labels and preprocessing are known from the manifest or the embedded metadata."""
+    if artifact.manifest.labels and artifact.manifest.preprocessing:
+        return True
+    embedded = embedded_metadata(artifact)
+    return bool(embedded and embedded.get("labels") and embedded.get("preprocessing"))
+
+
+def load_labelled_artifact(model: Path) -> Artifact:
+    """The artifact with labels and preprocessing: from its manifest.json, else (a bare .tflite/.onnx copied to
+    a device) from the metadata edgekit embeds in the model file, as ``edgekit predict`` reads it."""
+    import dataclasses
+
+    artifact = load_artifact(model, require_manifest=False)
+    manifest = artifact.manifest
+    if manifest.labels and manifest.preprocessing:
+        return artifact
+    embedded = embedded_metadata(artifact)
+    if not embedded or not embedded.get("labels") or not embedded.get("preprocessing"):
+        raise ManifestError(f"no labels/preprocessing for {artifact.path}: no {MANIFEST_NAME} beside it and none "
+                            "embedded in the file", fix="pass the artifact folder written by edgekit, a "
+                                                        ".tflite/.onnx exported by edgekit (it embeds them), or "
+                                                        "--labels and --preprocess for a model of your own")
+    return Artifact(path=artifact.path, manifest=dataclasses.replace(
+        manifest, labels=list(embedded["labels"]), preprocessing=dict(embedded["preprocessing"])))
 
 
 def labelled_folder(data: Path, labels: list[str], *, strict: bool = False) -> ImageFolder:
@@ -54,7 +92,7 @@ def evaluate(*, model: Path, data: Path, out_dir: Path | None = None, top_k: int
     from edgekit.metrics import classification_report
     from edgekit.plots import confusion_matrix_png
 
-    artifact = load_artifact(model)
+    artifact = load_labelled_artifact(model)
     labels = artifact.manifest.labels
     folder = labelled_folder(data, labels, strict=strict)
     preprocessing: Preprocessing = artifact.manifest.preprocessing_spec()

@@ -132,3 +132,60 @@ def save_keras_model(model, path: Path) -> None:
     """Save ``model`` to ``path`` in the Keras v3 format (callers wrap this in ``atomic_path``)."""
     # tf-keras infers the format from the suffix; the temp path from atomic_path keeps ".keras".
     model.save(str(path), save_format="keras")
+
+
+class SavedModelFunction:
+    """A SavedModel folder's ``serving_default`` signature behind the part of the Keras interface that
+    post-training quantization, ONNX export and evaluation use (``__call__``, ``predict``,
+    ``input_shape``, ``weights``). Loading a SavedModel runs its traced graph, never Python code.
+    Pruning, clustering and QAT need real Keras layers, so they take .keras/.h5 models only.
+    """
+
+    def __init__(self, directory: Path):
+        from edgekit._tf import import_tf, silence_native_stderr
+
+        tf, _ = import_tf()
+        try:
+            with silence_native_stderr():
+                self.trackable = tf.saved_model.load(str(directory))
+        except Exception as exc:  # TF raises OSError/ValueError/NotFoundError for broken folders
+            raise ModelFileError(f"{directory} could not be loaded as a SavedModel: {str(exc).splitlines()[0]}",
+                                 fix="pass the folder holding saved_model.pb and variables/") from exc
+        signature = getattr(self.trackable, "signatures", {}).get("serving_default")
+        if signature is None:
+            raise ModelFileError(f"{directory} has no serving_default signature",
+                                 fix="re-save it with tf.saved_model.save(model, dir, signatures=...)")
+        inputs = signature.structured_input_signature[1]
+        outputs = signature.structured_outputs
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelFileError(f"{directory}: serving_default takes {len(inputs)} inputs and returns {len(outputs)} "
+                                 "outputs; an image classifier has one of each",
+                                 fix="export a signature with one image input and one class-score output")
+        (self.input_name, spec), = inputs.items()
+        (self.output_name, out_spec), = outputs.items()
+        self._signature = signature
+        self.input_shape = tuple(spec.shape.as_list())
+        self.output_shape = tuple(out_spec.shape.as_list())
+        self.weights = list(self.trackable.variables) if hasattr(self.trackable, "variables") else []
+
+    def __call__(self, inputs, training: bool = False):
+        """The signature's output; a batch larger than a fixed batch-1 signature runs image by image."""
+        if self.input_shape[0] == 1 and getattr(inputs, "shape", (1,))[0] not in (1, None):
+            import numpy as np
+
+            return np.concatenate([np.asarray(self(inputs[i:i + 1])) for i in range(len(inputs))])
+        return self._signature(**{self.input_name: inputs})[self.output_name]
+
+    def predict(self, inputs, batch_size: int = 32, verbose: int = 0):
+        import numpy as np
+
+        return np.concatenate([np.asarray(self(np.asarray(inputs[i:i + batch_size], np.float32)))
+                               for i in range(0, len(inputs), batch_size)])
+
+
+def load_float_model(path: Path, *, trust: bool = False):
+    """A float parent ready to run and convert: a tf-keras model (.keras/.h5) or a SavedModel folder's signature."""
+    path = Path(path)
+    if path.is_dir():
+        return SavedModelFunction(path)
+    return load_keras_model(path, trust=trust)

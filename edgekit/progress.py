@@ -32,3 +32,12 @@ def status(message: str) -> None:
     """One line of progress narration on stderr (suppressed with EDGEKIT_QUIET=1)."""
     if not os.environ.get("EDGEKIT_QUIET"):
         print(message, file=sys.stderr, flush=True)
+
+
+def time_left(seconds_per_step: float, steps_left: int, *, at_most: bool = False) -> str:
+    """``about 40 s left`` (or ``at most ...``) for narration lines of searches whose steps take similar time."""
+    if steps_left <= 0:
+        return "last step"
+    seconds = seconds_per_step * steps_left
+    amount = f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+    return f"{'at most' if at_most else 'about'} {amount} left ({steps_left} step(s))"

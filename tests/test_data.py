@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from edgekit.artifacts import Preprocessing
-from edgekit.data import (Augmentation, calibration_sample, class_weights, load_image, load_splits,
+from edgekit.data import (Augmentation, calibration_sample, class_weights, load_folder_arrays, load_image, load_splits,
                           scan_image_folder, stratified_split)
 from edgekit.errors import DataError, UsageError
 
@@ -103,9 +103,30 @@ def test_paths_with_spaces_and_unicode_work(tmp_path):
     assert load_image(found.paths[1], (8, 8)).shape == (8, 8, 3)
 
 
-def test_very_large_jpeg_is_decoded_at_reduced_scale(tmp_path):
-    path = _photo(tmp_path / "big.jpg", size=(4000, 3000))
-    assert load_image(path, (64, 64)).shape == (64, 64, 3)
+def test_very_large_jpeg_is_decoded_at_reduced_scale(tmp_path, monkeypatch):
+    from PIL import JpegImagePlugin
+
+    # A smooth gradient (random noise would not survive any downscale the same way twice).
+    y, x = np.mgrid[0:3000, 0:4000]
+    pixels = np.stack([x * 255 // 3999, y * 255 // 2999, (x + y) * 255 // 6998], axis=-1).astype(np.uint8)
+    path = tmp_path / "big.jpg"
+    Image.fromarray(pixels).save(path, quality=95)
+    decoded_sizes = []
+    real_load = JpegImagePlugin.JpegImageFile.load
+
+    def recording_load(image):  # the real decoder runs; we only note the size it decodes at
+        decoded_sizes.append(image.size)
+        return real_load(image)
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "load", recording_load)
+    small = load_image(path, (64, 64))
+    monkeypatch.undo()
+
+    assert small.shape == (64, 64, 3)
+    # libjpeg's DCT scaling (Image.draft) decoded 1/8 of each side, not 12 Mpx.
+    assert decoded_sizes and decoded_sizes[0] == (500, 375)
+    full = np.asarray(Image.open(path).convert("RGB").resize((64, 64), Image.Resampling.BILINEAR), dtype=np.int16)
+    assert np.abs(small.astype(np.int16) - full).mean() < 3  # same picture as a full decode
 
 
 def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
@@ -169,3 +190,24 @@ def test_embedded_digits_dataset_has_ten_real_classes(digits_dir):
     assert train.classes == [str(d) for d in range(10)] and len(train.items) > 1000
     assert load_image(train.paths[0], (32, 32)).std() > 10  # real strokes, not a blank image
     assert Preprocessing(size=(32, 32)).size == (32, 32)
+
+
+def test_a_truncated_jpeg_is_skipped_at_indexing_so_loading_never_meets_it(tmp_path):
+    # verify() reads only the header: this file passes it and used to fail later, at load time.
+    folder = tmp_path / "photos"
+    for label, color in (("a", (200, 30, 30)), ("b", (30, 30, 200))):
+        (folder / label).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (96, 96), color).save(folder / label / f"{i}.jpg", quality=95)
+    broken = folder / "a" / "truncated.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8)).save(broken, quality=95)
+    broken.write_bytes(broken.read_bytes()[:2000])
+    with Image.open(broken) as image:
+        image.verify()  # the header alone looks fine
+    with pytest.warns(UserWarning, match="skipped 1 unreadable"):
+        scanned = scan_image_folder(folder)
+    assert broken not in scanned.paths and [p for p, _ in scanned.skipped] == [broken]
+    pixels, labels = load_folder_arrays(scanned, Preprocessing(size=(32, 32), mean=(0,) * 3, std=(1,) * 3))
+    assert pixels.shape == (6, 32, 32, 3) and labels.tolist() == [0, 0, 0, 1, 1, 1]
+    with pytest.raises(DataError, match="truncated"):
+        scan_image_folder(folder, strict=True)

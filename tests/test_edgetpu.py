@@ -243,3 +243,200 @@ def test_compiler_refusing_the_model_becomes_conversion_error_and_leaves_nothing
         compile_edgetpu(models["mobilenet_v2_int8"], out_dir=out)
 
     assert list(out.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# One small synthetic model per rule of the static report (built here, converted by the real converter)
+
+def _rule_model(name: str, shape: tuple[int, ...], body):
+    """A batch-1 tf_keras model ``body(input)`` named after the rule it exercises."""
+    from edgekit._tf import import_tf
+
+    _, keras = import_tf()
+    inp = keras.Input(shape, batch_size=1)
+    return keras.Model(inp, body(keras, inp), name=name)
+
+
+def _lambda(keras, fn):
+    return keras.layers.Lambda(fn)
+
+
+def _rule_specs():
+    """name -> (input shape, body). Each body exercises one rule of edgetpu.SUPPORTED_OPS or the model rules."""
+    import tensorflow as tf
+
+    conv = lambda k, dilation=(1, 1): k.layers.Conv2D(8, 3, padding="same", dilation_rate=dilation)  # noqa: E731
+    return {
+        "dilation_equal": ((12, 12, 3), lambda k, x: conv(k, (2, 2))(x)),
+        "dilation_unequal": ((12, 12, 3), lambda k, x: conv(k, (1, 2))(x)),
+        "mean_z_by_8": ((6, 6, 8), lambda k, x: _lambda(k, lambda t: tf.reduce_mean(t, -1, keepdims=True))(conv(k)(x))),
+        "mean_z_by_6": ((6, 6, 3), lambda k, x: _lambda(k, lambda t: tf.reduce_mean(t, -1, keepdims=True))(
+            k.layers.Conv2D(6, 3, padding="same")(x))),
+        "fc_1d": ((8,), lambda k, x: k.layers.Dense(4)(x)),
+        "fc_2d_output": ((4, 8), lambda k, x: k.layers.Dense(4)(x)),
+        "softmax_1d": ((8,), lambda k, x: k.layers.Softmax()(k.layers.Dense(4)(x))),
+        "softmax_spatial": ((4, 4, 3), lambda k, x: k.layers.Softmax()(conv(k)(x))),
+        "slice_stride_1": ((8, 8, 3), lambda k, x: _lambda(k, lambda t: t[:, 1:7, 1:7, :])(conv(k)(x))),
+        "slice_stride_2": ((8, 8, 3), lambda k, x: _lambda(k, lambda t: t[:, ::2, ::2, :])(conv(k)(x))),
+        "resize_2x": ((4, 4, 3), lambda k, x: k.layers.UpSampling2D(2, interpolation="bilinear")(conv(k)(x))),
+        "resize_1px_align_corners": ((4, 4, 3), lambda k, x: _lambda(
+            k, lambda t: tf.compat.v1.image.resize_bilinear(t, (5, 5), align_corners=True))(
+                k.layers.GlobalAveragePooling2D(keepdims=True)(conv(k)(x)))),
+        "resize_fractional": ((4, 4, 3), lambda k, x: _lambda(
+            k, lambda t: tf.compat.v1.image.resize_bilinear(t, (6, 6)))(conv(k)(x))),
+        "rank_5d": ((4, 4, 8), lambda k, x: k.layers.Reshape((4, 4, 4, 2))(conv(k)(x))),
+        "prelu_shared": ((6, 6, 3), lambda k, x: k.layers.PReLU(shared_axes=[1, 2])(conv(k)(x))),
+        "prelu_per_pixel": ((6, 6, 3), lambda k, x: k.layers.PReLU()(conv(k)(x))),
+        "lstm": ((6, 5), lambda k, x: k.layers.Dense(3)(k.layers.LSTM(4)(x))),
+    }
+
+
+@pytest.fixture(scope="module")
+def rule_models(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("edgetpu_rules")
+    paths = {}
+    for name, (shape, body) in _rule_specs().items():
+        paths[name] = folder / f"{name}.tflite"
+        paths[name].write_bytes(_convert(_rule_model(name, shape, body), "int8", folder))
+    return paths
+
+
+def _verdicts(report, op: str):
+    return [v for v in report.ops if v.op == op]
+
+
+# (model, op, expected status): a rule's model that breaks it, and where it matters, one that keeps it.
+RULE_CASES = [
+    ("dilation_equal", "CONV_2D", edgetpu.MAPPED),
+    ("dilation_unequal", "CONV_2D", edgetpu.LIMITATION),
+    ("mean_z_by_8", "MEAN", edgetpu.MAPPED),
+    ("mean_z_by_6", "MEAN", edgetpu.LIMITATION),
+    ("fc_1d", "FULLY_CONNECTED", edgetpu.MAPPED),
+    ("fc_2d_output", "FULLY_CONNECTED", edgetpu.LIMITATION),
+    ("softmax_1d", "SOFTMAX", edgetpu.MAPPED),
+    ("softmax_spatial", "SOFTMAX", edgetpu.LIMITATION),
+    ("slice_stride_1", "STRIDED_SLICE", edgetpu.MAPPED),
+    ("slice_stride_2", "STRIDED_SLICE", edgetpu.LIMITATION),
+    ("resize_2x", "RESIZE_BILINEAR", edgetpu.MAPPED),
+    ("resize_1px_align_corners", "RESIZE_BILINEAR", edgetpu.LIMITATION),
+    ("resize_fractional", "RESIZE_BILINEAR", edgetpu.LIMITATION),
+    ("rank_5d", "RESHAPE", edgetpu.BAD_RANK),
+    ("prelu_shared", "PRELU", edgetpu.MAPPED),
+    ("prelu_per_pixel", "PRELU", edgetpu.LIMITATION),
+    ("lstm", "UNIDIRECTIONAL_SEQUENCE_LSTM", edgetpu.MAPPED),
+]
+
+
+@pytest.mark.slow  # converts 17 models: about a minute on 2 shared cores
+@pytest.mark.parametrize(("name", "op", "status"), RULE_CASES, ids=[c[0] for c in RULE_CASES])
+def test_each_documented_rule_on_its_own_synthetic_model(rule_models, name, op, status):
+    report = compatibility_report(rule_models[name])
+    judged = _verdicts(report, op)
+
+    assert judged, f"the converter produced no {op} in {name}: {[v.op for v in report.ops]}"
+    assert judged[0].status == status, judged[0].reasons
+    if status == edgetpu.MAPPED:
+        assert report.fully_mapped and report.cpu_ops == 0
+    else:
+        assert report.cut_index == judged[0].index and judged[0].reasons
+        assert all(v.status == edgetpu.AFTER_CUT for v in report.ops[judged[0].index + 1:] if v.op != "DEQUANTIZE")
+
+
+def _patched(source: Path, out: Path, change) -> Path:
+    """``source`` with its flatbuffer edited by ``change(model, schema)``: what a converter we lack would write."""
+    import ai_edge_litert.schema_py_generated as schema
+    import flatbuffers
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(source.read_bytes(), 0))
+    change(model, schema)
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    out.write_bytes(bytes(builder.Output()))
+    return out
+
+
+@pytest.mark.slow
+def test_custom_op_runs_on_the_cpu_under_its_custom_code(rule_models, tmp_path):
+    def make_last_op_custom(model, schema):
+        code = schema.OperatorCodeT()
+        code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+        code.customCode, code.version = "MyDecoderOp", 1
+        model.operatorCodes.append(code)
+        last = model.subgraphs[0].operators[-1]  # the SOFTMAX after the FULLY_CONNECTED
+        last.opcodeIndex = len(model.operatorCodes) - 1
+        last.builtinOptionsType, last.builtinOptions, last.customOptions = 0, None, []
+
+    report = compatibility_report(_patched(rule_models["softmax_1d"], tmp_path / "custom.tflite", make_last_op_custom))
+    custom = [v for v in report.ops if v.custom_code == "MyDecoderOp"]
+
+    assert custom and custom[0].status == edgetpu.NOT_SUPPORTED and report.cut_index == custom[0].index == 1
+    assert report.ops[0].op == "FULLY_CONNECTED" and report.ops[0].mapped
+    assert "custom op 'MyDecoderOp'" in custom[0].reasons[0]
+
+
+@pytest.mark.slow
+def test_op_version_newer_than_compiler_16_is_a_parse_failure(rule_models, tmp_path):
+    def bump_conv_version(model, schema):
+        for code in model.operatorCodes:
+            if max(code.builtinCode, code.deprecatedBuiltinCode) == schema.BuiltinOperator.CONV_2D:
+                code.version = 6
+
+    report = compatibility_report(_patched(rule_models["dilation_equal"], tmp_path / "v6.tflite", bump_conv_version))
+
+    assert report.ops[0].status == edgetpu.BAD_VERSION and report.compiler_would_reject == ["CONV_2D version 6"]
+    assert not report.fully_mapped
+
+
+def test_float_io_conversions_at_the_edges_do_not_cut_the_graph(tmp_path):
+    """edgekit's own int8 output keeps float I/O: QUANTIZE in, DEQUANTIZE out run on the CPU at the edges."""
+    from edgekit._tf import import_tf
+
+    tf, keras = import_tf()
+    model = _rule_model("float_io", (8,), lambda k, x: k.layers.Dense(4)(k.layers.Dense(8, activation="relu")(x)))
+    saved = tmp_path / "saved"
+    tf.saved_model.save(model, str(saved))
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([np.random.default_rng(0).random((1, 8), dtype=np.float32)]
+                                                 for _ in range(4))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    path = tmp_path / "float_io.tflite"
+    path.write_bytes(converter.convert())
+
+    report = compatibility_report(path)
+    names = [v.op for v in report.ops]
+
+    assert names[0] == "QUANTIZE" and names[-1] == "DEQUANTIZE" and report.fully_int8
+    assert report.cut_index is None and names.count("FULLY_CONNECTED") == 2
+    assert all(v.mapped for v in report.ops if v.op == "FULLY_CONNECTED")
+
+
+# ---------------------------------------------------------------------------------------------
+# Against the real compiler: google-coral/test_data models and their edgetpu_compiler 16 outputs
+
+COMPILED_MODELS = ["mobilenet_v1_0.25_128_quant", "split_concat", "keras_lstm_mnist_ptq", "deeplabv3_mnv2_pascal_quant",
+                   "posenet_mobilenet_v1_075_481_641_16_quant_decoder",
+                   "bodypix_mobilenet_v1_075_512_512_16_quant_decoder"]
+
+
+@pytest.mark.parametrize("name", COMPILED_MODELS)
+def test_static_report_leaves_on_the_cpu_what_the_real_compiler_left(edgetpu_compiled_dir, name):
+    source, compiled = edgetpu_compiled_dir / f"{name}.tflite", edgetpu_compiled_dir / f"{name}_edgetpu.tflite"
+
+    result = edgetpu.agreement_with_compiler(source, compiled)
+
+    assert result["cpu_ops"]["report"] == result["cpu_ops"]["compiler"]  # op types, counts and order
+    assert result["cut"]["report"] == result["cut"]["compiler"]
+    assert result["agrees"]
+
+
+def test_compiled_file_reader_finds_the_ops_the_compiler_left_on_the_cpu(edgetpu_compiled_dir):
+    """The ground truth side of the comparison, read from deeplabv3's compiled file (see its README)."""
+    name = "deeplabv3_mnv2_pascal_quant"
+    cpu, cut = edgetpu.compiled_cpu_ops(edgetpu_compiled_dir / f"{name}.tflite",
+                                        edgetpu_compiled_dir / f"{name}_edgetpu.tflite")
+
+    assert cpu == ["RESIZE_BILINEAR", "QUANTIZE", "CONCATENATION", "CONV_2D", "CONV_2D", "RESIZE_BILINEAR",
+                   "RESIZE_BILINEAR", "ARG_MAX"]
+    source_ops = read_tflite(edgetpu_compiled_dir / f"{name}.tflite").main.operators
+    assert cut == 64 and source_ops[cut].op == "RESIZE_BILINEAR"

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from edgekit.artifacts import load_artifact
-from edgekit.errors import OutputError, UsageError
+from edgekit.errors import DataError, OutputError, UsageError
 from edgekit.stages.finetune import FinetuneConfig, finetune
 
 from conftest import sha256_tree
@@ -96,7 +96,7 @@ def test_single_class_folder_is_refused(tmp_path, digits_dir):
     (single / "7").mkdir(parents=True)
     for path in list((digits_dir / "train" / "7").iterdir())[:10]:
         (single / "7" / path.name).write_bytes(path.read_bytes())
-    with pytest.raises(UsageError, match="only one class"):
+    with pytest.raises(DataError, match="only one class"):
         finetune(data=single, out_dir=tmp_path / "out", config=FinetuneConfig(**TINY))
 
 
@@ -138,5 +138,8 @@ def test_cli_json_reports_accuracy(digits_dir, tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    assert 0.0 <= summary["validation_accuracy"] <= 1.0 and Path(summary["model"]).is_file()
+    # Measured 0.788 on the 269 validation digits with these options (seed 0); chance is 0.1.
+    assert summary["validation_accuracy"] >= 0.65 and Path(summary["model"]).is_file()
+    manifest = json.loads((Path(summary["model"]).parent / "manifest.json").read_text())
+    assert manifest["metrics"]["validation"]["accuracy"] == summary["validation_accuracy"]
     assert np.isfinite(summary["timings_s"]["total_s"])

@@ -63,16 +63,26 @@ def test_predict_prints_a_table_by_default(capsys, tiny_models, photo):
     assert "rank" in out and "digit-" in out and "model.tflite" in out
 
 
-def test_model_without_labels_exits_4_and_options_supply_them(capsys, tiny_models, photo, tmp_path):
+def test_model_without_metadata_needs_a_normalisation_and_options_supply_it(capsys, tiny_models, photo, tmp_path):
     code, _, err = run_cli(capsys, str(tiny_models["bare"]), str(photo))
-    assert code == 4 and "no labels" in err and "--labels FILE" in err
+    assert code == 4 and "no preprocessing" in err and "--preprocess torch|tf|0-1|raw" in err
     labels = tmp_path / "labels.txt"
     labels.write_text("\n".join(LABELS) + "\n")
+    expected = json.loads(run_cli(capsys, str(tiny_models["float"]), str(photo), "--json", "-k", "1")[1])
     code, out, _ = run_cli(capsys, str(tiny_models["bare"]), str(photo), "--labels", str(labels), "--size", "32",
                            "--mean", "127.5", "--std", "127.5", "--json", "-k", "1")
     assert code == 0
-    expected = run_cli(capsys, str(tiny_models["float"]), str(photo), "--json", "-k", "1")[1]
-    assert json.loads(out)["results"][0]["top_k"] == json.loads(expected)["results"][0]["top_k"]
+    assert json.loads(out)["results"][0]["top_k"] == expected["results"][0]["top_k"]
+    # the size comes from the model and a preset replaces mean/std; without labels the outputs are numbered
+    code, out, _ = run_cli(capsys, str(tiny_models["bare"]), str(photo), "--preprocess", "tf", "--json", "-k", "1")
+    assert code == 0
+    [top] = json.loads(out)["results"][0]["top_k"]
+    assert top == {"label": f"class_{LABELS.index(expected['results'][0]['top_k'][0]['label'])}",
+                   "score": expected["results"][0]["top_k"][0]["score"]}
+    code, _, err = run_cli(capsys, str(tiny_models["bare"]), str(photo), "--preprocess", "caffe")
+    assert code == 2 and "unknown --preprocess 'caffe'" in err and "torch, tf, 0-1, raw" in err
+    code, _, err = run_cli(capsys, str(tiny_models["bare"]), str(photo), "--preprocess", "tf", "--mean", "1")
+    assert code == 2 and "--preprocess and --mean/--std" in err
 
 
 def test_bad_options_and_missing_devices_exit_with_their_codes(capsys, tiny_models, photo, tmp_path):
@@ -94,3 +104,27 @@ def test_cli_predict_never_imports_tensorflow(tiny_models, photo):
                           capture_output=True, text=True, timeout=120, check=True)
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
     assert json.loads(proc.stdout[: proc.stdout.rindex("}") + 1])["results"][0]["top_k"]
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_predict_tables_fit_the_terminal_with_scores_whole_and_one_line_per_broken_file(
+        capsys, monkeypatch, tiny_models, photo, tmp_path, width):
+    folder = tmp_path / "a-rather-long-folder-name-for-photos-taken-on-the-production-line" / "camera-03"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        Image.open(photo).save(folder / f"frame-{i:04d}-with-a-long-descriptive-file-name.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG garbage")
+    model = str(tiny_models["int8"].parent)
+    monkeypatch.setenv("COLUMNS", str(width))
+    for target in (photo, folder):
+        _, expected, _ = run_cli(capsys, model, str(target), "--json", "-k", "3")
+        code, out, _ = run_cli(capsys, model, str(target), "-k", "3")
+        assert code == 0
+        lines = out.splitlines()
+        assert all(len(line.rstrip()) <= width for line in lines), out
+        for result in json.loads(expected)["results"]:
+            if "error" in result:
+                assert sum(line.startswith(f"{result['path']}: error:"[:width - 1]) for line in lines) == 1, out
+                continue
+            score = f"{result['top_k'][0]['score']:.4f}"  # top-1 label and score whole on one line
+            assert any(f" {result['top_k'][0]['label']} " in f" {line} " and f" {score}" in line for line in lines), out

@@ -84,7 +84,8 @@ def build_digits_pair(root: Path, digits_dir: Path):
     model.fit(train, labels, epochs=12, batch_size=32, verbose=0)
     common = {"labels": folder.classes, "preprocessing": pre.to_dict()}
     parent = write_artifact(root / "float", "model.keras", Manifest(format="keras", artifact="model.keras",
-                                                                    stage="finetune", **common),
+                                                                    stage="finetune", **common,
+                                                                    extra={"data": str(digits_dir / "train")}),
                             writer=lambda tmp: save_keras_model(model, tmp))
     saved = _saved_model(model, root / "saved_model", tf)
     int8_bytes = _convert(tf, saved, train[:64])
@@ -179,6 +180,16 @@ def test_cpu_reference_runs_without_xnnpack(tiny_models):
 # --- accuracy loss --------------------------------------------------------------------------------------------
 
 
+def test_accuracy_on_the_parents_training_images_is_labelled_as_such(digits_pair, digits_dir):
+    from edgekit.profiling.accuracy import accuracy_loss
+
+    _, child = digits_pair
+    change = accuracy_loss(child, digits_dir / "train", bound=0.1)["change"]
+    assert change["source_is_training_data"]
+    assert any("trained on" in w for w in change["warnings"])
+    assert any("cannot resolve a 0.1-point drop" in w for w in change["warnings"])
+
+
 def test_accuracy_loss_compares_the_int8_child_with_its_float_parent(digits_pair, digits_dir, tmp_path):
     from edgekit.profiling import profile
 
@@ -191,6 +202,10 @@ def test_accuracy_loss_compares_the_int8_child_with_its_float_parent(digits_pair
     assert reference["accuracy"] > 0.5, "the float parent learned the digits"
     assert accuracy["accuracy_drop"] == pytest.approx((reference["accuracy"] - model["accuracy"]) * 100, abs=1e-3)
     assert 0.8 <= accuracy["top1_agreement"] <= 1.0
+    change = accuracy["change"]
+    assert change["images"] == accuracy["images"] and change["top1_agreement"] == accuracy["top1_agreement"]
+    assert change["interval95_points"][0] <= accuracy["accuracy_drop"] <= change["interval95_points"][1]
+    assert not change.get("source_is_training_data") and not change["warnings"]
     assert "top5_accuracy" in model and "top5_drop" in accuracy
     assert set(model["per_class"]) == set(parent.manifest.labels)
     assert set(model["per_class"]["3"]) == {"precision", "recall", "f1", "support"}
@@ -201,6 +216,7 @@ def test_accuracy_loss_compares_the_int8_child_with_its_float_parent(digits_pair
                  "confusion_parent.png"):
         assert (report / name).stat().st_size > 0, name
     assert "top-1 agreement" in (report / "report.md").read_text()
+    assert "paired 95% interval" in (report / "report.md").read_text()
     assert json.loads((report / "profile.json").read_text())["accuracy"]["accuracy_drop"] == accuracy["accuracy_drop"]
 
 
@@ -307,8 +323,16 @@ def test_multi_device_run_skips_the_unavailable_ones_and_profiles_the_rest(tiny_
     assert devices["cpu-1t"]["status"] == "ok"
     assert devices["edgetpu"] == {"status": "skipped", "reason": devices["edgetpu"]["reason"]}
     assert "libedgetpu" in devices["edgetpu"]["reason"] or "ONNX" in devices["edgetpu"]["reason"]
-    if devices["gpu"]["status"] == "skipped":
-        assert "CUDA" in devices["gpu"]["reason"] or "TensorRT" in devices["gpu"]["reason"]
+    from edgekit.devices import get_device
+
+    gpu_ok, gpu_reason = get_device("gpu").available("onnx")
+    if gpu_ok:  # a GPU machine with onnxruntime-gpu: the row is a real measurement on the GPU
+        row = devices["gpu"]
+        assert row["status"] == "ok", row
+        assert row["accelerator"] == "gpu" and row["latency"]["count"] == 3 and row["latency"]["p50_ms"] > 0
+    else:
+        assert devices["gpu"] == {"status": "skipped", "reason": devices["gpu"]["reason"]}
+        assert "CUDA" in devices["gpu"]["reason"] or "TensorRT" in devices["gpu"]["reason"], gpu_reason
 
 
 # --- CLI ------------------------------------------------------------------------------------------------------

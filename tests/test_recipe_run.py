@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
-from edgekit.errors import UsageError
+from edgekit.errors import RunFailedError, UsageError
 from edgekit.recipes.runner import run_recipe
 
 pytestmark = pytest.mark.slow  # runs whole recipes end to end (~2 min): runs in CI after the fast suite
@@ -44,17 +45,38 @@ def test_run_writes_reports_with_a_pick_and_reasons_for_skipped_devices(first_ru
     rows = {(r["variant"], r["device"]): r for r in summary["rows"]}
     assert rows[("int8", "cpu-1t")]["status"] == "ok" and rows[("int8", "cpu-1t")]["p50_ms"] > 0
     assert rows[("int8", "edgetpu")]["status"].startswith("skipped: libedgetpu")
-    assert rows[("edgetpu", "cpu-1t")]["status"].startswith("failed: the Edge TPU compiler is not installed")
+    # An absent tool is reported as unavailable, not as a failure of the run.
+    assert rows[("edgetpu", "cpu-1t")]["status"].startswith("unavailable: the Edge TPU compiler is not installed")
+    assert rows[("broken", "cpu-1t")]["status"].startswith("failed: ")
     assert summary["pick"] is not None and "Pareto front" in (out / "report.md").read_text()
+    # The `broken` variant (clustering with 0 fine-tune epochs) fails alone: a failure row per device, and
+    # the run goes on to measure everything else.
+    broken = [r for r in summary["rows"] if r["variant"] == "broken"]
+    assert {r["device"] for r in broken} == {"cpu-1t", "edgetpu"}
+    for row in broken:
+        assert row["status"].startswith("failed: ") and "--fine-tune-epochs must be >= 1" in row["status"], row
+    failed = [s for s in summary["stages"] if s["error"] and "--fine-tune-epochs must be >= 1" in s["error"]]
+    assert len(failed) == 1 and "broken" in failed[0]["name"]
+    assert "broken" in (out / "report.md").read_text()
 
 
-def test_rerun_of_an_unchanged_recipe_skips_every_successful_stage_with_identical_metrics(first_run):
+def test_rerun_of_an_unchanged_recipe_skips_every_successful_stage_with_identical_metrics(first_run, tmp_path):
     recipe, out, summary = first_run
     again = run_recipe(recipe_path=recipe, out_dir=out)
-    ran = [s["name"] for s in again["stages"] if not s["skipped"] and not s["error"]]
+    ran = [s["name"] for s in again["stages"] if not (s["skipped"] or s["error"] or s["unavailable"])]
     assert ran == []
-    assert again["reference_accuracy"] == summary["reference_accuracy"]
-    assert [r.get("accuracy") for r in again["rows"]] == [r.get("accuracy") for r in summary["rows"]]
+    # The skipped rerun's numbers come from its cache: check them against a forced run that recomputes
+    # every stage from scratch in a fresh folder (same seed), not against that cache.
+    forced = run_recipe(recipe_path=recipe, out_dir=tmp_path / "forced", force=True)
+    recomputed = [s["name"] for s in forced["stages"] if not s["skipped"] and not s["error"]]
+    assert "finetune" in recomputed and "compress:int8" in recomputed
+    assert again["reference_accuracy"] == forced["reference_accuracy"] == summary["reference_accuracy"]
+
+    def accuracies(run):
+        return {(r["variant"], r["device"]): r.get("accuracy") for r in run["rows"]}
+
+    assert accuracies(again) == accuracies(forced) == accuracies(summary)
+    assert accuracies(forced)[("int8", "cpu-1t")] is not None
 
 
 def test_editing_one_variant_reruns_only_that_stage(first_run, tmp_path):
@@ -75,9 +97,27 @@ def test_unknown_device_fails_before_any_work_with_a_suggestion(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_cli_run_json_lists_rows(first_run):
+def test_cli_run_lists_rows_and_exits_non_zero_for_the_failed_variant_unless_allowed(first_run):
     recipe, out, _ = first_run
-    result = subprocess.run([sys.executable, "-m", "edgekit", "run", str(recipe), "--out", str(out), "--json"],
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr
+    command = [sys.executable, "-m", "edgekit", "run", str(recipe), "--out", str(out), "--json"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == RunFailedError.exit_code, result.stderr
+    assert "broken" in result.stderr.splitlines()[-1] and "--allow-failures" in result.stderr
     assert {r["variant"] for r in json.loads(result.stdout)["rows"]} >= {"int8", "float32"}
+    allowed = subprocess.run(command + ["--allow-failures"], capture_output=True, text=True, timeout=600)
+    assert allowed.returncode == 0, allowed.stderr
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_cli_run_table_fits_the_terminal_and_names_each_failure_once(first_run, width):
+    recipe, out, _ = first_run
+    result = subprocess.run([sys.executable, "-m", "edgekit", "run", str(recipe), "--out", str(out), "--allow-failures"],
+                            capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": str(width)})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert all(len(line.rstrip()) <= width for line in lines), result.stdout
+    # a failed build and an absent tool: one line each, not one per device
+    assert sum(line.startswith("  variant broken: not built: ") for line in lines) == 1, result.stdout
+    assert sum(line.startswith("  variant edgetpu: unavailable here: ") for line in lines) == 1, result.stdout
+    assert sum(line.startswith("  device edgetpu: skipped for every variant: ") for line in lines) == 1
+    assert any(line.startswith("pick: ") for line in lines)

@@ -1,31 +1,62 @@
 """Remote (SSH) devices against a real OpenSSH server started on 127.0.0.1 by the test.
 
-The server uses fresh host/client keys in tmp_path, key auth only, and this venv's Python as the
-device's Python. Skipped with a reason when sshd or ssh-keygen is not installed
-(CI: ``apt-get install -y openssh-server openssh-client``).
+The server uses fresh host/client keys in tmp_path, key auth only. Profiling runs on "boards": bare
+virtualenvs holding only what a device has (numpy + ai-edge-litert; or tflite-runtime 2.14 + numpy
+1.26), built once with pip and cached under $EDGEKIT_BOARD_CACHE (default: <tmp>/edgekit-test-boards).
+Error-path tests use this venv's Python. Skipped with a reason when sshd or ssh-keygen is not
+installed (CI: ``apt-get install -y openssh-server openssh-client``; with EDGEKIT_CI=1 a skip fails).
 """
 
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
+from conftest import require
 from edgekit.devices import parse_profile
 from edgekit.errors import RemoteDeviceError
 from test_profile import tiny_models  # noqa: F401  (the real tiny .tflite fixture)
 
 SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None)
 KEYGEN = shutil.which("ssh-keygen")
-pytestmark = pytest.mark.skipif(not (SSHD and KEYGEN), reason="OpenSSH server not installed "
-                                "(apt-get install -y openssh-server openssh-client)")
+BOARD_CACHE = Path(os.environ.get("EDGEKIT_BOARD_CACHE", Path(tempfile.gettempdir()) / "edgekit-test-boards"))
+# What each board's pip installs: the two runtimes a device may have (DESIGN.md: tflite-runtime 2.14
+# cannot run under numpy 2). ai-edge-litert and numpy match the toolkit's pins.
+BOARDS = {"litert": ("numpy==2.4.6", "ai-edge-litert==2.3.0"),
+          "tflite-runtime": ("numpy==1.26.4", "tflite-runtime==2.14.0")}
+BOARD_BACKEND = {"litert": "ai_edge_litert", "tflite-runtime": "tflite_runtime"}
+
+
+@pytest.fixture(autouse=True)
+def _openssh_installed():
+    require(bool(SSHD and KEYGEN), "OpenSSH server not installed (apt-get install -y openssh-server openssh-client)")
+
+
+def board_python(kind: str) -> Path:
+    """The Python of a bare venv holding only BOARDS[kind] (built by pip on first use, then reused)."""
+    folder = BOARD_CACHE / f"{kind}-py{sys.version_info.major}{sys.version_info.minor}"
+    python = folder / "bin" / "python"
+    stamp = folder / ".complete"
+    if stamp.is_file() and stamp.read_text() == " ".join(BOARDS[kind]):
+        return python
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, capture_output=True, timeout=300)
+    done = subprocess.run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", *BOARDS[kind]],
+                          capture_output=True, text=True, timeout=900)
+    require(done.returncode == 0, f"cannot build the {kind} board venv with pip: {done.stderr.strip()[-300:]}")
+    stamp.write_text(" ".join(BOARDS[kind]))
+    return python
 
 
 def _free_port() -> int:
@@ -87,7 +118,7 @@ def sshd(tmp_path_factory):
     try:
         process, port, key, known_hosts = start_loopback_sshd(folder)
     except RuntimeError as exc:
-        pytest.skip(str(exc))
+        require(False, str(exc))
     yield port, key, known_hosts, folder
     process.terminate()
     process.wait(timeout=10)
@@ -104,6 +135,7 @@ ssh: {{host: 127.0.0.1, port: {port}, user: {getpass.getuser()}, key: "{key}", k
 """, source="loopback.yaml")
 
 
+@pytest.mark.slow  # builds a bare board venv with pip on first use
 def test_remote_profile_over_real_ssh_matches_the_local_result_shape(sshd, tiny_models):
     from edgekit.profiling import profile
 
@@ -114,7 +146,7 @@ accelerator: cpu
 threads: 1
 transport: ssh
 ssh: {{host: 127.0.0.1, port: {port}, user: {getpass.getuser()}, key: "{key}", known_hosts: "{known_hosts}",
-       python: "{sys.executable}", connect_timeout_s: 3}}
+       python: "{board_python('litert')}", connect_timeout_s: 3}}
 """)
     result = profile(model=tiny_models["float.tflite"], devices=("cpu-1t", str(device_file)), runs=20, warmup=2)
     local, remote = result["devices"]["cpu-1t"], result["devices"]["loopback"]
@@ -126,13 +158,56 @@ ssh: {{host: 127.0.0.1, port: {port}, user: {getpass.getuser()}, key: "{key}", k
     assert stats["count"] == 20 and stats["min_ms"] <= stats["p50_ms"] <= stats["p90_ms"] <= stats["p99_ms"]
     assert remote["memory"]["peak_delta_mib"] > 0
     assert remote["backend"] == "ai_edge_litert" and remote["threads"] == 1
-    # Same model, machine, threads and bare runtime run locally: the device's memory delta is the local one.
+    # Same model, machine, threads and runtime version run locally: the board's memory delta is the local one.
     from edgekit.profiling.latency import measure_local
     from edgekit.profiling.memory import memory_summary
 
-    bare = measure_local(tiny_models["float.tflite"], accelerator="cpu", threads=1, runs=1, warmup=0,
-                         backend="ai_edge_litert")
-    assert abs(remote["memory"]["peak_delta_mib"] - memory_summary(bare, tiny_models["float.tflite"])["peak_delta_mib"]) < 1
+    # The delta is ~25 MiB here; fresh processes on a CI machine have differed by up to 1.7 MiB (7%), so
+    # the check allows 10% around the median of three local runs. Measuring a different thing (the whole
+    # process, or nothing) would be off by far more.
+    local_deltas = [memory_summary(measure_local(tiny_models["float.tflite"], accelerator="cpu", threads=1, runs=1,
+                                                 warmup=0, backend="ai_edge_litert"),
+                                   tiny_models["float.tflite"])["peak_delta_mib"] for _ in range(3)]
+    local_delta = sorted(local_deltas)[1]
+    assert abs(remote["memory"]["peak_delta_mib"] - local_delta) <= max(1.0, 0.1 * local_delta), \
+        (remote["memory"], local_deltas)
+
+
+def _board_report(python: Path) -> dict:
+    """What is importable on the board: its runtime, numpy's version, and (never) TensorFlow or edgekit."""
+    modules = ("tensorflow", "edgekit", "ai_edge_litert", "tflite_runtime")
+    code = ("import importlib.util as u, json, numpy; print(json.dumps({'numpy': numpy.__version__, "
+            f"'present': [m for m in {modules!r} if u.find_spec(m)]}}))")
+    done = subprocess.run([str(python), "-I", "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    return json.loads(done.stdout)
+
+
+@pytest.mark.slow  # builds two bare board venvs with pip on first use (cached afterwards)
+@pytest.mark.parametrize("kind", list(BOARDS))
+def test_profile_on_a_bare_board_like_a_device_has(sshd, tiny_models, kind):
+    """The runner is copied alone to a board that has only numpy + one TFLite runtime, and works there."""
+    from edgekit.profiling import profile
+
+    python = board_python(kind)
+    board = _board_report(python)
+    assert board["present"] == [BOARD_BACKEND[kind]]  # no TensorFlow, no edgekit: only the runtime
+    assert board["numpy"] == BOARDS[kind][0].split("==")[1]
+    port, key, known_hosts, folder = sshd
+    device_file = folder / f"board-{kind}.yaml"
+    device_file.write_text(f"""name: board-{kind}
+accelerator: cpu
+threads: 1
+transport: ssh
+ssh: {{host: 127.0.0.1, port: {port}, user: {getpass.getuser()}, key: "{key}", known_hosts: "{known_hosts}",
+       python: "{python}", connect_timeout_s: 3}}
+""")
+    for model in ("float.tflite", "int8.tflite"):
+        result = profile(model=tiny_models[model], devices=(str(device_file),), runs=5, warmup=1)
+        row = result["devices"][f"board-{kind}"]
+        assert row["status"] == "ok", (model, row)
+        assert row["backend"] == BOARD_BACKEND[kind] and row["transport"].startswith("ssh ")
+        assert row["latency"]["count"] == 5 and row["latency"]["p50_ms"] > 0
+        assert row["memory"]["peak_delta_mib"] > 0
 
 
 def test_remote_device_is_available_only_when_reachable(sshd):

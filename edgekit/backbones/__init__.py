@@ -22,9 +22,10 @@ from typing import Any
 
 from edgekit.artifacts import Preprocessing, sha256_file
 from edgekit.naming import unknown_name_error
+from edgekit.resources import shipped_dir
 from edgekit.errors import ModelFileError, UsageError
 
-CATALOG_DIR = Path(__file__).resolve().parents[2] / "models"
+CATALOG_DIR = shipped_dir("models")
 WEIGHT_CHOICES = "'imagenet', None (random init) or a path to a weights file"
 
 
@@ -80,7 +81,7 @@ def _catalog() -> dict[str, BackboneSpec]:
     specs = [_spec_from_yaml(path) for path in sorted(CATALOG_DIR.glob("*.yaml"))]
     if not specs:
         raise ModelFileError(f"no backbone catalog found in {CATALOG_DIR}",
-                             fix="run edgekit from its repository checkout (the catalog lives in models/)")
+                             fix="reinstall edgekit from its wheel, or run it from a repository checkout (models/)")
     return {spec.name: spec for spec in specs}
 
 

@@ -8,11 +8,34 @@ point is :func:`edgekit.cli.entry.main` (a plain ``edgekit predict`` skips Typer
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 import typer
+import typer.core
 
-app = typer.Typer(
+class _Command(typer.core.TyperCommand):
+    """Usage lines in the usual ``edgekit profile [OPTIONS] MODEL`` form (Typer 0.29 writes ``{MODEL}``), and
+    docstring paragraphs rewrapped to the terminal (Typer keeps each source line break inside a paragraph)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.help:
+            self.help = re.sub(r"(?<!\n)\n(?!\n)", " ", self.help)
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        return [re.sub(r"^\{([^{}]*)\}", r"\1", piece) for piece in super().collect_usage_pieces(ctx)]
+
+
+class _Typer(typer.Typer):
+    """A Typer app whose commands all use :class:`_Command`."""
+
+    def command(self, *args, **kwargs):
+        kwargs.setdefault("cls", _Command)
+        return super().command(*args, **kwargs)
+
+
+app = _Typer(
     name="edgekit",
     help="From a folder of photos to a small, fast, measured model on an edge device.\n\n"
     "Typical flow: finetune -> compress --int8 -> export/compile -> profile -> predict.\n"
@@ -24,9 +47,19 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from edgekit import __version__
+
+        typer.echo(f"edgekit {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks and TensorFlow's native logs."),
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the edgekit version and exit."),
 ) -> None:
     if debug:
         os.environ["EDGEKIT_DEBUG"] = "1"

@@ -2,7 +2,8 @@
 
 :class:`~edgekit.errors.EdgekitError` becomes one line on stderr and its exit code; Ctrl-C and
 SIGTERM become exit 130 after atomic writers cleaned up; a full disk hit inside a library becomes
-an :class:`~edgekit.errors.OutputError`. Tracebacks appear only with ``--debug`` (``EDGEKIT_DEBUG=1``).
+an :class:`~edgekit.errors.OutputError`; warnings print as one line each. Tracebacks appear only with
+``--debug`` (``EDGEKIT_DEBUG=1``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import errno
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Iterator
 
 _DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
@@ -48,12 +50,27 @@ def _disk_full_error(exc: Exception):
                        fix="free disk space (or raise `ulimit -f`), or point --out / TMPDIR at a disk with room")
 
 
+_WARNED: set[str] = set()
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as ``warning: <message>`` on stderr, once each, without Python's category and source path
+    (a folder scanned by several steps of one command would otherwise warn once per step)."""
+    text = " ".join(str(message).split())
+    if text in _WARNED:
+        return
+    _WARNED.add(text)
+    print(f"warning: {text}" if not os.environ.get("EDGEKIT_DEBUG") else
+          f"warning: {text} ({category.__name__} at {filename}:{lineno})", file=sys.stderr)
+
+
 @contextlib.contextmanager
 def error_boundary() -> Iterator[None]:
     """Run a command: EdgekitError, interruption and a full disk become one line on stderr and an exit code."""
     from edgekit.errors import EdgekitError
 
     _interrupt_on_signals()
+    warnings.showwarning = _one_line_warning
     try:
         yield
     except EdgekitError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from edgekit.cli.app import app
 from edgekit.cli.options import JsonFlag, print_listing
+from edgekit.tables import Column
 
 
 @app.command("backbones")
@@ -16,6 +17,7 @@ def backbones_command(as_json: JsonFlag = False) -> None:
              "tfmot_wrap": s.tfmot_wrap, "license": s.license, "description": s.description}
             for s in list_backbones()]
     print_listing(rows, title="edgekit backbones", as_json=as_json,
-                  columns=("name", "size", "features", "ImageNet weights from", "tfmot", "licence"),
+                  columns=("name", "size", Column("features", optional=True), "ImageNet weights from",
+                           Column("tfmot", optional=True), Column("licence", optional=True)),
                   cells=lambda row: (row["name"], f"{row['default_size']} (min {row['min_size']})",
                                      str(row["feature_dim"]), row["weights"], row["tfmot_wrap"], row["license"]))

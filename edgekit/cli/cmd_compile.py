@@ -9,16 +9,18 @@ import typer
 
 from edgekit.cli.app import app
 from edgekit.cli.cmd_export import artifact_summary, print_summary
-from edgekit.cli.options import JsonFlag, ModelArg, OutDir
+from edgekit.cli.options import JsonFlag, OutDir, model_argument
 from edgekit.errors import UsageError
 from edgekit.targets import TARGETS, get_target
+
+Int8Model = model_argument(".tflite, full int8")
 
 COMPILE_TARGETS = ", ".join(name for name, target in TARGETS.items() if target.command == "compile")
 
 
 @app.command("compile")
 def compile_command(
-    model: ModelArg,
+    model: Int8Model,
     target: Annotated[str, typer.Option("--target", help=f"Accelerator to compile for: {COMPILE_TARGETS}.")] = "edgetpu",
     out: OutDir = None,
     as_json: JsonFlag = False,

@@ -9,12 +9,14 @@ from typing import Annotated
 import typer
 
 from edgekit.cli.app import app
-from edgekit.cli.options import JsonFlag, ModelArg, Seed
+from edgekit.cli.options import JsonFlag, Labels, Mean, Preprocess, Seed, Std, import_options, model_argument
+
+FloatModel = model_argument(".keras/.h5 or a SavedModel folder: from `edgekit finetune`, or your own")
 
 
 @app.command("compress")
 def compress_command(
-    model: ModelArg,
+    model: FloatModel,
     int8: Annotated[bool, typer.Option("--int8", help="Full-integer int8 (weights and activations; fastest on CPU/NPU/Edge TPU). Needs calibration images.")] = False,
     io_dtype: Annotated[str, typer.Option("--io-dtype", help="Input/output tensor type of int8 models: float32 (quantize inside), int8 or uint8 (Edge TPU / MCU style).")] = "float32",
     calibration: Annotated[Path | None, typer.Option("--calibration", help="Image folder (<class>/ images) for int8 calibration (default: the training folder in the model's manifest).")] = None,
@@ -27,14 +29,21 @@ def compress_command(
     qat: Annotated[bool, typer.Option("--qat", help="Quantization-aware training, then int8 (keeps --prune sparsity / --cluster clusters).")] = False,
     train_data: Annotated[Path | None, typer.Option("--train-data", help="Training images for --prune/--cluster/--qat fine-tuning (default: the manifest's).")] = None,
     fine_tune_epochs: Annotated[int, typer.Option("--fine-tune-epochs", help="Epochs of fine-tuning for --prune/--cluster/--qat.")] = 2,
-    max_accuracy_drop: Annotated[float | None, typer.Option("--max-accuracy-drop", help="With --int8: the largest top-1 drop (in points) allowed; the worst layers stay float until it holds, else it fails.")] = None,
-    eval_data: Annotated[Path | None, typer.Option("--eval-data", help="Labelled held-out images for accuracy (default: test/ or val/ beside the training folder, else part of the calibration images).")] = None,
+    max_accuracy_drop: Annotated[float | None, typer.Option("--max-accuracy-drop", help="With --int8: the largest top-1 drop (points) allowed. Layers to keep float are chosen on part of the eval images and the bound is certified (95% upper bound) on the rest; else it fails, naming the smallest bound the images certify.")] = None,
+    eval_data: Annotated[Path | None, typer.Option("--eval-data", help="Labelled held-out images for accuracy (default: test/ or val/ beside the training folder, else the finetune's validation split, else part of the calibration images, reported as training data).")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: one sub-folder (model.tflite + manifest.json) per variant.")] = Path("runs/compress"),
     trust_model: Annotated[bool, typer.Option("--trust-model", help="Allow Keras models with Lambda/custom layers (runs their code).")] = False,
+    labels: Labels = None,
+    preprocess: Preprocess = None,
+    mean: Mean = None,
+    std: Std = None,
     seed: Seed = 0,
     as_json: JsonFlag = False,
 ) -> None:
-    """Compress a finetuned float model into TFLite variants, each validated against it.
+    """Compress a float model (finetuned, or your own .keras/.h5/SavedModel) into TFLite variants, each validated against it.
+
+    A model without an edgekit manifest is imported first into OUT/imported (labels from --labels or
+    class_0..N-1, normalisation from --preprocess or --mean/--std).
 
     Every variant is written to OUT/<variant>/ with labels and preprocessing embedded, its
     tensors' quantization, top-1 agreement with the float parent and (with labelled held-out
@@ -46,30 +55,57 @@ def compress_command(
                          io_dtype=io_dtype, calibration=calibration, calibration_samples=calibration_samples,
                          prune=prune, cluster=cluster, qat=qat, train_data=train_data,
                          fine_tune_epochs=fine_tune_epochs, max_accuracy_drop=max_accuracy_drop, eval_data=eval_data,
-                         seed=seed, trust=trust_model)
+                         seed=seed, trust=trust_model,
+                         import_options=import_options(labels=labels, preprocess=preprocess, mean=mean, std=std,
+                                                       trust=trust_model))
     rows = [_summary(artifact) for artifact in artifacts]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
+    print_compress_table(f"compress {model}", rows)
 
-    table = Table(title=f"compress {model}")
-    for column in ("variant", "size", "vs float", "gzip", "agreement", "top-1 drop"):
-        table.add_column(column, justify="left" if column == "variant" else "right")
+
+def print_compress_table(title: str, rows: list[dict]) -> None:
+    """One row per variant: size and gzip size against the parent as a float32 .tflite, agreement, the drop
+    with its paired 95% interval and the number of images it was measured on."""
+    from edgekit.tables import DROP_HEADER, Column, console, number, percent, print_table, signed
+
+    columns = [Column("variant"), Column("size\nMB", numeric=True), Column("× f32\ntflite", numeric=True),
+               Column("gzip\nMB", numeric=True), Column("× f32\ngzip", numeric=True, optional=True),
+               Column("agree\n%", numeric=True), Column(DROP_HEADER.replace(" (", "\n("), numeric=True),
+               Column("95% CI\npts", numeric=True, optional=True), Column("n\nimages", numeric=True, optional=True)]
+    cells = [[row["variant"], number(row["size_bytes"] / 1e6), f"{row['size_vs_float32_tflite']:.2f}",
+              number(row["gzip_bytes"] / 1e6), f"{row['gzip_vs_float32_tflite_gzip']:.2f}",
+              percent(row["top1_agreement"], 1), signed(row["top1_drop_points"]),
+              "–" if not row.get("top1_drop_interval95") else
+              f"{row['top1_drop_interval95'][0]:+.1f}..{row['top1_drop_interval95'][1]:+.1f}",
+              str(row.get("images") or "–")]
+             for row in rows]
+    float_mb = rows[0]["float32_tflite_bytes"] / 1e6 if rows else 0.0
+    out = console()
+    print_table(title, columns, cells, out=out,
+                caption=f"× f32: against the parent converted to a float32 .tflite ({float_mb:.2f} MB); "
+                        "agree: top-1 agreement with the float model; CI: paired 95% interval over n images")
     for row in rows:
-        drop = row["top1_drop_points"]
-        table.add_row(row["variant"], f"{row['size_bytes'] / 1024:.0f} KiB", f"{row['size_vs_float']:.2f}x",
-                      f"{row['gzip_bytes'] / 1024:.0f} KiB", f"{row['top1_agreement']:.3f}",
-                      "-" if drop is None else f"{drop:+.2f} pt")
-    Console().print(table)
+        for warning in row.get("warnings", []):
+            out.print(f"warning: {row['variant']}: {warning}", markup=False)
 
 
 def _summary(artifact) -> dict:
     metrics = artifact.manifest.metrics
-    return {"variant": artifact.directory.name, "path": str(artifact.path), "size_bytes": metrics["size"]["bytes"],
-            "size_vs_float": metrics["size"]["vs_float_keras"], "gzip_bytes": metrics["size"]["gzip_bytes"],
+    accuracy = metrics.get("accuracy", {})
+    size = metrics["size"]
+    return {"variant": artifact.directory.name, "path": str(artifact.path), "size_bytes": size["bytes"],
+            "gzip_bytes": size["gzip_bytes"], "float32_tflite_bytes": size["float32_tflite_bytes"],
+            "float32_tflite_gzip_bytes": size["float32_tflite_gzip_bytes"],
+            "size_vs_float32_tflite": size["vs_float32_tflite"],
+            "gzip_vs_float32_tflite_gzip": size["gzip_vs_float32_tflite_gzip"],
             "top1_agreement": metrics["validation"]["top1_agreement"],
             "max_abs_diff": metrics["validation"]["max_abs_diff"],
-            "top1_drop_points": metrics.get("accuracy", {}).get("top1_drop_points"),
+            "top1_drop_points": accuracy.get("drop_points"), "top1_drop_interval95": accuracy.get("interval95_points"),
+            "top1_drop_upper95": accuracy.get("upper95_points"), "images": accuracy.get("images"),
+            "worst_class_recall_drop": accuracy.get("worst_class_recall_drop"),
+            "accuracy_source": accuracy.get("source"), "on_training_data": accuracy.get("source_is_training_data"),
+            "warnings": accuracy.get("warnings", []),
+            "certified": artifact.manifest.extra.get("accuracy_guard", {}).get("certified"),
             "kept_float_layers": artifact.manifest.extra.get("accuracy_guard", {}).get("kept_float_layers")}

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-
-
 from edgekit.cli.app import app
 from edgekit.cli.options import JsonFlag, print_listing
+from edgekit.tables import Column
 
 
 @app.command("devices")
@@ -22,7 +21,8 @@ def devices_command(as_json: JsonFlag = False) -> None:
         ok, reason = device.available()
         rows.append({**device.to_dict(), "available": ok, "reason": reason})
     print_listing(rows, title="edgekit devices", as_json=as_json,
-                  columns=("name", "runtime", "accelerator", "threads", "transport", "available here"),
+                  columns=("name", Column("runtime", optional=True), "accelerator", Column("threads", optional=True),
+                           Column("transport", optional=True), "available here"),
                   cells=lambda row: (row["name"], row["runtime"], row["accelerator"], str(row["threads"] or "all cores"),
                                      row["transport"] if row["transport"] == "local"
                                      else f"ssh {row['ssh']['user']}@{row['ssh']['host']}",

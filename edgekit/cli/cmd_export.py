@@ -9,8 +9,10 @@ from typing import Annotated
 import typer
 
 from edgekit.cli.app import app
-from edgekit.cli.options import JsonFlag, ModelArg, Seed
+from edgekit.cli.options import JsonFlag, Labels, Mean, Preprocess, Seed, Std, import_options, model_argument
 from edgekit.targets import TARGETS, get_target
+
+FloatModel = model_argument(".keras/.h5 or a SavedModel folder; for --target onnx also a float .onnx")
 
 
 def option_help(name: str) -> str:
@@ -37,6 +39,13 @@ def print_summary(summary: dict, *, as_json: bool) -> None:
         line += (f"  vs parent: max |diff| {validation['max_abs_diff']:.2e}, top-1 agreement "
                  f"{validation['top1_agreement']:.3f} on {validation['samples']} {validation['sample_source']}")
     typer.echo(line)
+    accuracy = summary["metrics"].get("accuracy")
+    if accuracy and validation and validation.get("min_top1_agreement") is not None:  # quantized exports
+        from edgekit.metrics import describe_change
+
+        typer.echo(f"accuracy vs parent: {describe_change(accuracy)}")
+        for warning in accuracy.get("warnings", []):
+            typer.echo(f"warning: {warning}", err=True)
 
 
 EXPORT_TARGETS = ", ".join(name for name, target in TARGETS.items() if target.command == "export")
@@ -44,7 +53,7 @@ EXPORT_TARGETS = ", ".join(name for name, target in TARGETS.items() if target.co
 
 @app.command("export")
 def export_command(
-    model: ModelArg,
+    model: FloatModel,
     target: Annotated[str, typer.Option("--target", help=f"Target format: {EXPORT_TARGETS} (see `edgekit targets`).")] = "onnx",
     int8: Annotated[bool, typer.Option("--int8", help=option_help("int8"))] = False,
     dynamic: Annotated[bool, typer.Option("--dynamic", help=option_help("dynamic"))] = False,
@@ -55,10 +64,16 @@ def export_command(
     simplify: Annotated[bool, typer.Option("--simplify", help=option_help("simplify"))] = False,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder for the model and its manifest.json (default: runs/export/<target>[-int8]).")] = None,
     trust_model: Annotated[bool, typer.Option("--trust-model", help="Allow Keras models with Lambda/custom layers (runs their code).")] = False,
+    labels: Labels = None,
+    preprocess: Preprocess = None,
+    mean: Mean = None,
+    std: Std = None,
     seed: Seed = 0,
     as_json: JsonFlag = False,
 ) -> None:
-    """Export MODEL (a finetuned model.keras or its folder; for onnx also a float .onnx) to --target.
+    """Export MODEL (a finetuned artifact, your own .keras/.h5 or SavedModel; for onnx also a float .onnx) to --target.
+
+    A model without an edgekit manifest is imported first into OUT/imported (--labels, --preprocess).
 
     The result is run on sample images and compared with its parent: a float export must match
     within 1e-4, a quantized one must agree on top-1 for >= 80% of images, else the export fails
@@ -75,5 +90,7 @@ def export_command(
              "calibration_samples": calibration_samples, "calibrate_method": calibrate_method, "simplify": simplify}
     options = {name: value for name, value in given.items() if value is not None and value is not False}
     out_dir = out or Path("runs/export") / f"{chosen.name}{'-int8' if int8 else '-dynamic' if dynamic else ''}"
-    artifact = chosen.run(model, out_dir=out_dir, general={"seed": seed, "trust": trust_model}, **options)
+    foreign = import_options(labels=labels, preprocess=preprocess, mean=mean, std=std, trust=trust_model)
+    artifact = chosen.run(model, out_dir=out_dir, general={"seed": seed, "trust": trust_model,
+                                                           "import_options": foreign}, **options)
     print_summary(artifact_summary(artifact, chosen.name), as_json=as_json)

@@ -32,7 +32,8 @@ def finetune_command(
     fine_tune_layers: Annotated[int, typer.Option("--fine-tune-layers", help="Phase 2: unfreeze this many top backbone layers (BatchNorm stays frozen).")] = 0,
     fine_tune_epochs: Annotated[int, typer.Option("--fine-tune-epochs", help="Phase 2 epochs (full forward/backward passes: slow on CPU).")] = 0,
     fine_tune_lr: Annotated[float, typer.Option("--fine-tune-lr", help="Phase 2 learning rate.")] = 1e-5,
-    val_fraction: Annotated[float, typer.Option("--val-fraction", help="Held-out fraction when DATA has no val/ folder.")] = 0.2,
+    val_data: Annotated[Path | None, typer.Option("--val-data", help="Validation image folder (<class>/ images; default: DATA/val beside DATA/train, else a seeded split).")] = None,
+    val_fraction: Annotated[float, typer.Option("--val-fraction", help="Held-out fraction when there is no validation folder.")] = 0.2,
     distribute: Annotated[str, typer.Option("--distribute", help="tf.distribute strategy: none, mirrored (all local GPUs) or multi_worker_mirrored (machines in TF_CONFIG).")] = "none",
     resume: Annotated[bool, typer.Option("--resume", help="Continue fine-tuning from the last checkpoint in --out.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Fail on unreadable images instead of skipping them with a warning.")] = False,
@@ -54,14 +55,18 @@ def finetune_command(
         label_smoothing=label_smoothing, augment=augment, augment_copies=augment_copies, balance_classes=balance,
         early_stopping=early_stopping, fine_tune_layers=fine_tune_layers, fine_tune_epochs=fine_tune_epochs,
         fine_tune_learning_rate=fine_tune_lr, validation_fraction=val_fraction, seed=seed)
-    result = finetune(data=data, out_dir=out, config=config, resume=resume, strict=strict, distribute=distribute)
+    result = finetune(data=data, out_dir=out, config=config, resume=resume, strict=strict, distribute=distribute,
+                      val_data=val_data)
     summary = {"model": str(result.artifact.path), "validation_accuracy": result.metrics["accuracy"],
-               "validation_images": result.metrics["count"], "timings_s": result.timings}
+               "validation_images": result.metrics["count"], "kept_epochs": result.kept_epochs,
+               "timings_s": result.timings}
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
-    else:
-        typer.echo(f"wrote {result.artifact.path}  validation accuracy {result.metrics['accuracy']:.4f} "
-                   f"({result.metrics['count']} images, {result.timings['total_s']:.1f} s)")
+        return
+    kept = ", ".join(f"{phase.replace('_', '-')} epoch {k['epoch']}/{k['of']}" for phase, k in result.kept_epochs.items())
+    typer.echo(f"wrote {result.artifact.path}  validation accuracy {result.metrics['accuracy']:.4f} "
+               f"({result.metrics['count']} images, {result.timings['total_s']:.1f} s; kept {kept}: best "
+               "validation accuracy)")
 
 
 @app.command("evaluate")
@@ -81,12 +86,9 @@ def evaluate_command(
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from edgekit.tables import Column, percent, print_table
 
-    table = Table(title=f"{Path(report['model']).name} on {report['data']}  accuracy {report['accuracy']:.4f}")
-    for column in ("class", "precision", "recall", "f1", "support"):
-        table.add_column(column, justify="right" if column != "class" else "left")
-    for name, row in report["per_class"].items():
-        table.add_row(name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}", str(row["support"]))
-    Console().print(table)
+    print_table(f"{Path(report['model']).name} on {report['data']}: top-1 {percent(report['accuracy'])} %",
+                [Column("class")] + [Column(h, numeric=True) for h in ("precision", "recall", "F1", "support")],
+                [[name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}", str(row["support"])]
+                 for name, row in report["per_class"].items()])

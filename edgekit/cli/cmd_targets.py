@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from edgekit.cli.app import app
 from edgekit.cli.options import JsonFlag, print_listing
+from edgekit.tables import Column
 
 
 @app.command("targets")
@@ -13,7 +14,8 @@ def targets_command(as_json: JsonFlag = False) -> None:
 
     rows = list_targets()
     print_listing(rows, title="edgekit targets", as_json=as_json,
-                  columns=("target", "suffix", "command", "options", "needs", "available here"),
+                  columns=("target", Column("suffix", optional=True), "command", Column("options", optional=True),
+                           Column("needs", optional=True), "available here"),
                   cells=lambda row: (row["name"], row["suffix"], f"edgekit {row['command']}",
                                      " ".join(row["options"]) or "-", ", ".join(row["needs"]),
-                                     "[green]yes[/green]" if row["available"] else f"[red]no[/red]: {row['reason']}"))
+                                     "yes" if row["available"] else f"no: {row['reason']}"))

@@ -6,9 +6,10 @@ import pkgutil
 
 import edgekit.cli as _cli
 
-_ORDER = ["quickstart", "finetune", "evaluate", "compress", "export", "compile", "profile", "predict",
-          "run", "targets", "devices", "backbones"]
-_MODULE_OF = {"evaluate": "finetune", "sweep": "run", "quickstart": "run"}  # commands defined beside another
+_ORDER = ["quickstart", "finetune", "import", "evaluate", "compress", "export", "compile", "profile", "predict",
+          "monitor", "run", "targets", "devices", "backbones"]
+# Commands defined in another command's module.
+_MODULE_OF = {"evaluate": "finetune", "sweep": "run", "quickstart": "run", "recipe-schema": "run"}
 
 
 def _present() -> set[str]:

@@ -7,36 +7,56 @@ from typing import Annotated
 
 import typer
 
-from edgekit.cli.predict_core import JSON, THREADS, OptionSpec
+from edgekit.cli import option_specs as specs
+
+
+def typer_option(spec: specs.OptionSpec):
+    """The Typer option for an option spelled (without Typer) in :mod:`edgekit.cli.option_specs`."""
+    return typer.Option(*spec.flags, help=spec.help, min=spec.minimum, max=spec.maximum)
+
 
 OutDir = Annotated[Path, typer.Option("--out", "-o", help="Output folder (created; existing files are replaced atomically).")]
-
-
-def typer_option(spec: OptionSpec):
-    """The Typer option for an option spelled in a (Typer-free) :class:`OptionSpec` table."""
-    return typer.Option(*spec.flags, help=spec.help, min=spec.minimum)
-
-
-JsonFlag = Annotated[bool, typer_option(JSON)]
+JsonFlag = Annotated[bool, typer_option(specs.JSON)]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed (recorded in the manifest; same seed, same metrics).")]
-Threads = Annotated[int | None, typer_option(THREADS)]
-ModelArg = Annotated[Path, typer.Argument(help="Model file (.keras/.tflite/.onnx) or the artifact folder holding it.")]
-DataDir = Annotated[Path, typer.Argument(help="Image folder: one sub-folder per class.")]
+Threads = Annotated[int | None, typer_option(specs.THREADS)]
 
 
-def print_listing(rows: list[dict], *, title: str, columns: tuple[str, ...], cells, as_json: bool) -> None:
-    """The listing commands' output: ``rows`` as JSON, or a rich table of ``cells(row)`` under ``columns``."""
+def model_argument(formats: str):
+    """The MODEL argument of a command, naming the formats that command accepts (help must not offer others)."""
+    return Annotated[Path, typer.Argument(metavar="MODEL", help=f"Model file ({formats}) or the artifact folder "
+                                                                "holding it.")]
+
+
+ModelArg = model_argument(".keras/.tflite/.onnx")
+DataDir = Annotated[Path, typer.Argument(metavar="DATA", help="Image folder: one sub-folder per class.")]
+Labels = Annotated[Path | None, typer_option(specs.LABELS)]
+Preprocess = Annotated[str | None, typer_option(specs.PREPROCESS)]
+Mean = Annotated[str | None, typer_option(specs.MEAN)]
+Std = Annotated[str | None, typer_option(specs.STD)]
+Size = Annotated[int | None, typer_option(specs.SIZE)]
+TrustModel = Annotated[bool, typer.Option("--trust-model", help="Allow Keras models with Lambda/custom layers "
+                                          "(runs their code).")]
+
+
+def print_listing(rows: list[dict], *, title: str, columns: tuple, cells, as_json: bool) -> None:
+    """The listing commands' output: ``rows`` as JSON, or a table of ``cells(row)`` under ``columns``
+    (names, or :class:`~edgekit.tables.Column` for optional ones left out of a narrow terminal)."""
     if as_json:
         import json
 
         typer.echo(json.dumps(rows, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from edgekit.tables import Column, print_table
 
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*cells(row))
-    Console().print(table)
+    print_table(title, [c if isinstance(c, Column) else Column(c) for c in columns], [list(cells(row)) for row in rows])
+
+
+def import_options(*, labels: Path | None, preprocess: str | None, mean: str | None, std: str | None,
+                   size: int | None = None, trust: bool = False, train_data: Path | None = None,
+                   eval_data: Path | None = None):
+    """The shared foreign-model options as :class:`edgekit.importer.ImportOptions` (mean/std parsed)."""
+    from edgekit.importer import ImportOptions, parse_channels
+
+    return ImportOptions(labels=labels, preprocess=preprocess, mean=parse_channels(mean, "--mean") if mean else None,
+                         std=parse_channels(std, "--std") if std else None, size=size, trust=trust,
+                         train_data=train_data, eval_data=eval_data)

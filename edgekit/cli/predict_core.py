@@ -12,37 +12,31 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
+from edgekit.cli import option_specs as specs
+from edgekit.cli.option_specs import OptionSpec
 from edgekit.errors import DataError, UsageError
+from edgekit.runtime.predlog import DEFAULT_MAX_MB
 
-
-@dataclass(frozen=True)
-class OptionSpec:
-    """One command-line option, spelled once for Typer and for the fast argparse path."""
-
-    flags: tuple[str, ...]
-    help: str
-    type: type = str
-    default: object = None
-    minimum: int | None = None
-
-
-JSON = OptionSpec(("--json",), "Print machine-readable JSON on stdout instead of tables.", bool, False)
-THREADS = OptionSpec(("--threads", "-t"), "Inference threads (default: the device profile's).", int, minimum=1)
 OPTIONS = {
     "top_k": OptionSpec(("--top-k", "-k"), "How many labels to show per image.", int, 5, minimum=1),
-    "json_out": JSON,
-    "threads": THREADS,
+    "json_out": specs.JSON,
+    "threads": specs.THREADS,
     "accelerator": OptionSpec(("--accelerator", "-a"), "cpu (XNNPACK) | cpu-reference (no delegates) | gpu | edgetpu.",
                               str, "cpu"),
-    "labels": OptionSpec(("--labels",), "Labels file (one per line or a JSON list) for models without embedded "
-                         "metadata or manifest.", Path),
-    "size": OptionSpec(("--size",), "Input size in pixels, for models without metadata.", int, minimum=1),
-    "mean": OptionSpec(("--mean",), "Per-channel mean, e.g. 127.5 or 123.7,116.3,103.5."),
-    "std": OptionSpec(("--std",), "Per-channel std, e.g. 127.5 or 58.4,57.1,57.4."),
+    "labels": specs.LABELS,
+    "preprocess": specs.PREPROCESS,
+    "size": specs.SIZE,
+    "mean": specs.MEAN,
+    "std": specs.STD,
+    "log": OptionSpec(("--log",), "Append one row per prediction to this SQLite log (for `edgekit monitor`).", Path),
+    "log_images": OptionSpec(("--log-images",), "Share of inputs (0..1) kept in the log as a JPEG at the model's "
+                             "size, for later labelling.", float, 0.0, minimum=0.0, maximum=1.0),
+    "log_max_mb": OptionSpec(("--log-max-mb",), "Size bound of the log; the oldest rows rotate out beyond it.", float,
+                             DEFAULT_MAX_MB, minimum=0.05),
 }
 
 
@@ -71,59 +65,48 @@ def parse_plain(argv: list[str]) -> dict | None:
         values = vars(parser.parse_args(argv[1:]))
     except (_NotPlain, ValueError):
         return None
-    if any(spec.minimum is not None and values[dest] is not None and values[dest] < spec.minimum
-           for dest, spec in OPTIONS.items()):
+    if any(values[dest] is not None and not _in_range(values[dest], spec) for dest, spec in OPTIONS.items()):
         return None
     return values
 
 
-def _read_labels(path: Path) -> list[str]:
-    """A labels file: a JSON list, or one label per line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read --labels {path}: {exc}", fix="pass a UTF-8 text file, one label per line") from exc
-    if text.lstrip().startswith("["):
-        try:
-            labels = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"--labels {path} is not a valid JSON list: {exc}", fix="one label per line also works") from exc
-    else:
-        labels = [line.strip() for line in text.splitlines() if line.strip()]
-    if not labels or not all(isinstance(label, str) for label in labels):
-        raise UsageError(f"--labels {path} holds no labels", fix="one label per line, in the model's output order")
-    return labels
+def _in_range(value, spec: OptionSpec) -> bool:
+    return ((spec.minimum is None or value >= spec.minimum) and (spec.maximum is None or value <= spec.maximum)
+            and value == value)  # NaN is out of every range
 
 
-def _triple(text: str, option: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError as exc:
-        raise UsageError(f"{option} {text!r} is not a number list", fix=f"e.g. {option} 127.5,127.5,127.5") from exc
-    if len(values) == 1:
-        values *= 3
-    if len(values) != 3:
-        raise UsageError(f"{option} needs 1 or 3 values, got {len(values)}", fix=f"e.g. {option} 127.5,127.5,127.5")
-    return values
+def preprocessing_option(size: int | None, preprocess: str | None, mean: str | None, std: str | None) -> dict | None:
+    """--preprocess/--mean/--std (and --size) as a Predictor preprocessing dict; the size defaults to the model's."""
+    from edgekit.importer import normalisation, parse_channels
 
-
-def _preprocessing(size: int | None, mean: str | None, std: str | None) -> dict | None:
-    if size is None and mean is None and std is None:
-        return None
-    if size is None:
-        raise UsageError("--mean/--std need --size", fix="pass --size N (the model's input height and width)")
-    return {"size": [size, size], "mean": _triple(mean or "0", "--mean"), "std": _triple(std or "1", "--std")}
+    chosen = normalisation(preprocess, parse_channels(mean, "--mean") if mean else None,
+                           parse_channels(std, "--std") if std else None)
+    if size is not None:
+        chosen = {**(chosen or {}), "size": [size, size]}
+    return chosen
 
 
 def run_predict(*, model: Path, target: Path, top_k: int, json_out: bool, threads: int | None, accelerator: str,
-                labels: Path | None, size: int | None, mean: str | None, std: str | None) -> None:
+                labels: Path | None, preprocess: str | None, size: int | None, mean: str | None, std: str | None,
+                log: Path | None, log_images: float, log_max_mb: float) -> None:
     """Classify an image (or every image in a folder) and print a table or JSON."""
     from edgekit.runtime import Predictor
 
     if not target.exists():
         raise DataError(f"{target} does not exist", fix="pass an image file or a folder of images")
-    predictor = Predictor(model, threads=threads, accelerator=accelerator,
-                          labels=_read_labels(labels) if labels else None, preprocessing=_preprocessing(size, mean, std))
+    if log is None and (log_images or log_max_mb != DEFAULT_MAX_MB):
+        raise UsageError("--log-images/--log-max-mb need --log", fix="pass --log PATH (a SQLite file)")
+    label_names = prediction_log = None
+    if labels:
+        from edgekit.importer import read_labels
+
+        label_names = read_labels(labels)
+    if log:
+        from edgekit.runtime.predlog import PredictionLog
+
+        prediction_log = PredictionLog(log, sample_images=log_images, max_mb=log_max_mb)
+    predictor = Predictor(model, threads=threads, accelerator=accelerator, labels=label_names,
+                          preprocessing=preprocessing_option(size, preprocess, mean, std), log=prediction_log)
     if target.is_dir():
         results = predictor.predict_folder(target, top_k=top_k)
         if not results:
@@ -139,34 +122,42 @@ def run_predict(*, model: Path, target: Path, top_k: int, json_out: bool, thread
 
 
 def _print_table(results: list[dict], predictor, *, folder: Path | None) -> None:
-    """Top-k of one image, or one row per image of a folder (paths relative to it; JSON has them in full)."""
+    """Top-k of one image, or one row per image of a folder (paths relative to it; JSON has them in full) with
+    each unreadable file on its own line below."""
     title = f"{predictor.path.name} on {predictor.backend} ({predictor.accelerator})"
+    width = shutil.get_terminal_size().columns  # $COLUMNS, else the terminal, else 80 (as edgekit.tables)
     if folder is None:
         rows = [[str(rank), e["label"], f"{e['score']:.4f}"] for rank, e in enumerate(results[0]["top_k"], 1)]
-        _print_plain(title, ["rank", "label", "score"], rows, right={0, 2})
+        _print_plain(title, ["rank", "label", "score"], rows, right={0, 2}, width=width)
         return
-    rows = []
+    rows, errors = [], []
     for item in results:
-        name = str(Path(item["path"]).relative_to(folder))
         if "error" in item:
-            rows.append([name, "error", "", item["error"]])
+            errors.append(_cut(f"{item['path']}: error: {' '.join(item['error'].split())}", width))
             continue
         first, *rest = item["top_k"]
-        rows.append([name, first["label"], f"{first['score']:.4f}",
+        rows.append([str(Path(item["path"]).relative_to(folder)), first["label"], f"{first['score']:.4f}",
                      ", ".join(f"{e['label']} {e['score']:.2f}" for e in rest)])
-    _print_plain(title, ["image", "top-1", "score", "others"], rows, right={2})
+    _print_plain(title, ["image", "top-1", "score", "next"], rows, right={2}, width=width)
+    sys.stdout.write("".join(f"{line}\n" for line in errors))
 
 
-def _print_plain(title: str, header: list[str], rows: list[list[str]], *, right: set[int], width: int = 80) -> None:
-    """A plain-text table: title, header, rule, aligned columns; the last column is cut to fit ``width``."""
+def _cut(text: str, room: int) -> str:
+    """``text`` cut with an ellipsis to ``room`` characters (as edgekit.tables cuts a note at the terminal edge)."""
+    return text if len(text) <= room else text[: room - 1] + "…"
+
+
+def _print_plain(title: str, header: list[str], rows: list[list[str]], *, right: set[int], width: int) -> None:
+    """A plain-text table (edgekit.tables without rich, whose import costs as much as a prediction): title,
+    header, rule, aligned columns; the last column is cut to fit ``width``."""
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     room = max(width - sum(widths[:-1]) - 2 * (len(widths) - 1), 10)
     widths[-1] = min(widths[-1], room)
 
     def line(cells: list[str]) -> str:
-        cells = [*cells[:-1], cells[-1] if len(cells[-1]) <= room else cells[-1][: room - 3] + "..."]
-        parts = [cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]) for i, cell in enumerate(cells)]
+        parts = [cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+                 for i, cell in enumerate([*cells[:-1], _cut(cells[-1], room)])]
         return "  ".join(parts).rstrip()
 
-    out = [title, line(header), "  ".join("-" * w for w in widths), *(line(r) for r in rows)]
+    out = [_cut(title, width), line(header), "  ".join("-" * w for w in widths), *(line(r) for r in rows)]
     sys.stdout.write("\n".join(out) + "\n")

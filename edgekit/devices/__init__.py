@@ -187,4 +187,7 @@ def get_device(name: str) -> DeviceProfile:
     devices = {d.name: d for d in list_devices()}
     if name in devices:
         return devices[name]
-    raise unknown_name_error("device", name, devices, listing="`edgekit devices` lists them")
+    extra = ", ".join(str(folder) for folder in profile_dirs()[1:]) or "none here"
+    raise unknown_name_error("device", name, devices, listing=(
+        f"`edgekit devices`; more come from ./devices/*.yaml and ${ENV_VAR} folders ({extra}): run from the "
+        f"repository, set {ENV_VAR}=/path/to/devices, or pass a profile .yaml path"))

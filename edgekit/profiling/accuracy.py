@@ -10,28 +10,45 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgekit.artifacts import Artifact, resolve_parent
+import dataclasses
+
+from edgekit.artifacts import Artifact, load_artifact, resolve_parent
 from edgekit.errors import ManifestError, UsageError
+
+
+PARENT_HINT = "pass --parent PATH (the float model it came from) to compare; the top-1 above is absolute"
+
+
+def _given_parent(path: Path, child: Artifact) -> Artifact:
+    """``--parent PATH``: with its own manifest, or (a bare file) with the child's labels and preprocessing."""
+    parent = load_artifact(Path(path), require_manifest=False)
+    if parent.manifest.labels and parent.manifest.preprocessing:
+        return parent
+    return Artifact(path=parent.path, manifest=dataclasses.replace(
+        parent.manifest, labels=list(child.manifest.labels), preprocessing=dict(child.manifest.preprocessing)))
 
 
 def _parent_or_reason(artifact: Artifact) -> tuple[Artifact | None, str]:
     record = artifact.manifest.parent
     if not record or not record.get("path"):
-        return None, f"{artifact.path} has no parent in its manifest (not derived from another edgekit model)"
+        return None, f"{artifact.path} names no parent (not derived from another edgekit model); {PARENT_HINT}"
     try:
         parent = resolve_parent(artifact)
     except ManifestError as exc:
-        return None, exc.one_line()
+        return None, f"{exc.message}; {PARENT_HINT}"
     if parent is None:
-        return None, f"parent {record['path']} named in the manifest of {artifact.path} is missing"
+        return None, f"parent {record['path']} (named in its manifest) is missing; {PARENT_HINT}"
     return parent, ""
 
 
-def accuracy_loss(artifact: Artifact, data: Path, *, threads: int | None = None, strict: bool = False) -> dict:
-    """Top-1/top-5 of the artifact and its parent, the drop in points, top-1 agreement and both reports."""
+def accuracy_loss(artifact: Artifact, data: Path, *, threads: int | None = None, strict: bool = False,
+                  parent: Path | None = None, bound: float | None = None) -> dict:
+    """Top-1/top-5 of the artifact and its parent (``parent``, else the manifest's), the drop in points
+    with its paired 95% interval (``change``, see :func:`edgekit.metrics.accuracy_change`; ``bound``: a
+    drop gate to warn about when the images cannot resolve it), top-1 agreement and both reports."""
     from edgekit.data import load_folder_arrays
     from edgekit.evaluation import labelled_folder, predict_pixels
-    from edgekit.metrics import agreement, classification_report
+    from edgekit.metrics import accuracy_change, classification_report
 
     labels = artifact.manifest.labels
     if not labels:
@@ -43,7 +60,7 @@ def accuracy_loss(artifact: Artifact, data: Path, *, threads: int | None = None,
     model_report = classification_report(truth, probabilities, labels)
     result = {"data": str(Path(data).resolve()), "images": int(len(truth)), "model": model_report,
               "parent": None, "parent_path": None}
-    parent, reason = _parent_or_reason(artifact)
+    parent, reason = (_given_parent(parent, artifact), "") if parent is not None else _parent_or_reason(artifact)
     if parent is None:
         result["parent_missing"] = reason
         return result
@@ -52,10 +69,23 @@ def accuracy_loss(artifact: Artifact, data: Path, *, threads: int | None = None,
     parent_probabilities = predict_pixels(parent, pixels, threads=threads)
     parent_report = classification_report(truth, parent_probabilities, labels)
     top5 = next(k for k in model_report if k.startswith("top") and k.endswith("_accuracy"))
+    change = accuracy_change(truth, parent_probabilities, probabilities, labels, bound=bound)
+    if _is_training_folder(parent, Path(data)):
+        change["source_is_training_data"] = True
+        change["warnings"].append(f"{data} holds the images the parent was trained on: the drop reads optimistic")
     result.update({
         "parent": parent_report, "parent_path": str(parent.path),
-        "accuracy_drop": round((parent_report["accuracy"] - model_report["accuracy"]) * 100, 3),
+        "accuracy_drop": change["drop_points"], "change": change,
         "top5_drop": round((parent_report[top5] - model_report[top5]) * 100, 3),
-        "top1_agreement": agreement(parent_probabilities, probabilities)["top1_agreement"],
+        "top1_agreement": change["top1_agreement"],
     })
     return result
+
+
+def _is_training_folder(parent: Artifact, data: Path) -> bool:
+    """Whether ``data`` is (or holds) the folder the parent's finetune manifest says it trained on."""
+    recorded = parent.manifest.extra.get("data")
+    if not recorded:
+        return False
+    trained, given = Path(recorded).resolve(), data.expanduser().resolve()
+    return given == trained or given == trained / "train" or (trained.name == "train" and given == trained.parent)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import operator
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from edgekit.errors import GateFailedError, UsageError
@@ -16,6 +17,7 @@ from edgekit.errors import GateFailedError, UsageError
 # metric -> (where it lives: "accuracy" or "device", key path, unit)
 METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "accuracy_drop": ("accuracy", ("accuracy_drop",), "points"),
+    "accuracy_drop_upper95": ("accuracy", ("change", "upper95_points"), "points"),  # one-sided 95% bound
     "top5_drop": ("accuracy", ("top5_drop",), "points"),
     "accuracy": ("accuracy", ("model", "accuracy"), ""),
     "top1_agreement": ("accuracy", ("top1_agreement",), ""),
@@ -48,14 +50,17 @@ class Gate:
         return f"{self.metric}{self.op}{self.limit:g}"
 
 
-def parse_gate(text: str) -> Gate:
-    """``"p50_ms>10"`` -> Gate; anything else is a UsageError listing the accepted form."""
+def parse_gate(text: str, *, metrics: Mapping[str, object] = METRICS, example: str = "p50_ms>10") -> Gate:
+    """``"p50_ms>10"`` -> Gate; anything else is a UsageError listing the accepted form.
+
+    ``metrics`` is the command's table of gate names (``edgekit monitor`` passes its own).
+    """
     match = _GATE.match(text or "")
-    form = f"METRIC OP NUMBER with METRIC in {', '.join(METRICS)} and OP in {', '.join(OPERATORS)}"
+    form = f"METRIC OP NUMBER with METRIC in {', '.join(metrics)} and OP in {', '.join(OPERATORS)}"
     if not match:
-        raise UsageError(f"--fail-if {text!r} is not a gate expression", fix=f'write e.g. "p50_ms>10": {form}')
+        raise UsageError(f"--fail-if {text!r} is not a gate expression", fix=f'write e.g. "{example}": {form}')
     metric, op, number = match.groups()
-    if metric not in METRICS:
+    if metric not in metrics:
         raise UsageError(f"--fail-if {text!r}: unknown metric {metric!r}", fix=form)
     limit = float(number)
     if not math.isfinite(limit):
@@ -63,7 +68,7 @@ def parse_gate(text: str) -> Gate:
     return Gate(metric, op, limit)
 
 
-def _lookup(record: dict | None, path: tuple[str, ...]):
+def lookup(record: dict | None, path: tuple[str, ...]):
     for key in path:
         if not isinstance(record, dict):
             return None
@@ -81,7 +86,7 @@ def evaluate_gates(gates: list[Gate], result: dict) -> list[dict]:
         else:
             targets = [(name, d) for name, d in result["devices"].items() if d.get("status") == "ok"]
         for device, record in targets:
-            value = _lookup(record, path)
+            value = lookup(record, path)
             failed = value is None or OPERATORS[gate.op](value, gate.limit)
             rows.append({"gate": str(gate), "device": device, "value": value, "unit": unit, "failed": failed,
                          "reason": "not measured" if value is None else ""})

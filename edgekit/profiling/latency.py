@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from edgekit.errors import DeviceUnavailableError, EdgekitError
 from edgekit.profiling.runner import EXIT_RUNTIME_MISSING, summarize
 
 RUNNER = Path(__file__).resolve().parent / "runner.py"
-__all__ = ["RUNNER", "measure_local", "parse_runner_output", "runner_arguments", "summarize"]
+__all__ = ["RUNNER", "interleaved_rounds", "measure_local", "parse_runner_output", "ratios_to_first",
+           "runner_arguments", "summarize"]
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def runner_arguments(model_name: str, *, backend: str, accelerator: str, threads: int, runs: int, warmup: int,
@@ -81,3 +87,34 @@ def measure_local(model: Path, *, accelerator: str, threads: int, runs: int, war
         sys.stderr.write(done.stderr)
     return parse_runner_output(done.stdout, done.stderr, done.returncode, where=f"{model} on {accelerator}",
                                runtime_fix="pip install ai-edge-litert onnxruntime (edgekit[runtime])")
+
+
+def interleaved_rounds(subjects: Sequence[T], measure: Callable[[T], R], *, rounds: int,
+                       on_round: Callable[[int, list[R]], None] | None = None) -> list[list[R]]:
+    """Measure every subject once per round, in order (A B C, A B C, ...): ``result[i][r]`` is subject i in round r.
+
+    On a shared machine the load drifts over minutes; interleaving spreads that drift evenly over the
+    subjects, so their ratios are fair where back-to-back runs (all of A, then all of B) are not.
+    Pair it with a ``measure`` that starts a fresh pinned process per call (:func:`measure_local`).
+    ``on_round(r, results_of_round_r)`` reports progress after each round.
+    """
+    if rounds < 1 or not subjects:
+        raise ValueError("interleaved_rounds needs rounds >= 1 and at least one subject")
+    results: list[list[R]] = [[] for _ in subjects]
+    for round_index in range(rounds):
+        for i, subject in enumerate(subjects):
+            results[i].append(measure(subject))
+        if on_round is not None:
+            on_round(round_index, [per_subject[-1] for per_subject in results])
+    return results
+
+
+def ratios_to_first(values: list[list[float]]) -> list[dict]:
+    """Per subject: the median, min and max over rounds of its value divided by the first subject's value in
+    the same round (``values[i][r]``, e.g. p50 ms from :func:`interleaved_rounds`)."""
+    summaries = []
+    for own in values:
+        per_round = [v / first for v, first in zip(own, values[0])]
+        summaries.append({"ratio": round(statistics.median(per_round), 4), "min": round(min(per_round), 4),
+                          "max": round(max(per_round), 4), "per_round": [round(r, 4) for r in per_round]})
+    return summaries

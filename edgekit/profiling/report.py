@@ -1,36 +1,69 @@
 """The profile report: JSON, Markdown and HTML with PNG plots (latency histograms, confusion matrices).
 
-Every file is written atomically; the Markdown and HTML are built from the same rows so they agree.
+Summary first (per-device p50, accuracy loss, gates), then the latency histograms, then the long
+tables. Every file is written atomically; the terminal table, the Markdown and the HTML are built
+from the same rows so they agree.
 """
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
+from edgekit import html_report
 from edgekit.artifacts import atomic_path, write_json_atomic, write_text_atomic
+from edgekit.tables import DROP_HEADER, Column, number, percent, signed
 
-LATENCY_COLUMNS = ("device", "status", "backend", "threads", "init ms", "first ms", "min ms", "mean ms", "std ms",
-                   "p50 ms", "p90 ms", "p99 ms", "peak delta MiB", "peak RSS MiB")
+# (column, cell of a measured device); optional columns are the first left out of a narrow terminal.
+_LATENCY_FIELDS = (
+    (Column("device"), lambda name, d: name),
+    (Column("backend", optional=True), lambda name, d: d["backend"].removeprefix("edgekit:")),
+    (Column("thr", numeric=True, optional=True), lambda name, d: str(d["threads"])),
+    (Column("init\nms", numeric=True), lambda name, d: number(d["init_ms"])),
+    (Column("first\nms", numeric=True), lambda name, d: number(d["first_inference_ms"])),
+    (Column("min\nms", numeric=True, optional=True), lambda name, d: number(d["latency"]["min_ms"])),
+    (Column("p50\nms", numeric=True), lambda name, d: number(d["latency"]["p50_ms"])),
+    (Column("p90\nms", numeric=True), lambda name, d: number(d["latency"]["p90_ms"])),
+    (Column("p99\nms", numeric=True), lambda name, d: number(d["latency"]["p99_ms"])),
+    (Column("mean\nms", numeric=True, optional=True), lambda name, d: number(d["latency"]["mean_ms"])),
+    (Column("std\nms", numeric=True, optional=True), lambda name, d: number(d["latency"]["std_ms"])),
+    (Column("peak +\nMiB", numeric=True), lambda name, d: number(d["memory"]["peak_delta_mib"])),
+    (Column("peak RSS\nMiB", numeric=True, optional=True), lambda name, d: number(d["memory"]["peak_rss_mib"])),
+)
 
 
-def latency_rows(result: dict) -> list[list[str]]:
-    """One row per device (skipped ones carry their reason), shared by the terminal table and the reports."""
-    rows = []
-    for name, device in result["devices"].items():
-        if device["status"] != "ok":
-            rows.append([name, f"skipped: {device['reason']}"] + [""] * (len(LATENCY_COLUMNS) - 2))
-            continue
-        lat, mem = device["latency"], device["memory"]
-        rows.append([name, "ok", device["backend"], str(device["threads"]), f"{device['init_ms']:.1f}",
-                     f"{device['first_inference_ms']:.3f}"] +
-                    [f"{lat[k]:.3f}" for k in ("min_ms", "mean_ms", "std_ms", "p50_ms", "p90_ms", "p99_ms")] +
-                    [_fmt(mem["peak_delta_mib"]), _fmt(mem["peak_rss_mib"])])
-    return rows
+def latency_table(result: dict) -> tuple[list[Column], list[list[str]]]:
+    """One row per measured device (``peak +`` is the peak RSS added by loading and running the model)."""
+    rows = [[cell(name, device) for _, cell in _LATENCY_FIELDS]
+            for name, device in result["devices"].items() if device["status"] == "ok"]
+    return [column for column, _ in _LATENCY_FIELDS], rows
 
 
-def _fmt(value) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
+def unavailable_devices(result: dict) -> list[str]:
+    """One line per device that was not measured, with the reason."""
+    return [f"{name}: skipped: {device['reason']}" for name, device in result["devices"].items()
+            if device["status"] != "ok"]
+
+
+def accuracy_line(accuracy: dict) -> str:
+    """Top-1 of the model against its float parent, in one sentence (the drop is positive for a loss)."""
+    model, parent = accuracy["model"], accuracy.get("parent")
+    if not parent:
+        return (f"top-1 {percent(model['accuracy'])} % on {accuracy['images']} images; no parent comparison: "
+                f"{accuracy['parent_missing']}")
+    change = accuracy["change"]
+    low, high = change["interval95_points"]
+    line = (f"top-1 {percent(model['accuracy'])} % vs parent {percent(parent['accuracy'])} % on "
+            f"{accuracy['images']} images: drop {signed(accuracy['accuracy_drop'])} pts (+ = loss), "
+            f"95% CI {low:+.2f} to {high:+.2f}, top-1 agreement {percent(accuracy['top1_agreement'], 1)} %")
+    worst = change.get("worst_class_recall_drop")
+    if worst and worst["points"] > 0:
+        line += f", worst class {worst['class']} recall -{worst['points']:.1f} pts"
+    return "; ".join([line, *(f"warning: {w}" for w in accuracy["change"]["warnings"])])
+
+
+def gate_lines(result: dict) -> list[str]:
+    return [f"{g['gate']}{'' if g['device'] == '-' else ' on ' + g['device']}: "
+            f"{'FAILED' if g['failed'] else 'passed'}" for g in result.get("gates", [])]
 
 
 def latency_histogram_png(times_ms: list[float], path: Path, *, title: str) -> Path:
@@ -52,58 +85,65 @@ def latency_histogram_png(times_ms: list[float], path: Path, *, title: str) -> P
 def _accuracy_rows(accuracy: dict) -> list[list[str]]:
     model, parent = accuracy["model"], accuracy.get("parent")
     top5 = next(k for k in model if k.startswith("top") and k.endswith("_accuracy"))
-    rows = [["top-1", f"{model['accuracy']:.4f}", f"{parent['accuracy']:.4f}" if parent else "n/a"],
-            [top5.replace("_accuracy", "").replace("top", "top-"), f"{model[top5]:.4f}",
-             f"{parent[top5]:.4f}" if parent else "n/a"],
+    rows = [["top-1 %", percent(model["accuracy"]), percent(parent["accuracy"]) if parent else "n/a"],
+            [top5.replace("_accuracy", "").replace("top", "top-") + " %", percent(model[top5]),
+             percent(parent[top5]) if parent else "n/a"],
             ["macro F1", f"{model['macro_f1']:.4f}", f"{parent['macro_f1']:.4f}" if parent else "n/a"]]
     if parent:
-        rows += [["top-1 drop (points)", f"{accuracy['accuracy_drop']:.3f}", ""],
-                 ["top-1 agreement", f"{accuracy['top1_agreement']:.4f}", ""]]
+        rows += [[f"top-1 {DROP_HEADER}", signed(accuracy["accuracy_drop"], 3), ""],
+                 ["top-1 agreement %", percent(accuracy["top1_agreement"]), ""]]
+        change = accuracy["change"]
+        low, high = change["interval95_points"]
+        worst = change["worst_class_recall_drop"] or {}
+        rows += [["paired 95% interval (pts)", f"{low:+.2f} to {high:+.2f}", f"n={change['images']}"],
+                 ["worst class recall drop (pts)", f"{worst.get('points', 0):.1f}", worst.get("class", "")]]
+        rows += [["warning", text, ""] for text in change["warnings"]]
     return rows
 
 
-def _md_table(header, rows) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c).replace("|", "/") for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _html_table(header, rows) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def _sections(result: dict, images: dict[str, str]) -> list[tuple[str, str, tuple, list, list[str]]]:
-    """(kind, title, header, rows, images) blocks rendered by both writers."""
-    blocks = [("table", "Latency and memory", LATENCY_COLUMNS, latency_rows(result),
-               [images[k] for k in images if k.startswith("latency_")])]
-    mem_rows = [[n, _fmt(d["memory"]["baseline_peak_mib"]), f"{d['memory']['model_file_mib']:.3f}",
-                 "n/a" if d["memory"]["activation_mib_estimate"] is None else f"{d['memory']['activation_mib_estimate']:.3f}",
-                 d["memory"]["activation_note"]] for n, d in result["devices"].items() if d["status"] == "ok"]
-    blocks.append(("table", "Memory details", ("device", "baseline MiB (runtime imported)", "model file MiB",
-                                                "activations MiB", "note"), mem_rows, []))
-    for name, device in result["devices"].items():
-        ops = device.get("op_profile") or {}
-        if ops.get("ops"):
-            blocks.append(("table", f"Top ops on {name} ({ops['source']})", ("op", "calls", "ms/run", "share"),
-                           [[o["op"], o["calls"], f"{o['ms_per_run']:.4f}", f"{o['share']:.1%}"] for o in ops["ops"]], []))
-        elif ops.get("reason") and device["status"] == "ok":
-            blocks.append(("text", f"Per-op timing on {name}", (), [[ops["reason"]]], []))
+def _detail_tables(result: dict) -> list[tuple[str, list[str], list[list], frozenset[int]]]:
+    """(title, header, rows, numeric columns) of the long tables, after the summary and the plots."""
+    columns, rows = latency_table(result)
+    blocks = [("Latency and memory", [c.header.replace("\n", " ") for c in columns], rows,
+               frozenset(i for i, c in enumerate(columns) if c.numeric))]
     accuracy = result.get("accuracy")
     if accuracy:
         note = accuracy.get("parent_missing", f"parent: {accuracy.get('parent_path')}")
-        blocks.append(("table", f"Accuracy on {accuracy['images']} images ({note})", ("metric", "model", "parent"),
-                       _accuracy_rows(accuracy), [images[k] for k in images if k.startswith("confusion")]))
-        per_class = accuracy["model"]["per_class"]
-        blocks.append(("table", "Per class (model)", ("class", "precision", "recall", "F1", "support"),
+        blocks.append((f"Accuracy on {accuracy['images']} images ({note})", ["metric", "model", "parent"],
+                       _accuracy_rows(accuracy), frozenset({1, 2})))
+        blocks.append(("Per class (model)", ["class", "precision", "recall", "F1", "support"],
                        [[c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", v["support"]]
-                        for c, v in per_class.items()], []))
-    if result.get("gates"):
-        blocks.append(("table", "Gates (fail if)", ("gate", "device", "value", "result"),
-                       [[g["gate"], g["device"], "n/a" if g["value"] is None else f"{g['value']:.4g}",
-                         "FAILED" if g["failed"] else "passed"] for g in result["gates"]], []))
+                        for c, v in accuracy["model"]["per_class"].items()], frozenset({1, 2, 3, 4})))
+    memory = [[n, number(d["memory"]["baseline_peak_mib"]), number(d["memory"]["model_file_mib"]),
+               number(d["memory"]["activation_mib_estimate"]), d["memory"]["activation_note"]]
+              for n, d in result["devices"].items() if d["status"] == "ok"]
+    blocks.append(("Memory details", ["device", "baseline MiB (runtime imported)", "model file MiB",
+                                      "activations MiB", "note"], memory, frozenset({1, 2, 3})))
+    for name, device in result["devices"].items():
+        ops = device.get("op_profile") or {}
+        if ops.get("ops"):
+            blocks.append((f"Top ops on {name} ({ops['source']})", ["op", "calls", "ms/run", "share %"],
+                           [[o["op"], o["calls"], f"{o['ms_per_run']:.4f}", percent(o["share"], 1)] for o in ops["ops"]],
+                           frozenset({1, 2, 3})))
     return blocks
+
+
+def _summary(result: dict) -> list[tuple[str, str]]:
+    facts = [("Model", f"{result['model']} ({result['format']}), {result['runs']} timed runs per device")]
+    facts += [(f"p50 on {name}", f"{number(d['latency']['p50_ms'])} ms (p90 {number(d['latency']['p90_ms'])} ms), "
+                                 f"peak +{number(d['memory']['peak_delta_mib'])} MiB")
+              for name, d in result["devices"].items() if d["status"] == "ok"]
+    facts += [("Not measured", line) for line in unavailable_devices(result)]
+    if result.get("accuracy"):
+        facts.append(("Accuracy", accuracy_line(result["accuracy"])))
+    facts += [("Gate", line) for line in gate_lines(result)]
+    no_ops: dict[str, list[str]] = {}  # one line per reason, not per device
+    for name, device in result["devices"].items():
+        ops = device.get("op_profile") or {}
+        if device["status"] == "ok" and not ops.get("ops") and ops.get("reason"):
+            no_ops.setdefault(ops["reason"], []).append(name)
+    facts += [(f"Per-op timing ({', '.join(names)})", reason) for reason, names in no_ops.items()]
+    return facts
 
 
 def write_report(result: dict, out_dir: Path) -> dict[str, str]:
@@ -123,29 +163,20 @@ def write_report(result: dict, out_dir: Path) -> dict[str, str]:
             if accuracy.get(role):
                 file = f"confusion_{role}.png"
                 confusion_matrix_png(accuracy[role]["confusion_matrix"], accuracy[role]["labels"], out_dir / file,
-                                     title=f"{role}: top-1 {accuracy[role]['accuracy']:.3f}")
+                                     title=f"{role}: top-1 {percent(accuracy[role]['accuracy'])} %")
                 images[f"confusion_{role}"] = file
     title = f"edgekit profile: {Path(result['model']).name}"
-    md, body = [f"# {title}", "", f"Model `{result['model']}` ({result['format']})", ""], []
-    for kind, heading, header, rows, pictures in _sections(result, images):
-        md += [f"## {heading}", ""]
-        body.append(f"<h2>{html.escape(heading)}</h2>")
-        if kind == "text":
-            md += [rows[0][0], ""]
-            body.append(f"<p>{html.escape(rows[0][0])}</p>")
-        else:
-            md += [_md_table(header, rows), ""]
-            body.append(_html_table(header, rows))
-        for picture in pictures:
-            md += [f"![{picture}]({picture})", ""]
-            body.append(f'<img src="{html.escape(picture)}" alt="{html.escape(picture)}">')
-    style = "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px}"
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>"
-            f"<p>Model <code>{html.escape(result['model'])}</code> ({html.escape(result['format'])})</p>"
-            + "".join(body) + "</body></html>\n")
+    facts = _summary(result)
+    tables = _detail_tables(result)
+    md = [f"# {title}", ""] + [f"- **{label}:** {value}" for label, value in facts] + [""]
+    md += [f"![{file}]({file})" for file in images.values()] + [""]
+    for heading, header, rows, numeric in tables:
+        md += [f"## {heading}", "", html_report.markdown_table(header, rows, numeric=numeric), ""]
+    parts = [html_report.summary(facts), html_report.images([out_dir / f for f in images.values()])]
+    for heading, header, rows, numeric in tables:
+        parts += [html_report.heading(heading), html_report.table(header, rows, numeric=numeric)]
     write_json_atomic(out_dir / "profile.json", result)
     write_text_atomic(out_dir / "report.md", "\n".join(md) + "\n")
-    write_text_atomic(out_dir / "report.html", page)
+    write_text_atomic(out_dir / "report.html", html_report.page(title, *parts))
     paths = {"json": "profile.json", "markdown": "report.md", "html": "report.html", **images}
     return {k: str(out_dir / v) for k, v in paths.items()}

@@ -146,10 +146,16 @@ def _litert_activation_bytes(model: str) -> int | None:
     Constant tensors are those whose flatbuffer buffer holds data. The arena planner reuses memory
     between tensors whose lifetimes do not overlap, so the real arena is usually smaller.
     """
+    # LiteRT's own reader first, as on a bare LiteRT board, so a local and a remote run of the same model
+    # import the same modules and their peak-memory deltas compare; edgekit's vendored subset where
+    # LiteRT is absent (a tflite-runtime install of edgekit).
     try:
         from ai_edge_litert import schema_py_generated as schema
     except ImportError:
-        return None
+        try:
+            from edgekit.runtime import tflite_schema as schema
+        except ImportError:
+            return None
     sizes = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 8: 8, 9: 1, 10: 8, 11: 16, 12: 8, 15: 4, 16: 2}  # TensorType -> bytes
     with open(model, "rb") as handle:
         root = schema.Model.GetRootAs(handle.read(), 0)

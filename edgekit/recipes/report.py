@@ -1,34 +1,101 @@
-"""The run report: one table of variants x devices, the Pareto front and plot, the pick, stage timings,
-the environment and how to reproduce it, as JSON, Markdown and a single self-contained HTML file."""
+"""The run report: the pick, the constraints and the Pareto plot first, then one table of measured
+variants x devices, what was not measured (once per variant or device, with the reason), stage
+timings, the environment and how to reproduce it, as JSON, Markdown and one self-contained HTML file.
+
+The terminal summary (``edgekit run/sweep/quickstart``) is built from the same rows and columns.
+"""
 
 from __future__ import annotations
 
-import base64
-import html
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
+from edgekit import html_report
 from edgekit.artifacts import library_versions, write_json_atomic, write_text_atomic
-from edgekit.recipes.pareto import pareto_front, pareto_png, pick, violations
+from edgekit.recipes.pareto import describe_constraints, pareto_front, pareto_png, pick, violations
+from edgekit.tables import DROP_EXPLAINED, DROP_HEADER, Column, number, one_line, percent, signed
 
-COLUMNS = (("variant", "variant"), ("device", "device"), ("format", "format"), ("size_mb", "size MB"),
-           ("gzip_mb", "gzip MB"), ("p50_ms", "p50 ms"), ("accuracy", "top-1"), ("accuracy_drop_pts", "drop pts"),
-           ("top1_agreement", "agree"), ("peak_memory_mib", "peak MiB"), ("status", "status"))
-
-
-def _cell(value) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+PICK_MARK, FRONT_MARK = "★", "◆"
+MARKS_EXPLAINED = f"{PICK_MARK} pick, {FRONT_MARK} Pareto-optimal (accuracy vs p50 latency vs size)"
 
 
-def _table_rows(rows: list[dict], front: list[dict], chosen: dict | None) -> list[list[str]]:
-    out = []
+@dataclass(frozen=True)
+class Field:
+    key: str
+    column: Column
+    text: Callable[[object], str]
+
+
+FIELDS = (
+    Field("variant", Column("variant"), str),
+    Field("device", Column("device"), str),
+    Field("size_mb", Column("size\nMB", numeric=True), number),
+    Field("gzip_mb", Column("gzip\nMB", numeric=True, optional=True), number),
+    Field("p50_ms", Column("p50\nms", numeric=True), number),
+    Field("accuracy", Column("top-1\n%", numeric=True), percent),
+    Field("accuracy_drop_pts", Column(DROP_HEADER.replace(" (", "\n("), numeric=True), signed),
+    Field("accuracy_drop_ci95", Column("drop 95%\nCI pts", numeric=True, optional=True),
+          lambda v: f"{v[0]:+.2f}..{v[1]:+.2f}"),
+    Field("accuracy_images", Column("n\nimages", numeric=True, optional=True), str),
+    Field("top1_agreement", Column("agree\n%", numeric=True, optional=True), lambda v: percent(v, 1)),
+    Field("peak_memory_mib", Column("peak\nMiB", numeric=True, optional=True), number),
+    Field("format", Column("format", optional=True), str),
+)
+
+
+def _key(row: dict | None) -> tuple | None:
+    return None if row is None else (row["variant"], row["device"])
+
+
+def marks(row: dict, front: list[dict], chosen: dict | None) -> str:
+    """★ for the pick and ◆ for every Pareto-optimal row (the pick shows both)."""
+    return (PICK_MARK if _key(row) == _key(chosen) else "") + \
+        (FRONT_MARK if _key(row) in {_key(f) for f in front} else "")
+
+
+def measured_table(rows: list[dict], front: list[dict], chosen: dict | None) -> tuple[list[Column], list[list[str]]]:
+    """The columns and cells of the measured rows (status ok), variant names carrying their marks."""
+    cells = []
     for row in rows:
-        mark = " ★" if row is chosen else (" ◆" if any(row is f for f in front) else "")
-        out.append([_cell(row.get(key)) + (mark if key == "variant" else "") for key, _ in COLUMNS])
-    return out
+        if row.get("status") != "ok":
+            continue
+        mark = marks(row, front, chosen)
+        cells.append([f.text(row.get(f.key)) + (f" {mark}" if f.key == "variant" and mark else "")
+                      if row.get(f.key) is not None else "–" for f in FIELDS])
+    return [f.column for f in FIELDS], cells
+
+
+def not_measured(rows: list[dict]) -> list[str]:
+    """One full-length line per failed variant or unavailable device (not one per variant x device)."""
+    built = {r["variant"] for r in rows if r.get("size_mb") is not None}  # failed builds have no file size
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        if row.get("status") != "ok":
+            groups.setdefault(row.get("status") or "not measured", []).append(row)
+    lines = []
+    for status, group in groups.items():
+        kind, _, reason = status.partition(": ")
+        variants = list(dict.fromkeys(r["variant"] for r in group))
+        devices = list(dict.fromkeys(r["device"] for r in group))
+        if len(variants) == 1 and variants[0] not in built:
+            outcome = "unavailable here" if kind == "unavailable" else "not built"
+            lines.append(f"variant {variants[0]}: {outcome}: {reason or kind}")
+        elif len(devices) == 1:
+            which = "every variant" if set(variants) == built else ", ".join(variants)
+            lines.append(f"device {devices[0]}: {kind} for {which}: {reason}")
+        else:
+            pairs = ", ".join(f"{r['variant']}@{r['device']}" for r in group)
+            lines.append(f"{pairs}: {status}")
+    return lines
+
+
+def pick_text(chosen: dict | None) -> str:
+    if not chosen:
+        return "no variant meets every constraint"
+    return (f"{chosen['variant']} on {chosen['device']}: {number(chosen['size_mb'])} MB, "
+            f"p50 {number(chosen['p50_ms'])} ms, top-1 {percent(chosen['accuracy'])} % "
+            f"(drop {signed(chosen.get('accuracy_drop_pts'))} pts)")
 
 
 def write_run_report(summary: dict, out_dir: Path) -> dict:
@@ -42,58 +109,45 @@ def write_run_report(summary: dict, out_dir: Path) -> dict:
     for row in measured:
         row["violations"] = violations(row, constraints, reference_accuracy=reference)
         row["pareto"] = any(row is f for f in front)
-    plot = pareto_png(measured, front, out_dir / "pareto.png", title=summary["name"], chosen=chosen)
+    plot = pareto_png(measured, front, out_dir / "pareto.png", title=summary["name"], chosen=chosen,
+                      constraints=constraints, reference_accuracy=reference)
     summary = dict(summary, pick=chosen, pareto=[f"{r['variant']}@{r['device']}" for r in front],
                    environment=library_versions("tensorflow", "tf-keras", "tensorflow-model-optimization",
                                                 "ai-edge-litert", "onnxruntime", "tf2onnx", "numpy"))
     reproduce = f"edgekit run {summary['recipe']} --out {summary['output']}"
-    pick_line = (f"**Pick:** `{chosen['variant']}` on `{chosen['device']}`: {chosen['size_mb']:.3f} MB, "
-                 f"p50 {chosen['p50_ms']:.3f} ms, top-1 {chosen['accuracy']:.4f}"
-                 if chosen else "**Pick:** no variant meets every constraint")
-    stage_rows = [[s["name"], "skipped (unchanged)" if s["skipped"] else ("failed" if s["error"] else "ran"),
-                   f"{s['seconds']:.1f}", s["error"] or ""] for s in summary["stages"]]
-    header = [title for _, title in COLUMNS]
-    table = _table_rows(rows, front, chosen)
-    markdown = "\n".join([
-        f"# edgekit run: {summary['name']}", "",
-        f"Float model top-1 on the test images: {_cell(reference)}. Constraints: {constraints or 'none'}.", "",
-        pick_line, "", "★ pick, ◆ Pareto-optimal (accuracy vs p50 latency vs size).", "",
-        _md(header, table), "", "![Pareto front](pareto.png)", "", "## Stages", "",
-        _md(["stage", "status", "seconds", "error"], stage_rows), "",
-        f"Wall time: {summary['wall_time_s']} s.", "", "## Environment", "",
-        _md(["component", "version"], [[k, v] for k, v in summary["environment"].items()]), "",
-        "## Reproduce", "", f"```\n{reproduce}\n```", f"Seed: {summary['seed']}.", ""])
-    image = base64.b64encode(plot.read_bytes()).decode()
-    page = "\n".join([
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>edgekit run: {html.escape(summary['name'])}</title>",
-        "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}"
-        "code{background:#f4f4f4;padding:1px 4px}</style></head><body>",
-        f"<h1>edgekit run: {html.escape(summary['name'])}</h1>",
-        f"<p>Float model top-1 on the test images: {_cell(reference)}. Constraints: "
-        f"{html.escape(str(constraints or 'none'))}.</p>",
-        f"<p>{html.escape(pick_line.replace('**', ''))}</p><p>★ pick, ◆ Pareto-optimal.</p>",
-        _html(header, table), f"<p><img alt='Pareto front' src='data:image/png;base64,{image}'></p>",
-        "<h2>Stages</h2>", _html(["stage", "status", "seconds", "error"], stage_rows),
-        f"<p>Wall time: {summary['wall_time_s']} s.</p><h2>Environment</h2>",
-        _html(["component", "version"], [[k, v] for k, v in summary["environment"].items()]),
-        f"<h2>Reproduce</h2><pre>{html.escape(reproduce)}</pre><p>Seed: {summary['seed']}.</p></body></html>"])
+    facts = [("Pick", pick_text(chosen)), ("Constraints", describe_constraints(constraints)),
+             ("Float top-1", f"{percent(reference)} % on the test images"), ("Drop", DROP_EXPLAINED),
+             ("Marks", MARKS_EXPLAINED)]
+    columns, cells = measured_table(rows, front, chosen)
+    header = [c.header.replace("\n", " ") for c in columns]
+    numeric = frozenset(i for i, c in enumerate(columns) if c.numeric)
+    highlight = {i for i, cell in enumerate(cells) if PICK_MARK in cell[0]}
+    missing = not_measured(rows)
+    stage_header = ["stage", "status", "seconds", "error"]
+    stage_rows = [[s["name"], "skipped (unchanged)" if s["skipped"] else
+                   ("failed" if s["error"] else "unavailable here" if s.get("unavailable") else "ran"),
+                   f"{s['seconds']:.1f}", one_line(s["error"] or s.get("unavailable") or "")]
+                  for s in summary["stages"]]
+    environment = [[k, v] for k, v in summary["environment"].items()]
+    markdown = "\n".join(
+        [f"# edgekit run: {summary['name']}", ""] + [f"- **{label}:** {value}" for label, value in facts] +
+        ["", "![Pareto front](pareto.png)", "", "## Measurements", "", html_report.markdown_table(header, cells, numeric=numeric), ""] +
+        (["## Not measured", ""] + [f"- {line}" for line in missing] + [""] if missing else []) +
+        ["## Stages", "", html_report.markdown_table(stage_header, stage_rows), "",
+         f"Wall time: {summary['wall_time_s']} s.", "", "## Environment", "",
+         html_report.markdown_table(["component", "version"], environment), "",
+         "## Reproduce", "", f"```\n{reproduce}\n```", f"Seed: {summary['seed']}.", ""])
+    page = html_report.page(
+        f"edgekit run: {summary['name']}", html_report.summary(facts), html_report.image(plot, "Pareto front"),
+        html_report.heading("Measurements"), html_report.table(header, cells, numeric=numeric, highlight=highlight),
+        *([html_report.heading("Not measured"), html_report.notes(missing)] if missing else []),
+        html_report.heading("Stages"), html_report.table(stage_header, stage_rows, numeric=frozenset({2})),
+        html_report.paragraph(f"Wall time: {summary['wall_time_s']} s."), html_report.heading("Environment"),
+        html_report.table(["component", "version"], environment), html_report.heading("Reproduce"),
+        html_report.preformatted(reproduce), html_report.paragraph(f"Seed: {summary['seed']}."))
     paths = {"report_json": out_dir / "report.json", "report_md": out_dir / "report.md",
              "report_html": out_dir / "report.html", "pareto_png": plot}
     write_text_atomic(paths["report_md"], markdown)
     write_text_atomic(paths["report_html"], page)
     write_json_atomic(paths["report_json"], summary)
     return {"pick": chosen, "pareto": summary["pareto"], "reports": {k: str(v) for k, v in paths.items()}}
-
-
-def _md(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _html(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"

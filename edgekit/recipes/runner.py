@@ -20,12 +20,13 @@ from typing import Any, Callable
 from edgekit import __version__
 from edgekit.artifacts import Artifact, load_artifact, sha256_file, write_json_atomic
 from edgekit.data import folder_fingerprint
-from edgekit.errors import EdgekitError, RecipeError
+from edgekit.errors import DeviceUnavailableError, EdgekitError, GateFailedError, RecipeError, RunFailedError
 from edgekit.progress import status
+from edgekit.resources import shipped_dir
 
 STATE_FILE = ".edgekit-stage.json"
 EMBEDDED_PREFIX = "embedded:"
-RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
+RECIPES_DIR = shipped_dir("recipes")
 
 # What `edgekit sweep` builds in addition to a recipe's own variants (same names are not repeated).
 STANDARD_VARIANTS = (
@@ -44,10 +45,10 @@ STANDARD_EXPORTS = (
 
 
 def shipped_recipe(name: str) -> Path:
-    """A recipe shipped in the repository's recipes/ folder."""
+    """A recipe shipped with edgekit (the repository's recipes/ folder, copied into the wheel)."""
     path = RECIPES_DIR / f"{name}.yaml"
     if not path.is_file():
-        raise RecipeError(f"shipped recipe {path} is missing", fix="run from an edgekit checkout (git clone)")
+        raise RecipeError(f"shipped recipe {path} is missing", fix="reinstall edgekit from its wheel, or run it from a repository checkout")
     return path
 
 
@@ -72,6 +73,7 @@ class StageOutcome:
     outputs: list[str] = field(default_factory=list)
     result: dict = field(default_factory=dict)
     error: str | None = None
+    unavailable: str | None = None  # the stage needs a tool or device absent here (not a failure)
 
 
 def run_stage(name: str, stage_dir: Path, key_payload: Any, work: Callable[[], tuple[list[Path], dict]],
@@ -102,13 +104,21 @@ def run_stage(name: str, stage_dir: Path, key_payload: Any, work: Callable[[], t
 @dataclass
 class RecipePaths:
     train: Path
+    val: Path | None
     test: Path | None
     calibration: Path | None
 
 
 def resolve_data(recipe: dict, *, recipe_dir: Path, out_dir: Path) -> RecipePaths:
-    """Data paths relative to the recipe file; ``embedded:digits`` writes scikit-learn's digits as images."""
-    data = recipe["data"]
+    """Data paths relative to the recipe file, in the layouts `edgekit finetune` takes.
+
+    ``data`` is one folder or a mapping; a train folder holding ``train/`` (+ ``val/`` + ``test/``) is a
+    split root whose sub-folders fill the keys not given. ``embedded:digits`` writes scikit-learn's
+    digits as images (``embedded:digits`` is the split root, ``embedded:digits/train`` one split).
+    """
+    from edgekit.data import find_split
+
+    data = recipe["data"] if isinstance(recipe["data"], dict) else {"train": recipe["data"]}
 
     def resolve(value: str | None) -> Path | None:
         if value is None:
@@ -119,7 +129,8 @@ def resolve_data(recipe: dict, *, recipe_dir: Path, out_dir: Path) -> RecipePath
                 raise RecipeError(f"data: unknown embedded dataset {name!r}", fix="use embedded:digits/train")
             from edgekit.data import write_digits_dataset
 
-            return write_digits_dataset(out_dir / "data" / "digits") / (split or "train")
+            root = write_digits_dataset(out_dir / "data" / "digits")
+            return root / split if split else root
         path = Path(value).expanduser()
         path = path if path.is_absolute() else (recipe_dir / path).resolve()
         if not path.is_dir():
@@ -127,8 +138,10 @@ def resolve_data(recipe: dict, *, recipe_dir: Path, out_dir: Path) -> RecipePath
                               "paths are relative to the recipe file)")
         return path
 
-    train = resolve(data["train"])
-    return RecipePaths(train=train, test=resolve(data.get("test")), calibration=resolve(data.get("calibration")))
+    train, val, test = resolve(data["train"]), resolve(data.get("val")), resolve(data.get("test"))
+    if find_split(train, "train") is not None:  # a split root: DATA/train (+ val/ + test/)
+        train, val, test = train / "train", val or find_split(train, "val"), test or find_split(train, "test")
+    return RecipePaths(train=train, val=val, test=test, calibration=resolve(data.get("calibration")))
 
 
 def run_recipe(*, recipe_path: Path, out_dir: Path | None = None, force: bool = False,
@@ -194,13 +207,45 @@ def run_recipe(*, recipe_path: Path, out_dir: Path | None = None, force: bool = 
     return summary
 
 
+def enforce_outcome(summary: dict, *, allow_failures: bool = False) -> None:
+    """Raise when a requested variant failed (RunFailedError) or, with constraints, nothing meets them
+    (GateFailedError); unavailable hardware and skipped devices are not failures. Called after the
+    summary is printed, so the table and report exist either way; ``allow_failures`` accepts both."""
+    if allow_failures:
+        return
+    report = summary.get("reports", {}).get("report_md", "the run report")
+    failed = {row["variant"]: row["status"].removeprefix("failed: ")
+              for row in summary["rows"] if str(row.get("status", "")).startswith("failed")}
+    if failed:
+        name, reason = next(iter(failed.items()))
+        raise RunFailedError(f"{len(failed)} requested variant(s) failed: {', '.join(failed)} (first, {name}: "
+                             f"{reason})", fix=f"see {report}; fix the recipe, or pass --allow-failures to "
+                                               "accept a partial run")
+    constraints = summary.get("constraints") or {}
+    if constraints and summary.get("pick") is None:
+        measured = any(row.get("accuracy") is not None for row in summary["rows"])
+        why = "" if measured else "; no row has a measured accuracy (give the recipe test images: data.test)"
+        raise GateFailedError(f"no variant meets every constraint ({', '.join(f'{k} {v}' for k, v in constraints.items())}"
+                              f"){why}", fix=f"see {report}; relax `constraints`, or pass --allow-failures")
+
+
+def outcome_status(exc: EdgekitError) -> str:
+    """A row's status for a stage or measurement that raised: absent hardware or tools are ``unavailable``
+    (reported, not a failure of the run); anything else ``failed``."""
+    kind = "unavailable" if isinstance(exc, DeviceUnavailableError) else "failed"
+    return f"{kind}: {exc.one_line()}"
+
+
 def _guarded(name: str, work: Callable[[], tuple[Artifact, StageOutcome]]) -> tuple[Artifact | str, StageOutcome]:
-    """Run one variant's stage; an EdgekitError becomes that variant's failure row, not the run's end."""
+    """Run one variant's stage; an EdgekitError becomes that variant's row status, not the run's end."""
     try:
         return work()
     except EdgekitError as exc:
-        status(f"[{name}] failed: {exc.one_line()}")
-        return f"failed: {exc.one_line()}", StageOutcome(name, "", False, 0.0, error=exc.one_line())
+        row_status = outcome_status(exc)
+        status(f"[{name}] {row_status}")
+        if row_status.startswith("unavailable"):
+            return row_status, StageOutcome(name, "", False, 0.0, unavailable=exc.one_line())
+        return row_status, StageOutcome(name, "", False, 0.0, error=exc.one_line())
 
 
 def _finetune_stage(recipe: dict, paths: RecipePaths, out_dir: Path, seed: int,
@@ -212,11 +257,13 @@ def _finetune_stage(recipe: dict, paths: RecipePaths, out_dir: Path, seed: int,
     strategy = recipe.get("distribute", "none")
 
     def work():
-        result = finetune(data=paths.train, out_dir=stage_dir, config=config, distribute=strategy)
+        result = finetune(data=paths.train, val_data=paths.val, out_dir=stage_dir, config=config,
+                          distribute=strategy)
         return [result.artifact.path, stage_dir / "manifest.json"], {"validation": result.metrics["accuracy"],
                                                                      "timings_s": result.timings}
 
     outcome = run_stage("finetune", stage_dir, {"config": config.__dict__, "data": folder_fingerprint(paths.train),
+                                                "val": folder_fingerprint(paths.val) if paths.val else None,
                                                 "distribute": strategy}, work, force=force)
     return load_artifact(stage_dir), outcome
 
@@ -251,7 +298,8 @@ def _export_stage(export: dict, parent: Artifact, artifacts: dict, out_dir: Path
         raise RecipeError(f"export {export['name']!r}: source {source_name!r} is not a compress variant",
                           fix="set source to 'float' or the name of a compress variant listed before it")
     if isinstance(source, str):
-        raise RecipeError(f"export {export['name']!r}: its source {source_name!r} {source}", fix="fix that variant")
+        error = DeviceUnavailableError if source.startswith("unavailable") else RecipeError
+        raise error(f"export {export['name']!r}: its source {source_name!r} is {source}", fix="fix that variant")
     target = get_target(export["target"])
     options = dict(export.get("options", {}))
     target.validate_options(options)

@@ -64,17 +64,27 @@ RECIPE_SCHEMA: dict[str, Any] = {
         "seed": {"type": "integer", "minimum": 0},
         "output": {"type": "string"},
         "data": {
-            "type": "object", "additionalProperties": False, "required": ["train"],
+            # A string is one folder; object keywords below apply to the mapping form only.
+            "type": ["string", "object"], "additionalProperties": False, "required": ["train"],
+            "description": "one folder (DATA/<class>/ images, or DATA/train + DATA/val + DATA/test, as "
+                           "`edgekit finetune` takes), or the keys below; paths are relative to the recipe",
             "properties": {
-                "train": {"type": "string", "description": "image folder, or 'embedded:digits'"},
-                "test": {"type": "string"}, "calibration": {"type": "string"},
+                "train": {"type": "string", "description": "training images: DATA/<class>/, a folder holding "
+                                                           "train/ (+ val/ + test/), or 'embedded:digits'"},
+                "val": {"type": "string", "description": "validation images (default: val/ beside train/, else "
+                                                         "a seeded split of train)"},
+                "test": {"type": "string", "description": "held-out images for accuracy (default: test/ beside "
+                                                          "train/)"},
+                "calibration": {"type": "string", "description": "int8 calibration images (default: train)"},
             },
         },
         "finetune": FINETUNE,
         "distribute": {"enum": ["none", "mirrored", "multi_worker_mirrored"]},
-        "compress": {"type": "array", "items": VARIANT},
-        "export": {"type": "array", "items": EXPORT},
-        "devices": {"type": "array", "items": {"type": "string"}},
+        "compress": {"type": "array", "items": VARIANT,
+                     "description": "TFLite variants; options as in `edgekit compress --help`"},
+        "export": {"type": "array", "items": EXPORT, "description": "targets as in `edgekit targets`"},
+        "devices": {"type": "array", "items": {"type": "string"},
+                    "description": "device profiles to measure on (`edgekit devices`; default cpu)"},
         "profile": {
             "type": "object", "additionalProperties": False,
             "properties": {"runs": _POSITIVE_INT, "warmup": {"type": "integer", "minimum": 0},
@@ -82,10 +92,42 @@ RECIPE_SCHEMA: dict[str, Any] = {
         },
         "constraints": {
             "type": "object", "additionalProperties": False,
+            "description": "what the pick must meet (drop in top-1 points vs the float model)",
             "properties": {"max_accuracy_drop": _NUMBER, "max_latency_ms": _NUMBER, "max_size_mb": _NUMBER},
         },
     },
 }
+
+
+def _type_text(spec: dict) -> str:
+    """``integer >= 1``, ``one of none, mirrored`` or ``string | mapping`` for one schema node."""
+    if "enum" in spec:
+        return "one of " + ", ".join(map(str, spec["enum"]))
+    kinds = spec.get("type", "mapping")
+    text = " | ".join(k if k != "object" else "mapping" for k in ([kinds] if isinstance(kinds, str) else kinds))
+    if text == "array":
+        text = "list of " + _type_text(spec.get("items", {})) + "s"
+    bounds = [(">=", "minimum"), (">", "exclusiveMinimum"), ("<=", "maximum"), ("<", "exclusiveMaximum")]
+    return " ".join([text] + [f"{sign} {spec[key]}" for sign, key in bounds if key in spec])
+
+
+def recipe_layout(schema: dict | None = None, indent: str = "") -> str:
+    """The recipe's keys as an indented outline (type, required, description), generated from the schema."""
+    import textwrap
+
+    schema = RECIPE_SCHEMA if schema is None else schema
+    lines = []
+    required = set(schema.get("required", []))
+    for key, spec in schema.get("properties", {}).items():
+        text = f"{key}: {_type_text(spec)}" + (" (required)" if key in required else "")
+        if spec.get("description"):
+            text += f": {spec['description']}"
+        lines += textwrap.wrap(text, 80, initial_indent=indent, subsequent_indent=indent.replace("-", " ") + "    ")
+        child = spec.get("items", spec)
+        if "properties" in child:
+            lines.append(recipe_layout(child, indent + ("  - " if "items" in spec else "  ")).replace(
+                "\n" + indent + "  - ", "\n" + indent + "    "))
+    return "\n".join(lines)
 
 
 def parse_recipe(text: str, *, source: str) -> dict[str, Any]:
@@ -97,7 +139,7 @@ def parse_recipe(text: str, *, source: str) -> dict[str, Any]:
         error = errors[0]
         extra = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise RecipeError(f"{source}: {json_key_path(error)}: {error.message}{extra}",
-                          fix="correct that key; `edgekit run --help` shows the recipe layout")
+                          fix="correct that key; `edgekit recipe-schema` prints the recipe layout")
     names = [v["name"] for v in data.get("compress", [])] + [e["name"] for e in data.get("export", [])]
     duplicates = sorted({n for n in names if names.count(n) > 1} | ({"float"} & set(names)))
     if duplicates:

@@ -43,7 +43,21 @@ def _predictions(artifact: Artifact, test_dir: Path, max_images: int | None) -> 
     probabilities = predict_pixels(artifact, pixels, threads=1)
     report = classification_report(truth, probabilities, artifact.manifest.labels)
     return {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"], "count": report["count"],
-            "predicted": probabilities.argmax(1).tolist()}
+            "predicted": probabilities.argmax(1).tolist(), "truth": np.asarray(truth).tolist()}
+
+
+def _change_columns(reference: dict, accuracy: dict, labels: list[str]) -> dict:
+    """The row's accuracy-loss columns (positive = loss) from the two models' cached predictions."""
+    from edgekit.metrics import accuracy_change
+
+    one_hot = np.eye(len(labels))
+    change = accuracy_change(np.array(reference["truth"]), one_hot[reference["predicted"]],
+                             one_hot[accuracy["predicted"]], labels)
+    worst = change["worst_class_recall_drop"] or {}
+    return {"accuracy_drop_pts": change["drop_points"], "accuracy_drop_ci95": change["interval95_points"],
+            "accuracy_drop_upper95": change["upper95_points"], "accuracy_images": change["images"],
+            "top1_agreement": change["top1_agreement"], "worst_class": worst.get("class"),
+            "worst_class_recall_drop_pts": worst.get("points")}
 
 
 def measure_all(*, float_artifact: Artifact, artifacts: dict[str, Artifact | str], devices: list[str],
@@ -58,7 +72,7 @@ def measure_all(*, float_artifact: Artifact, artifacts: dict[str, Artifact | str
     test_key = folder_fingerprint(test_dir) if test_dir else None
     reference = None
     if test_dir is not None:
-        reference = _cached(cache / f"accuracy-{float_artifact.manifest.sha256[:16]}-{test_key}-{max_images}.json",
+        reference = _cached(cache / f"accuracy2-{float_artifact.manifest.sha256[:16]}-{test_key}-{max_images}.json",
                             lambda: _predictions(float_artifact, test_dir, max_images)) if not force else \
             _predictions(float_artifact, test_dir, max_images)
     profiles = [get_device(name) for name in devices]
@@ -75,16 +89,14 @@ def measure_all(*, float_artifact: Artifact, artifacts: dict[str, Artifact | str
         accuracy: dict | None = None
         if test_dir is not None and artifact.manifest.format in ("tflite", "onnx"):
             try:
-                accuracy = _cached(cache / f"accuracy-{sha}-{test_key}-{max_images}.json",
+                accuracy = _cached(cache / f"accuracy2-{sha}-{test_key}-{max_images}.json",
                                    lambda a=artifact: _predictions(a, test_dir, max_images))
             except EdgekitError as exc:
                 base["accuracy_error"] = exc.one_line()
         if accuracy is not None:
             base["accuracy"] = accuracy["accuracy"]
             if reference is not None:
-                base["accuracy_drop_pts"] = round((reference["accuracy"] - accuracy["accuracy"]) * 100, 3)
-                base["top1_agreement"] = float(np.mean(np.array(accuracy["predicted"]) ==
-                                                       np.array(reference["predicted"])))
+                base.update(_change_columns(reference, accuracy, artifact.manifest.labels))
         for device in profiles:
             row = dict(base, device=device.name)
             ok, reason = device.available(artifact.manifest.format)
@@ -97,7 +109,9 @@ def measure_all(*, float_artifact: Artifact, artifacts: dict[str, Artifact | str
                 measured = _cached(key, lambda a=artifact, d=device: profile(
                     model=a.path, devices=[d.name], runs=runs, warmup=warmup, threads=threads)["devices"][d.name])
             except EdgekitError as exc:
-                rows.append(row | {"status": f"failed: {exc.one_line()}", "accuracy": None})
+                from edgekit.recipes.runner import outcome_status
+
+                rows.append(row | {"status": outcome_status(exc), "accuracy": None})
                 continue
             if measured.get("status") != "ok":
                 rows.append(row | {"status": f"skipped: {measured.get('reason')}", "accuracy": None})

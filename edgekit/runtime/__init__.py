@@ -16,7 +16,7 @@ _EXPORTS = {
     "ACCELERATORS": "backends", "accelerator_available": "backends",
     "embed_onnx_metadata": "metadata", "embed_tflite_metadata": "metadata", "make_metadata": "metadata",
     "read_onnx_metadata": "metadata", "read_tflite_metadata": "metadata",
-    "Predictor": "predictor",
+    "Predictor": "predictor", "PredictionLog": "predlog",
     "check_model_file": "safety", "check_onnx_external_data": "safety", "verify_tflite": "safety",
 }
 __all__ = sorted(_EXPORTS)

@@ -115,9 +115,9 @@ def _require(accelerator: str, model_format: str, fix: str) -> None:
         raise DeviceUnavailableError(f"accelerator {accelerator!r} is unavailable: {reason}", fix=fix)
 
 
-def _tflite_io_specs(model_bytes: bytes) -> tuple[TensorSpec, TensorSpec]:
+def tflite_io_specs(model_bytes: bytes) -> tuple[TensorSpec, TensorSpec]:
     """Input/output specs of subgraph 0 read from the flatbuffer (no interpreter needed)."""
-    from ai_edge_litert import schema_py_generated as schema
+    from edgekit.runtime import tflite_schema as schema
 
     types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
     model = schema.Model.GetRootAs(model_bytes, 0)
@@ -192,7 +192,7 @@ class LiteRTCompiledBackend:
         from ai_edge_litert.hardware_accelerator import HardwareAccelerator
 
         model_bytes = Path(path).read_bytes()
-        self.input, self.output = _tflite_io_specs(model_bytes)
+        self.input, self.output = tflite_io_specs(model_bytes)
         try:
             with silence_native_stderr():
                 self.model = CompiledModel.from_buffer(model_bytes, hardware_accel=HardwareAccelerator[hardware])
@@ -214,6 +214,11 @@ class LiteRTCompiledBackend:
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8,
               "tensor(float16)": np.float16, "tensor(double)": np.float64}
+
+
+def is_nchw(shape: tuple[int, ...]) -> bool:
+    """A 4-D image input laid out channels-first (1x3xHxW, as ``torch.onnx.export`` writes it)."""
+    return len(shape) == 4 and shape[1] in (1, 3) and shape[3] not in (1, 3)
 
 
 class OnnxBackend:
@@ -245,7 +250,7 @@ class OnnxBackend:
         node_in, node_out = self.session.get_inputs()[0], self.session.get_outputs()[0]
         self._input_name = node_in.name
         shape = tuple(d if isinstance(d, int) else -1 for d in node_in.shape)
-        self.nchw = len(shape) == 4 and shape[1] in (1, 3) and shape[3] not in (1, 3)
+        self.nchw = is_nchw(shape)
         nhwc = (shape[0], shape[2], shape[3], shape[1]) if self.nchw else shape
         self.input = TensorSpec(nhwc, np.dtype(_ORT_TYPES.get(node_in.type, np.float32)))
         self.output = TensorSpec(tuple(d if isinstance(d, int) else -1 for d in node_out.shape),

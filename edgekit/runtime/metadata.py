@@ -94,7 +94,7 @@ def _name(raw: bytes | str | None) -> str:
 
 def read_tflite_metadata(model_bytes: bytes) -> dict[str, Any] | None:
     """The edgekit payload of a .tflite flatbuffer, or None when it has none. Pure Python: no native parser."""
-    from ai_edge_litert import schema_py_generated as schema
+    from edgekit.runtime import tflite_schema as schema
 
     try:
         model = schema.Model.GetRootAs(model_bytes, 0)

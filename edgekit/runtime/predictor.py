@@ -7,20 +7,22 @@ checked by :mod:`edgekit.runtime.safety` before a native parser sees it.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgekit.artifacts import Preprocessing, load_artifact
+from edgekit.artifacts import Preprocessing, load_artifact, sha256_file
 from edgekit.data import IMAGE_SUFFIXES, _resample, load_image, normalize, to_rgb
 from edgekit.errors import DataError, EdgekitError, ManifestError
 from edgekit.runtime.backends import open_backend
 from edgekit.runtime.metadata import metadata_from_map, read_tflite_metadata
+from edgekit.runtime.predlog import PredictionLog
 from edgekit.runtime.safety import check_model_file, verify_tflite
 
-SUPPLY_FIX = ("pass --labels FILE and --size/--mean/--std (Predictor(labels=..., preprocessing=...)), "
-              "or re-export the model with edgekit so they are embedded")
+SUPPLY_FIX = ("pass --preprocess torch|tf|0-1|raw or --mean/--std (Predictor(preprocessing={'mean': ..., "
+              "'std': ...})), or import the model with `edgekit import` so they are recorded")
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -35,10 +37,15 @@ def _looks_like_probabilities(values: np.ndarray) -> bool:
 
 
 class Predictor:
-    """A loaded classifier. ``backend`` names the runtime actually used."""
+    """A loaded classifier. ``backend`` names the runtime actually used.
+
+    ``log`` (a path, or a :class:`~edgekit.runtime.predlog.PredictionLog` for its options) appends one
+    row per prediction to a SQLite log that ``edgekit monitor`` reads; off by default.
+    """
 
     def __init__(self, model: str | Path, *, threads: int | None = None, accelerator: str = "cpu",
-                 labels: list[str] | None = None, preprocessing: dict | None = None, verify: bool = True):
+                 labels: list[str] | None = None, preprocessing: dict | None = None, verify: bool = True,
+                 log: str | Path | PredictionLog | None = None):
         artifact = load_artifact(Path(model), require_manifest=False)
         self.path = artifact.path
         self.format = check_model_file(self.path)
@@ -49,24 +56,43 @@ class Predictor:
         self.accelerator = accelerator
         embedded = self._embedded_metadata() or {}
         manifest = artifact.manifest
-        self.labels: list[str] = list(labels or embedded.get("labels") or manifest.labels or [])
-        pre = preprocessing or embedded.get("preprocessing") or manifest.preprocessing
-        if not self.labels:
-            raise ManifestError(f"no labels for {self.path}: none embedded and no manifest.json beside it",
-                                fix=SUPPLY_FIX)
-        if not pre:
-            raise ManifestError(f"no preprocessing (size, mean, std) for {self.path}: none embedded and no "
-                                "manifest.json beside it", fix=SUPPLY_FIX)
-        self.preprocessing = Preprocessing.from_dict(pre)
-        height, width = self._backend.input.shape[1:3]
-        if height > 0 and width > 0 and (height, width) != tuple(self.preprocessing.size):
-            raise ManifestError(f"{self.path} takes {height}x{width} images but the preprocessing says "
-                                f"{self.preprocessing.size[0]}x{self.preprocessing.size[1]}",
-                                fix="pass the size the model was exported with (--size)")
         classes = int(self._backend.output.shape[-1])
+        self.labels: list[str] = list(labels or embedded.get("labels") or manifest.labels or [])
+        if not self.labels and classes > 0:  # a foreign model: its outputs are numbered
+            self.labels = [f"class_{i}" for i in range(classes)]
+        self.preprocessing = self._preprocessing(preprocessing or embedded.get("preprocessing")
+                                                 or manifest.preprocessing)
+        if not self.labels:
+            raise ManifestError(f"no labels for {self.path}: none embedded, no manifest.json beside it and a "
+                                "dynamic class count", fix="pass --labels FILE (one label per output)")
         if classes > 0 and classes != len(self.labels):
             raise ManifestError(f"{self.path} outputs {classes} classes but {len(self.labels)} labels were given",
                                 fix="pass the labels file that belongs to this model")
+        self.log = PredictionLog(log) if isinstance(log, (str, Path)) else log
+        self.sha256 = (manifest.sha256 or sha256_file(self.path)) if self.log is not None else manifest.sha256
+
+    def _preprocessing(self, given: dict | None) -> Preprocessing:
+        """The given/recorded preprocessing, its size taken from the model when absent; else, for a
+        quantized uint8/int8 input, raw pixels through its quantization (what such models expect)."""
+        height, width = self._backend.input.shape[1:3]
+        model_size = [height, width] if height > 0 and width > 0 else None
+        spec = self._backend.input
+        if not given and spec.quantized:
+            if model_size is None:
+                raise ManifestError(f"{self.path} has a dynamic input size", fix="pass --size N")
+            return Preprocessing.from_quantization(tuple(model_size), spec.dtype.name, spec.scale, spec.zero_point)
+        if not given:
+            raise ManifestError(f"no preprocessing (mean, std) for {self.path}: none embedded and no manifest.json "
+                                "beside it", fix=SUPPLY_FIX)
+        if "size" not in given:
+            if model_size is None:
+                raise ManifestError(f"{self.path} has a dynamic input size", fix="pass --size N")
+            given = {**given, "size": model_size}
+        chosen = Preprocessing.from_dict(given)
+        if model_size and tuple(model_size) != tuple(chosen.size):
+            raise ManifestError(f"{self.path} takes {height}x{width} images but the preprocessing says "
+                                f"{chosen.size[0]}x{chosen.size[1]}", fix="drop --size; the model's own input size is used")
+        return chosen
 
     def _embedded_metadata(self) -> dict[str, Any] | None:
         if self.format == "onnx":
@@ -123,7 +149,10 @@ class Predictor:
         spec = self._backend.output
         out = (out.astype(np.float32) - spec.zero_point) * spec.scale if spec.quantized else out.astype(np.float32)
         out = out.reshape(len(batch), -1)
-        return out if _looks_like_probabilities(out) else _softmax(out)
+        # 1/256 is TFLite's fixed output scale of a quantized SOFTMAX: rows already are probabilities, even
+        # where rounding leaves their sum well below 1 (Coral's 1001-class models: 0.85-0.95).
+        softmax_output = spec.quantized and abs(spec.scale - 1 / 256) < 1e-9
+        return out if softmax_output or _looks_like_probabilities(out) else _softmax(out)
 
     def _top_k(self, probs: np.ndarray, top_k: int) -> list[tuple[str, float]]:
         order = np.argsort(-probs, kind="stable")[: max(1, top_k)]
@@ -133,8 +162,14 @@ class Predictor:
         return self.predict_batch([image], top_k=top_k)[0]
 
     def predict_batch(self, images, *, top_k: int = 5) -> list[list[tuple[str, float]]]:
+        started = time.perf_counter()
         pixels = np.stack([self._pixels(image) for image in images])
-        return [self._top_k(p, top_k) for p in self.run_raw(self._to_input(pixels))]
+        probabilities = self.run_raw(self._to_input(pixels))
+        ranked = [self._top_k(p, top_k) for p in probabilities]
+        if self.log is not None:
+            self.log.record(images, pixels, probabilities, ranked, model_sha256=self.sha256,
+                            seconds=time.perf_counter() - started)
+        return ranked
 
     def predict_folder(self, folder: str | Path, *, top_k: int = 5) -> list[dict[str, Any]]:
         """Every image below ``folder`` (sorted): ``{"path", "top_k": [{"label", "score"}]}`` or ``{"path", "error"}``."""

@@ -183,7 +183,7 @@ def check_onnx_external_data(path: Path) -> list[Path]:
 
 def _check_tflite_structure(path: Path, buf) -> None:
     """Walk the flatbuffer tables in pure Python: a truncated or garbled file raises here, not in C++."""
-    from ai_edge_litert import schema_py_generated as schema
+    from edgekit.runtime import tflite_schema as schema
 
     size = len(buf)
     try:

@@ -8,9 +8,11 @@ when all of them pass is anything written (``out_dir/<variant>/model.tflite`` + 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,9 +20,13 @@ from edgekit.artifacts import Artifact, Manifest, Preprocessing, library_version
 from edgekit.errors import DataError, OutputError, UsageError
 from edgekit.progress import status
 
+if TYPE_CHECKING:
+    from edgekit.importer import ImportOptions
+
 MODEL_FILE = "model.tflite"
 MIN_CALIBRATION_IMAGES = 10
-MAX_EVAL_IMAGES = 1000
+MAX_EVAL_IMAGES = 4000  # all of a few-thousand-image test set: the drop's interval narrows as 1/sqrt(n)
+CERTIFY_FRACTION = 0.6  # share of the eval images the guard certifies on (the rest tunes it)
 IO_DTYPES = ("float32", "int8", "uint8")
 
 
@@ -113,6 +119,8 @@ class Plan:
     train_data: Path | None
     eval_data: Path | None
     eval_from_calibration: bool = False
+    eval_folder: object | None = None  # an ImageFolder of held-out images found through the parent's manifest
+    eval_description: str = ""
 
 
 def _training_folder(recorded: str | None) -> Path | None:
@@ -125,26 +133,20 @@ def _training_folder(recorded: str | None) -> Path | None:
     return root if root.is_dir() else None
 
 
-def _held_out_folder(train: Path | None) -> Path | None:
-    """test/ or val/ beside a train/ folder (or inside the recorded root)."""
-    from edgekit.data import find_split
-
-    if train is None:
-        return None
-    base = train.parent if train.name == "train" else train
-    if base == train:
-        return None
-    return find_split(base, "test") or find_split(base, "val")
-
-
 def plan_compression(*, model: Path, out_dir: Path, options: CompressOptions, calibration: Path | None,
-                     train_data: Path | None, eval_data: Path | None) -> Plan:
+                     train_data: Path | None, eval_data: Path | None,
+                     import_options: ImportOptions | None = None) -> Plan:
     """Check every option and folder; raise UsageError/DataError/OutputError naming the option before any work."""
     from edgekit.data import scan_image_folder
-    from edgekit.targets.common import check_out_dir, load_parent
+    from edgekit.targets.common import check_out_dir, held_out_images, load_parent
 
     options.validate()
-    parent = load_parent(model, formats=("keras",), target="compress")
+    parent = load_parent(model, formats=("keras", "savedmodel"), target="compress", out_dir=out_dir,
+                         import_options=import_options)
+    if parent.manifest.format == "savedmodel" and options.needs_training():
+        raise UsageError(f"--prune/--cluster/--qat retrain Keras layers; {parent.path} is a SavedModel",
+                         fix="pass the model as .keras or .h5 (model.save('model.keras')), or use post-training "
+                             "--int8/--float16/--dynamic/--int16x8")
     out_dir = check_out_dir(out_dir, parent)
     for name, _ in options.modes():
         if (out_dir / name).resolve() == parent.directory.resolve():
@@ -169,9 +171,13 @@ def plan_compression(*, model: Path, out_dir: Path, options: CompressOptions, ca
             raise UsageError("--prune/--cluster/--qat fine-tune on training images and none are known",
                              fix="pass train_data (the finetune image folder)")
         scan_image_folder(plan.train_data, classes=labels)
-    plan.eval_data = Path(eval_data).expanduser() if eval_data else _held_out_folder(recorded)
+    recorded_eval = parent.manifest.extra.get("eval_data")  # `edgekit import --eval-data`
+    plan.eval_data = (Path(eval_data).expanduser() if eval_data else Path(recorded_eval) if recorded_eval
+                      else None)
     if plan.eval_data is not None:
         scan_image_folder(plan.eval_data, classes=labels)
+    elif (held_out := held_out_images(parent)) is not None:
+        plan.eval_folder, plan.eval_description = held_out
     elif plan.calibration is not None:
         plan.eval_from_calibration = True
     elif options.max_accuracy_drop is not None:
@@ -179,28 +185,53 @@ def plan_compression(*, model: Path, out_dir: Path, options: CompressOptions, ca
     return plan
 
 
-def _calibration_and_eval(plan: Plan) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None, str]:
-    """Normalised calibration inputs, eval inputs, eval labels (None when unlabelled) and their source."""
+@dataclass
+class EvalSet:
+    """Labelled (or, without labels, sample) inputs variants are compared with the float parent on."""
+
+    inputs: np.ndarray
+    labels: np.ndarray | None
+    source: str
+    training_data: bool = False  # the float model was trained on these images
+
+    def subset(self, indices: np.ndarray, what: str) -> EvalSet:
+        return EvalSet(self.inputs[indices], self.labels[indices], f"{what} of {self.source}", self.training_data)
+
+
+def _calibration_and_eval(plan: Plan) -> tuple[np.ndarray | None, EvalSet]:
+    """Normalised calibration inputs and the evaluation set (never the calibration images themselves).
+
+    Held-out images come from --eval-data, else test/ or val/ beside the training folder, else the
+    finetune's own validation split; only when there are none is part of the calibration (training)
+    folder held out, and the set is then marked as training data.
+    """
     from edgekit.data import calibration_sample, load_folder_arrays, normalize, scan_image_folder, stratified_split
-    from edgekit.targets.common import sample_inputs
+    from edgekit.targets.common import validation_set
 
     labels, seed = plan.parent.manifest.labels, plan.options.seed
     calibration = None
-    eval_folder = scan_image_folder(plan.eval_data, classes=labels) if plan.eval_data else None
+    eval_folder, description = plan.eval_folder, plan.eval_description
+    if plan.eval_data is not None:
+        eval_folder, description = scan_image_folder(plan.eval_data, classes=labels), f"images from {plan.eval_data}"
     if plan.calibration is not None:
         folder = scan_image_folder(plan.calibration, classes=labels)
         if plan.eval_from_calibration:  # hold out part of the calibration folder for evaluation
             keep, held = stratified_split(folder.labels, 0.3, seed)
             folder, eval_folder = folder.subset(keep), folder.subset(held)
+            description = f"TRAINING images from {plan.calibration} (held out of calibration; no held-out folder)"
+        elif eval_folder is not None:  # never calibrate on the images that are scored
+            scored = {path.resolve() for path in eval_folder.paths}
+            folder = folder.subset([i for i, path in enumerate(folder.paths) if path.resolve() not in scored])
         pixels, _ = load_folder_arrays(calibration_sample(folder, plan.options.calibration_samples, seed=seed),
                                        plan.preprocessing)
         calibration = normalize(pixels, plan.preprocessing)
     if eval_folder is None:
-        inputs, source = sample_inputs(plan.parent, plan.preprocessing, seed=seed)
-        return calibration, inputs, None, source
+        checks = validation_set(plan.parent, plan.preprocessing, seed=seed)
+        return calibration, EvalSet(checks.inputs, checks.labels, checks.source, checks.training_data)
     eval_folder = calibration_sample(eval_folder, MAX_EVAL_IMAGES, seed=seed + 1)
     pixels, truth = load_folder_arrays(eval_folder, plan.preprocessing)
-    return calibration, normalize(pixels, plan.preprocessing), truth, f"{len(truth)} labelled images from {eval_folder.root}"
+    return calibration, EvalSet(normalize(pixels, plan.preprocessing), truth, description,
+                                training_data=plan.eval_from_calibration)
 
 
 def _optimise(keras_model, plan: Plan) -> tuple[object, dict]:
@@ -236,63 +267,117 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
              calibration_samples: int = 200, prune: float | None = None, cluster: int | None = None,
              qat: bool = False, train_data: Path | None = None, fine_tune_epochs: int = 2,
              max_accuracy_drop: float | None = None, eval_data: Path | None = None, seed: int = 0,
-             trust: bool = False) -> list[Artifact]:
-    """Write one validated .tflite artifact per variant under ``out_dir``; see the module docstring."""
+             trust: bool = False, import_options: ImportOptions | None = None) -> list[Artifact]:
+    """Write one validated .tflite artifact per variant under ``out_dir``; see the module docstring.
+
+    A model without a manifest is imported first (``import_options`` say its labels/preprocessing).
+    """
     from edgekit._tf import set_seed
-    from edgekit.keras_io import load_keras_model
-    from edgekit.metrics import classification_report
+    from edgekit.keras_io import load_float_model
+    from edgekit.metrics import accuracy_change, describe_change
     from edgekit.targets.common import compare_to_parent
-    from edgekit.targets.tflite import PreparedModel, embed_metadata, gzip_size, run_tflite
+    from edgekit.targets.tflite import PreparedModel, convert_keras_to_tflite, embed_metadata, gzip_size, run_tflite
 
     options = CompressOptions(int8=int8, float16=float16, dynamic=dynamic, int16x8=int16x8, io_dtype=io_dtype,
                               calibration_samples=calibration_samples, prune=prune, cluster=cluster, qat=qat,
                               fine_tune_epochs=fine_tune_epochs, max_accuracy_drop=max_accuracy_drop, seed=seed)
     plan = plan_compression(model=model, out_dir=out_dir, options=options, calibration=calibration,
-                            train_data=train_data, eval_data=eval_data)
+                            train_data=train_data, eval_data=eval_data,
+                            import_options=_with_trust(import_options, trust))
     started = time.perf_counter()
     parent, labels = plan.parent, plan.parent.manifest.labels
     set_seed(seed)
-    calibration_inputs, eval_inputs, eval_labels, eval_source = _calibration_and_eval(plan)
-    float_model = load_keras_model(parent.path, trust=trust)
-    reference = np.asarray(float_model.predict(eval_inputs, batch_size=32, verbose=0))
+    calibration_inputs, scored = _calibration_and_eval(plan)
+    tuning = None
+    if options.max_accuracy_drop is not None:
+        tuning, scored = _tuning_and_certification(scored, options.max_accuracy_drop, seed)
+    float_model = load_float_model(parent.path, trust=trust)
+    reference = np.asarray(float_model.predict(scored.inputs, batch_size=32, verbose=0))
+    tuning_reference = None if tuning is None else np.asarray(float_model.predict(tuning.inputs, batch_size=32,
+                                                                                   verbose=0))
 
-    def top1(outputs: np.ndarray) -> float | None:
-        return None if eval_labels is None else classification_report(eval_labels, outputs, labels)["accuracy"]
+    def change(outputs: np.ndarray, on: EvalSet = scored, parent_outputs: np.ndarray = reference) -> dict:
+        found = accuracy_change(on.labels, parent_outputs, outputs, labels, bound=options.max_accuracy_drop)
+        found.update(source=on.source, source_is_training_data=on.training_data)
+        if on.training_data:
+            found["warnings"].append(f"measured on {on.source}: the float model was trained on them")
+        return found
 
-    float_top1 = top1(reference)
+    # Sizes are compared with the parent as a float32 .tflite (same format, same metadata), not the .keras file.
+    # Pruning/clustering change the weights in place, so the parent is converted before them.
+    baseline = convert_keras_to_tflite(float_model, what=str(parent.path)) if options.needs_training() else None
     optimised, reports = _optimise(float_model, plan)
     jobs = [(name, mode, options.io_dtype if mode == "int8" else "float32") for name, mode in options.modes()]
     variants: list[tuple[str, str, bytes, dict]] = []
     with PreparedModel(optimised, what=str(parent.path), representative=calibration_inputs) as prepared:
-        converted = prepared.convert_many([(mode, io, ()) for _, mode, io in jobs])
+        converted = prepared.convert_many([(mode, io, ()) for _, mode, io in jobs] +
+                                          ([] if baseline else [("float32", "float32", ())]))
+        baseline = baseline or converted.pop()
         for (name, mode, io), data in zip(jobs, converted):
             extra: dict = {}
-            if mode == "int8" and options.max_accuracy_drop is not None:
+            if mode == "int8" and tuning is not None:
                 from edgekit.stages.quantize import guarded_int8
 
                 data, extra["accuracy_guard"] = guarded_int8(
-                    prepared, plain=data, io_dtype=io, float_accuracy=float_top1,
-                    accuracy_of=lambda candidate: top1(run_tflite(candidate, eval_inputs)),
-                    max_drop_points=options.max_accuracy_drop)
+                    prepared, plain=data, io_dtype=io, max_drop_points=options.max_accuracy_drop,
+                    tune=lambda candidate: change(run_tflite(candidate, tuning.inputs), tuning, tuning_reference),
+                    certify=lambda candidate: change(run_tflite(candidate, scored.inputs)),
+                    float32_tflite_bytes=len(baseline))
             variants.append((name, mode, embed_metadata(data, labels=labels, preprocessing=parent.manifest.preprocessing),
                              extra))
-    float_size = parent.manifest.size_bytes or parent.path.stat().st_size
+    baseline = embed_metadata(baseline, labels=labels, preprocessing=parent.manifest.preprocessing)
+    baseline_gzip = gzip_size(baseline)
     pending = []
     for name, mode, data, extra in variants:
-        outputs = run_tflite(data, eval_inputs)
+        outputs = run_tflite(data, scored.inputs)
         validation = compare_to_parent(reference, outputs, quantized=True, min_agreement=0.0,
-                                       what=f"{name}/{MODEL_FILE}", sample_source=eval_source)
-        metrics = {"validation": validation, "size": {"bytes": len(data), "gzip_bytes": gzip_size(data),
-                                                      "vs_float_keras": round(len(data) / float_size, 4)}}
-        if float_top1 is not None:
-            variant_top1 = top1(outputs)
-            metrics["accuracy"] = {"float_top1": float_top1, "top1": variant_top1,
-                                   "top1_drop_points": round((float_top1 - variant_top1) * 100, 3)}
+                                       what=f"{name}/{MODEL_FILE}", sample_source=scored.source,
+                                       training_data=scored.training_data)
+        metrics = {"validation": validation, "size": {
+            "bytes": len(data), "gzip_bytes": gzip_size(data), "float32_tflite_bytes": len(baseline),
+            "float32_tflite_gzip_bytes": baseline_gzip, "vs_float32_tflite": round(len(data) / len(baseline), 4),
+            "gzip_vs_float32_tflite_gzip": round(gzip_size(data) / baseline_gzip, 4)}}
+        if scored.labels is not None:
+            metrics["accuracy"] = change(outputs)
+            status(f"{name}: {describe_change(metrics['accuracy'])}")
+            for warning in metrics["accuracy"]["warnings"]:
+                status(f"warning: {name}: {warning}")
         pending.append((name, mode, data, metrics, extra))
     artifacts = [_write_variant(plan, name, mode, data, metrics, extra | reports)
                  for name, mode, data, metrics, extra in pending]
+    from edgekit.monitoring import write_reference_profile
+
+    for artifact in artifacts:
+        write_reference_profile(artifact.directory, seed=seed)
     status(f"compress: wrote {len(artifacts)} variant(s) under {plan.out_dir} in {time.perf_counter() - started:.1f} s")
     return artifacts
+
+
+def _with_trust(import_options: ImportOptions | None, trust: bool) -> ImportOptions:
+    from edgekit.importer import ImportOptions
+
+    return dataclasses.replace(import_options or ImportOptions(), trust=trust or bool(import_options and
+                                                                                       import_options.trust))
+
+
+def _tuning_and_certification(scored: EvalSet, bound: float, seed: int) -> tuple[EvalSet, EvalSet]:
+    """Split the labelled eval images into a tuning part (the guard picks layers on it) and a disjoint
+    certification part (the bound is checked, and every variant reported, on it); refuse when the
+    certification part is too small to certify ``bound`` even for a model that never disagrees."""
+    from edgekit.data import stratified_split
+    from edgekit.metrics import certifiable_floor
+
+    if scored.labels is None:
+        raise UsageError("--max-accuracy-drop needs labelled held-out images", fix="pass --eval-data DIR")
+    tune_idx, certify_idx = stratified_split(scored.labels, CERTIFY_FRACTION, seed + 2)
+    floor = certifiable_floor(len(certify_idx))
+    if floor > bound:
+        raise UsageError(
+            f"--max-accuracy-drop {bound:g}: {len(scored.labels)} labelled images ({len(certify_idx)} kept for "
+            f"certification) cannot certify it; even a model that agrees with float on every image certifies "
+            f"only {floor:.2f} points (one-sided 95%)",
+            fix=f"pass --eval-data with more held-out images, or a bound >= {floor:.2f}")
+    return scored.subset(tune_idx, "tuning split"), scored.subset(certify_idx, "certification split")
 
 
 def _write_variant(plan: Plan, name: str, mode: str, data: bytes, metrics: dict, extra: dict) -> Artifact:
@@ -309,7 +394,7 @@ def _write_variant(plan: Plan, name: str, mode: str, data: bytes, metrics: dict,
         options=asdict(plan.options) | {"variant": name, "mode": mode,
                                         "calibration": str(plan.calibration) if plan.calibration else None,
                                         "train_data": str(plan.train_data) if plan.train_data else None,
-                                        "eval_data": str(plan.eval_data) if plan.eval_data else None},
+                                        "eval_data": str(plan.eval_data) if plan.eval_data else plan.eval_description or None},
         seed=plan.options.seed, metrics=metrics, extra=extra | {"parent_format": parent.manifest.format},
         versions=library_versions("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert", "numpy"))
     return write_artifact(directory, MODEL_FILE, manifest, writer=lambda tmp: tmp.write_bytes(data))

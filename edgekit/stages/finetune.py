@@ -25,7 +25,7 @@ from edgekit.artifacts import (Artifact, Manifest, Preprocessing, atomic_path, c
                                write_artifact, write_json_atomic, write_text_atomic)
 from edgekit.data import Augmentation, class_weights, files_fingerprint, load_folder_arrays, load_splits, normalize
 from edgekit.evaluation import keras_outputs
-from edgekit.errors import UsageError
+from edgekit.errors import DataError, UsageError
 from edgekit.progress import status, track
 
 HEAD_DENSE = "edgekit_head_dense"
@@ -86,6 +86,7 @@ class FinetuneResult:
     artifact: Artifact
     metrics: dict
     timings: dict = field(default_factory=dict)
+    kept_epochs: dict = field(default_factory=dict)  # per phase: which epoch's weights were kept, and why
 
 
 def build_classifier(backbone, num_classes: int, *, dropout: float):
@@ -121,21 +122,29 @@ DISTRIBUTE_CHOICES = ("none", "mirrored", "multi_worker_mirrored")
 def distribution_scope(name: str):
     """A ``tf.distribute`` strategy scope (TensorFlow's own multi-device/multi-worker training), or a no-op.
 
-    ``mirrored`` replicates over the local GPUs; ``multi_worker_mirrored`` over machines described by
-    the ``TF_CONFIG`` environment variable. edgekit adds no mechanism of its own.
+    ``mirrored`` replicates over the local GPUs, or where there is none over the logical CPU devices
+    (``tf.config.set_logical_device_configuration``; TensorFlow's default would take one CPU only);
+    ``multi_worker_mirrored`` over machines described by the ``TF_CONFIG`` environment variable.
+    edgekit adds no mechanism of its own.
     """
     if name == "none":
         return contextlib.nullcontext()
     tf, _ = _tf()
-    strategy = {"mirrored": tf.distribute.MirroredStrategy,
-                "multi_worker_mirrored": tf.distribute.MultiWorkerMirroredStrategy}[name]()
+    if name == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        strategy = tf.distribute.MirroredStrategy([device.name for device in devices])
+    else:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
     status(f"training under tf.distribute.{type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s)")
     return strategy.scope()
 
 
 def finetune(*, data: Path, out_dir: Path, config: FinetuneConfig = FinetuneConfig(), resume: bool = False,
-             strict: bool = False, distribute: str = "none") -> FinetuneResult:
-    """Train a classifier on ``data`` and write ``out_dir/model.keras`` + manifest, metrics and plots."""
+             strict: bool = False, distribute: str = "none", val_data: Path | None = None) -> FinetuneResult:
+    """Train a classifier on ``data`` and write ``out_dir/model.keras`` + manifest, metrics and plots.
+
+    Validation images: ``val_data``, else ``data/val`` beside ``data/train``, else a seeded split.
+    """
     from edgekit._tf import set_seed
     from edgekit.backbones import build_backbone, get_backbone
     from edgekit.metrics import classification_report
@@ -146,14 +155,15 @@ def finetune(*, data: Path, out_dir: Path, config: FinetuneConfig = FinetuneConf
         raise UsageError(f"unknown distribution strategy {distribute!r}",
                          fix=f"use one of {', '.join(DISTRIBUTE_CHOICES)}")
     spec = get_backbone(config.backbone)
-    out_dir = check_output_dir(out_dir, inputs=(Path(data),))
+    out_dir = check_output_dir(out_dir, inputs=(Path(data),) + ((Path(val_data),) if val_data else ()))
     size = config.input_size or spec.default_size
     preprocessing = Preprocessing(size=(size, size), mean=spec.preprocessing.mean, std=spec.preprocessing.std,
                                   resize_method=spec.preprocessing.resize_method)
-    splits = load_splits(data, validation_fraction=config.validation_fraction, seed=config.seed, strict=strict)
+    splits = load_splits(data, validation_fraction=config.validation_fraction, seed=config.seed, strict=strict,
+                         val_dir=val_data)
     classes = splits.train.classes
     if len(classes) < 2:
-        raise UsageError(f"{data} has only one class ({classes[0]})", fix="a classifier needs at least 2 class folders")
+        raise DataError(f"{data} has only one class ({classes[0]})", fix="a classifier needs at least 2 class folders")
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
@@ -203,10 +213,10 @@ def finetune(*, data: Path, out_dir: Path, config: FinetuneConfig = FinetuneConf
     head = tf_keras.Model(head_input, head_out)
     loss = tf_keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
     head.compile(optimizer=tf_keras.optimizers.Adam(config.learning_rate), loss=loss, metrics=["accuracy"])
-    callbacks = [_EpochProgress("head", config.epochs)]
-    if config.early_stopping:
-        callbacks.append(tf_keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.early_stopping,
-                                                          restore_best_weights=True))
+    keep_best = _KeepBestEpoch()
+    callbacks = [_EpochProgress("head", config.epochs), keep_best]
+    if config.early_stopping:  # decides when to stop; keep_best decides which epoch's weights remain
+        callbacks.append(tf_keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.early_stopping))
     tick = time.perf_counter()
     history = head.fit(
         features, tf_keras.utils.to_categorical(feature_labels, num_classes), batch_size=config.batch_size,
@@ -215,6 +225,7 @@ def finetune(*, data: Path, out_dir: Path, config: FinetuneConfig = FinetuneConf
         class_weight=class_weights(feature_labels, num_classes) if config.balance_classes else None)
     timings["head_training_s"] = time.perf_counter() - tick
     timings["head_epochs"] = len(history.history["loss"])
+    kept = {"head": _kept_epoch("head", history.history, keep_best.best_epoch)}
 
     model = build_classifier(backbone, num_classes, dropout=config.dropout)
     model.get_layer(HEAD_DENSE).set_weights(head.get_layer(HEAD_DENSE).get_weights())
@@ -222,9 +233,10 @@ def finetune(*, data: Path, out_dir: Path, config: FinetuneConfig = FinetuneConf
 
     if config.fine_tune_layers:
         tick = time.perf_counter()
-        histories["fine_tune"] = _fine_tune_top_layers(
+        histories["fine_tune"], best_epoch = _fine_tune_top_layers(
             model, backbone, train_pixels, train_labels, val_pixels, val_labels, preprocessing, config,
             checkpoint_dir=out_dir / "checkpoints", run_key=config.digest(data_key), resume=resume, rng=rng)
+        kept["fine_tune"] = _kept_epoch("fine-tune", histories["fine_tune"], best_epoch)
         timings["fine_tune_s"] = time.perf_counter() - tick
     scope.close()
 
@@ -248,7 +260,8 @@ def finetune(*, data: Path, out_dir: Path, config: FinetuneConfig = FinetuneConf
         extra={"data": str(Path(data).expanduser().resolve()), "split": splits.source,
                "train_images": len(splits.train.items), "validation_images": len(splits.val.items),
                "skipped_files": [f"{p}: {r}" for p, r in splits.train.skipped[:20]],
-               "history": histories, "timings_s": {k: round(v, 3) for k, v in timings.items()},
+               "history": histories, "kept_epochs": kept,
+               "timings_s": {k: round(v, 3) for k, v in timings.items()},
                "tfmot_wrap": spec.tfmot_wrap},
         versions=library_versions("tensorflow", "tf-keras", "numpy"),
     )
@@ -259,11 +272,62 @@ def finetune(*, data: Path, out_dir: Path, config: FinetuneConfig = FinetuneConf
     write_json_atomic(out_dir / "metrics.json", {"validation": report, "timings_s": timings})
     confusion_matrix_png(report["confusion_matrix"], classes, out_dir / "confusion_matrix.png",
                          title=f"{config.backbone} validation (accuracy {report['accuracy']:.3f})")
-    return FinetuneResult(artifact=artifact, metrics=report, timings=timings)
+    from edgekit.monitoring import write_reference_profile
+
+    write_reference_profile(out_dir, train_data=splits.train, heldout_data=splits.val,
+                            heldout_probabilities=probabilities, seed=config.seed)
+    return FinetuneResult(artifact=artifact, metrics=report, timings=timings, kept_epochs=kept)
 
 
 def _headline(report: dict) -> dict:
     return {k: v for k, v in report.items() if k not in ("per_class", "confusion_matrix", "labels")}
+
+
+def _better(candidate: tuple[float, float], best: tuple[float, float] | None) -> bool:
+    """Whether (val_accuracy, val_loss) beats ``best``: higher accuracy, or equal accuracy and lower loss."""
+    return best is None or candidate[0] > best[0] or (candidate[0] == best[0] and candidate[1] < best[1])
+
+
+def _kept_epoch(phase: str, history: dict, epoch: int) -> dict:
+    """The record (and the one status line) of which epoch's weights a phase kept; ``epoch`` 0 = before it."""
+    ran = len(history["val_accuracy"])
+    if epoch == 0:
+        record = {"epoch": 0, "of": ran, "reason": "no epoch beat the model before this phase"}
+    else:
+        record = {"epoch": epoch, "of": ran, "val_accuracy": history["val_accuracy"][epoch - 1],
+                  "val_loss": history["val_loss"][epoch - 1],
+                  "reason": "best validation accuracy (ties: lowest validation loss)"}
+    detail = "the weights from before it" if epoch == 0 else \
+        f"epoch {epoch}/{ran} (val_accuracy={record['val_accuracy']:.4f} val_loss={record['val_loss']:.4f})"
+    status(f"[{phase}] kept {detail}: {record['reason']}")
+    return record
+
+
+class _KeepBestEpoch:
+    """A Keras callback that restores, at the end of training, the weights of the best epoch by :func:`_better`.
+
+    Keras' ModelCheckpoint / EarlyStopping(restore_best_weights) monitor one quantity, so they cannot
+    break accuracy ties by loss; this keeps the best weights in memory (the head is one Dense layer).
+    """
+
+    def __new__(cls):
+        _, tf_keras = _tf()
+
+        class Callback(tf_keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.best, self.best_epoch, self.weights = None, 0, None
+
+            def on_epoch_end(self, epoch, logs=None):
+                score = (float(logs["val_accuracy"]), float(logs["val_loss"]))
+                if _better(score, self.best):
+                    self.best, self.best_epoch, self.weights = score, epoch + 1, self.model.get_weights()
+
+            def on_train_end(self, logs=None):
+                if self.weights is not None:
+                    self.model.set_weights(self.weights)
+
+        return Callback()
 
 
 class _EpochProgress:
@@ -284,8 +348,12 @@ class _EpochProgress:
 
 def _fine_tune_top_layers(model, backbone, train_pixels, train_labels, val_pixels, val_labels,
                           preprocessing: Preprocessing, config: FinetuneConfig, *, checkpoint_dir: Path,
-                          run_key: str, resume: bool, rng: np.random.Generator) -> dict:
-    """Unfreeze the top N backbone layers (BatchNorm stays frozen) and train end to end, checkpointing each epoch."""
+                          run_key: str, resume: bool, rng: np.random.Generator) -> tuple[dict, int]:
+    """Unfreeze the top N backbone layers (BatchNorm stays frozen) and train end to end, checkpointing each epoch.
+
+    Returns the history and the epoch whose weights the model ends with: the best by :func:`_better`,
+    where epoch 0 is the head-only model before fine-tuning (kept when no epoch beats it).
+    """
     tf, tf_keras = _tf()
     backbone.trainable = True
     trainable_layers = [layer for layer in backbone.layers if layer.weights]
@@ -299,17 +367,28 @@ def _fine_tune_top_layers(model, backbone, train_pixels, train_labels, val_pixel
                   loss=tf_keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
                   metrics=["accuracy"])
     checkpoint = checkpoint_dir / f"finetune-{run_key}.ckpt.h5"  # legacy-h5 format on save and load
+    best_checkpoint = checkpoint_dir / f"finetune-{run_key}.best.h5"
     state_path = checkpoint_dir / f"finetune-{run_key}.json"
     start_epoch, history = 0, {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
-    if resume and checkpoint.is_file() and state_path.is_file():
-        state = json.loads(state_path.read_text())
-        model.load_weights(str(checkpoint))
-        start_epoch, history = state["epoch"], state["history"]
-        rng.bit_generator.state = state["rng"]
-        status(f"resuming fine-tuning after epoch {start_epoch} from {checkpoint}")
     augmentation = Augmentation()
     val_x = normalize(val_pixels, preprocessing)
     val_y = tf_keras.utils.to_categorical(val_labels, num_classes)
+
+    def save_weights(path: Path) -> None:
+        with atomic_path(path) as tmp:
+            model.save_weights(str(tmp))
+
+    if resume and checkpoint.is_file() and best_checkpoint.is_file() and state_path.is_file():
+        state = json.loads(state_path.read_text())
+        model.load_weights(str(checkpoint))
+        start_epoch, history = state["epoch"], state["history"]
+        best, best_epoch = tuple(state["best"]), state["best_epoch"]
+        rng.bit_generator.state = state["rng"]
+        status(f"resuming fine-tuning after epoch {start_epoch} from {checkpoint}")
+    else:
+        val_loss, val_accuracy = model.evaluate(val_x, val_y, batch_size=64, verbose=0)
+        best, best_epoch = (float(val_accuracy), float(val_loss)), 0
+        save_weights(best_checkpoint)
     for epoch in range(start_epoch, config.fine_tune_epochs):
         order = rng.permutation(len(train_pixels))
         losses, accuracies = [], []
@@ -327,9 +406,13 @@ def _fine_tune_top_layers(model, backbone, train_pixels, train_labels, val_pixel
                            ("val_loss", val_loss), ("val_accuracy", val_accuracy)):
             history[key].append(float(value))
         status(f"[fine-tune] epoch {epoch + 1}/{config.fine_tune_epochs} loss={np.mean(losses):.4f} "
-               f"val_accuracy={val_accuracy:.4f}")
-        with atomic_path(checkpoint) as tmp:
-            model.save_weights(str(tmp))
-        write_json_atomic(state_path, {"epoch": epoch + 1, "history": history,
-                                       "rng": rng.bit_generator.state})
-    return history
+               f"val_accuracy={val_accuracy:.4f} val_loss={val_loss:.4f}")
+        if _better((float(val_accuracy), float(val_loss)), best):
+            best, best_epoch = (float(val_accuracy), float(val_loss)), epoch + 1
+            save_weights(best_checkpoint)
+        save_weights(checkpoint)
+        write_json_atomic(state_path, {"epoch": epoch + 1, "history": history, "rng": rng.bit_generator.state,
+                                       "best": list(best), "best_epoch": best_epoch})
+    if best_epoch != len(history["val_accuracy"]):
+        model.load_weights(str(best_checkpoint))
+    return history, best_epoch

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgekit.artifacts import Artifact
 from edgekit.naming import unknown_name_error
 from edgekit.errors import DeviceUnavailableError, UsageError
 
@@ -93,7 +94,7 @@ class Target:
     def run(self, model: Path, *, out_dir: Path, general: dict[str, Any] | None = None, **options: Any):
         """Check options and Python requirements, import the target's module, and produce the artifact.
 
-        ``general`` holds options every export function takes (seed, trust) and is not validated
+        ``general`` holds options every export function takes (seed, trust, import_options) and is not validated
         against the target's table. Missing executables are left to the target's function, which
         says what it did instead (the Edge TPU target writes its static report).
         """
@@ -105,7 +106,12 @@ class Target:
         function = getattr(importlib.import_module(self.module), self.function)
         accepted = inspect.signature(function).parameters
         general = {k: v for k, v in (general or {}).items() if k in accepted}  # e.g. no seed for a compiler
-        return function(model, out_dir=out_dir, **general, **options)
+        result = function(model, out_dir=out_dir, **general, **options)
+        if isinstance(result, Artifact):
+            from edgekit.monitoring import write_reference_profile
+
+            write_reference_profile(result.directory, seed=general.get("seed", 0))
+        return result
 
 
 def _flag(name: str) -> str:
@@ -157,10 +163,10 @@ TARGETS: dict[str, Target] = {
     target.name: target
     for target in (
         Target("tflite", ".tflite", "Float32 TensorFlow Lite model (for int8 use `edgekit compress`).", "export",
-               ("keras",), "edgekit.targets.float_tflite", "export_float_tflite", requires=("tensorflow", "tf_keras"),
+               ("keras", "savedmodel"), "edgekit.targets.float_tflite", "export_float_tflite", requires=("tensorflow", "tf_keras"),
                notes="int8/pruned/clustered TFLite models come from `edgekit compress`"),
         Target("onnx", ".onnx", "ONNX model (tf2onnx), optionally int8 QDQ-quantized for onnxruntime.", "export",
-               ("keras", "onnx"), "edgekit.targets.onnx", "export_onnx", options=ONNX_OPTIONS,
+               ("keras", "savedmodel", "onnx"), "edgekit.targets.onnx", "export_onnx", options=ONNX_OPTIONS,
                requires=("tensorflow", "tf2onnx", "onnx", "onnxruntime"), combination_check=_onnx_combinations,
                optional={"simplify": "onnxslim"}),
         Target("edgetpu", "_edgetpu.tflite", "Edge TPU model compiled from a full-int8 .tflite.", "compile",

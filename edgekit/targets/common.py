@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -11,20 +13,32 @@ from edgekit.errors import OutputError, UsageError, ValidationError
 
 FP32_ATOL = 1e-4  # max |diff| of probabilities allowed between a float export and its parent
 QUANTIZED_MIN_AGREEMENT = 0.8  # top-1 agreement with the parent required of a quantized export
-VALIDATION_SAMPLES = 32
+VALIDATION_SAMPLES = 200  # enough for agreement to mean something; ORT/LiteRT run it in seconds
+
+if TYPE_CHECKING:
+    from edgekit.importer import ImportOptions
 
 
-def load_parent(model: Path, *, formats: tuple[str, ...], target: str) -> Artifact:
+def load_parent(model: Path, *, formats: tuple[str, ...], target: str, out_dir: Path,
+                import_options: ImportOptions | None = None) -> Artifact:
     """The artifact to export from; it must be one of ``formats`` and carry labels + preprocessing.
 
-    ONNX files are checked byte-wise first (empty, truncated, LFS pointer, wrong format, external
-    data outside the folder); an ONNX file without a manifest may carry its metadata inside.
+    A model without a manifest (the user's own .keras/.h5/SavedModel/.onnx) is imported first into
+    ``out_dir/imported`` (:func:`edgekit.importer.ensure_artifact`), unless it is an ONNX file that
+    carries edgekit metadata inside. ONNX files are checked byte-wise first (empty, truncated, LFS
+    pointer, wrong format, external data outside the folder).
     """
-    parent = load_artifact(Path(model).expanduser(), require_manifest=False)
+    from edgekit.importer import ensure_artifact, is_foreign
+
+    path = Path(model).expanduser()
+    if is_foreign(path) and not _has_embedded_onnx_metadata(path):
+        parent = ensure_artifact(path, out_dir=out_dir, options=import_options)
+    else:
+        parent = load_artifact(path, require_manifest=False)
     fmt = parent.manifest.format
     if fmt not in formats:
         raise UsageError(f"{parent.path} is a {fmt} model; target {target!r} takes {' or '.join(formats)} models",
-                         fix="pass the model.keras written by `edgekit finetune`, or its folder")
+                         fix="pass a .keras/.h5 model, a SavedModel folder or an edgekit artifact folder")
     if fmt == "onnx":
         from edgekit.runtime.safety import check_model_file
 
@@ -33,8 +47,18 @@ def load_parent(model: Path, *, formats: tuple[str, ...], target: str) -> Artifa
             parent = _with_embedded_onnx_metadata(parent)
     if not parent.manifest.labels or not parent.manifest.preprocessing:
         raise UsageError(f"{parent.path} has no labels/preprocessing (no edgekit manifest beside it)",
-                         fix="pass the artifact folder written by `edgekit finetune`")
+                         fix="import it with `edgekit import` (or pass --labels/--preprocess), or pass an artifact folder")
     return parent
+
+
+def _has_embedded_onnx_metadata(path: Path) -> bool:
+    if path.suffix.lower() != ".onnx" or not path.is_file():
+        return False
+    from edgekit.runtime.metadata import read_onnx_metadata
+    from edgekit.runtime.safety import check_model_file
+
+    check_model_file(path, "onnx")
+    return read_onnx_metadata(path) is not None
 
 
 def _with_embedded_onnx_metadata(parent: Artifact) -> Artifact:
@@ -58,35 +82,81 @@ def check_out_dir(out_dir: Path, parent: Artifact) -> Path:
 
 def sample_images(folder: Path, preprocessing: Preprocessing, count: int, seed: int) -> np.ndarray:
     """``count`` stratified, seeded images of ``folder`` as normalized float32 model inputs."""
-    from edgekit.data import calibration_sample, load_images, normalize, scan_image_folder
+    from edgekit.data import scan_image_folder
 
-    chosen = calibration_sample(scan_image_folder(folder), count, seed=seed)
+    return _load_sample(scan_image_folder(folder), preprocessing, count, seed)[0]
+
+
+def _load_sample(folder, preprocessing: Preprocessing, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from edgekit.data import calibration_sample, load_images, normalize
+
+    chosen = calibration_sample(folder, count, seed=seed)
     pixels = load_images(chosen.paths, preprocessing.size, resize_method=preprocessing.resize_method,
                          description=f"loading {len(chosen.paths)} images")
-    return normalize(pixels, preprocessing)
+    return normalize(pixels, preprocessing), chosen.labels
 
 
-def sample_inputs(parent: Artifact, preprocessing: Preprocessing, extra_folder: Path | None = None, *,
-                  seed: int = 0) -> tuple[np.ndarray, str]:
-    """Inputs to validate on: real images (the held-out split when the data has one), else seeded random pixels."""
-    from edgekit.data import find_split, normalize
+def held_out_images(parent: Artifact):
+    """Labelled images the parent was not trained on, as its finetune manifest records them, with where
+    they come from: test/ or val/ beside (or inside) the training folder, else the finetune's seeded
+    validation split (reproduced from its recorded seed and fraction). None when there are none."""
+    from edgekit.data import find_split, load_splits, scan_image_folder
 
     recorded = parent.manifest.extra.get("data")
-    roots = [Path(recorded)] if recorded else []
-    roots += [extra_folder] if extra_folder else []
-    for root in roots:
+    labels = parent.manifest.labels
+    if not recorded or not Path(recorded).is_dir():
+        return None
+    root = Path(recorded)
+    base = root.parent if root.name == "train" else root
+    for split in ("test", "val"):
+        found = find_split(base, split)
+        if found is not None and found.resolve() != root.resolve():
+            return scan_image_folder(found, classes=labels), f"held-out images from {found}"
+    if parent.manifest.extra.get("split") == "seeded split":
+        options = parent.manifest.options
+        splits = load_splits(root, validation_fraction=options.get("validation_fraction", 0.2),
+                             seed=options.get("seed", 0))
+        if splits.val.items and splits.val.classes == labels:
+            return splits.val, f"the finetune's held-out validation split of {root}"
+    return None
+
+
+@dataclass(frozen=True)
+class ValidationSet:
+    """Inputs a converted model is checked on; ``labels`` is None for random pixels."""
+
+    inputs: np.ndarray
+    labels: np.ndarray | None
+    source: str
+    training_data: bool  # the parent was trained on these images: agreement/drop read optimistic
+
+
+def validation_set(parent: Artifact, preprocessing: Preprocessing, extra_folder: Path | None = None, *,
+                   seed: int = 0, count: int = VALIDATION_SAMPLES) -> ValidationSet:
+    """Images to validate an export on: held-out ones when the parent's data has any, else training
+    (or calibration) images labelled as such, else seeded random pixels."""
+    from edgekit.data import find_split, normalize, scan_image_folder
+
+    held_out = held_out_images(parent)
+    if held_out is not None:
+        folder, source = held_out
+        inputs, labels = _load_sample(folder, preprocessing, count, seed + 1)
+        return ValidationSet(inputs, labels, source, training_data=False)
+    recorded = parent.manifest.extra.get("data")
+    for root in ([Path(recorded)] if recorded else []) + ([extra_folder] if extra_folder else []):
         if root.is_dir():
-            held_out = find_split(root.parent, "test") or find_split(root.parent, "val")
-            folder = held_out if root.name == "train" and held_out else root
-            return sample_images(folder, preprocessing, VALIDATION_SAMPLES, seed + 1), f"images from {folder}"
+            folder = scan_image_folder(find_split(root, "train") or root, classes=parent.manifest.labels or None)
+            inputs, labels = _load_sample(folder, preprocessing, count, seed + 1)
+            return ValidationSet(inputs, labels, f"TRAINING images from {root} (no held-out images)",
+                                 training_data=True)
     rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 256, size=(VALIDATION_SAMPLES, *preprocessing.size, 3)).astype(np.uint8)
-    return normalize(pixels, preprocessing), "random images"
+    pixels = rng.integers(0, 256, size=(count, *preprocessing.size, 3)).astype(np.uint8)
+    return ValidationSet(normalize(pixels, preprocessing), None, "random images", training_data=False)
 
 
 def compare_to_parent(reference: np.ndarray, candidate: np.ndarray, *, quantized: bool, what: str,
                       sample_source: str = "sample inputs", atol: float = FP32_ATOL,
-                      min_agreement: float = QUANTIZED_MIN_AGREEMENT) -> dict:
+                      min_agreement: float = QUANTIZED_MIN_AGREEMENT, training_data: bool = False) -> dict:
     """Max |diff| and top-1 agreement vs the parent; ValidationError (naming the numbers) if out of tolerance.
 
     Float exports must match within ``atol``; quantized ones must agree on top-1 for at least
@@ -100,6 +170,7 @@ def compare_to_parent(reference: np.ndarray, candidate: np.ndarray, *, quantized
     if not np.allclose(reference, reference[:1], atol=1e-7) or not np.all(np.isfinite(candidate)):
         check_outputs_sane(candidate, what=what)  # a parent that is itself constant cannot collapse further
     numbers = agreement(reference, candidate) | {"samples": int(len(reference)), "sample_source": sample_source,
+                                                  "training_data": training_data,
                                                   "atol": None if quantized else atol,
                                                   "min_top1_agreement": min_agreement if quantized else None}
     if quantized:
@@ -115,3 +186,18 @@ def compare_to_parent(reference: np.ndarray, candidate: np.ndarray, *, quantized
             f"top-1 agreement {numbers['top1_agreement']:.3f})",
             fix="compare against the right parent; for int8 use more or more representative --calibration images")
     return numbers
+
+
+def labelled_accuracy(checks: ValidationSet, reference: np.ndarray, outputs: np.ndarray, labels: list[str]) -> dict:
+    """``{"accuracy": change}`` (drop with interval, see :func:`edgekit.metrics.accuracy_change`) when the
+    validation images are labelled, flagged when they are training images; else nothing."""
+    from edgekit.metrics import accuracy_change
+
+    if checks.labels is None:
+        return {}
+    change = accuracy_change(checks.labels, reference, outputs, labels)
+    change.update(source=checks.source, source_is_training_data=checks.training_data)
+    if checks.training_data:
+        change["warnings"].append(f"measured on {checks.source}: the model was trained on them, so the drop "
+                                  "and agreement read optimistic")
+    return {"accuracy": change}

@@ -2,16 +2,18 @@
 
 The compiler only exists for Debian/Ubuntu x86-64, so most machines cannot run it. The static
 report reads the .tflite flatbuffer and applies the rules of Coral's "TensorFlow models on the
-Edge TPU" page (https://coral.ai/docs/edgetpu/models-intro/#supported-operations):
+Edge TPU" page (https://coral.ai/docs/edgetpu/models-intro/), each rule citing its source below:
 
 - every tensor the op computes on is int8/uint8 (parameters may be int32 biases);
 - tensor sizes are constant at compile time (no dynamic dims, e.g. a -1 batch);
 - "If a tensor has more than 3 dimensions, then only the 3 innermost dimensions may have a size
   greater than 1";
-- the op is in the supported-operations table, within its known limitations;
-- the compiler makes one Edge TPU subgraph: ops from the first unsupported one onwards run on the
-  CPU ("More than one subgraph is not supported" in its log).
+- the op is in the supported-operations table (runtime 14, compiler 16), within its known limitations;
+- the compiler partitions once: from the first op it cannot map, that op and everything after it runs
+  on the CPU ("More than one subgraph is not supported" in its log).
 
+``agreement_with_compiler`` checks the report against a real compiler output (ops outside
+``edgetpu-custom-op`` ran on the CPU); benchmarks/edgetpu_agreement.py tabulates it per model.
 Statuses reuse the compiler's own log wording where it has one (see ``tests/data/edgetpu_compiler``).
 """
 
@@ -65,13 +67,26 @@ LIMITATION = "Operation is otherwise supported, but not mapped due to a document
 
 QUANTIZED_DTYPES = frozenset({"INT8", "UINT8"})
 
+# Sources the rules below cite (short names used in comments):
+# [table]  Coral, "TensorFlow models on the Edge TPU", supported operations table for Edge TPU runtime 14 /
+#          compiler 16 (https://coral.ai/docs/edgetpu/models-intro/#supported-operations), "Known limitations".
+# [reqs]   the same page, "Model requirements" (int8 tensors, constant sizes, 3 innermost dimensions).
+# [compiling] Coral, "Edge TPU Compiler" (https://coral.ai/docs/edgetpu/compiler/) and the models-intro
+#          "Compiling" section: the compiler partitions once; from the first op it cannot map, that op and
+#          everything after it runs on the CPU.
+# [measured] google-coral/test_data pairs compiled by compiler 16 (../shared/models/edgetpu-compiled).
+# Limits the file cannot show ("Certain reshapes might not be mapped for large tensor sizes") are left out.
 
-def _no_fused_activation(op: OperatorInfo, sub: SubgraphInfo) -> str | None:
+
+def _fused_activation_limits(op: OperatorInfo, sub: SubgraphInfo) -> str | None:
+    """[table] AveragePool2d, MaxPool2d: "No fused activation function"."""
     return None if op.fused_activation in ("", "NONE") else f"fused activation {op.fused_activation} (none allowed)"
 
 
 def _concat_limits(op: OperatorInfo, sub: SubgraphInfo) -> str | None:
-    if (reason := _no_fused_activation(op, sub)) is not None:
+    """[table] Concatenation: no fused activation; "If any input is a compile-time constant tensor, there
+    must be only 2 inputs" (and the constant all zeros: a zero-padding op)."""
+    if (reason := _fused_activation_limits(op, sub)) is not None:
         return reason
     has_constant = any(sub.tensors[i].is_constant for i in op.inputs if i >= 0)
     if has_constant and len(op.inputs) != 2:
@@ -79,30 +94,57 @@ def _concat_limits(op: OperatorInfo, sub: SubgraphInfo) -> str | None:
     return None
 
 
-def _axes_xy_only(values: tuple[int, ...] | None, rank: int) -> bool:
-    """True when every listed axis is y or x of an NHWC/HWC tensor (the innermost dims but channels)."""
-    if values is None:
-        return False
-    allowed = {rank - 3, rank - 2}
-    return all((a % rank if rank else a) in allowed for a in values)
+def _same_dilation(op: OperatorInfo, sub: SubgraphInfo) -> str | None:
+    """[table] Conv2d, DepthwiseConv2d: "Must use the same dilation in x and y dimensions"."""
+    h, w = op.options.get("dilationHFactor", 1), op.options.get("dilationWFactor", 1)
+    return None if h == w else f"dilation {h}x{w} differs between y and x"
 
 
-def _mean_limits(op: OperatorInfo, sub: SubgraphInfo) -> str | None:
-    data, axes = sub.tensors[op.inputs[0]], sub.tensors[op.inputs[1]]
-    if not _axes_xy_only(axes.int_values, len(data.shape)):
-        return f"reduces over axes {axes.int_values} (x and/or y only)"
+def _axis(value: int, rank: int) -> int:
+    return value % rank if rank else value
+
+
+def _touches_batch(axes: tuple[int, ...] | None, rank: int) -> bool:
+    """True when an op works along the batch (outermost) dimension of a rank-4 NHWC tensor."""
+    return rank == 4 and axes is not None and any(_axis(a, rank) == 0 for a in axes)
+
+
+def _reduce_limits(op: OperatorInfo, sub: SubgraphInfo) -> str | None:
+    """[table] Mean, Sum, ReduceMax, ReduceMin: "No reduction in batch dimension"; Mean: "If a
+    z-reduction, the z-dimension must be multiple of 4"."""
+    data, axes = sub.tensors[op.inputs[0]], sub.tensors[op.inputs[1]].int_values
+    rank = len(data.shape)
+    if axes is None:
+        return "reduction axes are not a compile-time constant"
+    if _touches_batch(axes, rank):
+        return f"reduces over axes {list(axes)}, including the batch dimension"
+    if op.op == "MEAN" and rank and rank - 1 in {_axis(a, rank) for a in axes} and data.shape[-1] % 4:
+        return f"reduces over z with depth {data.shape[-1]} (must be a multiple of 4)"
     return None
 
 
 def _pad_limits(op: OperatorInfo, sub: SubgraphInfo) -> str | None:
+    """[table] Pad: "No padding in batch dimension"."""
     data, paddings = sub.tensors[op.inputs[0]], sub.tensors[op.inputs[1]]
-    values, rank = paddings.int_values, len(data.shape)
+    values = paddings.int_values
     if values is None:
         return "paddings are not a compile-time constant"
-    padded = [axis for axis in range(len(values) // 2) if values[2 * axis] or values[2 * axis + 1]]
-    if not _axes_xy_only(tuple(padded), rank):
-        return f"pads axes {padded} (x and/or y only)"
+    padded = tuple(axis for axis in range(len(values) // 2) if values[2 * axis] or values[2 * axis + 1])
+    if _touches_batch(padded, len(data.shape)):
+        return f"pads axes {list(padded)}, including the batch dimension"
     return None
+
+
+def _pack_limits(op: OperatorInfo, sub: SubgraphInfo) -> str | None:
+    """[table] Pack: "No packing in batch dimension" (axis 0 of the 4-D output)."""
+    rank = len(sub.tensors[op.outputs[0]].shape)
+    return "packs along the batch dimension" if _touches_batch((int(op.options.get("axis", 0)),), rank) else None
+
+
+def _split_limits(op: OperatorInfo, sub: SubgraphInfo) -> str | None:
+    """[table] Split: "No splitting in batch dimension" (SPLIT's first input is the axis)."""
+    axis, data = sub.tensors[op.inputs[0]].int_values, sub.tensors[op.inputs[1]]
+    return "splits along the batch dimension" if _touches_batch(axis, len(data.shape)) else None
 
 
 def _effectively_1d(tensor: TensorInfo) -> bool:
@@ -110,11 +152,16 @@ def _effectively_1d(tensor: TensorInfo) -> bool:
 
 
 def _fully_connected_limits(op: OperatorInfo, sub: SubgraphInfo) -> str | None:
+    """[table] FullyConnected: "Only the default format is supported for fully-connected weights. Output
+    tensor is one-dimensional"."""
+    if op.options.get("weightsFormat", 0) != 0:
+        return f"weights format {op.options['weightsFormat']} (only the default format)"
     out = sub.tensors[op.outputs[0]]
     return None if _effectively_1d(out) else f"output shape {list(out.shape)} is not one-dimensional"
 
 
 def _softmax_limits(op: OperatorInfo, sub: SubgraphInfo) -> str | None:
+    """[table] Softmax: "Supports only 1-D input tensor with a max of 16,000 elements"."""
     data = sub.tensors[op.inputs[0]]
     elements = 1
     for d in data.shape:
@@ -125,13 +172,19 @@ def _softmax_limits(op: OperatorInfo, sub: SubgraphInfo) -> str | None:
 
 
 def _strided_slice_limits(op: OperatorInfo, sub: SubgraphInfo) -> str | None:
+    """[table] StridedSlice: "Supports only all strides equal to 1 (that is, effectively a Stride op), and
+    with ellipsis-axis-mask == 0, and new-axis-max == 0"."""
     strides = sub.tensors[op.inputs[3]].int_values if len(op.inputs) > 3 else None
     if strides is None or any(s != 1 for s in strides):
-        return f"strides {strides} (all strides must be 1)"
+        return f"strides {list(strides) if strides else strides} (all strides must be 1)"
+    masks = {key: op.options.get(key, 0) for key in ("ellipsisMask", "newAxisMask")}
+    if any(masks.values()):
+        return f"{masks} (ellipsis and new-axis masks must be 0)"
     return None
 
 
 def _squeeze_limits(op: OperatorInfo, sub: SubgraphInfo) -> str | None:
+    """[table] Squeeze (runtime <= 12 row, kept as a conservative check): only leading 1s are squeezed."""
     shape = sub.tensors[op.inputs[0]].shape
     first_big = next((i for i, d in enumerate(shape) if d > 1), len(shape))
     if any(d == 1 for d in shape[first_big:]):
@@ -139,24 +192,54 @@ def _squeeze_limits(op: OperatorInfo, sub: SubgraphInfo) -> str | None:
     return None
 
 
+def _prelu_limits(op: OperatorInfo, sub: SubgraphInfo) -> str | None:
+    """[table] PReLU: "Alpha must be 1-dimensional (only the innermost dimension can be >1 size)"."""
+    alpha = sub.tensors[op.inputs[1]].shape
+    return None if all(d == 1 for d in alpha[:-1]) else f"alpha shape {list(alpha)} (only the innermost dim may be >1)"
+
+
+def _resize_limits(op: OperatorInfo, sub: SubgraphInfo) -> str | None:
+    """[table] ResizeBilinear, ResizeNearestNeighbor: "Input/output is a 3-dimensional tensor. Depending on
+    input/output size, this operation may not be mapped to the Edge TPU to avoid loss in precision".
+
+    The size rule is read as: each spatial dim is scaled by a whole factor. With ``align_corners`` the
+    sampling step is (in-1)/(out-1), so a 1-pixel input has no grid to interpolate and (out-1) must be a
+    multiple of (in-1); without it, out and in must divide one another. [measured] compiler 16 leaves
+    deeplabv3's 1x1 -> 33x33 align_corners resize on the CPU; whole-factor upsampling (Keras
+    UpSampling2D) is reported mapped in google-coral/edgetpu#31 and #396. Fractional factors are this
+    reading's guess at "loss in precision": no compiler output here confirms or refutes them.
+    """
+    data, out = sub.tensors[op.inputs[0]], sub.tensors[op.outputs[0]]
+    if len(data.shape) != 4 or data.shape[0] != 1:
+        return f"input shape {list(data.shape)} is not a 3-dimensional (batch 1 HWC) tensor"
+    align = bool(op.options.get("alignCorners", False))
+    for axis, (n_in, n_out) in zip("yx", zip(data.shape[1:3], out.shape[1:3], strict=True), strict=True):
+        if align and n_out > 1 and (n_in == 1 or (n_out - 1) % (n_in - 1)):
+            return f"align_corners resize of {axis} from {n_in} to {n_out} is not a whole-factor upsampling"
+        if not align and max(n_in, n_out) % max(min(n_in, n_out), 1):
+            return f"resize of {axis} from {n_in} to {n_out} is not by a whole factor"
+    return None
+
+
 def _no_limit(op: OperatorInfo, sub: SubgraphInfo) -> str | None:
     return None
 
 
-# Coral's supported-operations table (TFLite builtin names) with the known limitations checkable
-# from the file. The first group is the table's original rows; QUANTIZE ("Runtime >= 13", quoted in
-# google-coral/edgetpu#659), TRANSPOSE (#433), SQUARED_DIFFERENCE (#461) and PRELU (#597) are rows
-# of the current table referenced by Coral maintainers in compiler-16 issues.
+# [table] rows for runtime 14 (compiler 16), by TFLite builtin name, with the limitation each row states.
+# "LSTM: Unidirectional LSTM only" is UNIDIRECTIONAL_SEQUENCE_LSTM ([measured]: keras_lstm_mnist_ptq
+# maps whole). QUANTIZE ("Runtime >= 13") is also quoted in google-coral/edgetpu#659.
 SUPPORTED_OPS: dict[str, Callable[[OperatorInfo, SubgraphInfo], str | None]] = {
-    "LOGISTIC": _no_limit, "RELU": _no_limit, "RELU6": _no_limit, "RELU_N1_TO_1": _no_limit, "TANH": _no_limit,
-    "ADD": _no_limit, "MAXIMUM": _no_limit, "MINIMUM": _no_limit, "MUL": _no_limit, "SUB": _no_limit,
-    "AVERAGE_POOL_2D": _no_fused_activation, "MAX_POOL_2D": _no_fused_activation,
-    "CONCATENATION": _concat_limits, "CONV_2D": _no_limit, "DEPTHWISE_CONV_2D": _no_limit,
-    "FULLY_CONNECTED": _fully_connected_limits, "L2_NORMALIZATION": _no_limit, "MEAN": _mean_limits,
-    "PAD": _pad_limits, "RESHAPE": _no_limit, "RESIZE_BILINEAR": _no_limit, "RESIZE_NEAREST_NEIGHBOR": _no_limit,
-    "SLICE": _no_limit, "SOFTMAX": _softmax_limits, "SPACE_TO_DEPTH": _no_limit, "SPLIT": _no_limit,
-    "SQUEEZE": _squeeze_limits, "STRIDED_SLICE": _strided_slice_limits,
-    "QUANTIZE": _no_limit, "TRANSPOSE": _no_limit, "SQUARED_DIFFERENCE": _no_limit, "PRELU": _no_limit,
+    "ADD": _no_limit, "AVERAGE_POOL_2D": _fused_activation_limits, "CONCATENATION": _concat_limits,
+    "CONV_2D": _same_dilation, "DEPTHWISE_CONV_2D": _same_dilation, "EXPAND_DIMS": _no_limit,
+    "FULLY_CONNECTED": _fully_connected_limits, "L2_NORMALIZATION": _no_limit, "LOGISTIC": _no_limit,
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": _no_limit, "MAXIMUM": _no_limit, "MAX_POOL_2D": _fused_activation_limits,
+    "MEAN": _reduce_limits, "MINIMUM": _no_limit, "MUL": _no_limit, "PACK": _pack_limits, "PAD": _pad_limits,
+    "PRELU": _prelu_limits, "QUANTIZE": _no_limit, "REDUCE_MAX": _reduce_limits, "REDUCE_MIN": _reduce_limits,
+    "RELU": _no_limit, "RELU6": _no_limit, "RELU_N1_TO_1": _no_limit, "RESHAPE": _no_limit,
+    "RESIZE_BILINEAR": _resize_limits, "RESIZE_NEAREST_NEIGHBOR": _resize_limits, "RSQRT": _no_limit,
+    "SLICE": _no_limit, "SOFTMAX": _softmax_limits, "SPACE_TO_DEPTH": _no_limit, "SPLIT": _split_limits,
+    "SQUARED_DIFFERENCE": _no_limit, "SQUEEZE": _squeeze_limits, "STRIDED_SLICE": _strided_slice_limits,
+    "SUB": _no_limit, "SUM": _reduce_limits, "TANH": _no_limit, "TRANSPOSE": _no_limit, "TRANSPOSE_CONV": _no_limit,
 }
 
 # Op versions that Edge TPU Compiler 16.0.384591198 rejects with "Didn't find op for builtin opcode
@@ -173,6 +256,7 @@ class OpVerdict:
     op: str
     version: int
     mapped: bool
+    custom_code: str | None
     status: str  # compiler-style status line
     reasons: list[str] = field(default_factory=list)  # why it cannot map itself (empty if it could)
 
@@ -248,7 +332,10 @@ def format_bytes(n: int) -> str:
 
 
 def _activations(op: OperatorInfo, sub: SubgraphInfo) -> list[TensorInfo]:
-    return [sub.tensors[i] for i in op.inputs + op.outputs if i >= 0 and not sub.tensors[i].is_constant]
+    """Tensors the op computes on: not its parameters, nor its state. An integer LSTM keeps its cell
+    state in int16 by design (TFLite's 8-bit quantization spec), and [measured] compiler 16 maps it."""
+    return [sub.tensors[i] for i in op.inputs + op.outputs
+            if i >= 0 and not sub.tensors[i].is_constant and not sub.tensors[i].is_variable]
 
 
 def _is_io_conversion(op: OperatorInfo, sub: SubgraphInfo) -> bool:
@@ -288,16 +375,18 @@ def _op_reasons(op: OperatorInfo, sub: SubgraphInfo) -> tuple[str, list[str]]:
 
 
 def _non_int8_activations(sub: SubgraphInfo) -> set[str]:
-    """dtypes of non-constant tensors that are not int8/uint8, ignoring the float side of I/O conversions."""
-    exempt = {op.inputs[0] if op.op == "QUANTIZE" else op.outputs[0]
-              for op in sub.operators if _is_io_conversion(op, sub)}
-    return {t.dtype for t in sub.tensors
-            if not t.is_constant and t.index not in exempt and t.dtype not in QUANTIZED_DTYPES}
+    """dtypes of the non-int8 tensors that ops the Edge TPU supports compute on, ignoring I/O conversions.
+
+    Tensors only CPU-bound ops touch (a custom decoder's float outputs, ARG_MAX's int64) do not make a
+    model "not quantized": the compiler compiles such models and leaves those ops on the CPU.
+    """
+    return {t.dtype for op in sub.operators if op.op in SUPPORTED_OPS and not _is_io_conversion(op, sub)
+            for t in _activations(op, sub) if t.dtype not in QUANTIZED_DTYPES}
 
 
 def _model_issues(verdicts: list[OpVerdict], sub: SubgraphInfo, n_subgraphs: int) -> list[str]:
     issues = []
-    activations = [t for t in sub.tensors if not t.is_constant]
+    activations = [t for t in sub.tensors if not t.is_constant and not t.is_variable]
     floats = _non_int8_activations(sub)
     int8_weights = any(t.is_constant and t.dtype == "INT8" for t in sub.tensors)
     if floats and int8_weights:
@@ -328,7 +417,7 @@ def compatibility_report(path: Path | str) -> EdgeTpuReport:
         if status == MAPPED and cut is not None:
             status = AFTER_CUT
         verdicts.append(OpVerdict(index=op.index, op=op.op, version=op.version, mapped=status == MAPPED,
-                                  status=status, reasons=reasons))
+                                  custom_code=op.custom_code, status=status, reasons=reasons))
     mapped_params = {i: sub.tensors[i].buffer_size for v, op in zip(verdicts, sub.operators, strict=True)
                      if v.mapped for i in op.inputs if i >= 0 and sub.tensors[i].is_constant}
     parameter_bytes = sum(mapped_params.values())
@@ -387,6 +476,49 @@ def parse_compiler_log(text: str) -> dict[str, Any]:
             parsed.setdefault("edgetpu_ops", sum(r["count"] for r in rows if r["status"] == MAPPED))
             parsed.setdefault("cpu_ops", sum(r["count"] for r in rows if r["status"] != MAPPED))
     return parsed
+
+
+EDGETPU_CUSTOM_CODE = "edgetpu-custom-op"
+
+
+def _op_name(op: OperatorInfo | OpVerdict) -> str:
+    """Custom ops by their custom code (PosenetDecoderOp), builtins by name: how the compiler log shows them."""
+    return op.custom_code or op.op
+
+
+def compiled_cpu_ops(source: Path | str, compiled: Path | str) -> tuple[list[str], int | None]:
+    """What the real compiler left on the CPU: (op names in execution order, source index of the first).
+
+    In a compiled file every op outside ``edgetpu-custom-op`` runs on the CPU; the first one is found
+    in the source graph by the name of the tensor it writes (the compiler keeps tensor names).
+    """
+    source_sub, compiled_sub = read_tflite(source).main, read_tflite(compiled).main
+    cpu = [op for op in compiled_sub.operators if op.custom_code != EDGETPU_CUSTOM_CODE]
+    if not cpu:
+        return [], None
+    first_output = compiled_sub.tensors[cpu[0].outputs[0]].name
+    cut = next((op.index for op in source_sub.operators
+                if any(source_sub.tensors[i].name == first_output for i in op.outputs)), None)
+    return [_op_name(op) for op in cpu], cut
+
+
+def agreement_with_compiler(source: Path | str, compiled: Path | str) -> dict[str, Any]:
+    """The static report on ``source`` against the compiler's output ``compiled``: CPU ops and the cut."""
+    report = compatibility_report(source)
+    compiler_cpu, compiler_cut = compiled_cpu_ops(source, compiled)
+    report_cpu = [_op_name(v) for v in report.ops if not v.mapped]
+    counts = {"report": _counts(report_cpu), "compiler": _counts(compiler_cpu)}
+    return {"model": Path(source).name, "ops": len(report.ops),
+            "cpu_ops": {"report": report_cpu, "compiler": compiler_cpu}, "cpu_op_counts": counts,
+            "cut": {"report": report.cut_index, "compiler": compiler_cut},
+            "agrees": report_cpu == compiler_cpu and report.cut_index == compiler_cut}
+
+
+def _counts(names: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 def find_compiler() -> str | None:

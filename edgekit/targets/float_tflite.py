@@ -7,31 +7,39 @@ static batch 1, child process); quantized TFLite variants come from ``edgekit co
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgekit.artifacts import Artifact, Manifest, library_versions, parent_record, write_artifact
 from edgekit.progress import status
-from edgekit.targets.common import check_out_dir, compare_to_parent, load_parent, sample_inputs
+from edgekit.targets.common import check_out_dir, compare_to_parent, load_parent, validation_set
+
+if TYPE_CHECKING:
+    from edgekit.importer import ImportOptions
 
 MODEL_FILE = "model.tflite"
 
 
-def export_float_tflite(model: Path, *, out_dir: Path, seed: int = 0, trust: bool = False) -> Artifact:
+def export_float_tflite(model: Path, *, out_dir: Path, seed: int = 0, trust: bool = False,
+                        import_options: ImportOptions | None = None) -> Artifact:
     """Write ``out_dir/model.tflite`` (float32, labels + preprocessing embedded) + manifest; raise if it disagrees."""
     import numpy as np
 
-    from edgekit.keras_io import load_keras_model
+    from edgekit.keras_io import load_float_model
     from edgekit.targets.tflite import convert_keras_to_tflite, embed_metadata, run_tflite, tensor_specs
 
-    parent = load_parent(model, formats=("keras",), target="tflite")
+    parent = load_parent(model, formats=("keras", "savedmodel"), target="tflite", out_dir=out_dir,
+                         import_options=import_options)
     out_dir = check_out_dir(out_dir, parent)
     preprocessing = parent.manifest.preprocessing_spec()
-    samples, sample_source = sample_inputs(parent, preprocessing, seed=seed)
-    keras_model = load_keras_model(parent.path, trust=trust)
+    checks = validation_set(parent, preprocessing, seed=seed)
+    samples, sample_source = checks.inputs, checks.source
+    keras_model = load_float_model(parent.path, trust=trust)
     reference = np.asarray(keras_model.predict(samples, batch_size=16, verbose=0))
     data = convert_keras_to_tflite(keras_model, mode="float32", what=str(parent.path))
     data = embed_metadata(data, labels=parent.manifest.labels, preprocessing=parent.manifest.preprocessing)
     validation = compare_to_parent(reference, run_tflite(data, samples), quantized=False,
-                                   what=f"{MODEL_FILE} exported from {parent.path}", sample_source=sample_source)
+                                   what=f"{MODEL_FILE} exported from {parent.path}", sample_source=sample_source,
+                                   training_data=checks.training_data)
     input_spec, output_spec = tensor_specs(data)
     manifest = Manifest(
         format="tflite", artifact=MODEL_FILE, stage="export", labels=list(parent.manifest.labels),
@@ -42,6 +50,4 @@ def export_float_tflite(model: Path, *, out_dir: Path, seed: int = 0, trust: boo
         extra={"parent_format": parent.manifest.format},
         versions=library_versions("tensorflow", "tf-keras", "ai-edge-litert", "numpy"))
     artifact = write_artifact(out_dir, MODEL_FILE, manifest, writer=lambda tmp: tmp.write_bytes(data))
-    status(f"wrote {artifact.path} ({artifact.manifest.size_bytes / 1024:.0f} KiB): max |diff| "
-           f"{validation['max_abs_diff']:.2e} on {validation['samples']} {sample_source}")
     return artifact

@@ -7,8 +7,12 @@ its manifest atomically. An existing float ONNX artifact can also be the parent 
 
 ``--int8`` is onnxruntime static QDQ quantization after ``quant_pre_process``: per-channel int8
 weights, uint8 activations, calibrated on images; Softmax is left in float, because quantizing
-its output collapses the probabilities to a couple of levels. ``--dynamic`` exists for
-completeness but is 3-11x slower than fp32 for CNNs on CPU (DESIGN.md).
+its output collapses the probabilities to a couple of levels. Weights use the 7-bit range
+(``reduce_range``): on x86 CPUs without VNNI (AVX2 only) onnxruntime's fused uint8 x int8 Conv
+kernel adds products in int16 pairs (VPMADDUBSW), which saturate with full-range per-channel
+weights (255 * 127 * 2 > 32767) and wrecked the outputs (top-1 agreement 0.23 with the parent);
+7-bit weights (|w| <= 64) keep every pair in range (255 * 64 * 2 < 32767) on any CPU.
+``--dynamic`` exists for completeness but is 3-11x slower than fp32 for CNNs on CPU (DESIGN.md).
 
 Run as ``python -m edgekit.targets.onnx run MODEL IN.npz OUT.npz`` it is the validation worker.
 """
@@ -23,13 +27,17 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgekit.artifacts import Artifact, Manifest, Preprocessing, library_versions, parent_record, write_artifact
 from edgekit.errors import ConversionError, ModelFileError, UsageError
 from edgekit.progress import status
-from edgekit.targets.common import check_out_dir, compare_to_parent, load_parent, sample_images, sample_inputs
+from edgekit.targets.common import check_out_dir, compare_to_parent, labelled_accuracy, load_parent, sample_images, validation_set
+
+if TYPE_CHECKING:
+    from edgekit.importer import ImportOptions
 
 MODEL_FILE = "model.onnx"
 DEFAULT_OPSET = 17
@@ -40,9 +48,10 @@ _METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"
 def export_onnx(model: Path, *, out_dir: Path, opset: int = DEFAULT_OPSET, int8: bool = False, dynamic: bool = False,
                 calibration: Path | None = None, calibration_samples: int | None = None,
                 calibrate_method: str | None = None, simplify: bool = False, seed: int = 0,
-                trust: bool = False) -> Artifact:
-    """Write ``out_dir/model.onnx`` + manifest from a Keras (or float ONNX) artifact; raise if it disagrees."""
-    parent = load_parent(model, formats=("keras", "onnx"), target="onnx")
+                trust: bool = False, import_options: ImportOptions | None = None) -> Artifact:
+    """Write ``out_dir/model.onnx`` + manifest from a Keras/SavedModel (or float ONNX) artifact; raise if it disagrees."""
+    parent = load_parent(model, formats=("keras", "savedmodel", "onnx"), target="onnx", out_dir=out_dir,
+                         import_options=import_options)
     if parent.manifest.format == "onnx" and parent.manifest.extra.get("quantization"):
         raise UsageError(f"{parent.path} is already quantized", fix="export from its float parent instead")
     out_dir = check_out_dir(out_dir, parent)
@@ -52,17 +61,22 @@ def export_onnx(model: Path, *, out_dir: Path, opset: int = DEFAULT_OPSET, int8:
         raise UsageError(f"unknown calibrate method {calibrate_method!r}", fix=f"use one of {', '.join(_METHODS)}")
     preprocessing = parent.manifest.preprocessing_spec()
     calibration_dir = _calibration_dir(parent, calibration) if int8 else None
-    samples, sample_source = sample_inputs(parent, preprocessing, calibration_dir, seed=seed)
+    checks = validation_set(parent, preprocessing, calibration_dir, seed=seed)
+    samples, sample_source = checks.inputs, checks.source
 
     with tempfile.TemporaryDirectory(prefix="edgekit-onnx-") as work_name:
         work = Path(work_name)
-        if parent.manifest.format == "keras":
+        nchw = False
+        if parent.manifest.format != "onnx":
             proto, reference, input_name = _convert_keras(parent, preprocessing, samples, opset=opset, trust=trust)
         else:
             import onnx
 
+            from edgekit.runtime.backends import is_nchw
+
             proto = onnx.load(str(parent.path))
             input_name = proto.graph.input[0].name
+            nchw = is_nchw(tuple(d.dim_value or -1 for d in proto.graph.input[0].type.tensor_type.shape.dim))
             reference = run_onnx_subprocess(parent.path, samples)
         if simplify:
             proto = _simplify(proto)
@@ -72,20 +86,23 @@ def export_onnx(model: Path, *, out_dir: Path, opset: int = DEFAULT_OPSET, int8:
         if int8:
             candidate, quantization = _quantize_static(
                 candidate, work, input_name=input_name, folder=calibration_dir, preprocessing=preprocessing,
-                count=calibration_samples or 200, method=calibrate_method or "minmax", seed=seed)
+                count=calibration_samples or 200, method=calibrate_method or "minmax", seed=seed, nchw=nchw)
         elif dynamic:
             candidate, quantization = _quantize_dynamic(candidate, work)
         final = work / MODEL_FILE
         proto = _finalize(candidate, final, parent)
         outputs = run_onnx_subprocess(final, samples)
         validation = compare_to_parent(reference, outputs, quantized=quantization is not None,
-                                       what=f"{MODEL_FILE} exported from {parent.path}", sample_source=sample_source)
+                                       what=f"{MODEL_FILE} exported from {parent.path}", sample_source=sample_source,
+                                       training_data=checks.training_data)
+        metrics = {"validation": validation} | labelled_accuracy(checks, reference, outputs, parent.manifest.labels)
 
         output = proto.graph.output[0]
         manifest = Manifest(
             format="onnx", artifact=MODEL_FILE, stage="export", labels=list(parent.manifest.labels),
             preprocessing=preprocessing.to_dict(),
-            input={"name": input_name, "shape": [1, *preprocessing.size, 3], "dtype": "float32"},
+            input={"name": input_name, "shape": [1, 3, *preprocessing.size] if nchw else [1, *preprocessing.size, 3],
+                   "dtype": "float32", "layout": "NCHW" if nchw else "NHWC"},
             output={"name": output.name, "shape": [1, len(parent.manifest.labels)], "dtype": "float32",
                     "activation": parent.manifest.output.get("activation", "softmax")},
             parent=parent_record(parent, out_dir), backbone=parent.manifest.backbone,
@@ -93,13 +110,10 @@ def export_onnx(model: Path, *, out_dir: Path, opset: int = DEFAULT_OPSET, int8:
                      "calibration": str(calibration_dir) if calibration_dir else None,
                      "calibration_samples": quantization.get("calibration_images") if quantization else None,
                      "calibrate_method": quantization.get("calibrate_method") if quantization else None},
-            seed=seed, metrics={"validation": validation},
+            seed=seed, metrics=metrics,
             extra={"opset": _opset_of(proto), "quantization": quantization, "parent_format": parent.manifest.format},
             versions=library_versions("onnx", "onnxruntime", "tf2onnx", "onnxslim", "tensorflow", "numpy"))
         artifact = write_artifact(out_dir, MODEL_FILE, manifest, writer=lambda tmp: shutil.copyfile(final, tmp))
-    status(f"wrote {artifact.path} ({artifact.manifest.size_bytes / 1024:.0f} KiB): max |diff| "
-           f"{validation['max_abs_diff']:.2e}, top-1 agreement {validation['top1_agreement']:.3f} "
-           f"on {validation['samples']} {sample_source}")
     return artifact
 
 
@@ -119,21 +133,27 @@ def _calibration_dir(parent: Artifact, calibration: Path | None) -> Path:
 
 def _convert_keras(parent: Artifact, preprocessing: Preprocessing, samples: np.ndarray, *, opset: int,
                    trust: bool):
-    """tf2onnx conversion with a static batch-1 input; returns (proto, Keras outputs on samples, input name)."""
+    """tf2onnx conversion with a static batch-1 input; returns (proto, float outputs on samples, input name).
+
+    Keras models go through ``from_keras``; a SavedModel's signature through ``from_function``.
+    """
     from edgekit._tf import import_tf, silence_native_stderr
-    from edgekit.keras_io import load_keras_model
+    from edgekit.keras_io import SavedModelFunction, load_float_model
 
     tf, _ = import_tf()
-    keras_model = load_keras_model(parent.path, trust=trust)
-    reference = np.concatenate([np.asarray(keras_model(samples[i:i + 16], training=False))
-                                for i in range(0, len(samples), 16)])
+    keras_model = load_float_model(parent.path, trust=trust)
+    reference = keras_model.predict(samples, batch_size=16, verbose=0)
     input_name = "input"
     spec = (tf.TensorSpec((1, *preprocessing.size, 3), tf.float32, name=input_name),)
     try:
         with silence_native_stderr():
             import tf2onnx
 
-            proto, _ = tf2onnx.convert.from_keras(keras_model, input_signature=spec, opset=opset)
+            if isinstance(keras_model, SavedModelFunction):
+                function = tf.function(lambda x: keras_model(x), input_signature=spec)
+                proto, _ = tf2onnx.convert.from_function(function, input_signature=spec, opset=opset)
+            else:
+                proto, _ = tf2onnx.convert.from_keras(keras_model, input_signature=spec, opset=opset)
     except Exception as exc:  # tf2onnx raises bare ValueError/KeyError/... for unsupported graphs
         raise ConversionError(f"tf2onnx could not convert {parent.path}: {type(exc).__name__}: {exc}",
                               fix="try another --opset, or report the layer named in the message") from exc
@@ -155,14 +175,14 @@ def _save(proto, path: Path) -> None:
     onnx.save(proto, str(path))
 
 
-def _calibration_reader(batches: np.ndarray, input_name: str):
+def _calibration_reader(batches: np.ndarray, input_name: str, *, nchw: bool = False):
     from onnxruntime.quantization import CalibrationDataReader
 
     class FolderReader(CalibrationDataReader):
-        """Feeds one normalized image at a time (the model's batch is 1)."""
+        """Feeds one normalized image at a time (the model's batch is 1), channels-first for NCHW models."""
 
         def __init__(self):
-            self._items = iter(batches)
+            self._items = iter(np.ascontiguousarray(batches.transpose(0, 3, 1, 2)) if nchw else batches)
 
         def get_next(self):
             item = next(self._items, None)
@@ -189,8 +209,9 @@ def _softmax_nodes(path: Path) -> list[str]:
 
 
 def _quantize_static(source: Path, work: Path, *, input_name: str, folder: Path, preprocessing: Preprocessing,
-                     count: int, method: str, seed: int) -> tuple[Path, dict]:
-    """QDQ static quantization: per-channel QInt8 weights, QUInt8 activations, Softmax kept float."""
+                     count: int, method: str, seed: int, nchw: bool = False) -> tuple[Path, dict]:
+    """QDQ static quantization: per-channel 7-bit QInt8 weights (see module docstring), QUInt8
+    activations, Softmax kept float."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     images = sample_images(folder, preprocessing, count, seed)
@@ -200,15 +221,15 @@ def _quantize_static(source: Path, work: Path, *, input_name: str, folder: Path,
     status(f"calibrating int8 ranges ({method}) on {len(images)} images from {folder}")
     try:
         with _quiet_quantizer():
-            quantize_static(str(prepared), str(target), _calibration_reader(images, input_name),
+            quantize_static(str(prepared), str(target), _calibration_reader(images, input_name, nchw=nchw),
                             quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
-                            weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
+                            weight_type=QuantType.QInt8, reduce_range=True, nodes_to_exclude=excluded,
                             calibrate_method=getattr(CalibrationMethod, _METHODS[method]))
     except Exception as exc:  # calibration/quantizer errors come as generic exceptions
         raise ConversionError(f"onnxruntime static quantization failed: {exc}",
                               fix="try --calibrate-method minmax or more --calibration-samples") from exc
     return target, {"mode": "static-qdq", "calibrate_method": method, "calibration_images": len(images),
-                    "calibration_folder": str(folder), "activations": "uint8", "weights": "int8 per-channel",
+                    "calibration_folder": str(folder), "activations": "uint8", "weights": "int8 per-channel, 7-bit",
                     "float_nodes": excluded}
 
 
@@ -295,9 +316,13 @@ def _worker(model: str, inputs: str, outputs: str, threads: str) -> None:
     options = ort.SessionOptions()
     options.intra_op_num_threads = int(threads)
     options.inter_op_num_threads = 1
+    from edgekit.runtime.backends import is_nchw
+
     session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    data = np.load(inputs, allow_pickle=False)
+    data = np.load(inputs, allow_pickle=False)  # NHWC images; channels-first models get them transposed
+    if is_nchw(tuple(d if isinstance(d, int) else -1 for d in session.get_inputs()[0].shape)):
+        data = np.ascontiguousarray(data.transpose(0, 3, 1, 2))
     result = np.stack([session.run(None, {name: item[None]})[0][0] for item in data])
     np.save(outputs, result, allow_pickle=False)
 

@@ -57,7 +57,7 @@ def export_saved_model(model, directory: Path) -> None:
         return {SIGNATURE_OUTPUT: model(x, training=False)}
 
     module = tf.Module()
-    module.model = model
+    module.model = getattr(model, "trackable", model)  # a SavedModelFunction's variables live in its loaded object
     module.serve = serve
     tf.saved_model.save(module, str(directory), signatures={"serving_default": serve})
 
@@ -244,9 +244,12 @@ def embed_metadata(model_bytes: bytes, *, labels: list[str], preprocessing: dict
 def _interpreter(model_bytes: bytes, threads: int = 1):
     from ai_edge_litert.interpreter import Interpreter
 
+    from edgekit._tf import silence_native_stderr
+
     try:
-        interpreter = Interpreter(model_content=model_bytes, num_threads=threads)
-        interpreter.allocate_tensors()
+        with silence_native_stderr():  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate" line
+            interpreter = Interpreter(model_content=model_bytes, num_threads=threads)
+            interpreter.allocate_tensors()
     except (RuntimeError, ValueError) as exc:
         raise ValidationError(f"the converted model does not load in LiteRT: {str(exc).strip().splitlines()[-1]}",
                               fix="use another quantization mode (e.g. --int8 instead of --int16x8)") from exc

@@ -32,6 +32,7 @@ class TensorInfo:
     quantized_dimension: int
     buffer_size: int  # bytes of constant data (0 for activations and inputs)
     int_values: tuple[int, ...] | None = None  # small INT32/INT64 constants (axes, paddings, strides)
+    is_variable: bool = False  # state kept between invocations (an LSTM's cell and output state)
 
     @property
     def is_constant(self) -> bool:
@@ -52,6 +53,9 @@ class OperatorInfo:
     fused_activation: str  # NONE, RELU, RELU6, ... or "" when the op has no such option
     inputs: tuple[int, ...]  # tensor indices; -1 marks an omitted optional input
     outputs: tuple[int, ...]
+    # Scalar fields of the builtin options (align_corners, dilation_h_factor, axis, ...), keyed as the
+    # schema's object API names them; per-op limits of the Edge TPU depend on them.
+    options: dict[str, int | float | bool] = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass(frozen=True)
@@ -149,19 +153,26 @@ def _read_tensor(schema, model, sub, index: int, buffer_sizes: list[int]) -> Ten
         index=index, name=_text(t.Name()), dtype=dtype, shape=shape, shape_signature=signature,
         scale=scale, zero_point=zero_point, quantized_dimension=qdim, buffer_size=size,
         int_values=_small_ints(model, buffer_index, dtype) if size else None,
+        is_variable=bool(t.IsVariable()),
     )
 
 
-def _fused_activation(schema, op) -> str:
-    """The ``fused_activation_function`` of an operator's builtin options, or "" if it has none."""
+def _builtin_options(schema, op) -> dict[str, int | float | bool]:
+    """The scalar fields of an operator's builtin options, read with the schema's object API."""
     table = op.BuiltinOptions()
     name = _enum_names(schema.BuiltinOptions).get(op.BuiltinOptionsType())
-    options_cls = getattr(schema, name, None) if name and table is not None else None
-    if options_cls is None or not hasattr(options_cls, "FusedActivationFunction"):
+    options_cls = getattr(schema, f"{name}T", None) if name and table is not None else None
+    if options_cls is None:
+        return {}
+    options = options_cls.InitFromBuf(table.Bytes, table.Pos)
+    return {key: value for key, value in vars(options).items() if isinstance(value, int | float | bool)}
+
+
+def _fused_activation(schema, options: dict[str, int | float | bool]) -> str:
+    """The ``fusedActivationFunction`` of an operator's builtin options, or "" if it has none."""
+    if "fusedActivationFunction" not in options:
         return ""
-    options = options_cls()
-    options.Init(table.Bytes, table.Pos)
-    return _enum_names(schema.ActivationFunctionType).get(options.FusedActivationFunction(), "UNKNOWN")
+    return _enum_names(schema.ActivationFunctionType).get(int(options["fusedActivationFunction"]), "UNKNOWN")
 
 
 def _read_subgraph(schema, model, sub, opcodes: list[tuple[str, str | None, int, int]],
@@ -175,9 +186,10 @@ def _read_subgraph(schema, model, sub, opcodes: list[tuple[str, str | None, int,
         inputs, outputs = _ints(op, "Inputs"), _ints(op, "Outputs")
         if any(not -1 <= t < n_tensors for t in inputs + outputs):
             raise ValueError(f"operator {i} ({name}) names a tensor outside 0..{n_tensors - 1}")
+        options = _builtin_options(schema, op)
         operators.append(OperatorInfo(index=i, op=name, custom_code=custom, version=version,
-                                      builtin_code=code, fused_activation=_fused_activation(schema, op),
-                                      inputs=inputs, outputs=outputs))
+                                      builtin_code=code, fused_activation=_fused_activation(schema, options),
+                                      inputs=inputs, outputs=outputs, options=options))
     return SubgraphInfo(name=_text(sub.Name()), tensors=tensors, operators=tuple(operators),
                         inputs=_ints(sub, "Inputs"), outputs=_ints(sub, "Outputs"))
 

@@ -1,0 +1,174 @@
+"""int8 accuracy loss at defaults, per shipped backbone and input size, on 2,440 clothing-small photos never
+used in training (test/ + extra/), with paired 95% intervals; and the accuracy-guarded int8 certified on a
+split disjoint from its tuning split.
+
+Per backbone (catalog name) x input size: finetune on train/ at defaults (head only, cached features),
+then `compress --int8` (calibrated on train/) scored on the whole pool, and `compress --int8
+--max-accuracy-drop BOUND` with the same pool as --eval-data (tuned on 40%, certified on the other
+60%). Every number is the compress stage's own manifest (edgekit.metrics.accuracy_change; positive
+drop = loss). Writes benchmarks/results/int8_accuracy.{json,md}; resumes from --work.
+
+    python benchmarks/int8_accuracy.py [--backbone efficientnet_lite0 --size 224 ...] [--bound 1.5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("EDGEKIT_SHARED", REPO.parent / "shared")) / "datasets" / "clothing-small"
+GOALS = {"drop_points": 1.0, "agreement": 0.95, "int8_size": 0.31, "guarded_size": 0.40}
+
+
+def linked_pool(out: Path, folders: list[Path]) -> Path:
+    """One <class>/ folder of symlinks to every image of ``folders`` (names prefixed by their split)."""
+    from edgekit.data import scan_image_folder
+
+    if (out / ".complete").is_file():
+        return out
+    for folder in folders:
+        for image in scan_image_folder(folder).paths:
+            link = out / image.parent.name / f"{folder.name}-{image.name}"
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.exists():
+                link.symlink_to(image)
+    (out / ".complete").write_text("ok\n")
+    return out
+
+
+def _load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def _compressed(out: Path, parent, **options):
+    """The int8 variant compress wrote under ``out`` earlier (a finished, atomically written run), else a new one."""
+    from edgekit.artifacts import load_artifact
+    from edgekit.stages.compress import compress
+
+    if (out / "int8" / "manifest.json").is_file():
+        return load_artifact(out / "int8")
+    (artifact,) = compress(model=parent.path, out_dir=out, int8=True, **options)
+    return artifact
+
+
+def measure(backbone: str, size: int, *, data: Path, pool: Path, work: Path, bound: float,
+            methods: tuple[str, ...] = ("int8", "guarded")) -> dict:
+    """Finetune (once), plain int8 and guarded int8 for one backbone/size; the row of the table."""
+    from edgekit.artifacts import load_artifact
+    from edgekit.errors import AccuracyError, UsageError
+    from edgekit.stages.finetune import FinetuneConfig, finetune
+
+    root = work / f"{backbone}-{size}"
+    cached = root / "row.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    started = time.perf_counter()
+    row: dict = {"backbone": backbone, "input_size": size, "load_at_start": _load()}
+    if not (root / "float" / "manifest.json").is_file():
+        finetune(data=data / "train", out_dir=root / "float", config=FinetuneConfig(backbone=backbone, input_size=size))
+    parent = load_artifact(root / "float")
+    row["float_validation_top1"] = parent.manifest.metrics["validation"].get("accuracy")
+    if "int8" in methods:
+        plain = _compressed(root / "plain", parent, eval_data=pool)
+        accuracy, size_metrics = plain.manifest.metrics["accuracy"], plain.manifest.metrics["size"]
+        row["int8"] = {key: accuracy[key] for key in (
+            "images", "parent_top1", "top1", "drop_points", "interval95_points", "upper95_points", "top1_agreement",
+            "worst_class_recall_drop", "macro_f1_drop_points")}
+        row["int8"] |= {"size_vs_float32_tflite": size_metrics["vs_float32_tflite"], "bytes": size_metrics["bytes"]}
+    earlier = root / "partial-guarded.json"  # a guarded run that failed certifies nothing on disk but its row
+    if "guarded" in methods and earlier.is_file():
+        row["guarded"] = json.loads(earlier.read_text())["guarded"]
+    elif "guarded" in methods:
+        try:
+            guarded = _compressed(root / "guarded", parent, max_accuracy_drop=bound, eval_data=pool)
+            guard = guarded.manifest.extra["accuracy_guard"]
+            row["guarded"] = {"bound_points": bound, "certified": guard["certified"],
+                              "tuning_images": guard["tuning_images"], "certification": guard["certification"],
+                              "kept_float_layers": guard["kept_float_layers"], "attempts": guard["attempts"],
+                              "size_vs_float32_tflite": guarded.manifest.metrics["size"]["vs_float32_tflite"],
+                              "worst_layers_rmse_over_scale": guard.get("layer_rmse_over_scale")}
+        except (AccuracyError, UsageError) as exc:
+            row["guarded"] = {"bound_points": bound, "certified": False, "error": exc.one_line()}
+    row["wall_s"] = round(time.perf_counter() - started, 1)
+    row["load_at_end"] = _load()
+    if {"int8", "guarded"} <= set(row):
+        cached.write_text(json.dumps(row, indent=2))
+    else:
+        (root / f"partial-{'-'.join(methods)}.json").write_text(json.dumps(row, indent=2))
+    return row
+
+
+def _markdown(rows: list[dict], bound: float) -> str:
+    lines = ["# int8 accuracy loss on photos never used in training", "",
+             "clothing-small test/ + extra/ (the number of images is n); float parent finetuned at defaults on "
+             "train/. Drop = float top-1 minus int8 top-1 in points (positive = loss), with the paired 95% "
+             "interval (Bonett-Price). Size vs the float32 TFLite of the same model. Guarded: "
+             f"`--max-accuracy-drop {bound:g}`, layers chosen on 40% of the pool, certified (one-sided 95% upper "
+             "bound <= the bound) on the other 60%.", "",
+             "| backbone | size | method | n | drop (95% CI) | agreement | size vs fp32 TFLite | certified |",
+             "|---|---:|---|---:|---|---:|---:|---|"]
+    for row in rows:
+        int8 = row["int8"]
+        low, high = int8["interval95_points"]
+        lines.append(f"| {row['backbone']} | {row['input_size']} | int8 | {int8['images']} | "
+                     f"{int8['drop_points']:+.2f} ({low:+.2f} to {high:+.2f}) | {int8['top1_agreement']:.3f} | "
+                     f"{int8['size_vs_float32_tflite']:.3f}x | - |")
+        guarded = row["guarded"]
+        if "error" in guarded:
+            lines.append(f"| {row['backbone']} | {row['input_size']} | guarded int8 | - | - | - | - | "
+                         f"no: {guarded['error'].replace('|', '/')} |")
+            continue
+        cert = guarded["certification"]
+        low, high = cert["interval95_points"]
+        kept = len(guarded["kept_float_layers"])
+        lines.append(f"| {row['backbone']} | {row['input_size']} | guarded int8 ({kept} layers float) | "
+                     f"{cert['images']} | {cert['drop_points']:+.2f} ({low:+.2f} to {high:+.2f}) | "
+                     f"{cert['top1_agreement']:.3f} | {guarded['size_vs_float32_tflite']:.3f}x | "
+                     f"{'yes' if guarded['certified'] else 'no'} (upper {cert['upper95_points']:.2f}) |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--work", type=Path, default=REPO / "runs" / "bench-int8-accuracy")
+    parser.add_argument("--backbone", action="append", help="catalog name (repeatable)")
+    parser.add_argument("--size", type=int, action="append", help="input size (repeatable)")
+    parser.add_argument("--bound", type=float, default=1.5)
+    parser.add_argument("--method", action="append", choices=("int8", "guarded"),
+                        help="only these (default both); reuses earlier compress outputs under --work")
+    args = parser.parse_args()
+    from edgekit.artifacts import write_json_atomic, write_text_atomic
+
+    pool = linked_pool(args.work / "pool", [args.data / "test", args.data / "extra"])
+    rows = []
+    for size in args.size or [224, 160]:
+        for backbone in args.backbone or ["efficientnet_lite0", "mobilenet_v2"]:
+            rows.append(measure(backbone, size, data=args.data, pool=pool, work=args.work, bound=args.bound,
+                                methods=tuple(args.method or ("int8", "guarded"))))
+            print(json.dumps(rows[-1]), flush=True)
+    if args.method:  # a partial run: the rows are in --work; a full run (cached) writes the results
+        return 0
+    goals = {f"{r['backbone']}@{r['input_size']}": {
+        "int8_drop_le_1.0": r["int8"]["drop_points"] <= GOALS["drop_points"],
+        "agreement_ge_0.95": r["int8"]["top1_agreement"] >= GOALS["agreement"],
+        "int8_size_le_0.31x": r["int8"]["size_vs_float32_tflite"] <= GOALS["int8_size"],
+        "guarded_certified": bool(r["guarded"].get("certified")),
+        "guarded_size_le_0.40x": r["guarded"].get("size_vs_float32_tflite", 1.0) <= GOALS["guarded_size"]}
+        for r in rows}
+    result = {"pool": "clothing-small test/ + extra/", "bound_points": args.bound, "rows": rows, "goals": goals,
+              "machine": {"cpus": os.cpu_count(), "note": "2 cores shared with other engineers; load per row"}}
+    out = REPO / "benchmarks" / "results"
+    write_json_atomic(out / "int8_accuracy.json", result)
+    write_text_atomic(out / "int8_accuracy.md", _markdown(rows, args.bound))
+    print(_markdown(rows, args.bound))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
