@@ -77,6 +77,8 @@ def _in_range(value, spec: OptionSpec) -> bool:
 
 def preprocessing_option(size: int | None, preprocess: str | None, mean: str | None, std: str | None) -> dict | None:
     """--preprocess/--mean/--std (and --size) as a Predictor preprocessing dict; the size defaults to the model's."""
+    if size is None and preprocess is None and mean is None and std is None:
+        return None  # the usual case: everything comes from the model's metadata (and no importer import)
     from edgekit.importer import normalisation, parse_channels
 
     chosen = normalisation(preprocess, parse_channels(mean, "--mean") if mean else None,
