@@ -2,8 +2,8 @@
 
 With no arguments (``make bench``): the int8 MobileNetV2 finetuned on clothing-small (built by the
 benchmarks, see _common.py) and every Coral model in ``../shared/models/edgetpu-compiled``, where the
-real compiler's output beside each one is the ground truth: the ops it left outside
-``edgetpu-custom-op`` are compared with the ops the static report puts on the CPU. Or pass models::
+real compiler's output beside each one is the ground truth (the CPU ops and the cut, compared as
+edgetpu_agreement.py does). Or pass models::
 
     python benchmarks/edgetpu_report.py mobilenet_v2=runs/mnv2/int8/model.tflite [--out benchmarks/results]
 
@@ -19,12 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-from collections import Counter
-
 from edgekit.artifacts import write_json_atomic, write_text_atomic
 from edgekit.errors import EdgekitError
-from edgekit.targets.edgetpu import compatibility_report, format_bytes
-from edgekit.targets.tflite_graph import read_tflite
+from edgekit.targets.edgetpu import agreement_with_compiler, compatibility_report, format_bytes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CLOTHING, SHARED, clothing_tflite_pair  # noqa: E402
@@ -40,12 +37,10 @@ def default_models() -> list[tuple[str, Path]]:
     return models + [(path.stem, path) for path in sorted(CORAL.glob("*.tflite")) if not path.stem.endswith("_edgetpu")]
 
 
-def compiler_cpu_ops(path: Path) -> dict[str, int] | None:
-    """Ops the real Edge TPU compiler left on the CPU (outside ``edgetpu-custom-op``), from its output beside ``path``."""
+def compiler_agreement(path: Path) -> dict | None:
+    """The static report against the real Edge TPU compiler's output beside ``path`` (see edgetpu_agreement.py)."""
     compiled = path.with_name(f"{path.stem}_edgetpu.tflite")
-    if not compiled.is_file():
-        return None
-    return dict(Counter(op.op for op in read_tflite(compiled).main.operators if op.custom_code != "edgetpu-custom-op"))
+    return agreement_with_compiler(path, compiled) if compiled.is_file() else None
 
 
 def _parse_model_args(items: list[str]) -> list[tuple[str, Path]]:
@@ -60,13 +55,12 @@ def _row(label: str, path: Path) -> dict:
     started = time.perf_counter()
     report = compatibility_report(path)
     elapsed_ms = (time.perf_counter() - started) * 1000
-    static_cpu = dict(Counter(v.op for v in report.ops if not v.mapped))
-    truth = compiler_cpu_ops(path)
+    truth = compiler_agreement(path)
     where = relative(path)
     return {"label": label, "report_ms": round(elapsed_ms, 1), **report.to_dict(), "path": where, "model": where,
             "summary_lines": [line.replace(str(path), where) for line in report.summary_lines()],
-            "static_cpu_ops": static_cpu, "compiler_cpu_ops": truth,
-            "agrees_with_compiler": None if truth is None else static_cpu == truth}
+            "compiler_cpu_ops": None if truth is None else truth["cpu_op_counts"]["compiler"],
+            "agrees_with_compiler": None if truth is None else truth["agrees"]}
 
 
 def _markdown(rows: list[dict], failures: list[dict]) -> str:

@@ -37,6 +37,22 @@ def test_fast_path_prints_what_the_typer_command_prints(capsys, tiny_models, pho
     assert capsys.readouterr().out == fast and "model.tflite" in fast
 
 
+def test_fast_path_logs_predictions_like_the_typer_command(capsys, tiny_models, photo, tmp_path):
+    import sqlite3
+
+    from edgekit.cli.app import run
+
+    for name, runner in (("fast", main), ("typer", run)):
+        log = tmp_path / f"{name}.sqlite"
+        args = ["predict", str(tiny_models["float"]), str(photo), "--json", "--log", str(log), "--log-images", "1"]
+        assert parse_plain(args) is not None
+        runner(args)
+        capsys.readouterr()
+        with sqlite3.connect(log) as db:
+            assert db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0] == 1
+            assert db.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 1
+
+
 def test_folder_table_fits_80_columns(capsys, tiny_models, photo, tmp_path):
     from PIL import Image
 
@@ -52,6 +68,8 @@ def test_folder_table_fits_80_columns(capsys, tiny_models, photo, tmp_path):
     ["predict", "m.tflite", "x.jpg", "--bogus"], ["predict", "m.tflite", "x.jpg", "-k", "0"],
     ["predict", "m.tflite", "x.jpg", "-k", "many"], ["predict", "m.tflite", "x.jpg", "--top"],
     ["--debug", "predict", "m.tflite", "x.jpg"], ["profile", "m.tflite"], [],
+    ["predict", "m.tflite", "x.jpg", "--log", "l.sqlite", "--log-images", "2"],
+    ["predict", "m.tflite", "x.jpg", "--log-max-mb", "0.01"], ["predict", "m.tflite", "x.jpg", "--log-images", "nan"],
 ])
 def test_unusual_command_lines_go_to_typer(args):
     assert parse_plain(args) is None
