@@ -1,8 +1,8 @@
 """Finetune benchmark on clothing-small: test accuracy and wall time per backbone, and the per-epoch cost
 of head training on cached features vs a naive frozen-backbone ``fit`` over the same images (one run).
 
-Usage: python benchmarks/finetune_clothing.py [--size 160] [--out benchmarks/results]
-Writes finetune_clothing.{json,md}.
+Usage: python benchmarks/finetune_clothing.py [--size 160]
+Writes benchmarks/results/finetune_clothing.{json,md} (benchmarks/harness.py: environment, load, atomic).
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("EDGEKIT_QUIET", "1")
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("EDGEKIT_SHARED", REPO.parent / "shared")) / "datasets" / "clothing-small"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import CLOTHING as DATA  # noqa: E402
+from harness import environment, environment_lines, finish, write_results  # noqa: E402
 
 
 def naive_epoch_seconds(artifact, train_dir: Path) -> float:
@@ -44,15 +45,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=160)
     parser.add_argument("--backbones", default="mobilenet_v2,efficientnet_lite0")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
     if not (DATA / "train").is_dir():
-        print(f"clothing-small not found at {DATA}", file=sys.stderr)
-        return 1
+        print(f"skipped: {DATA} not found (set EDGEKIT_SHARED)", file=sys.stderr)
+        return 0
     from edgekit.evaluation import evaluate
     from edgekit.stages.finetune import FinetuneConfig, finetune
 
     rows = []
+    setting = environment()
     with tempfile.TemporaryDirectory() as scratch:
         for backbone in args.backbones.split(","):
             start = time.perf_counter()
@@ -68,16 +69,16 @@ def main() -> int:
                          "cached_head_epoch_s": round(cached_epoch, 4), "naive_frozen_fit_epoch_s": round(naive_epoch, 3),
                          "speedup": round(naive_epoch / cached_epoch, 1)})
             print(json.dumps(rows[-1]), flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "finetune_clothing.json").write_text(json.dumps(rows, indent=2) + "\n")
+    setting = finish(setting)
     lines = [f"# finetune on clothing-small ({args.size} px; train 1000 -> 800 train / 200 val, test 372)", "",
              "| backbone | test top-1 | test top-5 | val top-1 | finetune wall s | head epoch (cached) s | "
              "naive frozen fit epoch s | speed-up |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['backbone']} | {r['test_accuracy']:.3f} | {r['test_top5']:.3f} | {r['validation_accuracy']:.3f} | "
               f"{r['finetune_wall_s']} | {r['cached_head_epoch_s']} | {r['naive_frozen_fit_epoch_s']} | {r['speedup']}x |"
               for r in rows]
-    lines += ["", "Machine: 2 shared CPU cores. Goal: cached-feature head epochs >= 5x faster than a naive frozen fit."]
-    (args.out / "finetune_clothing.md").write_text("\n".join(lines) + "\n")
+    lines += ["", "Goal: cached-feature head epochs >= 5x faster than a naive frozen fit (one run each).",
+              *environment_lines(setting)]
+    write_results("finetune_clothing", {"benchmark": "finetune_clothing", "environment": setting, "rows": rows}, lines)
     return 0
 
 

@@ -11,14 +11,15 @@ Writes benchmarks/results/fuzz_loaders.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import REPO, environment, environment_lines, finish, write_results  # noqa: E402
+
 sys.path.insert(0, str(REPO / "tests"))
 
 from fuzz.loaders import LOADERS, Loader, build_seeds, check, mutate  # noqa: E402
@@ -62,8 +63,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=2000, help="examples per loader")
     parser.add_argument("--budget-s", type=float, default=120.0, help="time budget per loader")
-    parser.add_argument("--work", type=Path, default=REPO / "runs" / "bench-fuzz")
-    parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--work", type=Path, default=REPO / "runs" / "bench" / "fuzz")
     args = parser.parse_args()
 
     from edgekit.data import write_digits_dataset
@@ -71,6 +71,7 @@ def main() -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     seeds = build_seeds(args.work / "seeds", write_digits_dataset(args.work / "digits", size=32))
     rows = []
+    setting = environment()
     with tempfile.TemporaryDirectory(prefix="edgekit-fuzz-") as tmp:
         for loader in LOADERS:
             work = Path(tmp) / loader.name.replace("/", "_")
@@ -82,9 +83,8 @@ def main() -> int:
     summary = {"examples_per_loader": args.examples, "budget_s_per_loader": args.budget_s,
                "total_examples": sum(r["examples"] for r in rows), "total_seconds": round(sum(r["seconds"] for r in rows), 1),
                "total_findings": sum(len(r["findings"]) for r in rows),
-               "seed_bytes": {name: len(data) for name, data in seeds.items()}, "loaders": rows}
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "fuzz_loaders.json").write_text(json.dumps(summary, indent=2) + "\n")
+               "seed_bytes": {name: len(data) for name, data in seeds.items()}, "loaders": rows,
+               "environment": finish(setting)}
     lines = ["# Loader fuzzing", "",
              f"{summary['total_examples']} examples in {summary['total_seconds']} s over {len(rows)} loaders "
              f"(half random bytes, half mutations of real files: {', '.join(f'{k} {v} B' for k, v in summary['seed_bytes'].items())}). "
@@ -96,7 +96,8 @@ def main() -> int:
         lines.append(f"| {row['loader']} | {row['examples']} | {row['seconds']} | {found} |")
     lines += ["", "Earlier findings, fixed (regression cases in tests/test_fuzz_loaders.py):", ""]
     lines += [f"- {finding}" for finding in FIXED]
-    (args.results / "fuzz_loaders.md").write_text("\n".join(lines) + "\n")
+    lines += environment_lines(summary["environment"])
+    write_results("fuzz_loaders", summary, lines)
     return 1 if summary["total_findings"] else 0
 
 

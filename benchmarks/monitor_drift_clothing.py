@@ -26,14 +26,15 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import RESULTS, REPO, relative  # noqa: E402
+
+WORK = REPO / "runs" / "bench" / "monitor-drift"  # the model, logs and reports (kept: reruns reuse them)
 DATA = Path(os.environ.get("EDGEKIT_SHARED", REPO.parent / "shared")) / "datasets" / "clothing-small"
 PER_CLASS = 20  # photos per class in an unshifted subset (fewer where extra/ has fewer)
 SUBSET = 200
@@ -153,7 +154,7 @@ def run(model_dir: Path, data: Path, work: Path, *, seed: int = 0) -> dict:
     mix = {label: (0 if label == "t-shirt" else 3 * PER_CLASS if label == "shorts" else PER_CLASS) for label in labels}
     shifts["class_mix_no_tshirt_3x_shorts"] = analyze(rows_for(rows, balanced(mix)), profile)
     return {
-        "logs_reused": reused, "model": str(model_dir), "reference": {"input_images": profile["input"]["images"],
+        "logs_reused": reused, "model": relative(model_dir), "reference": {"input_images": profile["input"]["images"],
                                                "heldout_images": profile["scores"]["images"]},
         "thresholds": shifts["brightness_halved"]["thresholds"],
         "unshifted_balanced": {"subsets": SUBSETS, "size": SUBSET, "false_alarms": sum(bool(s) for s in subsets),
@@ -167,7 +168,7 @@ def run(model_dir: Path, data: Path, work: Path, *, seed: int = 0) -> dict:
                           "class_pvalue": r["prediction"]["predicted_class"]["pvalue"],
                           "mean_confidence": r["prediction"]["mean_confidence"]}
                    for name, r in shifts.items()},
-        "report_of_brightness_shift": shifts["brightness_halved"]["report"],
+        "report_of_brightness_shift": {kind: relative(path) for kind, path in shifts["brightness_halved"]["report"].items()},
     }
 
 
@@ -213,19 +214,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="an int8 artifact folder with its reference profile")
     parser.add_argument("--size", type=int, default=224, help="input size when the model is built here")
-    parser.add_argument("--work", type=Path, help="keep the logs and reports here (default: a temp folder)")
+    parser.add_argument("--work", type=Path, default=WORK, help="keep the model, logs and reports here")
     args = parser.parse_args()
     if not (DATA / "train").is_dir():
         sys.exit(f"clothing-small not found at {DATA}")
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        work = args.work or Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
-        model = args.model or build_model(work, DATA, args.size)
-        result = run(model, DATA, work)
-        seconds = time.perf_counter() - started
-        write_json_atomic(RESULTS / "monitor_drift_clothing.json", result | {"seconds": round(seconds, 1)})
-        write_text_atomic(RESULTS / "monitor_drift_clothing.md", markdown(result, seconds))
+    args.work.mkdir(parents=True, exist_ok=True)
+    model = args.model or build_model(args.work, DATA, args.size)
+    result = run(model, DATA, args.work)
+    seconds = time.perf_counter() - started
+    write_json_atomic(RESULTS / "monitor_drift_clothing.json", result | {"seconds": round(seconds, 1)})
+    write_text_atomic(RESULTS / "monitor_drift_clothing.md", markdown(result, seconds))
     print(json.dumps({k: result[k]["drifted_signals"] for k in ("unshifted_balanced", "random_extra", "random_test")}))
     print({name: shift["drifted_signals"] for name, shift in result["shifts"].items()})
 

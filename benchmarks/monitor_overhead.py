@@ -10,7 +10,7 @@ logging cost (input statistics, the SQLite insert) are timed separately too. Bes
 calling thread's CPU time is recorded (``time.thread_time``; one inference thread runs in the caller):
 on a shared, overloaded machine it is the steadier measure of the work logging adds.
 
-Run: python benchmarks/monitor_overhead.py --model RUNS/int8 [--rounds 5 --calls 150]
+Run: python benchmarks/monitor_overhead.py [--model RUNS/int8] [--rounds 5 --calls 150]
 (writes benchmarks/results/monitor_overhead.{json,md})
 """
 
@@ -26,8 +26,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import RESULTS, REPO, relative  # noqa: E402
+from monitor_drift_clothing import WORK, build_model  # noqa: E402
+
 DATA = Path(os.environ.get("EDGEKIT_SHARED", REPO.parent / "shared")) / "datasets" / "clothing-small"
 CONFIGS = ("off", "log", "log_durable")
 
@@ -92,19 +94,22 @@ def main() -> None:
     from edgekit.artifacts import write_json_atomic, write_text_atomic
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, required=True, help="int8 MobileNetV2 224 px artifact folder")
+    parser.add_argument("--model", type=Path, help="int8 MobileNetV2 224 px artifact folder (default: the drift "
+                        "benchmark's, built under runs/bench if missing)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=150, help="timed calls per configuration per round")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--core", type=int, default=1)
     args = parser.parse_args()
+    if args.model is None:
+        args.model = build_model(WORK, DATA, 224)
     photos = [str(p) for p in sorted((DATA / "test").rglob("*.jpg"))[::12][:30]]
     load = Path("/proc/loadavg").read_text().split()[:3]
     rounds = [one_round(args.model, photos, args.calls, args.warmup, args.core) for _ in range(args.rounds)]
     load_after = Path("/proc/loadavg").read_text().split()[:3]
     manifest = json.loads((args.model / "manifest.json").read_text())
     result = {
-        "model": str(args.model), "input": manifest["input"]["shape"], "dtype": manifest["input"]["dtype"],
+        "model": relative(args.model), "input": manifest["input"]["shape"], "dtype": manifest["input"]["dtype"],
         "threads": 1, "rounds": args.rounds, "calls_per_config_per_round": args.calls, "photos": len(photos),
         "load_average_before": load, "load_average_after": load_after,
         "p50_ms": {name: summary([r["p50"][name] for r in rounds]) for name in CONFIGS},

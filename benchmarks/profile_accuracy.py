@@ -1,5 +1,7 @@
-"""Profiler benchmark: float vs int8 peak memory (3 fresh processes each), accuracy loss of an int8 model
-against its float parent (a small CNN trained on the embedded digits), and SSH-loopback numbers next to local.
+"""Profiler benchmark: float vs int8 peak memory in fresh processes (interleaved rounds), accuracy loss of an
+int8 model against its float parent (a small CNN trained on the embedded digits), and SSH-loopback numbers
+next to local. Models: MobileNetV2 96 px finetuned on clothing-small (benchmarks/_common.py); everything is
+built under runs/bench, so the report in benchmarks/results names no temporary path.
 
 Run: python benchmarks/profile_accuracy.py   (writes benchmarks/results/profile_accuracy.{json,md})
 """
@@ -7,52 +9,30 @@ Run: python benchmarks/profile_accuracy.py   (writes benchmarks/results/profile_
 from __future__ import annotations
 
 import getpass
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import CLOTHING, WORK, clothing_tflite_pair  # noqa: E402
+from harness import (REPO, RESULTS, environment, environment_lines, finish, interleaved, pinned_cores,  # noqa: E402
+                     relative, write_results)
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
-
-
-def build_mobilenet_pair(folder: Path, *, size: int = 96, alpha: float = 0.35) -> dict[str, Path]:
-    """MobileNetV2 (random init, batch 1) as float and full-int8 .tflite, converted from a SavedModel."""
-    from edgekit._tf import import_tf
-
-    tf, keras = import_tf()
-    keras.utils.set_random_seed(0)
-    model = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=alpha, weights=None, classes=10)
-    inputs = keras.Input((size, size, 3), batch_size=1)
-    model = keras.Model(inputs, model(inputs))
-    saved = str(folder / "saved_model")
-    tf.saved_model.save(model, saved)
-    calibration = np.random.default_rng(0).uniform(-1, 1, (32, size, size, 3)).astype(np.float32)
-    return {"float": _write_tflite(tf, saved, folder / "float.tflite"),
-            "int8": _write_tflite(tf, saved, folder / "int8.tflite", calibration)}
+ROUNDS = 3
 
 
-def _write_tflite(tf, saved_model: str, path: Path, calibration: np.ndarray | None = None) -> Path:
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
-    if calibration is not None:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([row[None]] for row in calibration)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = converter.inference_output_type = tf.int8
-    path.write_bytes(converter.convert())
-    return path
-
-
-def memory_repeats(models: dict[str, Path], repeats: int = 3) -> dict:
+def memory_repeats(models: dict[str, Path]) -> dict:
+    """Peak RSS delta (after load + first inference minus after the runtime import) in fresh processes."""
     from edgekit.profiling.latency import measure_local
     from edgekit.profiling.memory import memory_summary
 
+    samples = interleaved({name: (lambda p=path: memory_summary(measure_local(p, accelerator="cpu", threads=1, runs=1,
+                                                                              warmup=0), p))
+                           for name, path in models.items()}, rounds=ROUNDS, warmup_rounds=0)
     out = {}
-    for name, path in models.items():
-        runs = [memory_summary(measure_local(path, accelerator="cpu", threads=1, runs=1, warmup=0), path)
-                for _ in range(repeats)]
+    for name, runs in samples.items():
         deltas = [r["peak_delta_mib"] for r in runs]
         out[name] = {"peak_delta_mib": deltas, "spread_mib": round(max(deltas) - min(deltas), 3),
                      "peak_rss_mib": [r["peak_rss_mib"] for r in runs], "model_file_mib": runs[0]["model_file_mib"],
@@ -76,7 +56,7 @@ def accuracy_pair(folder: Path) -> dict:
     return {"images": accuracy["images"], "int8_top1": accuracy["model"]["accuracy"],
             "float_top1": accuracy["parent"]["accuracy"], "accuracy_drop_points": accuracy["accuracy_drop"],
             "top1_agreement": accuracy["top1_agreement"], "int8_p50_ms": result["devices"]["cpu-1t"]["latency"]["p50_ms"],
-            "report": "benchmarks/results/profile_accuracy_report/report.md"}
+            "report": relative(RESULTS / "profile_accuracy_report" / "report.md")}
 
 
 def ssh_loopback(models: dict[str, Path], folder: Path) -> dict:
@@ -94,37 +74,45 @@ def ssh_loopback(models: dict[str, Path], folder: Path) -> dict:
     device.write_text(f"name: loopback\naccelerator: cpu\nthreads: 1\ntransport: ssh\n"
                       f"ssh: {{host: 127.0.0.1, port: {port}, user: {getpass.getuser()}, key: '{key}', "
                       f"known_hosts: '{known_hosts}', python: '{sys.executable}'}}\n")
+    def measured(path: Path, where: str):
+        def once() -> dict:
+            (r,) = profile(model=path, devices=(where,), runs=100, warmup=10)["devices"].values()
+            return {"p50_ms": r["latency"]["p50_ms"], "p90_ms": r["latency"]["p90_ms"],
+                    "peak_delta_mib": r["memory"]["peak_delta_mib"], "backend": r["backend"]}
+        return once
+
     try:
         out = {}
-        for name, path in models.items():
-            result = profile(model=path, devices=("cpu-1t", str(device)), runs=100, warmup=10)
-            out[name] = {d: {"p50_ms": r["latency"]["p50_ms"], "p90_ms": r["latency"]["p90_ms"],
-                             "peak_delta_mib": r["memory"]["peak_delta_mib"], "backend": r["backend"]}
-                         for d, r in result["devices"].items()}
+        for name, path in models.items():  # local and loopback alternate, so both see the same load
+            samples = interleaved({"cpu-1t": measured(path, "cpu-1t"), "loopback": measured(path, str(device))},
+                                  rounds=ROUNDS, warmup_rounds=0)
+            out[name] = {where: {**{k: statistics.median(r[k] for r in runs)
+                                    for k in ("p50_ms", "p90_ms", "peak_delta_mib")}, "backend": runs[0]["backend"]}
+                         for where, runs in samples.items()}
         return out
     finally:
         process.terminate()
         process.wait(timeout=10)
 
 
-def main() -> None:
-    from edgekit.artifacts import write_json_atomic, write_text_atomic
-
+def main() -> int:
+    if not (CLOTHING / "train").is_dir():
+        print(f"skipped: {CLOTHING} not found (set EDGEKIT_SHARED)", file=sys.stderr)
+        return 0
     started = time.time()
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        (tmp / "models").mkdir()
-        (tmp / "ssh").mkdir()
-        models = build_mobilenet_pair(tmp / "models")
-        results = {"models": "MobileNetV2 alpha 0.35, 96 px, random init, batch 1", "threads": 1,
-                   "memory_3x": memory_repeats(models), "ssh_loopback_vs_local": ssh_loopback(models, tmp / "ssh"),
-                   "accuracy_loss": accuracy_pair(tmp)}
+    models = clothing_tflite_pair(96)
+    setting = environment(cores=pinned_cores(1), rounds=ROUNDS)
+    with tempfile.TemporaryDirectory(prefix="edgekit-ssh-") as tmp:
+        results = {"models": "MobileNetV2 96 px finetuned on clothing-small, float32 and int8 .tflite", "threads": 1,
+                   "memory_3x": memory_repeats(models), "ssh_loopback_vs_local": ssh_loopback(models, Path(tmp)),
+                   "accuracy_loss": accuracy_pair(WORK / "digits-accuracy")}
     results["wall_s"] = round(time.time() - started, 1)
-    write_json_atomic(RESULTS / "profile_accuracy.json", results)
+    results["environment"] = setting = finish(setting)
     mem = results["memory_3x"]
     lines = ["# Profiler: memory repeatability, accuracy loss, SSH loopback", "",
-             f"Models: {results['models']}; 1 thread; this machine (2 shared cores).", "",
-             "## Peak RSS delta (VmHWM after load + first inference minus after runtime import), 3 fresh processes", "",
+             f"Models: {results['models']}; 1 thread; pinned.", "",
+             f"## Peak RSS delta (VmHWM after load + first inference minus after runtime import), {ROUNDS} fresh "
+             "processes each, interleaved", "",
              "| model | deltas MiB | spread MiB | file MiB | activations MiB (estimate) |", "|---|---|---|---|---|"]
     lines += [f"| {n} | {', '.join(f'{d:.2f}' for d in m['peak_delta_mib'])} | {m['spread_mib']:.2f} | "
               f"{m['model_file_mib']:.2f} | {m['activation_mib_estimate']:.2f} |" for n, m in mem.items()]
@@ -132,7 +120,8 @@ def main() -> None:
     lines += ["", "## Accuracy loss: int8 .tflite vs its float .keras parent (digits test split)", "",
               f"{acc['images']} images: float top-1 {acc['float_top1']:.4f}, int8 top-1 {acc['int8_top1']:.4f}, "
               f"drop {acc['accuracy_drop_points']:+.2f} points (+ = loss), top-1 agreement {acc['top1_agreement']:.4f}; "
-              f"full report: {acc['report']}", "", "## SSH loopback (same machine, bare LiteRT) vs local", ""]
+              f"full report: {acc['report']}", "",
+              f"## SSH loopback (same machine, bare LiteRT) vs local: medians of {ROUNDS} interleaved rounds", ""]
     ssh = results["ssh_loopback_vs_local"]
     if "skipped" in ssh:
         lines.append(ssh["skipped"])
@@ -140,9 +129,10 @@ def main() -> None:
         lines += ["| model | device | backend | p50 ms | p90 ms | peak delta MiB |", "|---|---|---|---|---|---|"]
         lines += [f"| {m} | {d} | {r['backend']} | {r['p50_ms']:.3f} | {r['p90_ms']:.3f} | {r['peak_delta_mib']:.2f} |"
                   for m, devices in ssh.items() for d, r in devices.items()]
-    write_text_atomic(RESULTS / "profile_accuracy.md", "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    lines += environment_lines(setting)
+    write_results("profile_accuracy", results, lines)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

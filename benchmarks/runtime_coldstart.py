@@ -1,154 +1,150 @@
-"""Cold start (import + load + first prediction) and peak RSS of the edgekit runtime vs TensorFlow/Keras.
+"""Cold start of one prediction: `edgekit predict` against the bare LiteRT floor and the TensorFlow path.
 
-Each measurement is a fresh Python process (so imports are really cold in-process; the OS file cache is
-warm after the first run, as on a device that predicts repeatedly). Peak RSS is VmHWM from
-/proc/self/status at the end of the run. Writes benchmarks/results/runtime_coldstart.{json,md}.
+One image, an int8 MobileNetV2 (224 px) finetuned on clothing-small. Every measurement is a whole fresh
+process (interpreter start-up + imports + load + preprocessing + one inference + output), pinned to one
+core, in interleaved rounds (benchmarks/harness.py):
 
-    python benchmarks/runtime_coldstart.py [--runs 5] [--size 96]
+- the floor: a bare script with numpy + Pillow + ai_edge_litert's Interpreter and edgekit's preprocessing
+  (EXIF transpose, RGB, bilinear resize, (x - mean) / std, int8 quantization of the input);
+- `edgekit predict MODEL IMAGE` with safety verification on, first run on this model (empty user cache:
+  the model is loaded once in a verification subprocess) and later runs (the verdict cached by sha256);
+- the floor script through TensorFlow's `tf.lite.Interpreter`.
+
+Ratios to the floor are taken round by round. Goals: cached <= 1.5x the floor, first run <= 2.5x,
+TensorFlow path >= 10x slower than cached edgekit. Writes benchmarks/results/runtime_coldstart.{json,md}.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import statistics
-import subprocess
+import os
+import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import CLOTHING, clothing_tflite_pair  # noqa: E402
+from harness import (REPO, cell, environment, environment_lines, finish, interleaved, pair_ratios, pinned_cores,  # noqa: E402
+                     run_process, summarize, write_results)
 
-_PRELUDE = """
-import time
-_t0 = time.perf_counter()
+SIZE, ROUNDS = 224, 5  # the TensorFlow case takes seconds per run: 5 rounds keep the benchmark short
+GOALS = {"edgekit predict, later runs (cached)": 1.5, "edgekit predict, first run on the model": 2.5}
+TF_SPEEDUP_GOAL = 10.0
+FLOOR = """
 import json, sys
 import numpy as np
+from PIL import Image, ImageOps
+{import_interpreter}
+model, image, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+mean, std = (np.asarray(json.loads(a), dtype=np.float32) for a in sys.argv[4:6])
+with Image.open(image) as picture:
+    picture.draft("RGB", (size * 2, size * 2))
+    picture = ImageOps.exif_transpose(picture).convert("RGB").resize((size, size), Image.BILINEAR)
+    x = (np.asarray(picture, dtype=np.float32) - mean) / std
+interpreter = Interpreter(model_path=model)
+interpreter.allocate_tensors()
+source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+scale, zero = source["quantization"]
+if scale:
+    info = np.iinfo(source["dtype"])
+    x = np.clip(np.round(x / scale + zero), info.min, info.max)
+interpreter.set_tensor(source["index"], x[None].astype(source["dtype"]))
+interpreter.invoke()
+y = interpreter.get_tensor(target["index"]).astype(np.float32)
+scale, zero = target["quantization"]
+y = (y - zero) * scale if scale else y
+print(json.dumps({{"top1": int(y.argmax())}}))
 """
-_EPILOGUE = """
-_elapsed = time.perf_counter() - _t0
-hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
-heavy = any(m.split(".")[0] in ("tensorflow", "tf_keras") for m in sys.modules)
-print(json.dumps({"seconds": _elapsed, "vmhwm_mib": hwm / 1024, "tensorflow_loaded": heavy, "top1": top1}))
-"""
-CASES = {
-    "edgekit runtime, float .tflite (LiteRT)": "from edgekit.runtime import Predictor\n"
-        "p = Predictor(sys.argv[1] + '/float', verify={verify})\ntop1 = p.predict(sys.argv[2], top_k=1)[0][0]",
-    "edgekit runtime, int8 .tflite (LiteRT)": "from edgekit.runtime import Predictor\n"
-        "p = Predictor(sys.argv[1] + '/int8', verify={verify})\ntop1 = p.predict(sys.argv[2], top_k=1)[0][0]",
-    "edgekit runtime, .onnx (onnxruntime)": "from edgekit.runtime import Predictor\n"
-        "p = Predictor(sys.argv[1] + '/onnx')\ntop1 = p.predict(sys.argv[2], top_k=1)[0][0]",
-    "TensorFlow: tf.lite.Interpreter, float .tflite": "from edgekit._tf import import_tf\ntf, _ = import_tf()\n"
-        "from edgekit.data import load_image\nit = tf.lite.Interpreter(model_path=sys.argv[1] + '/float/model.tflite')\n"
-        "it.allocate_tensors()\nx = ((load_image(sys.argv[2], ({size}, {size})) - 127.5) / 127.5)[None].astype('float32')\n"
-        "it.set_tensor(it.get_input_details()[0]['index'], x); it.invoke()\n"
-        "top1 = int(it.get_tensor(it.get_output_details()[0]['index']).argmax())",
-    "TensorFlow/Keras: load .keras + predict": "from edgekit._tf import import_tf\ntf, keras = import_tf()\n"
-        "from edgekit.data import load_image\nm = keras.models.load_model(sys.argv[1] + '/keras/model.keras', compile=False)\n"
-        "x = ((load_image(sys.argv[2], ({size}, {size})) - 127.5) / 127.5)[None].astype('float32')\n"
-        "top1 = int(m(x, training=False).numpy().argmax())",
-}
+LITERT = "from ai_edge_litert.interpreter import Interpreter"
+TENSORFLOW = "import tensorflow as tf\nInterpreter = tf.lite.Interpreter"
 
 
-def build_models(root: Path, size: int) -> Path:
-    """MobileNetV2 alpha 0.35 (random init) at ``size`` px as .keras, float/int8 .tflite and .onnx with metadata."""
-    import numpy as np
+def main() -> int:
+    if not (CLOTHING / "train").is_dir():
+        print(f"skipped: {CLOTHING} not found (set EDGEKIT_SHARED)", file=sys.stderr)
+        return 0
+    from edgekit.artifacts import load_artifact
 
-    from edgekit._tf import import_tf
-    from edgekit.artifacts import Manifest, Preprocessing, write_artifact
-    from edgekit.runtime import embed_onnx_metadata, embed_tflite_metadata, make_metadata
+    model = clothing_tflite_pair(SIZE)["int8"]
+    artifact = load_artifact(model.parent)
+    pre = artifact.manifest.preprocessing
+    image = sorted((CLOTHING / "test").rglob("*.jpg"))[0]
+    cores = pinned_cores(1)
+    # As installed: bytecode caches written on the first (warm-up) run and reused, as pip's install would.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+               TF_CPP_MIN_LOG_LEVEL="3")
+    floor_args = [str(model), str(image), str(SIZE), json.dumps(pre["mean"]), json.dumps(pre["std"])]
+    predict = [sys.executable, "-m", "edgekit", "predict", str(model.parent), str(image), "--top-k", "1"]
+    with tempfile.TemporaryDirectory(prefix="edgekit-coldstart-") as scratch:
+        warm_cache = Path(scratch) / "warm"
+        run_process(predict, cores=cores, env=dict(env, XDG_CACHE_HOME=str(warm_cache)))  # verify once
 
-    tf, keras = import_tf()
-    keras.utils.set_random_seed(0)
-    base = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=0.35, weights=None, include_top=False)
-    head = keras.layers.Dense(10, activation="softmax")(keras.layers.GlobalAveragePooling2D()(base.output))
-    model = keras.Model(base.input, head)
-    pre = Preprocessing(size=(size, size), mean=(127.5,) * 3, std=(127.5,) * 3)
-    labels = [f"class-{i}" for i in range(10)]
-    meta = make_metadata(labels, pre.to_dict())
+        def first_run() -> dict:
+            cold_cache = Path(scratch) / "cold"
+            shutil.rmtree(cold_cache, ignore_errors=True)
+            return run_process(predict, cores=cores, env=dict(env, XDG_CACHE_HOME=str(cold_cache)))
 
-    def manifest(fmt: str, name: str) -> Manifest:
-        return Manifest(format=fmt, artifact=name, stage="benchmark", labels=labels, preprocessing=pre.to_dict())
+        cases = {
+            "bare LiteRT floor": lambda: run_process(
+                [sys.executable, "-c", FLOOR.format(import_interpreter=LITERT), *floor_args], cores=cores, env=env),
+            "edgekit predict, later runs (cached)": lambda: run_process(
+                predict, cores=cores, env=dict(env, XDG_CACHE_HOME=str(warm_cache))),
+            "edgekit predict, first run on the model": first_run,
+            "same script through TensorFlow's tf.lite": lambda: run_process(
+                [sys.executable, "-c", FLOOR.format(import_interpreter=TENSORFLOW), *floor_args], cores=cores, env=env),
+        }
+        setting = environment(cores=cores, rounds=ROUNDS)
+        samples = interleaved(cases, rounds=ROUNDS)
+        agreement = _same_top1(predict, floor_args, artifact.manifest.labels, cores, env, warm_cache)
+    setting = finish(setting)
+    wall, memory = summarize(samples, "wall_s"), summarize(samples, "peak_rss_mib")
+    ratios = pair_ratios(samples, "wall_s", "bare LiteRT floor")
+    cpu, cpu_ratios = summarize(samples, "cpu_s"), pair_ratios(samples, "cpu_s", "bare LiteRT floor")
+    cached = samples["edgekit predict, later runs (cached)"]
+    tf_speedup = pair_ratios({"edgekit": cached, "tf": samples["same script through TensorFlow's tf.lite"]},
+                             "wall_s", "edgekit")["tf"]
+    goals = {name: {"goal_ratio_max": goal, "ratio_median": ratios[name]["median"],
+                    "met": ratios[name]["median"] <= goal} for name, goal in GOALS.items()}
+    goals["TensorFlow path vs edgekit (cached)"] = {"goal_ratio_min": TF_SPEEDUP_GOAL,
+                                                    "ratio_median": tf_speedup["median"],
+                                                    "met": tf_speedup["median"] >= TF_SPEEDUP_GOAL}
+    payload = {"benchmark": "runtime_coldstart", "environment": setting,
+               "model": f"MobileNetV2 {SIZE} px int8, finetuned on clothing-small ({artifact.manifest.sha256[:12]})",
+               "image": str(image.relative_to(CLOTHING.parent)), "verification": "on (edgekit default)",
+               "floor_s": wall["bare LiteRT floor"], "wall_s": wall, "cpu_s": cpu, "peak_rss_mib": memory,
+               "ratio_to_floor": ratios, "cpu_ratio_to_floor": cpu_ratios, "tensorflow_vs_edgekit_cached": tf_speedup, "goals": goals,
+               "same_top1_as_floor": agreement}
+    lines = [f"# Cold start of one prediction: {payload['model']}", "",
+             "Whole fresh process (start-up, imports, load, preprocessing, one inference), pinned to one core; "
+             f"{setting['rounds']} interleaved rounds after {setting['warmup_rounds']} warm-up; medians [min-max]; "
+             "ratio to the floor taken round by round. CPU s (user + system, children included) moves much less "
+             "with other people's load than wall time.", "",
+             "| case | wall s | ratio to floor | goal | CPU s | CPU ratio | peak RSS MiB |",
+             "|---|---:|---:|---|---:|---:|---:|"]
+    for name in cases:
+        ratio = ratios.get(name)
+        goal = goals.get(name)
+        goal_text = "-" if goal is None else f"<= {goal['goal_ratio_max']}x: {'met' if goal['met'] else 'MISSED'}"
+        lines.append(f"| {name} | {cell(wall[name], '.3f', '')} | {cell(ratio) if ratio else '1x'} | "
+                     f"{goal_text} | {cpu[name]['median']:.3f} | "
+                     f"{cell(cpu_ratios[name]) if name in cpu_ratios else '1x'} | {memory[name]['median']:.0f} |")
+    tf_goal = goals["TensorFlow path vs edgekit (cached)"]
+    lines += ["", f"TensorFlow path / edgekit (cached): {cell(tf_speedup, '.1f')} "
+              f"(goal >= {TF_SPEEDUP_GOAL:.0f}x: {'met' if tf_goal['met'] else 'MISSED'}). "
+              f"Same top-1 as the floor: {agreement}.", *environment_lines(setting)]
+    write_results("runtime_coldstart", payload, lines)
+    return 0
 
-    write_artifact(root / "keras", "model.keras", manifest("keras", "model.keras"), writer=lambda p: model.save(p))
-    fixed = keras.Model(*_batch_one(keras, model, size))
-    saved = root / "saved_model"
-    tf.saved_model.save(fixed, str(saved))
-    float_bytes = tf.lite.TFLiteConverter.from_saved_model(str(saved)).convert()
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    rng = np.random.default_rng(0)
-    converter.representative_dataset = lambda: ([rng.uniform(-1, 1, (1, size, size, 3)).astype(np.float32)]
-                                                for _ in range(20))
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = converter.inference_output_type = tf.int8
-    int8_bytes = converter.convert()
-    for name, data in (("float", float_bytes), ("int8", int8_bytes)):
-        write_artifact(root / name, "model.tflite", manifest("tflite", "model.tflite"),
-                       writer=lambda p, d=data: p.write_bytes(embed_tflite_metadata(d, meta)))
-    import onnx
-    import tf2onnx
 
-    proto, _ = tf2onnx.convert.from_keras(fixed, input_signature=(tf.TensorSpec((1, size, size, 3), tf.float32),),
-                                          opset=13)
-    embed_onnx_metadata(proto, meta)
-    write_artifact(root / "onnx", "model.onnx", manifest("onnx", "model.onnx"),
-                   writer=lambda p: onnx.save(proto, str(p)))
-    return root
-
-
-def _batch_one(keras, model, size: int):
-    """The same layers behind a batch-1 input (what devices and the Edge TPU compiler want)."""
-    inputs = keras.Input((size, size, 3), batch_size=1)
-    return inputs, model(inputs)
-
-
-def measure(code: str, models: Path, image: Path) -> dict:
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", _PRELUDE + code + _EPILOGUE, str(models), str(image)],
-                          capture_output=True, text=True, timeout=300, check=True)
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    result["process_seconds"] = time.perf_counter() - start
-    return result
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--size", type=int, default=96)
-    args = parser.parse_args()
-    from PIL import Image
-
-    from edgekit.artifacts import library_versions, write_json_atomic, write_text_atomic
-
-    with tempfile.TemporaryDirectory() as tmp:
-        models = build_models(Path(tmp) / "models", args.size)
-        image = Path(tmp) / "photo.png"
-        Image.effect_mandelbrot((160, 120), (-2, -1.2, 1, 1.2), 60).convert("RGB").save(image)
-        cases = {f"{name} [verify {'on' if verify else 'off'}]" if "{verify}" in code else name:
-                 code.format(verify=verify, size=args.size)
-                 for name, code in CASES.items() for verify in ((True, False) if "{verify}" in code else (None,))}
-        rows = {}
-        for name, code in cases.items():
-            runs = [measure(code, models, image) for _ in range(args.runs)]
-            rows[name] = {"in_process_seconds_median": statistics.median(r["seconds"] for r in runs),
-                          "process_seconds_median": statistics.median(r["process_seconds"] for r in runs),
-                          "vmhwm_mib_median": statistics.median(r["vmhwm_mib"] for r in runs),
-                          "tensorflow_loaded": runs[0]["tensorflow_loaded"], "runs": args.runs}
-            print(f"{name}: {rows[name]}", flush=True)
-    report = {"model": f"MobileNetV2 alpha 0.35, {args.size}px, random init, 10 classes", "runs": args.runs,
-              "versions": library_versions("ai-edge-litert", "onnxruntime", "tensorflow", "tf-keras"), "results": rows}
-    RESULTS.mkdir(exist_ok=True)
-    write_json_atomic(RESULTS / "runtime_coldstart.json", report)
-    lines = [f"# Runtime cold start: {report['model']}", "",
-             f"Fresh process per run, median of {args.runs}; in-process = import + load + first prediction; "
-             "process = the whole `python -c` including interpreter start-up; peak RSS = VmHWM.", "",
-             "| case | in-process s | process s | peak RSS MiB | TF loaded |", "| --- | ---: | ---: | ---: | --- |"]
-    lines += [f"| {name} | {r['in_process_seconds_median']:.2f} | {r['process_seconds_median']:.2f} | "
-              f"{r['vmhwm_mib_median']:.0f} | {'yes' if r['tensorflow_loaded'] else 'no'} |" for name, r in rows.items()]
-    write_text_atomic(RESULTS / "runtime_coldstart.md", "\n".join(lines) + "\n")
+def _same_top1(predict, floor_args, labels, cores, env, cache: Path) -> bool:
+    """Whether `edgekit predict --json` and the floor name the same class (they share the preprocessing)."""
+    ours = run_process(predict + ["--json"], cores=cores, env=dict(env, XDG_CACHE_HOME=str(cache)))["reported"]
+    floor = run_process([sys.executable, "-c", FLOOR.format(import_interpreter=LITERT), *floor_args],
+                        cores=cores, env=env)["reported"]
+    return ours["results"][0]["top_k"][0]["label"] == labels[floor["top1"]]
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

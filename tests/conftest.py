@@ -53,6 +53,19 @@ SIZE = 32  # input size of the foreign test models
 DIGITS = [str(i) for i in range(10)]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_user_cache(tmp_path_factory) -> Path:
+    """Point the user cache (verified-model markers) at a session folder, never the real ~/.cache."""
+    cache = tmp_path_factory.mktemp("xdg-cache")
+    previous = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(cache)
+    yield cache
+    if previous is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = previous
+
+
 @pytest.fixture(scope="session")
 def digits_dir(tmp_path_factory) -> Path:
     from edgekit.data import write_digits_dataset

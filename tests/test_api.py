@@ -209,7 +209,7 @@ def test_listing_commands_print_what_the_api_returns(listing, capsys):
 def test_the_sweeps_standard_variants_are_valid_recipe_entries_and_options():
     import yaml
 
-    from edgekit.recipes.runner import STANDARD_EXPORTS, STANDARD_VARIANTS
+    from edgekit.recipes.pipeline import STANDARD_EXPORTS, STANDARD_VARIANTS
     from edgekit.recipes.schema import parse_recipe
 
     recipe = {"name": "s", "data": "photos", "finetune": {}, "compress": [dict(v) for v in STANDARD_VARIANTS],

@@ -1,5 +1,9 @@
-"""edgekit's command-line interface (a thin layer over :mod:`edgekit.api`)."""
+"""edgekit's command-line interface (a thin layer over :mod:`edgekit.api`).
 
-from edgekit.cli.app import app, main
+``main`` is the console entry point. The Typer app lives in :mod:`edgekit.cli.app` and is imported
+only when needed, so a plain ``edgekit predict`` starts without Typer (see :mod:`edgekit.cli.entry`).
+"""
 
-__all__ = ["app", "main"]
+from edgekit.cli.entry import main
+
+__all__ = ["main"]

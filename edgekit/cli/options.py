@@ -7,10 +7,18 @@ from typing import Annotated
 
 import typer
 
+from edgekit.cli import option_specs as specs
+
+
+def typer_option(spec: specs.OptionSpec):
+    """The Typer option for an option spelled (without Typer) in :mod:`edgekit.cli.option_specs`."""
+    return typer.Option(*spec.flags, help=spec.help, min=spec.minimum, max=spec.maximum)
+
+
 OutDir = Annotated[Path, typer.Option("--out", "-o", help="Output folder (created; existing files are replaced atomically).")]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout instead of tables.")]
+JsonFlag = Annotated[bool, typer_option(specs.JSON)]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed (recorded in the manifest; same seed, same metrics).")]
-Threads = Annotated[int | None, typer.Option("--threads", "-t", min=1, help="Inference threads (default: the device profile's).")]
+Threads = Annotated[int | None, typer_option(specs.THREADS)]
 
 
 def model_argument(formats: str):
@@ -21,19 +29,11 @@ def model_argument(formats: str):
 
 ModelArg = model_argument(".keras/.tflite/.onnx")
 DataDir = Annotated[Path, typer.Argument(metavar="DATA", help="Image folder: one sub-folder per class.")]
-# What a model without an edgekit manifest cannot say about itself (see `edgekit import --help`).
-Labels = Annotated[Path | None, typer.Option("--labels", help="Labels file (one per line, or a JSON list) in the "
-                                             "model's output order, for a model without edgekit metadata "
-                                             "(default: class_0..N-1).")]
-Preprocess = Annotated[str | None, typer.Option("--preprocess", help="Input normalisation of a model without edgekit "
-                                                "metadata: torch (ImageNet mean/std), tf ([-1, 1]), 0-1 (x/255) or "
-                                                "raw (0..255).")]
-Mean = Annotated[str | None, typer.Option("--mean", help="Per-channel mean on 0..255 pixels instead of --preprocess, "
-                                          "e.g. 127.5 or 123.7,116.3,103.5.")]
-Std = Annotated[str | None, typer.Option("--std", help="Per-channel std instead of --preprocess, e.g. 127.5 or "
-                                         "58.4,57.1,57.4.")]
-Size = Annotated[int | None, typer.Option("--size", min=1, help="Input size in pixels, only for models whose input "
-                                          "size is dynamic (otherwise read from the model).")]
+Labels = Annotated[Path | None, typer_option(specs.LABELS)]
+Preprocess = Annotated[str | None, typer_option(specs.PREPROCESS)]
+Mean = Annotated[str | None, typer_option(specs.MEAN)]
+Std = Annotated[str | None, typer_option(specs.STD)]
+Size = Annotated[int | None, typer_option(specs.SIZE)]
 TrustModel = Annotated[bool, typer.Option("--trust-model", help="Allow Keras models with Lambda/custom layers "
                                           "(runs their code).")]
 

@@ -236,16 +236,18 @@ def measure(model: str, *, backend: str, accelerator: str, threads: int, runs: i
     for _ in range(warmup):
         session.run(session.inputs)
     times: list[float] = []
+    cpu_times: list[float] = []  # this thread's CPU time: what the inference cost, whatever else the machine runs
     deadline = time.perf_counter() + budget_s if budget_s else None
     while (len(times) < runs) if deadline is None else (not times or time.perf_counter() < deadline):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.thread_time()
         session.run(session.inputs)
         times.append((time.perf_counter() - start) * 1000)
+        cpu_times.append((time.thread_time() - cpu_start) * 1000)
     result = {
         "backend": session.backend, "accelerator": accelerator, "threads": threads,
         "input_shape": list(session.inputs.shape), "input_dtype": str(session.inputs.dtype),
         "init_ms": init_ms, "first_inference_ms": first_ms, "warmup_runs": warmup,
-        "stats": summarize(times), "times_ms": times,
+        "stats": summarize(times), "times_ms": times, "cpu_stats": summarize(cpu_times),
         "memory": {"baseline_peak_kib": baseline_kib, "peak_kib": after_kib,
                    "activation_bytes_estimate": session.activation_bytes},
         "python": sys.version.split()[0],

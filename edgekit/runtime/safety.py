@@ -240,12 +240,17 @@ def _load_and_invoke(path: str) -> None:
 def verify_tflite(path: str | Path, *, timeout: float = 120.0) -> None:
     """Load, allocate and run a .tflite once in a child process; a crash or error there is a ModelFileError.
 
-    The verdict is cached by sha256, so each file is checked once per process.
+    The verdict is cached by sha256: per process, and successes across processes in the user's cache
+    (:mod:`edgekit.runtime.verified_cache`), so each file content is loaded in a subprocess once.
     """
+    from edgekit.runtime import verified_cache
+
     path = Path(path)
     digest = sha256_file(path)
     if digest not in _VERIFIED:
-        _VERIFIED[digest] = _run_verifier(path, timeout)
+        _VERIFIED[digest] = None if verified_cache.is_verified(digest) else _run_verifier(path, timeout)
+        if _VERIFIED[digest] is None:
+            verified_cache.remember(digest)
     if _VERIFIED[digest] is not None:
         raise ModelFileError(f"{path} cannot be loaded by the TFLite interpreter: {_VERIFIED[digest]}",
                              fix="re-export the model; if it came from elsewhere it is corrupt or uses unsupported ops")

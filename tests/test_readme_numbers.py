@@ -1,0 +1,57 @@
+"""README's measured table is generated from benchmarks/results: the two must agree, and missed goals show."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _readme_numbers():
+    spec = importlib.util.spec_from_file_location("readme_numbers", REPO / "benchmarks" / "readme_numbers.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_table_matches_the_results_files():
+    numbers = _readme_numbers()
+    block = numbers.current_block((REPO / "README.md").read_text(encoding="utf-8"))
+    assert block is not None, "README.md lost its measured-table markers"
+    assert block == numbers.render(numbers.load_results()), \
+        "README.md disagrees with benchmarks/results: run python benchmarks/readme_numbers.py"
+
+
+def test_results_files_name_no_temporary_folder():
+    for path in sorted((REPO / "benchmarks" / "results").rglob("*")):
+        if path.suffix in (".json", ".md", ".html"):
+            text = path.read_text(encoding="utf-8")
+            assert "/tmp/" not in text, f"{path.relative_to(REPO)} points into a temporary folder"
+
+
+def test_a_missed_goal_is_marked_and_a_met_one_is_not():
+    numbers = _readme_numbers()
+    result = {"models": {f"m{i}": {"within_goal": i < 3, "difference_pct": 2.0 * i, "difference_ms": 0.01 * i}
+                         for i in range(8)}, "goal_pct": 5.0}
+    [(_, text, goal, status)] = numbers.profiler_rows(result)
+    assert status == "**MISSED**" and "3/8 within 5%" in text and "m3 +6.0% (+0.030 ms)" in text
+    result["models"] = {name: {**m, "within_goal": True} for name, m in result["models"].items()}
+    assert numbers.profiler_rows(result)[0][3] == "met"
+    quickstart = {"environment": {"load_before": {"1min": 3.2}}, "cores": 2, "pipeline_s": 200.0, "rerun_s": 4.0,
+                  "goal_met": False}
+    assert numbers.quickstart_rows(quickstart)[0][3] == "**MISSED**"
+
+
+def test_drop_sign_convention_is_positive_for_a_loss():
+    import sys
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from harness import accuracy_drop
+
+    labels = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+    worse = accuracy_drop(labels, labels, [0, 1, 2, 3, 4, 5, 6, 7, 0, 0])
+    better = accuracy_drop(labels, [0, 1, 2, 3, 4, 5, 6, 7, 0, 0], labels)
+    assert worse["drop_points"] == 20.0 and better["drop_points"] == -20.0
+    low, high = worse["ci95_points"]
+    assert low < 20.0 < high
