@@ -62,7 +62,7 @@ def main() -> int:
         print(f"skipped: {CLOTHING} not found (set EDGEKIT_SHARED)", file=sys.stderr)
         return 0
     from edgekit.tables import DROP_HEADER
-    from edgekit.stages.convert_tflite import gzip_size, run_tflite
+    from edgekit.targets.tflite_converter import gzip_size, run_tflite
 
     parent, inputs, labels = float_parent_and_test_inputs(None, input_size=SIZE)
     work = WORK / f"compress-{SIZE}"

@@ -47,7 +47,7 @@ def main() -> int:
     from edgekit.keras_io import load_keras_model
     from edgekit.targets.onnx import run_onnx_subprocess
     from edgekit.tables import DROP_HEADER
-    from edgekit.stages.convert_tflite import run_tflite
+    from edgekit.targets.tflite_converter import run_tflite
 
     parent, inputs, labels = float_parent_and_test_inputs(clothing_float(SIZE, **SMALL_FINETUNE).directory)
     models = build_models(parent, WORK / f"onnx-{SIZE}")

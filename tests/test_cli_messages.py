@@ -107,7 +107,7 @@ def test_unreadable_image_warning_is_one_clean_line_and_a_bare_tflite_evaluates(
 
 
 def test_litert_xnnpack_info_line_does_not_reach_the_terminal(tiny_models):
-    script = (f"import numpy as np; from edgekit.stages.convert_tflite import run_tflite; "
+    script = (f"import numpy as np; from edgekit.targets.tflite_converter import run_tflite; "
               f"data = open({str(tiny_models['float'])!r}, 'rb').read(); "
               f"print(run_tflite(data, np.zeros((2, {SIZE}, {SIZE}, 3), np.float32)).shape)")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,

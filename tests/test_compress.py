@@ -161,7 +161,7 @@ def test_cluster_leaves_at_most_n_values_per_clustered_layer(cnn_artifact, tmp_p
     assert artifact.directory.name == "clustered8-float32"
     # The exported .tflite is what ships: count its weights, where the converter has folded the
     # BatchNorm after the first conv into that conv's kernel (a per-output-channel scale).
-    from edgekit.runtime.tflite_file import read_tflite
+    from edgekit.runtime.safety import read_tflite
 
     interpreter = _interpreter(artifact.path)
     kernels = {t.shape: interpreter.get_tensor(t.index) for t in read_tflite(artifact.path).main.tensors
@@ -270,7 +270,7 @@ def test_bad_folders_are_refused_with_the_option_named(cnn_artifact, digits_dir,
 
 
 def test_cli_compress_prints_json_summary(cnn_artifact, tmp_path, capsys):
-    from edgekit.cli.app import main
+    from edgekit.cli.entry import main
 
     main(["compress", str(cnn_artifact.path), "--dynamic", "--out", str(tmp_path / "out"), "--json"])
     (row,) = json.loads(capsys.readouterr().out)
@@ -297,7 +297,7 @@ def test_without_held_out_images_the_drop_is_labelled_as_from_training_data(cnn_
 
 
 def test_cli_compress_table_says_what_the_size_ratio_is_against(cnn_artifact, tmp_path, capsys):
-    from edgekit.cli.app import main
+    from edgekit.cli.entry import main
 
     main(["compress", str(cnn_artifact.path), "--dynamic", "--out", str(tmp_path / "out")])
     out = capsys.readouterr().out
@@ -305,7 +305,7 @@ def test_cli_compress_table_says_what_the_size_ratio_is_against(cnn_artifact, tm
 
 
 def test_cli_reports_bad_option_with_exit_code(cnn_artifact, tmp_path, capsys):
-    from edgekit.cli.app import main
+    from edgekit.cli.entry import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["compress", str(cnn_artifact.path), "--cluster", "1", "--out", str(tmp_path / "out")])

@@ -23,7 +23,7 @@ def small_model():
 def test_a_crashing_converter_child_becomes_conversion_error_naming_the_signal():
     import os
 
-    from edgekit.stages.convert_tflite import _run_child
+    from edgekit.targets.tflite_converter import _run_child
 
     # os.abort() really kills the child with SIGABRT, as a converter segfault would.
     with pytest.raises(ConversionError, match=r"TFLite conversion of crash.keras crashed \(Aborted\)") as info:
@@ -32,7 +32,7 @@ def test_a_crashing_converter_child_becomes_conversion_error_naming_the_signal()
 
 
 def test_a_failing_converter_child_reports_its_last_error_line():
-    from edgekit.stages.convert_tflite import _child_convert, _run_child
+    from edgekit.targets.tflite_converter import _child_convert, _run_child
 
     with pytest.raises(ConversionError, match="conversion failed: OSError: SavedModel file does not exist"):
         _run_child(_child_convert, "/nonexistent/saved_model", None, [{"mode": "float32", "io_dtype": "float32"}],
@@ -41,7 +41,7 @@ def test_a_failing_converter_child_reports_its_last_error_line():
 
 def test_non_finite_weights_are_refused_before_conversion(small_model):
     from edgekit._tf import import_tf
-    from edgekit.stages.convert_tflite import convert_keras_to_tflite
+    from edgekit.targets.tflite_converter import convert_keras_to_tflite
 
     _, tf_keras = import_tf()
     broken = tf_keras.models.clone_model(small_model)
@@ -53,7 +53,7 @@ def test_non_finite_weights_are_refused_before_conversion(small_model):
 
 
 def test_int8_conversion_has_static_batch_one_and_quantized_io(small_model, tmp_path):
-    from edgekit.stages.convert_tflite import convert_keras_to_tflite, run_tflite, tensor_specs
+    from edgekit.targets.tflite_converter import convert_keras_to_tflite, run_tflite, tensor_specs
 
     rng = np.random.default_rng(0)
     representative = rng.normal(size=(16, 16, 16, 3)).astype(np.float32)

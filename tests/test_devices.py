@@ -55,7 +55,7 @@ def test_user_profiles_from_edgekit_devices_folder_are_listed(tmp_path, monkeypa
 
 
 def test_devices_cli_lists_profiles_with_availability(capsys):
-    from edgekit.cli.app import main
+    from edgekit.cli.entry import main
 
     main(["devices", "--json"])  # returns normally on success (exits only on errors)
     rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}

@@ -19,7 +19,7 @@ from edgekit.artifacts import MANIFEST_NAME, TEMP_PREFIX, sha256_file
 from edgekit.errors import ConversionError, DeviceUnavailableError, ModelFileError, ValidationError
 from edgekit.targets import edgetpu
 from edgekit.targets.edgetpu import compatibility_report, compile_edgetpu, parse_compiler_log
-from edgekit.runtime.tflite_file import read_tflite
+from edgekit.runtime.safety import read_tflite
 
 DATA = Path(__file__).parent / "data" / "edgetpu_compiler"
 

@@ -339,7 +339,7 @@ def test_multi_device_run_skips_the_unavailable_ones_and_profiles_the_rest(tiny_
 
 
 def test_profile_cli_prints_json_writes_the_report_and_exits_8_on_a_failed_gate(tiny_models, tmp_path, capsys):
-    from edgekit.cli.app import main
+    from edgekit.cli.entry import main
 
     with pytest.raises(SystemExit) as info:
         main(["profile", str(tiny_models["int8.tflite"]), "--device", "cpu-1t", "--device", "gpu", "--runs", "4",
@@ -353,7 +353,7 @@ def test_profile_cli_prints_json_writes_the_report_and_exits_8_on_a_failed_gate(
 
 
 def test_profile_cli_bad_gate_exits_2_before_work(tiny_models, capsys):
-    from edgekit.cli.app import main
+    from edgekit.cli.entry import main
 
     with pytest.raises(SystemExit) as info:
         main(["profile", str(tiny_models["int8.tflite"]), "--fail-if", "p50_ms=>3"])
@@ -369,7 +369,8 @@ def test_standalone_runner_and_runtime_core_read_and_run_the_model_alike(tiny_mo
 
     from edgekit.profiling import runner
     from edgekit.runtime.backends import ORT_DTYPES, open_backend, tflite_io_specs
-    from edgekit.runtime.tflite_file import numpy_dtype, read_tflite
+    from edgekit.runtime.safety import read_tflite
+    from edgekit.runtime.tflite_file import numpy_dtype
 
     assert {k: np.dtype(v) for k, v in runner.ORT_DTYPES.items()} == {k: np.dtype(v) for k, v in ORT_DTYPES.items()}
     path = tiny_models[name]

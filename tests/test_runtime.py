@@ -168,7 +168,7 @@ def test_runtime_runs_edgekits_own_int8_output_alone(tiny_float_artifact, digits
     without its manifest, predicts through the runtime like the float parent."""
     from edgekit.data import scan_image_folder
     from edgekit.stages.compress import compress
-    from edgekit.runtime.tflite_file import read_tflite
+    from edgekit.runtime.safety import read_tflite
 
     (artifact,) = compress(model=tiny_float_artifact.directory, out_dir=tmp_path / "compressed", int8=True,
                            calibration_samples=64)

@@ -73,7 +73,7 @@ def test_cli_compile_without_compiler_prints_static_report_and_exits_7(capsys, t
                                                                         tmp_path):
     from edgekit.data import load_folder_arrays, normalize, scan_image_folder
     from edgekit.keras_io import load_keras_model
-    from edgekit.stages.convert_tflite import convert_keras_to_tflite
+    from edgekit.targets.tflite_converter import convert_keras_to_tflite
 
     preprocessing = tiny_float_artifact.manifest.preprocessing_spec()
     pixels, _ = load_folder_arrays(scan_image_folder(digits_dir / "test"), preprocessing)

@@ -89,10 +89,3 @@ def run(argv: list[str]) -> None:
                 raise
             exc.show()
             sys.exit(getattr(exc, "exit_code", 2))
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Console entry point (kept here for callers of ``edgekit.cli.app.main``)."""
-    from edgekit.cli.entry import main as entry_main
-
-    entry_main(argv)

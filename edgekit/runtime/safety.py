@@ -19,7 +19,7 @@ from pathlib import Path
 
 from edgekit.artifacts import guess_format, sha256_file
 from edgekit.errors import ModelFileError, UnsafeModelError
-from edgekit.runtime.tflite_file import FILE_IDENTIFIER, check_structure
+from edgekit.runtime.tflite_file import FILE_IDENTIFIER, TfliteGraph, check_structure, parse_tflite
 
 LFS_POINTER = b"version https://git-lfs.github.com/spec"
 _MAGICS = {b"PK\x03\x04": "keras", b"\x89HDF\r\n\x1a\n": "h5"}
@@ -221,6 +221,21 @@ def check_model_file(path: str | Path, expected_format: str | None = None) -> st
     elif detected == "onnx":
         check_onnx_external_data(path)
     return detected
+
+
+def read_tflite(path: Path | str) -> TfliteGraph:
+    """Read and parse a .tflite file after :func:`check_model_file` (empty, LFS pointer, broken structure, ...)."""
+    path = Path(path)
+    check_model_file(path, "tflite")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise ModelFileError(f"{path} does not exist", fix="check the path to the .tflite model") from exc
+    except IsADirectoryError as exc:
+        raise ModelFileError(f"{path} is a folder", fix="pass the .tflite file itself") from exc
+    except OSError as exc:
+        raise ModelFileError(f"cannot read {path}: {exc.strerror}", fix="check the file's permissions") from exc
+    return parse_tflite(data, path=str(path))
 
 
 def _load_and_invoke(path: str) -> None:

@@ -5,8 +5,8 @@
 - :func:`io_tensors`: the input/output tensors (shape, dtype, quantization) the runtime and the
   importer need; :func:`numpy_dtype` is the one TensorType -> numpy map;
 - :func:`metadata_buffer` / :func:`with_metadata_buffer`: named metadata entries (edgekit's labels);
-- :func:`parse_tflite` / :func:`read_tflite`: the whole graph as records for target checks (Edge TPU
-  compatibility, op counts, parameter sizes): operators in execution order with builtin name,
+- :func:`parse_tflite` (:func:`edgekit.runtime.safety.read_tflite` checks the file first): the whole
+  graph as records for target checks (Edge TPU compatibility, op counts, parameter sizes): operators in execution order with builtin name,
   version and options, tensors with dtype, shape, ``shape_signature`` (-1 = dynamic), quantization
   and which are constants.
 
@@ -239,24 +239,6 @@ def parse_tflite(data: bytes, *, path: str = "<bytes>") -> TfliteGraph:
     if not subgraphs:
         raise ModelFileError(f"{path} holds no subgraph", fix=fix)
     return graph
-
-
-def read_tflite(path: Path | str) -> TfliteGraph:
-    """Read and parse a .tflite file, after the runtime's byte-level checks (empty, LFS pointer, ...)."""
-    from edgekit.runtime.safety import check_model_file
-
-    path = Path(path)
-    check_model_file(path, "tflite")
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise ModelFileError(f"{path} does not exist", fix="check the path to the .tflite model") from exc
-    except IsADirectoryError as exc:
-        raise ModelFileError(f"{path} is a folder", fix="pass the .tflite file itself") from exc
-    except OSError as exc:
-        raise ModelFileError(f"cannot read {path}: {exc.strerror}", fix="check the file's permissions") from exc
-    return parse_tflite(data, path=str(path))
-
 
 
 def numpy_dtype(tensor_type: str):

@@ -188,7 +188,7 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
     from edgekit.keras_io import load_float_model
     from edgekit.metrics import accuracy_change, describe_change
     from edgekit.targets.common import compare_to_parent
-    from edgekit.stages.convert_tflite import PreparedModel, convert_keras_to_tflite, embed_metadata, gzip_size, run_tflite
+    from edgekit.targets.tflite_converter import PreparedModel, convert_keras_to_tflite, embed_metadata, gzip_size, run_tflite
 
     options = CompressOptions(int8=int8, float16=float16, dynamic=dynamic, int16x8=int16x8, io_dtype=io_dtype,
                               calibration_samples=calibration_samples, prune=prune, cluster=cluster, qat=qat,
@@ -293,7 +293,7 @@ def _tuning_and_certification(scored: EvalSet, bound: float, seed: int) -> tuple
 
 
 def _write_variant(plan: Plan, name: str, mode: str, data: bytes, metrics: dict, extra: dict) -> Artifact:
-    from edgekit.stages.convert_tflite import tensor_specs
+    from edgekit.targets.tflite_converter import tensor_specs
 
     directory = plan.out_dir / name
     input_spec, output_spec = tensor_specs(data)

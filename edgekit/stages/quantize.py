@@ -1,7 +1,7 @@
 """Quantization: QAT (optionally pruning- or cluster-preserving) and the accuracy-guarded int8 search.
 
 Post-training modes themselves (float16, dynamic, int8, int16x8) are converter settings in
-:mod:`edgekit.stages.convert_tflite`. The guard converts plain int8 first; when top-1 may drop more than
+:mod:`edgekit.targets.tflite_converter`. The guard converts plain int8 first; when top-1 may drop more than
 allowed it asks the TFLite quantization debugger which layers lose most (RMSE / scale of each
 layer's output) and keeps the worst ones in float, doubling their number until the drop fits on a
 tuning split; a disjoint certification split then certifies (or refuses) the choice.

@@ -43,7 +43,8 @@ from edgekit.artifacts import (
     write_text_atomic,
 )
 from edgekit.errors import ConversionError, DeviceUnavailableError, ModelFileError, ValidationError
-from edgekit.runtime.tflite_file import OperatorInfo, SubgraphInfo, TensorInfo, read_tflite
+from edgekit.runtime.safety import read_tflite
+from edgekit.runtime.tflite_file import OperatorInfo, SubgraphInfo, TensorInfo
 
 COMPILER_ENV = "EDGETPU_COMPILER"
 COMPILER_NAME = "edgetpu_compiler"

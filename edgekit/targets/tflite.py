@@ -1,6 +1,6 @@
 """The registry's ``tflite`` target: a plain float32 .tflite from a Keras artifact, validated and with manifest.
 
-The conversion itself is shared with the compress stage (:func:`edgekit.stages.convert_tflite.convert_keras_to_tflite`:
+The conversion itself is shared with the compress stage (:func:`edgekit.targets.tflite_converter.convert_keras_to_tflite`:
 static batch 1, child process); quantized TFLite variants come from ``edgekit compress``.
 """
 
@@ -25,7 +25,7 @@ def export_tflite(model: Path, *, out_dir: Path, seed: int = 0, trust: bool = Fa
     import numpy as np
 
     from edgekit.keras_io import load_float_model
-    from edgekit.stages.convert_tflite import convert_keras_to_tflite, embed_metadata, run_tflite, tensor_specs
+    from edgekit.targets.tflite_converter import convert_keras_to_tflite, embed_metadata, run_tflite, tensor_specs
 
     parent = load_parent(model, formats=("keras", "savedmodel"), target="tflite", out_dir=out_dir,
                          import_options=import_options)

@@ -46,7 +46,7 @@ def _parse_tflite(data: bytes, work: Path):
 
 
 def _read_tflite(data: bytes, work: Path):
-    from edgekit.runtime.tflite_file import read_tflite
+    from edgekit.runtime.safety import read_tflite
 
     return read_tflite(_file(work, "graph.tflite", data))
 
@@ -107,7 +107,7 @@ LOADERS: tuple[Loader, ...] = (
     Loader("check_model_file[.onnx]", _check_model_file(".onnx"), ("onnx",)),
     Loader("check_model_file[.keras]", _check_model_file(".keras"), ("keras",)),
     Loader("tflite_file.parse_tflite", _parse_tflite, ("tflite_float", "tflite_int8")),
-    Loader("tflite_file.read_tflite", _read_tflite, ("tflite_int8",)),
+    Loader("safety.read_tflite", _read_tflite, ("tflite_int8",)),
     Loader("metadata.read_tflite_metadata", _read_tflite_metadata, ("tflite_float",)),
     Loader("metadata.read_onnx_metadata", _read_onnx_metadata, ("onnx",)),
     Loader("safety.check_onnx_external_data", _onnx_external_data, ("onnx_external",)),
