@@ -54,8 +54,10 @@ def test_stage_compress_defaults_are_the_models():
 def _click_command(name: str):
     import typer.main
 
-    from edgekit.cli import app, commands  # noqa: F401  (registers the commands)
+    from edgekit.cli import commands
+    from edgekit.cli.app import app
 
+    commands.register_all()
     return typer.main.get_command(app).commands[name]
 
 

@@ -96,11 +96,11 @@ def test_opt_out_and_unwritable_cache_only_cost_another_verification(tiny_models
 
 
 def test_predict_in_a_fresh_process_reuses_the_verdict(tiny_models, tmp_path):
-    """Two real `edgekit predict` processes: the first writes the marker, the second finds it (no subprocess)."""
+    """Two real `edgekit predict` processes: the first writes the marker, the second finds it (no child process)."""
     env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
-    script = ("import sys, subprocess\nfrom edgekit.runtime import safety\nreal = subprocess.run\ncalls = []\n"
+    script = ("import sys\nfrom edgekit import child_process\nreal = child_process.run_isolated\ncalls = []\n"
               "def spy(*a, **k):\n    calls.append(a[0])\n    return real(*a, **k)\n"
-              "subprocess.run = spy\nfrom edgekit.cli import main\n"
+              "child_process.run_isolated = spy\nfrom edgekit.cli import main\n"
               "try:\n    main(['predict', sys.argv[1], sys.argv[2], '--json'])\nexcept SystemExit as exc:\n    assert not exc.code\n"
               "print('SUBPROCESSES', len(calls))")
     photo = json.loads(tiny_models["test_images"].read_text())[0]

@@ -127,7 +127,7 @@ def test_full_extra_from_the_wheel_runs_every_command(full_venv, foreign, digits
     modules = _modules(full_venv, tmp_path)
     assert "site-packages" in modules["edgekit"] and "tensorflow" in modules["present"]
     done = _run([str(full_venv / "python"), "-c", "from edgekit.cli import commands; from edgekit.cli.app import app;"
-                 "print(' '.join(c.name for c in app.registered_commands))"], cwd=tmp_path)
+                 "commands.register_all(); print(' '.join(c.name for c in app.registered_commands))"], cwd=tmp_path)
     commands = done.stdout.split()
     assert {"import", "compress", "export", "compile", "profile", "predict", "run"} <= set(commands), done.stderr
     for command in commands:
