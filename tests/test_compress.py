@@ -201,7 +201,7 @@ def test_accuracy_guard_keeps_the_worst_layers_float_until_the_drop_is_certified
     assert len(tries) == len(guard["attempts"]) - 1
     for line, attempt in zip(tries, guard["attempts"][1:]):
         assert f"{attempt['kept_float']}/" in line and f"drop {attempt['tuning_drop_points']:.2f} points" in line
-        assert f"{attempt['float_weight_bytes'] / 1e6:.2f} MB more than int8" in line
+        assert f"{attempt['float_weight_bytes'] / 1e3:,.1f} kB more than int8" in line
         assert "left" in line or "last step" in line
     certification, accuracy = guard["certification"], artifact.manifest.metrics["accuracy"]
     assert guard["kept_float_layers"] and guard["attempts"][0]["tuning_drop_points"] > 3.0

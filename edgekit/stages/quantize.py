@@ -100,7 +100,7 @@ def guarded_int8(prepared, *, plain: bytes, io_dtype: str, tune: Callable[[bytes
                 failing = count
             steps = (math.ceil(math.log2(len(names) / count)) + math.ceil(math.log2(count)) if passing is None
                      else math.ceil(math.log2(max(passing - failing, 1))))
-            status(f"[guarded int8] try {len(tried) - 1}: {count}/{len(names)} layers float ({cost / 1e6:.2f} MB "
+            status(f"[guarded int8] try {len(tried) - 1}: {count}/{len(names)} layers float ({cost / 1e3:,.1f} kB "
                    f"more than int8; up to {_short(names[count - 1])}): tuning drop {row['tuning_drop_points']:.2f} "
                    f"points (upper {row['tuning_upper95_points']:.2f}); "
                    + ("within the limit, " if row["within"] else "")
