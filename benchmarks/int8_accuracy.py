@@ -142,6 +142,8 @@ def main() -> int:
     parser.add_argument("--bound", type=float, default=1.5)
     parser.add_argument("--method", action="append", choices=("int8", "guarded"),
                         help="only these (default both); reuses earlier compress outputs under --work")
+    parser.add_argument("--only-measured", action="store_true",
+                        help="write the results from the rows already finished under --work; measure nothing")
     args = parser.parse_args()
     from edgekit.artifacts import write_json_atomic, write_text_atomic
 
@@ -149,6 +151,8 @@ def main() -> int:
     rows = []
     for size in args.size or [224, 160]:
         for backbone in args.backbone or ["efficientnet_lite0", "mobilenet_v2"]:
+            if args.only_measured and not (args.work / f"{backbone}-{size}" / "row.json").is_file():
+                continue
             rows.append(measure(backbone, size, data=args.data, pool=pool, work=args.work, bound=args.bound,
                                 methods=tuple(args.method or ("int8", "guarded"))))
             print(json.dumps(rows[-1]), flush=True)

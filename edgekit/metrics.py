@@ -82,10 +82,17 @@ def _adjusted_paired_difference(parent_only: int, candidate_only: int, images: i
     return centre, variance ** 0.5
 
 
-def drop_upper_bound(parent_only: int, candidate_only: int, images: int) -> float:
-    """One-sided 95% upper bound of the top-1 drop, in points (what a certificate checks against its bound)."""
+def drop_upper_bound(parent_only: int, candidate_only: int, images: int, *, looks: int = 1) -> float:
+    """One-sided 95% upper bound of the top-1 drop, in points (what a certificate checks against its bound).
+
+    ``looks`` > 1 widens it for a search that checks up to that many candidates on the same images and
+    keeps the first that passes (Bonferroni: level 0.05 / looks), so the pick is not just a lucky draw.
+    """
+    from statistics import NormalDist
+
+    z = Z_ONE_SIDED_95 if looks <= 1 else NormalDist().inv_cdf(1 - 0.05 / looks)
     centre, error = _adjusted_paired_difference(parent_only, candidate_only, images)
-    return round(min(centre + Z_ONE_SIDED_95 * error, 1.0) * 100, 3)
+    return round(min(centre + z * error, 1.0) * 100, 3)
 
 
 def certifiable_floor(images: int, disagreements: int = 0) -> float:

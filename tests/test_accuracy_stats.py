@@ -74,3 +74,12 @@ def test_sign_convention_positive_is_a_loss():
     assert change["parent_top1"] > change["top1"]
     better = accuracy_change(truth, model, parent, CLASSES)
     assert better["drop_points"] == -change["drop_points"] and better["interval95_points"][1] < 0
+
+
+def test_a_search_that_looks_many_times_gets_a_wider_bound():
+    """The guard checks up to ``looks`` candidates on one tuning split; each bound widens to level 0.05/looks."""
+    single, searched = drop_upper_bound(10, 5, 700), drop_upper_bound(10, 5, 700, looks=13)
+    assert searched > single
+    # z(1 - 0.05/13) = 2.66 against 1.645: the margin above the observed drop grows by that ratio
+    observed = (10 - 5) / 700 * 100
+    assert 1.5 < (searched - observed) / (single - observed) < 1.75

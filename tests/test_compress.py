@@ -201,9 +201,13 @@ def test_accuracy_guard_keeps_the_worst_layers_float_until_the_drop_is_certified
     assert len(tries) == len(guard["attempts"]) - 1
     for line, attempt in zip(tries, guard["attempts"][1:]):
         assert f"{attempt['kept_float']}/" in line and f"drop {attempt['tuning_drop_points']:.2f} points" in line
-        assert "added " in line and ("left" in line or "within the limit" in line)
+        assert f"{attempt['float_weight_bytes'] / 1e3:,.1f} kB more than int8" in line
+        assert "left" in line or "last step" in line
     certification, accuracy = guard["certification"], artifact.manifest.metrics["accuracy"]
     assert guard["kept_float_layers"] and guard["attempts"][0]["tuning_drop_points"] > 3.0
+    by_count = {attempt["kept_float"]: attempt for attempt in guard["attempts"]}
+    kept = len(guard["kept_float_layers"])  # the shortest prefix of the ranking within the limit (bisected)
+    assert by_count[kept]["within"] and not by_count[kept - 1]["within"]
     assert guard["certified"] and certification["upper95_points"] <= 3.0
     # tuning and certification images are disjoint halves of test/, and every number is on the latter
     assert guard["tuning_images"] + certification["images"] == plain_accuracy["images"]
