@@ -6,9 +6,9 @@
   importer need; :func:`numpy_dtype` is the one TensorType -> numpy map;
 - :func:`metadata_buffer` / :func:`with_metadata_buffer`: named metadata entries (edgekit's labels);
 - :func:`parse_tflite` (:func:`edgekit.runtime.safety.read_tflite` checks the file first): the whole
-  graph as records for target checks (Edge TPU compatibility, op counts, parameter sizes): operators in execution order with builtin name,
-  version and options, tensors with dtype, shape, ``shape_signature`` (-1 = dynamic), quantization
-  and which are constants.
+  graph as records for target checks (Edge TPU compatibility, op counts, parameter sizes):
+  operators in execution order with builtin name, version and options, tensors with dtype, shape,
+  ``shape_signature`` (-1 = dynamic), quantization and which are constants.
 
 The light readers use edgekit's vendored schema subset (:mod:`edgekit.runtime.tflite_schema`), so the
 runtime works where only tflite-runtime is installed; the whole-graph parser and the writer need

@@ -56,8 +56,9 @@ def guarded_int8(prepared, *, plain: bytes, io_dtype: str, tune: Callable[[bytes
     doubling the prefix (1, 2, 4, ...) and then bisecting between the last failing and first passing
     length. The tuning bound is widened for the number of looks the search may take (Bonferroni):
     with the plain 95% bound, bisection on ~700 images picked a count that passed by chance and then
-    failed certification (Lite0 128 px: 16 layers, certification upper bound 2.02 against 1.5). The choice is then checked once on the certification set, which it never saw; certified
-    means that set's one-sided 95% upper bound of the drop is within the limit. The converter can keep
+    failed certification (Lite0 128 px: 16 layers, certification upper bound 2.02 against 1.5). The
+    choice is then checked once on the certification set, which it never saw; certified means that
+    set's one-sided 95% upper bound of the drop is within the limit. The converter can keep
     layers out of int8 only in float32 (no per-layer int16x8 or float16), so a kept layer costs 3 bytes
     per weight. Each try is printed (layers, bytes kept float, tuning drop, time left).
     Raises AccuracyError with every number, and the smallest bound these images certify, otherwise.
