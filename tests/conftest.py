@@ -12,11 +12,14 @@
 - ``foreign``: a small CNN trained on the digits, saved the ways users bring their own models
   (.keras, .h5, SavedModel, tf2onnx NHWC .onnx, a PyTorch-layout NCHW .onnx), without manifests.
 - ``coral_model``: Coral's quantized MobileNetV1 .tflite from ../shared/models (skipped when absent).
+- ``opens_of``: how many times the code under test opens one file (Python's ``open`` audit event).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,6 +54,35 @@ def require_shared(path: Path, what: str) -> None:
 CORAL = SHARED / "models" / "edgetpu-compiled" / "mobilenet_v1_0.25_128_quant.tflite"
 SIZE = 32  # input size of the foreign test models
 DIGITS = [str(i) for i in range(10)]
+
+
+_OPENED: list[list[str]] = []  # one list per active ``opens_of`` block
+
+
+def _record_open(event: str, args: tuple) -> None:
+    if event == "open" and _OPENED and isinstance(args[0], str):
+        for opened in _OPENED:
+            opened.append(args[0])
+
+
+sys.addaudithook(_record_open)  # audit hooks cannot be removed: one for the session, idle outside ``opens_of``
+
+
+@pytest.fixture
+def opens_of():
+    """``with opens_of(path) as count: ...`` then ``count()``: how often that file was opened inside the block, by
+    open(), Path.read_bytes, os.open or anything else that raises Python's ``open`` audit event."""
+    @contextlib.contextmanager
+    def counting(path: Path):
+        opened: list[str] = []
+        _OPENED.append(opened)
+        target = os.path.realpath(path)
+        try:
+            yield lambda: sum(os.path.realpath(name) == target for name in opened)
+        finally:
+            _OPENED.remove(opened)
+
+    return counting
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -83,6 +83,22 @@ def test_truncated_tflite_is_caught_in_python_before_the_interpreter(tiny_models
         check_model_file(path)
 
 
+def test_read_tflite_reads_the_file_once_and_checks_those_bytes(tiny_models, tmp_path, opens_of):
+    with opens_of(tiny_models["int8"]) as opens:
+        graph = safety.read_tflite(tiny_models["int8"])
+    assert opens() == 1
+    assert graph.main.operators and graph.size_bytes == tiny_models["int8"].stat().st_size
+    data = tiny_models["int8"].read_bytes()
+    half = tmp_path / "half.tflite"
+    half.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError, match="half.tflite is a truncated or corrupt"):
+        safety.read_tflite(half)
+    named = tmp_path / "model.tflite"
+    named.write_bytes(tiny_models["onnx"].read_bytes())
+    with pytest.raises(ModelFileError, match="named .tflite but contains a onnx model"):
+        safety.read_tflite(named)
+
+
 def test_truncated_onnx_is_not_recognised(tiny_models, tmp_path):
     data = tiny_models["onnx"].read_bytes()
     path = tmp_path / "cut.onnx"

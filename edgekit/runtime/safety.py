@@ -197,21 +197,27 @@ def check_model_file(path: str | Path, expected_format: str | None = None) -> st
     detected format ("tflite", "onnx", "keras", "h5").
     """
     path = Path(path)
+    _check_is_file(path)
+    return _check_contents(path, _open_bytes(path), expected_format or guess_format(path))
+
+
+def _check_is_file(path: Path) -> None:
     if not path.exists():
         raise ModelFileError(f"{path} does not exist", fix="check the path to the model")
     if not path.is_file():
         raise ModelFileError(f"{path} is not a file", fix="pass the model file or its artifact folder")
-    size = path.stat().st_size
-    if size == 0:
+
+
+def _check_contents(path: Path, buf, expected: str) -> str:
+    """The format the bytes ``buf`` of ``path`` hold, after refusing empty, LFS pointer, mislabelled and broken files."""
+    if len(buf) == 0:
         raise ModelFileError(f"{path} is empty (0 bytes)", fix="the copy or download failed: fetch the model again")
-    buf = _open_bytes(path)
     if bytes(buf[: len(LFS_POINTER)]) == LFS_POINTER:
         raise ModelFileError(f"{path} is a Git LFS pointer, not the model itself",
                              fix="run `git lfs pull` (or download the real file) before loading it")
     detected = _detect(buf)
-    expected = expected_format or guess_format(path)
     if detected is None:
-        raise ModelFileError(f"{path} is not a TFLite or ONNX model ({size} bytes of unrecognised data)",
+        raise ModelFileError(f"{path} is not a TFLite or ONNX model ({len(buf)} bytes of unrecognised data)",
                              fix="re-export or re-download the model; the file may be truncated or corrupt")
     if expected in ("tflite", "onnx", "keras", "h5") and detected != expected:
         raise ModelFileError(f"{path} is named .{expected} but contains a {detected} model",
@@ -224,17 +230,15 @@ def check_model_file(path: str | Path, expected_format: str | None = None) -> st
 
 
 def read_tflite(path: Path | str) -> TfliteGraph:
-    """Read and parse a .tflite file after :func:`check_model_file` (empty, LFS pointer, broken structure, ...)."""
+    """Read a .tflite file once, check its bytes as :func:`check_model_file` does (empty, LFS pointer, broken
+    structure, ...) and parse them."""
     path = Path(path)
-    check_model_file(path, "tflite")
+    _check_is_file(path)
     try:
         data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise ModelFileError(f"{path} does not exist", fix="check the path to the .tflite model") from exc
-    except IsADirectoryError as exc:
-        raise ModelFileError(f"{path} is a folder", fix="pass the .tflite file itself") from exc
     except OSError as exc:
         raise ModelFileError(f"cannot read {path}: {exc.strerror}", fix="check the file's permissions") from exc
+    _check_contents(path, data, "tflite")
     return parse_tflite(data, path=str(path))
 
 
