@@ -216,6 +216,42 @@ def test_accuracy_guard_keeps_the_worst_layers_float_until_the_drop_is_certified
     assert guard["size_vs_plain_int8"] > 0 and guard["latency_vs_plain_int8"] > 0
 
 
+def test_accuracy_guard_does_not_parse_the_graph_when_plain_int8_is_within_the_bound(cnn_artifact, tmp_path,
+                                                                                   monkeypatch):
+    """The whole-graph parse (bytes each layer costs kept float) is only needed to rank layers; the number of
+    looks comes from the light reader and equals the parsed graph's layer count."""
+    import math
+
+    from edgekit.artifacts import Preprocessing
+    from edgekit.data import load_folder_arrays, normalize, scan_image_folder
+    from edgekit.metrics import accuracy_change
+    from edgekit.runtime import tflite_file
+    from edgekit.stages.compress import compress
+    from edgekit.stages.quantize import float_cost_bytes, guarded_int8
+    from edgekit.targets.tflite_converter import run_tflite
+
+    (plain,) = compress(model=cnn_artifact.path, out_dir=tmp_path / "plain", int8=True)
+    data = plain.path.read_bytes()
+    preprocessing = Preprocessing.from_dict(cnn_artifact.manifest.preprocessing)
+    folder = scan_image_folder(Path(cnn_artifact.manifest.training.folder).parent / "test")
+    pixels, truth = load_folder_arrays(folder, preprocessing)
+    inputs = normalize(pixels, preprocessing)
+    reference = run_tflite(data, inputs)  # the parent is plain int8 itself: a drop of 0, within any bound
+
+    def score(candidate: bytes) -> dict:
+        found = accuracy_change(truth, reference, run_tflite(candidate, inputs), folder.classes)
+        return dict(found, source="digits test/", source_is_training_data=False)
+
+    parses = []
+    real_parse = tflite_file.parse_tflite
+    monkeypatch.setattr(tflite_file, "parse_tflite", lambda *a, **k: parses.append(1) or real_parse(*a, **k))
+    chosen, report = guarded_int8(None, plain=data, io_dtype="float32", tune=score, certify=score,
+                                  max_drop_points=2.0, float32_tflite_bytes=2 * len(data))
+    assert chosen == data and report["certified"] and report["kept_float_layers"] == []
+    assert parses == []
+    assert report["tuning_looks"] == 1 + 2 * math.ceil(math.log2(len(float_cost_bytes(data))))
+
+
 def test_accuracy_guard_refuses_a_bound_its_images_cannot_certify(cnn_artifact, tmp_path):
     from edgekit.metrics import certifiable_floor
     from edgekit.stages.compress import compress

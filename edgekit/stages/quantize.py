@@ -66,15 +66,16 @@ def guarded_int8(prepared, *, plain: bytes, io_dtype: str, tune: Callable[[bytes
     import time
 
     from edgekit.progress import status, time_left
+    from edgekit.runtime.tflite_file import operator_output_names
 
     report: dict = {"max_accuracy_drop_points": max_drop_points, "kept_float_layers": [],
                     "kept_layers_precision": "float32 (the TFLite converter cannot keep single layers in "
                                              "int16x8 or float16 inside an int8 model)"}
     tried: dict[int, tuple[bytes, dict]] = {}
-    costs = float_cost_bytes(plain)
-    # Plain int8, then doubling and bisection over at most len(costs) layers: the most times the search
-    # looks at the tuning split. Each look's bound is widened for that many (see drop_upper_bound).
-    looks = 1 + 2 * max(math.ceil(math.log2(max(len(costs), 1))), 1)
+    # Plain int8, then doubling and bisection over at most as many layers as the operators write tensors: the
+    # most times the search looks at the tuning split. Each look's bound is widened for that many (see
+    # drop_upper_bound). Counted with the light reader: the whole graph is parsed only when plain int8 fails.
+    looks = 1 + 2 * max(math.ceil(math.log2(max(len(operator_output_names(plain)), 1))), 1)
     report["tuning_looks"] = looks
 
     def attempt(kept: int, data: bytes, float_bytes: int = 0) -> dict:
@@ -93,7 +94,7 @@ def guarded_int8(prepared, *, plain: bytes, io_dtype: str, tune: Callable[[bytes
     kept = 0
     if not first["within"]:
         status("[guarded int8] ranking layers by int8 error per byte kept float (TFLite quantization debugger) ...")
-        ranked = rank_by_error_per_byte(prepared.layer_stats(), costs)
+        ranked = rank_by_error_per_byte(prepared.layer_stats(), float_cost_bytes(plain))
         report["ranked_layers"] = [{key: (round(row[key], 4) if key == "rmse_over_scale" else row[key])
                                     for key in ("tensor_name", "rmse_over_scale", "float_cost_bytes")}
                                    for row in ranked[:20]]
