@@ -51,31 +51,32 @@ def embedded_metadata(artifact: Artifact) -> dict | None:
     return readers[fmt]() if fmt in readers else None
 
 
-def has_labels(artifact: Artifact) -> bool:
-    """Whether labels and preprocessing are known from the manifest or the embedded metadata."""
-    if artifact.manifest.labels and artifact.manifest.preprocessing:
-        return True
-    embedded = embedded_metadata(artifact)
-    return bool(embedded and embedded.get("labels") and embedded.get("preprocessing"))
-
-
-def load_labelled_artifact(model: Path) -> Artifact:
-    """The artifact with labels and preprocessing: from its manifest.json, else (a bare .tflite/.onnx copied to
-    a device) from the metadata edgekit embeds in the model file, as ``edgekit predict`` reads it."""
+def with_labels(artifact: Artifact) -> Artifact | None:
+    """The artifact with labels and preprocessing from its manifest, else from the metadata edgekit embeds in the
+    model file (a bare .tflite/.onnx copied to a device, as ``edgekit predict`` reads it); None when neither has
+    them."""
     import dataclasses
 
-    artifact = load_artifact(model, require_manifest=False)
     manifest = artifact.manifest
     if manifest.labels and manifest.preprocessing:
         return artifact
     embedded = embedded_metadata(artifact)
     if not embedded or not embedded.get("labels") or not embedded.get("preprocessing"):
+        return None
+    return Artifact(path=artifact.path, manifest=dataclasses.replace(
+        manifest, labels=list(embedded["labels"]), preprocessing=dict(embedded["preprocessing"])))
+
+
+def load_labelled_artifact(model: Path) -> Artifact:
+    """The artifact at ``model`` with labels and preprocessing (:func:`with_labels`), else a ManifestError."""
+    artifact = load_artifact(model, require_manifest=False)
+    labelled = with_labels(artifact)
+    if labelled is None:
         raise ManifestError(f"no labels/preprocessing for {artifact.path}: no {MANIFEST_NAME} beside it and none "
                             "embedded in the file", fix="pass the artifact folder written by edgekit, a "
                                                         ".tflite/.onnx exported by edgekit (it embeds them), or "
                                                         "--labels and --preprocess for a model of your own")
-    return Artifact(path=artifact.path, manifest=dataclasses.replace(
-        manifest, labels=list(embedded["labels"]), preprocessing=dict(embedded["preprocessing"])))
+    return labelled
 
 
 def labelled_folder(data: Path, labels: list[str], *, strict: bool = False) -> ImageFolder:

@@ -220,6 +220,24 @@ def test_accuracy_loss_compares_the_int8_child_with_its_float_parent(digits_pair
     assert json.loads((report / "profile.json").read_text())["accuracy"]["accuracy_drop"] == accuracy["accuracy_drop"]
 
 
+def test_profile_reads_the_model_once_to_find_its_labels(digits_pair, tmp_path, opens_of):
+    """Two reads each: the manifest's sha256 check (a bare .tflite: its embedded metadata), then the format check."""
+    from edgekit.profiling import _profiled_artifact
+    from edgekit.targets.tflite_converter import embed_metadata
+
+    _, child = digits_pair
+    with opens_of(child.path) as opens:
+        artifact, fmt = _profiled_artifact(child.directory, labelled=True)
+    assert opens() == 2 and fmt == "tflite" and artifact.manifest.labels == child.manifest.labels
+    bare = tmp_path / "bare.tflite"
+    bare.write_bytes(embed_metadata(child.path.read_bytes(), labels=child.manifest.labels,
+                                    preprocessing=child.manifest.preprocessing))
+    with opens_of(bare) as opens:
+        artifact, fmt = _profiled_artifact(bare, labelled=True)
+    assert opens() == 2 and artifact.manifest.labels == child.manifest.labels
+    assert artifact.manifest.preprocessing == child.manifest.preprocessing
+
+
 def test_accuracy_report_says_when_the_parent_is_missing(digits_pair, digits_dir, tmp_path):
     from edgekit.profiling import profile
 

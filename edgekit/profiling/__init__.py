@@ -25,10 +25,10 @@ TFLITE_OP_PROFILE_REASON = ("per-op timing is unavailable for .tflite: ai-edge-l
 
 def model_format(path: Path, declared: str) -> str:
     """The file's real format; a .tflite holding the Edge TPU custom op is ``edgetpu-tflite``."""
-    from edgekit.runtime.safety import check_model_file
+    from edgekit.runtime.safety import read_model_file
 
-    detected = check_model_file(path)
-    if detected == "tflite" and (declared == "edgetpu-tflite" or b"edgetpu-custom-op" in Path(path).read_bytes()):
+    detected, data = read_model_file(path)
+    if detected == "tflite" and (declared == "edgetpu-tflite" or b"edgetpu-custom-op" in data):
         return "edgetpu-tflite"
     return detected
 
@@ -77,15 +77,15 @@ def _profiled_artifact(model: Path, *, labelled: bool, import_options: ImportOpt
     from the manifest, the embedded metadata, else ``import_options`` (a foreign model).
     Refuses formats the profiler cannot run."""
     from edgekit.artifacts import Artifact, load_artifact
-    from edgekit.evaluation import has_labels, load_labelled_artifact
+    from edgekit.evaluation import with_labels
 
     artifact = load_artifact(Path(model), require_manifest=False)
-    if labelled and has_labels(artifact):
-        artifact = load_labelled_artifact(model)
-    elif labelled:
+    found = with_labels(artifact) if labelled else artifact
+    if found is None:
         from edgekit.importer import ImportOptions, describe_model
 
-        artifact = Artifact(path=artifact.path, manifest=describe_model(artifact.path, import_options or ImportOptions()))
+        found = Artifact(path=artifact.path, manifest=describe_model(artifact.path, import_options or ImportOptions()))
+    artifact = found
     fmt = model_format(artifact.path, artifact.manifest.format)
     if fmt not in ("tflite", "onnx", "edgetpu-tflite"):
         raise UsageError(f"{artifact.path} is a {fmt} model; profile runs .tflite and .onnx models",

@@ -154,8 +154,11 @@ def check_onnx_external_data(path: Path) -> list[Path]:
     Returns the external files (all inside the folder). Symlinks are followed before the comparison.
     """
     path = Path(path)
+    return _onnx_external_files(path, _open_bytes(path))
+
+
+def _onnx_external_files(path: Path, buf) -> list[Path]:
     folder = path.parent.resolve()
-    buf = _open_bytes(path)
     try:
         found = list(_external_locations(buf, 0, len(buf), "model"))
     except _Truncated as exc:
@@ -225,20 +228,24 @@ def _check_contents(path: Path, buf, expected: str) -> str:
     if detected == "tflite":
         check_structure(buf, path=path)
     elif detected == "onnx":
-        check_onnx_external_data(path)
+        _onnx_external_files(path, buf)
     return detected
 
 
-def read_tflite(path: Path | str) -> TfliteGraph:
-    """Read a .tflite file once, check its bytes as :func:`check_model_file` does (empty, LFS pointer, broken
-    structure, ...) and parse them."""
+def read_model_file(path: Path | str, expected_format: str | None = None) -> tuple[str, bytes]:
+    """The file's format and bytes, read once and checked as :func:`check_model_file` checks them."""
     path = Path(path)
     _check_is_file(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ModelFileError(f"cannot read {path}: {exc.strerror}", fix="check the file's permissions") from exc
-    _check_contents(path, data, "tflite")
+    return _check_contents(path, data, expected_format or guess_format(path)), data
+
+
+def read_tflite(path: Path | str) -> TfliteGraph:
+    """Read a .tflite file once, check its bytes (:func:`read_model_file`) and parse them."""
+    _, data = read_model_file(path, "tflite")
     return parse_tflite(data, path=str(path))
 
 
