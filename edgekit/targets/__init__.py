@@ -84,8 +84,9 @@ class Target:
         for name, value in given.items():
             if name not in known:
                 flags = ", ".join(option.flag for option in self.options) or "none"
-                raise UsageError(f"option {_flag(name)} does not apply to target {self.name!r} (its options: {flags})",
-                                 fix=f"drop {_flag(name)} or choose another --target")
+                flag = ExportOptions.flag(name)
+                raise UsageError(f"option {flag} does not apply to target {self.name!r} (its options: {flags})",
+                                 fix=f"drop {flag} or choose another --target")
             known[name].validate(value)
         for name, module in self.optional.items():
             if given.get(name) and importlib.util.find_spec(module) is None:
@@ -118,18 +119,14 @@ class Target:
         return result
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
 def _onnx_combinations(given: dict[str, Any]) -> None:
     if given.get("int8") and given.get("dynamic"):
         raise UsageError("--int8 and --dynamic are two different quantization modes",
                          fix="pass one of them (--int8 is the fast one for CNNs)")
     for name in ("calibration", "calibrate_method", "calibration_samples"):
         if given.get(name) is not None and not given.get("int8"):
-            raise UsageError(f"{_flag(name)} only applies with --int8 (static quantization)",
-                             fix=f"add --int8 or drop {_flag(name)}")
+            raise UsageError(f"{ExportOptions.flag(name)} only applies with --int8 (static quantization)",
+                             fix=f"add --int8 or drop {ExportOptions.flag(name)}")
 
 
 ONNX_OPTIONS = tuple(TargetOption(name) for name in ("opset", "int8", "dynamic", "calibration", "calibration_samples",
