@@ -52,6 +52,20 @@ def test_usage_lines_name_arguments_without_placeholder_braces(capsys, command):
     assert code == 0 and "{" not in usage and "}" not in usage and "[OPTIONS]" in usage
 
 
+def test_top_level_help_lists_quickstart_first_then_the_pipeline_in_order():
+    """A fresh process, as a user runs it, at 80 columns: the commands in the order they are used."""
+    import re
+
+    from edgekit.cli.commands import HELP_ORDER
+
+    done = edgekit("--help", env={"COLUMNS": "80"})
+    panel = done.stdout.split("Commands")[1]
+    listed = [m.group(1) for m in re.finditer(r"^│ ([a-z][a-z-]*)\s{2,}", panel, flags=re.MULTILINE)]
+    assert done.returncode == 0 and max(len(line) for line in done.stdout.splitlines()) <= 80
+    assert listed[:3] == ["quickstart", "finetune", "import"]
+    assert listed == HELP_ORDER
+
+
 @pytest.mark.parametrize("command", ["profile", "predict", "compile"])
 def test_device_side_help_does_not_offer_keras_models(capsys, command):
     _, out, _ = run_main(capsys, command, "--help")

@@ -27,6 +27,17 @@ class _Command(typer.core.TyperCommand):
         return [re.sub(r"^\{([^{}]*)\}", r"\1", piece) for piece in super().collect_usage_pieces(ctx)]
 
 
+class _Group(typer.core.TyperGroup):
+    """Commands listed in :data:`edgekit.cli.commands.HELP_ORDER`, not in the order their modules were imported
+    (``quickstart`` is defined in ``cmd_run`` but comes first)."""
+
+    def list_commands(self, ctx) -> list[str]:
+        from edgekit.cli.commands import HELP_ORDER
+
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda name: HELP_ORDER.index(name) if name in HELP_ORDER else len(HELP_ORDER))
+
+
 class _Typer(typer.Typer):
     """A Typer app whose commands all use :class:`_Command`."""
 
@@ -37,6 +48,7 @@ class _Typer(typer.Typer):
 
 app = _Typer(
     name="edgekit",
+    cls=_Group,
     help="From a folder of photos to a small, fast, measured model on an edge device.\n\n"
     "Typical flow: finetune -> compress --int8 -> export/compile -> profile -> predict.\n"
     "Run `edgekit quickstart` for an offline demo on an embedded dataset.",

@@ -5,8 +5,9 @@ import importlib
 import pkgutil
 from pathlib import Path
 
-_ORDER = ["quickstart", "finetune", "import", "evaluate", "compress", "export", "compile", "profile", "predict",
-          "monitor", "run", "targets", "devices", "backbones"]
+# The order `edgekit --help` lists commands in (the app's group sorts by it; commands not named here come last).
+HELP_ORDER = ["quickstart", "finetune", "import", "evaluate", "compress", "export", "compile", "profile", "predict",
+              "monitor", "run", "sweep", "recipe-schema", "targets", "devices", "backbones"]
 # Commands defined in another command's module.
 _MODULE_OF = {"evaluate": "finetune", "sweep": "run", "quickstart": "run", "recipe-schema": "run"}
 
@@ -16,12 +17,8 @@ def _present() -> set[str]:
 
 
 def register_all() -> None:
-    """Import every command module (import order = help order)."""
-    present = _present()
-    for name in _ORDER:
-        if f"cmd_{name}" in present:
-            importlib.import_module(f"edgekit.cli.cmd_{name}")
-    for name in sorted(present - {f"cmd_{n}" for n in _ORDER}):
+    """Import every command module."""
+    for name in sorted(_present()):
         importlib.import_module(f"edgekit.cli.{name}")
 
 
