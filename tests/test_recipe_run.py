@@ -47,6 +47,8 @@ def test_run_writes_reports_with_a_pick_and_reasons_for_skipped_devices(first_ru
     assert rows[("int8", "edgetpu")]["status"].startswith("skipped: libedgetpu")
     # An absent tool is reported as unavailable, not as a failure of the run.
     assert rows[("edgetpu", "cpu-1t")]["status"].startswith("unavailable: the Edge TPU compiler is not installed")
+    edgetpu = next(s for s in summary["stages"] if s["name"] == "edgetpu")
+    assert edgetpu["seconds"] > 0, "the static compatibility report it wrote took time"
     assert rows[("broken", "cpu-1t")]["status"].startswith("failed: ")
     assert summary["pick"] is not None and "Pareto front" in (out / "report.md").read_text()
     # The `broken` variant (clustering with 0 fine-tune epochs) fails alone: a failure row per device, and

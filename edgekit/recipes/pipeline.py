@@ -229,15 +229,17 @@ def enforce_outcome(summary: dict, *, allow_failures: bool = False) -> None:
 
 
 def _guarded(name: str, work: Callable[[], tuple[Artifact, StageOutcome]]) -> tuple[Artifact | str, StageOutcome]:
-    """Run one variant's stage; an EdgekitError becomes that variant's row status, not the run's end."""
+    """Run one variant's stage; an EdgekitError becomes that variant's row status, not the run's end. The time
+    until the error is kept: an Edge TPU export without the compiler still writes its static report."""
+    started = time.perf_counter()
     try:
         return work()
     except EdgekitError as exc:
-        row_status = outcome_status(exc)
+        row_status, seconds = outcome_status(exc), time.perf_counter() - started
         status(f"[{name}] {row_status}")
         if row_status.startswith("unavailable"):
-            return row_status, StageOutcome(name, "", False, 0.0, unavailable=exc.one_line())
-        return row_status, StageOutcome(name, "", False, 0.0, error=exc.one_line())
+            return row_status, StageOutcome(name, "", False, seconds, unavailable=exc.one_line())
+        return row_status, StageOutcome(name, "", False, seconds, error=exc.one_line())
 
 
 def _finetune_stage(recipe: dict, paths: RecipePaths, out_dir: Path, seed: int,
