@@ -96,6 +96,22 @@ def test_bad_options_and_missing_devices_exit_with_their_codes(capsys, tiny_mode
     assert code == 2 and "--mean" in err
 
 
+def test_a_model_that_fails_to_load_leaves_no_prediction_log(tiny_models, photo, tmp_path):
+    """The console entry as a user runs it: one error line naming the model, a non-zero exit, and no log file."""
+    broken = tmp_path / "broken.tflite"
+    data = tiny_models["float"].read_bytes()
+    broken.write_bytes(data[: len(data) // 2])
+    log = tmp_path / "logs" / "preds.sqlite"
+    proc = subprocess.run([sys.executable, "-m", "edgekit", "predict", str(broken), str(photo), "--log", str(log)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ") and "broken.tflite" in proc.stderr
+    assert not log.exists() and not log.parent.exists()
+    code = subprocess.run([sys.executable, "-m", "edgekit", "predict", str(tiny_models["float"]), str(photo), "--log",
+                           str(log), "--json"], capture_output=True, text=True, timeout=120).returncode
+    assert code == 0 and log.is_file()  # the same command with a model that loads writes the log
+
+
 def test_cli_predict_never_imports_tensorflow(tiny_models, photo):
     script = ("import sys, json\nfrom edgekit.cli import main\n"
               "try:\n    main(sys.argv[1:])\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"

@@ -98,17 +98,17 @@ def run_predict(*, model: Path, target: Path, top_k: int, json_out: bool, thread
         raise DataError(f"{target} does not exist", fix="pass an image file or a folder of images")
     if log is None and (log_images or log_max_mb != DEFAULT_MAX_MB):
         raise UsageError("--log-images/--log-max-mb need --log", fix="pass --log PATH (a SQLite file)")
-    label_names = prediction_log = None
+    label_names = None
     if labels:
         from edgekit.importer import read_labels
 
         label_names = read_labels(labels)
-    if log:
+    predictor = Predictor(model, threads=threads, accelerator=accelerator, labels=label_names,
+                          preprocessing=preprocessing_option(size, preprocess, mean, std))
+    if log:  # only once the model loaded: a model that fails leaves no empty log behind
         from edgekit.runtime.predlog import PredictionLog
 
-        prediction_log = PredictionLog(log, sample_images=log_images, max_mb=log_max_mb)
-    predictor = Predictor(model, threads=threads, accelerator=accelerator, labels=label_names,
-                          preprocessing=preprocessing_option(size, preprocess, mean, std), log=prediction_log)
+        predictor.start_log(PredictionLog(log, sample_images=log_images, max_mb=log_max_mb))
     if target.is_dir():
         results = predictor.predict_folder(target, top_k=top_k)
         if not results:

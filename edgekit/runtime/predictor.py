@@ -68,8 +68,15 @@ class Predictor:
         if classes > 0 and classes != len(self.labels):
             raise ManifestError(f"{self.path} outputs {classes} classes but {len(self.labels)} labels were given",
                                 fix="pass the labels file that belongs to this model")
+        self.log: PredictionLog | None = None
+        self.sha256 = manifest.sha256
+        if log is not None:
+            self.start_log(log)
+
+    def start_log(self, log: str | Path | PredictionLog) -> None:
+        """Append one row per prediction to ``log`` from now on (a path opens, or creates, a SQLite log)."""
         self.log = PredictionLog(log) if isinstance(log, (str, Path)) else log
-        self.sha256 = (manifest.sha256 or sha256_file(self.path)) if self.log is not None else manifest.sha256
+        self.sha256 = self.sha256 or sha256_file(self.path)
 
     def _preprocessing(self, given: dict | None) -> Preprocessing:
         """The given/recorded preprocessing, its size taken from the model when absent; else, for a
