@@ -153,3 +153,51 @@ def test_a_rule_following_model_is_pruned_stored_sparse_and_checked(tmp_path, di
     if not cpu_ok:
         assert check["used"] is False and cpu_reason in check["why_not"]
     assert sparse.manifest.metrics["accuracy"]["images"] > 100
+
+
+@pytest.mark.parametrize("total_steps", [2, 7, 32, 64, 100, 313])
+def test_the_pruning_schedule_reaches_its_target_within_the_steps_given(total_steps):
+    """Issue 19's collapse was not the schedule: tfmot's PolynomialDecay, fitted by ``fit_schedule``, sets the
+    final sparsity at a mask update inside the fine-tune (with steps left to recover), for short and long runs."""
+    from edgekit._tf import import_tfmot
+    from edgekit.stages.prune import fit_schedule
+
+    schedule = fit_schedule(total_steps)
+    decay = import_tfmot().sparsity.keras.PolynomialDecay(
+        initial_sparsity=0.0, final_sparsity=0.7, begin_step=schedule.begin_step, end_step=schedule.end_step,
+        frequency=schedule.frequency)
+    updates = [(step, float(sparsity)) for step in range(total_steps)
+               for prune, sparsity in [decay(step)] if bool(prune)]
+    assert updates and updates[-1][1] == pytest.approx(0.7)
+    assert updates[-1][0] < total_steps - 1 or total_steps < 4  # recovery steps after the last update
+    assert len(updates) >= min(total_steps, 5)  # gradual: several mask updates, not one cut
+
+
+def test_batchnorm_reestimation_sets_the_moving_statistics_to_the_data_seen_through_the_current_weights(tmp_path):
+    """After pruning zeroes weights, each BatchNormalization must normalise what the pruned layer now outputs:
+    the re-estimated moving mean is the mean of the conv outputs over all images (and the variance close to
+    theirs); the layer's frozen state and momentum come back as they were."""
+    from edgekit._tf import import_tf
+    from edgekit.artifacts import Preprocessing
+    from edgekit.stages.tfmot_wrappers import TrainingImages, reestimate_batchnorm
+
+    _, tf_keras = import_tf()
+    layers = tf_keras.layers
+    inputs = tf_keras.Input((8, 8, 3))
+    conv = layers.Conv2D(4, 1, name="pointwise")
+    norm = layers.BatchNormalization(momentum=0.99)
+    model = tf_keras.Model(inputs, layers.GlobalAveragePooling2D()(norm(conv(inputs))))
+    norm.trainable = False
+    pixels = np.random.default_rng(0).integers(0, 256, (64, 8, 8, 3), dtype=np.uint8)
+    images = TrainingImages(pixels, np.zeros(64, np.int64), Preprocessing(size=(8, 8), mean=(100.0,) * 3,
+                                                                          std=(50.0,) * 3), tmp_path)
+    kernel, bias = conv.get_weights()
+    kernel[np.abs(kernel) < np.quantile(np.abs(kernel), 0.7)] = 0.0  # "pruned"
+    conv.set_weights([kernel, bias + 3.0])
+    batches = reestimate_batchnorm(model, images, seed=0)
+    outputs = conv((pixels.astype(np.float32) - 100.0) / 50.0).numpy().reshape(-1, 4)
+    moving_mean, moving_variance = norm.moving_mean.numpy(), norm.moving_variance.numpy()
+    assert batches == 2
+    np.testing.assert_allclose(moving_mean, outputs.mean(axis=0), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(moving_variance, outputs.var(axis=0), rtol=0.05)
+    assert norm.trainable is False and norm.momentum == 0.99
