@@ -27,6 +27,11 @@ class UsageError(EdgekitError):
     exit_code = 2
 
 
+class SparsePatternError(UsageError):
+    """``--prune-for latency`` on a model outside XNNPACK's sparse-inference pattern: it could never run sparse.
+    A sweep lists its standard sparse variant as unavailable for such a backbone instead of failing."""
+
+
 class DataError(EdgekitError):
     """An image folder, image file or label set that cannot be used."""
 

@@ -19,6 +19,9 @@ IO_DTYPES = ("float32", "int8", "uint8")
 MIN_CALIBRATION_IMAGES = 10
 MAX_CLUSTERS = 256  # TFLite/tfmot clustering keeps at most 256 shared values per kernel
 CALIBRATE_METHODS = ("minmax", "entropy", "percentile")
+PRUNE_TARGETS = ("size", "latency")
+# XNNPACK runs a 1x1 convolution sparse only when at least this share of its weights is zero (its README).
+MIN_SPARSE_ZERO_FRACTION = 2 / 3
 MIN_OPSET, MAX_OPSET = 13, 18  # tf2onnx 1.17 writes opsets up to 18; QDQ per-channel needs >= 13
 
 # An existing folder; ``~`` is expanded first, as everywhere else a path is given.
@@ -149,6 +152,11 @@ class CompressOptions(StageOptions):
     prune: float | None = Field(None, gt=0, lt=1, examples=[0.5],
                                 description="Magnitude-prune to this sparsity in (0,1) with recovery fine-tuning "
                                             "(e.g. 0.5); shrinks the gzip size.")
+    prune_for: Literal[PRUNE_TARGETS] = Field(
+        "size", examples=["latency"],
+        description="What --prune should buy: size (every Conv2D/Dense; smaller gzip, same speed) or latency "
+                    "(1x1 convolutions only, tfmot's XNNPACK policy, --prune >= 0.67; float32 stored sparse, "
+                    "checked that XNNPACK's sparse kernels run here, else says why).")
     cluster: int | None = Field(None, ge=2, le=MAX_CLUSTERS, examples=[16],
                                 description="Cluster each kernel into N shared values (k-means++, 2 <= N <= "
                                             f"{MAX_CLUSTERS}) with a short fine-tune.")
@@ -168,6 +176,8 @@ class CompressOptions(StageOptions):
         """Combinations that make no sense, before any folder is read."""
         if self.prune is not None and self.cluster is not None:
             _combination("--prune and --cluster cannot be combined in one run", "run compress once per optimisation")
+        if self.prune_for == "latency":
+            self._check_latency_pruning()
         if self.int8 and self.dynamic:
             _combination("--dynamic (float activations, int8 weights) and --int8 (full integer) exclude each other",
                          "pick one; run compress twice to compare them")
@@ -186,6 +196,17 @@ class CompressOptions(StageOptions):
             _combination("--fine-tune-epochs must be >= 1 with --prune/--cluster/--qat", "use e.g. --fine-tune-epochs 2")
         return self
 
+    def _check_latency_pruning(self) -> None:
+        if self.prune is None:
+            _combination("--prune-for latency needs --prune", "add e.g. --prune 0.7")
+        if self.prune < MIN_SPARSE_ZERO_FRACTION:
+            _combination(f"--prune {self.prune} is too low for --prune-for latency: XNNPACK runs 1x1 convolutions "
+                         f"sparse only when at least {MIN_SPARSE_ZERO_FRACTION:.0%} of their weights are zero",
+                         "use --prune 0.7 or more (or --prune-for size)")
+        if self.qat:
+            _combination("--prune-for latency keeps the model float32 (XNNPACK's sparse kernels are float only); "
+                         "--qat trains for int8", "drop --qat, or use --prune-for size")
+
     def require_work(self) -> None:
         """Refuse a run that would write nothing (the model itself allows it, e.g. to read defaults)."""
         if not self.modes():
@@ -195,7 +216,7 @@ class CompressOptions(StageOptions):
     @property
     def prefix(self) -> str:
         if self.prune is not None:
-            return f"pruned{round(self.prune * 100)}-"
+            return f"{'sparse' if self.prune_for == 'latency' else 'pruned'}{round(self.prune * 100)}-"
         if self.cluster is not None:
             return f"clustered{self.cluster}-"
         return "qat-" if self.qat else ""
@@ -206,6 +227,9 @@ class CompressOptions(StageOptions):
                                          ("int8", self.int8 or self.qat), ("int16x8", self.int16x8)) if on]
         if not chosen and (self.prune is not None or self.cluster is not None):
             chosen = ["float32"]
+        if self.prune_for == "latency":  # the variant that can run sparse; int8 etc. are written dense as asked
+            return [(self.prefix + "float32", "sparse_float32")] + [(self.prefix + mode, mode) for mode in chosen
+                                                                    if mode != "float32"]
         return [(self.prefix + mode, mode) for mode in chosen]
 
     def needs_calibration(self) -> bool:

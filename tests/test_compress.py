@@ -21,13 +21,15 @@ from conftest import sha256_tree
 OUTLIER_SCALE = 250.0
 
 
-def _write_cnn_artifact(out: Path, digits_dir: Path, *, outlier_channel: bool = False):
+def _write_cnn_artifact(out: Path, digits_dir: Path, *, outlier_channel: bool = False, sparse_pattern: bool = False):
     """A trained flat tf_keras CNN (Conv/BN/ReLU/DepthwiseConv/Dense, softmax) as a finetune-style artifact.
 
     ``outlier_channel`` rescales one channel of the last conv by OUTLIER_SCALE (and the Dense row reading
     it by its inverse): the float function is unchanged (ReLU is positively homogeneous), but that
     tensor's int8 range becomes so wide that the other channels quantize to a few levels, a real
     outlier-activation failure the accuracy guard must repair by keeping layers float.
+    ``sparse_pattern`` pads the stride-2 stem explicitly (ZeroPadding2D(1) + ``valid``) so the graph follows
+    XNNPACK's sparse-inference pattern; the default TF ``same`` stem breaks it.
     """
     from edgekit._tf import import_tf, set_seed
     from edgekit.artifacts import Manifest, Preprocessing, TrainingData, write_artifact
@@ -41,7 +43,8 @@ def _write_cnn_artifact(out: Path, digits_dir: Path, *, outlier_channel: bool = 
     train = scan_image_folder(digits_dir / "train")
     pixels, labels = load_folder_arrays(train, preprocessing)
     inputs = tf_keras.Input((24, 24, 3))
-    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False)(inputs)
+    x = layers.ZeroPadding2D(1)(inputs) if sparse_pattern else inputs
+    x = layers.Conv2D(32, 3, strides=2, padding="valid" if sparse_pattern else "same", use_bias=False)(x)
     x = layers.BatchNormalization()(x)
     x = layers.ReLU(6.0)(x)
     x = layers.DepthwiseConv2D(3, padding="same")(x)

@@ -26,6 +26,7 @@ def compress_command(
     dynamic: bool = stage_option(C, "dynamic"),
     int16x8: bool = stage_option(C, "int16x8"),
     prune: float | None = stage_option(C, "prune"),
+    prune_for: str = stage_option(C, "prune_for"),
     cluster: int | None = stage_option(C, "cluster"),
     qat: bool = stage_option(C, "qat"),
     train_data: Annotated[Path | None, typer.Option("--train-data", help="Training images for --prune/--cluster/--qat fine-tuning (default: the manifest's).")] = None,
@@ -54,7 +55,7 @@ def compress_command(
 
     artifacts = compress(model=model, out_dir=out, int8=int8, float16=float16, dynamic=dynamic, int16x8=int16x8,
                          io_dtype=io_dtype, calibration=calibration, calibration_samples=calibration_samples,
-                         prune=prune, cluster=cluster, qat=qat, train_data=train_data,
+                         prune=prune, prune_for=prune_for, cluster=cluster, qat=qat, train_data=train_data,
                          fine_tune_epochs=fine_tune_epochs, max_accuracy_drop=max_accuracy_drop, eval_data=eval_data,
                          seed=seed, trust=trust_model,
                          import_options=import_options(labels=labels, preprocess=preprocess, mean=mean, std=std,
@@ -90,6 +91,10 @@ def print_compress_table(title: str, rows: list[dict]) -> None:
     for row in rows:
         for warning in row.get("warnings", []):
             out.print(f"warning: {row['variant']}: {warning}", markup=False)
+        if row.get("sparse_inference"):
+            from edgekit.stages.xnnpack_sparse import describe
+
+            out.print(f"{row['variant']}: {describe(row['sparse_inference'])}", markup=False)
 
 
 def _summary(artifact) -> dict:
@@ -109,4 +114,5 @@ def _summary(artifact) -> dict:
             "accuracy_source": accuracy.get("source"), "on_training_data": accuracy.get("source_is_training_data"),
             "warnings": accuracy.get("warnings", []),
             "certified": artifact.manifest.extra.get("accuracy_guard", {}).get("certified"),
-            "kept_float_layers": artifact.manifest.extra.get("accuracy_guard", {}).get("kept_float_layers")}
+            "kept_float_layers": artifact.manifest.extra.get("accuracy_guard", {}).get("kept_float_layers"),
+            "sparse_inference": artifact.manifest.extra.get("sparse_inference")}

@@ -14,14 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.artifacts import Artifact, sha256_file, write_json_atomic
-from edgekit.errors import DeviceUnavailableError, EdgekitError
+from edgekit.errors import DeviceUnavailableError, EdgekitError, SparsePatternError
 from edgekit.progress import status
 
 
 def outcome_status(exc: EdgekitError) -> str:
     """A row's status for a stage or measurement that raised: absent hardware or tools are ``unavailable``
-    (reported, not a failure of the run); anything else ``failed``."""
-    kind = "unavailable" if isinstance(exc, DeviceUnavailableError) else "failed"
+    (reported, not a failure of the run), as is a latency-pruned variant of a backbone outside XNNPACK's
+    sparse pattern; anything else ``failed``."""
+    kind = "unavailable" if isinstance(exc, (DeviceUnavailableError, SparsePatternError)) else "failed"
     return f"{kind}: {exc.one_line()}"
 
 

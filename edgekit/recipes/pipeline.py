@@ -35,6 +35,7 @@ STANDARD_VARIANTS = (
     {"name": "dynamic", "dynamic": True},
     {"name": "int8", "int8": True},
     {"name": "prune50-int8", "prune": 0.5, "int8": True},
+    {"name": "sparse70-float32", "prune": 0.7, "prune_for": "latency"},
     {"name": "cluster16-int8", "cluster": 16, "int8": True},
     {"name": "qat-int8", "qat": True},
     {"name": "guarded-int8", "int8": True, "max_accuracy_drop": 1.0},

@@ -159,7 +159,8 @@ def _optimise(keras_model, plan: Plan) -> tuple[object, dict]:
     if options.prune is not None:
         from edgekit.stages.prune import prune_model
 
-        keras_model, reports["pruning"] = prune_model(keras_model, images, sparsity=options.prune, **common)
+        keras_model, reports["pruning"] = prune_model(keras_model, images, sparsity=options.prune,
+                                                      prune_for=options.prune_for, **common)
         status(f"pruned: {reports['pruning']['per_layer_type']}")
     if options.cluster is not None:
         from edgekit.stages.cluster import cluster_model
@@ -176,7 +177,8 @@ def _optimise(keras_model, plan: Plan) -> tuple[object, dict]:
 
 def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = False, dynamic: bool = False,
              int16x8: bool = False, io_dtype: str = "float32", calibration: Path | None = None,
-             calibration_samples: int = 200, prune: float | None = None, cluster: int | None = None,
+             calibration_samples: int = 200, prune: float | None = None, prune_for: str = "size",
+             cluster: int | None = None,
              qat: bool = False, train_data: Path | None = None, fine_tune_epochs: int = 2,
              max_accuracy_drop: float | None = None, eval_data: Path | None = None, seed: int = 0,
              trust: bool = False, import_options: ImportOptions | None = None) -> list[Artifact]:
@@ -191,7 +193,8 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
     from edgekit.targets.tflite_converter import PreparedModel, convert_keras_to_tflite, embed_metadata, gzip_size, run_tflite
 
     options = CompressOptions(int8=int8, float16=float16, dynamic=dynamic, int16x8=int16x8, io_dtype=io_dtype,
-                              calibration_samples=calibration_samples, prune=prune, cluster=cluster, qat=qat,
+                              calibration_samples=calibration_samples, prune=prune, prune_for=prune_for,
+                              cluster=cluster, qat=qat,
                               fine_tune_epochs=fine_tune_epochs, max_accuracy_drop=max_accuracy_drop, seed=seed)
     plan = plan_compression(model=model, out_dir=out_dir, options=options, calibration=calibration,
                             train_data=train_data, eval_data=eval_data,
@@ -237,6 +240,9 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
                     float32_tflite_bytes=len(baseline))
             variants.append((name, mode, embed_metadata(data, labels=labels, preprocessing=parent.manifest.preprocessing),
                              extra))
+    for name, mode, data, extra in variants:
+        if mode == "sparse_float32":
+            extra["sparse_inference"] = _sparse_check(data, baseline, reports["pruning"], name)
     baseline = embed_metadata(baseline, labels=labels, preprocessing=parent.manifest.preprocessing)
     baseline_gzip = gzip_size(baseline)
     pending = []
@@ -263,6 +269,16 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
         write_reference_profile(artifact.directory, seed=seed)
     status(f"compress: wrote {len(artifacts)} variant(s) under {plan.out_dir} in {time.perf_counter() - started:.1f} s")
     return artifacts
+
+
+def _sparse_check(data: bytes, dense: bytes, pruning: dict, name: str) -> dict:
+    """Whether XNNPACK runs the sparse variant with sparse kernels here (latency signature vs the dense parent)."""
+    from edgekit.stages.xnnpack_sparse import check_sparse_inference, describe
+
+    status(f"{name}: timing the sparse file against the dense one (XNNPACK's sparse kernels?)")
+    check = check_sparse_inference(data, dense, zero_fraction=pruning["pruned_kinds_sparsity"], rule_broken=None)
+    status(f"{name}: {describe(check)}")
+    return check
 
 
 def _with_trust(import_options: ImportOptions | None, trust: bool) -> ImportOptions:

@@ -22,7 +22,8 @@ import numpy as np
 
 from edgekit.errors import ConversionError, ModelFileError, UsageError, ValidationError
 
-MODES = ("float32", "float16", "dynamic", "int8", "int16x8")
+# sparse_float32: float32 with pruned weights stored sparse (+ DENSIFY ops), which XNNPACK may run with sparse kernels.
+MODES = ("float32", "sparse_float32", "float16", "dynamic", "int8", "int16x8")
 IO_DTYPES = ("float32", "int8", "uint8")
 CONVERT_TIMEOUT_S = 900
 DEBUGGER_SAMPLES = 64  # the per-layer RMSE averages every element of a tensor; 200 images took 10 min on 2 busy cores
@@ -71,7 +72,9 @@ def _converter(tf, saved_model: str, representative: np.ndarray | None, job: dic
     mode, io_dtype = job["mode"], job.get("io_dtype", "float32")
     if representative is not None and mode in ("int8", "int16x8"):
         converter.representative_dataset = lambda: ([sample[None]] for sample in representative)
-    if mode != "float32":
+    if mode == "sparse_float32":
+        converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+    elif mode != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if mode == "float16":
         converter.target_spec.supported_types = [tf.float16]

@@ -1,0 +1,204 @@
+"""`compress --prune-for latency`: options, XNNPACK's sparse pattern, and the check that says why sparse kernels
+do not run (issue 19). The fast tests use a tiny hand-built CNN; the slow one runs the whole compress path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edgekit.errors import SparsePatternError, UsageError
+
+from test_compress import _write_cnn_artifact
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"prune": 0.7, "prune_for": "speed"}, "--prune-for 'speed': must be 'size' or 'latency'"),
+    ({"int8": True, "prune_for": "latency"}, "--prune-for latency needs --prune"),
+    ({"prune": 0.5, "prune_for": "latency"}, "--prune 0.5 is too low for --prune-for latency"),
+    ({"prune": 0.7, "prune_for": "latency", "qat": True}, "--qat"),
+])
+def test_latency_pruning_options_are_checked_before_any_work(options, words):
+    from edgekit.options import CompressOptions
+
+    with pytest.raises(UsageError, match=words):
+        CompressOptions(**options)
+
+
+def test_latency_pruning_writes_a_sparse_float32_variant_and_the_int8_asked_for():
+    from edgekit.options import CompressOptions
+
+    assert CompressOptions(prune=0.7, prune_for="latency").modes() == [("sparse70-float32", "sparse_float32")]
+    assert CompressOptions(prune=0.8, prune_for="latency", int8=True).modes() == [
+        ("sparse80-float32", "sparse_float32"), ("sparse80-int8", "int8")]
+    assert CompressOptions(prune=0.7).modes() == [("pruned70-float32", "float32")]
+
+
+def test_cli_refuses_a_too_low_sparsity_in_one_line_with_exit_2(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "edgekit", "compress", str(tmp_path / "absent.keras"), "--prune", "0.5",
+                           "--prune-for", "latency", "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    assert "--prune 0.5 is too low for --prune-for latency" in done.stderr and not (tmp_path / "out").exists()
+
+
+def test_recipes_accept_prune_for_and_name_a_wrong_value():
+    from edgekit.errors import RecipeError
+    from edgekit.recipes.schema import parse_recipe
+
+    base = "name: r\ndata: photos\nfinetune: {backbone: mobilenet_v2}\ncompress:\n  - {name: s, prune: 0.7, prune_for: %s}\n"
+    assert parse_recipe(base % "latency", source="r.yaml")["compress"][0]["prune_for"] == "latency"
+    with pytest.raises(RecipeError, match=r"compress\[0\]\.prune_for"):
+        parse_recipe(base % "speed", source="r.yaml")
+
+
+def test_sweep_builds_the_latency_pruned_variant_and_lists_it_unavailable_for_a_rule_breaking_backbone():
+    import yaml
+
+    from edgekit.recipes.measure import outcome_status
+    from edgekit.recipes.pipeline import with_standard_variants
+    from edgekit.recipes.schema import parse_recipe
+
+    recipe = with_standard_variants({"name": "r", "data": "photos", "finetune": {"backbone": "mobilenet_v2"}})
+    (sparse,) = [v for v in recipe["compress"] if v.get("prune_for") == "latency"]
+    assert sparse == {"name": "sparse70-float32", "prune": 0.7, "prune_for": "latency"}
+    parse_recipe(yaml.safe_dump(recipe), source="sweep.yaml")  # the standard variants are valid recipe entries
+    refused = SparsePatternError("--prune-for latency: this model breaks XNNPACK's sparse-inference pattern: x")
+    assert outcome_status(refused).startswith("unavailable: --prune-for latency")
+
+
+@pytest.mark.parametrize("machine, flags, expected, words", [
+    ("x86_64", {"sse2", "avx", "avx2"}, False, "AVX"),
+    ("x86_64", {"sse2", "sse4_2"}, True, "SSE"),
+    ("aarch64", set(), True, "aarch64"),
+])
+def test_cpu_verdict_follows_xnnpack_rule(machine, flags, expected, words):
+    from edgekit.stages.xnnpack_sparse import cpu_sparse_support
+
+    ok, reason = cpu_sparse_support(machine, flags)
+    assert ok is expected and words in reason
+
+
+def _pattern_model(tf_keras, *, padded_stem: bool):
+    """Input -> stride-2 3x3 stem -> depthwise 3x3 -> 1x1 conv (75% zeros) -> mean -> dense."""
+    layers = tf_keras.layers
+    inputs = tf_keras.Input((16, 16, 3), batch_size=1)
+    x = layers.ZeroPadding2D(1)(inputs) if padded_stem else inputs
+    x = layers.Conv2D(16, 3, strides=2, padding="valid" if padded_stem else "same")(x)
+    x = layers.ReLU(6.0)(layers.DepthwiseConv2D(3, padding="same")(x))
+    pointwise = layers.Conv2D(64, 1, name="pointwise")
+    x = layers.GlobalAveragePooling2D()(layers.ReLU()(pointwise(x)))
+    model = tf_keras.Model(inputs, layers.Dense(4, activation="softmax")(x))
+    kernel, bias = pointwise.get_weights()
+    kernel[np.random.default_rng(0).random(kernel.shape) < 0.75] = 0.0
+    pointwise.set_weights([kernel, bias])
+    return model
+
+
+def test_the_check_names_every_reason_sparse_kernels_cannot_run():
+    from edgekit._tf import import_tf
+    from edgekit.stages.xnnpack_sparse import check_sparse_inference, cpu_sparse_support, describe, policy_violation
+    from edgekit.targets.tflite_converter import PreparedModel
+
+    _, tf_keras = import_tf()
+    follows, breaks = _pattern_model(tf_keras, padded_stem=True), _pattern_model(tf_keras, padded_stem=False)
+    assert policy_violation(follows) is None
+    rule = policy_violation(breaks)
+    assert "Could not find `Conv2D 3x3` layer with stride 2x2" in rule
+    with PreparedModel(follows, what="tiny") as prepared:
+        sparse, dense = prepared.convert_many([("sparse_float32", "float32", ()), ("float32", "float32", ())])
+    check = check_sparse_inference(sparse, dense, zero_fraction=0.6, rule_broken=rule, measure=False)
+    assert check["stored"] == {"densify_ops": 1, "conv1x1": 1, "conv1x1_sparse_stored": 1}
+    assert check["used"] is None and not check["expected"]
+    assert any("breaks XNNPACK's sparse pattern" in why for why in check["why_not"])
+    assert any("only 60% of the 1x1-convolution weights are zero" in why for why in check["why_not"])
+    assert any("AVX" in why for why in check["why_not"]) is not cpu_sparse_support()[0]
+    assert describe(check).startswith("sparse kernels not expected: ")
+    dense_check = check_sparse_inference(dense, dense, zero_fraction=0.75, rule_broken=None, measure=False)
+    assert "the converter stored no 1x1 convolution sparse (no DENSIFY ops)" in dense_check["why_not"]
+
+
+@pytest.mark.slow  # trains the tiny CNN first (~1 min on 2 loaded cores); the refusal itself is instant
+def test_a_model_outside_the_pattern_is_refused_naming_the_rule(tmp_path, digits_dir):
+    from edgekit.stages.compress import compress
+
+    artifact = _write_cnn_artifact(tmp_path / "float", digits_dir)
+    with pytest.raises(SparsePatternError, match="breaks XNNPACK's sparse-inference pattern: Could not find `Conv2D 3x3`"):
+        compress(model=artifact.path, out_dir=tmp_path / "out", prune=0.7, prune_for="latency")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_rule_following_model_is_pruned_stored_sparse_and_checked(tmp_path, digits_dir):
+    """The whole path on a small model that follows XNNPACK's pattern: 1x1 convolutions pruned to 75% by tfmot's
+    latency policy (the 3x3 stem and the Dense head left dense), stored sparse, timed against the dense twin;
+    the verdict matches this CPU (on x86 with AVX: not used, and it says so)."""
+    from edgekit.stages.compress import compress
+    from edgekit.stages.xnnpack_sparse import cpu_sparse_support
+
+    artifact = _write_cnn_artifact(tmp_path / "float", digits_dir, sparse_pattern=True)
+    (sparse,) = compress(model=artifact.path, out_dir=tmp_path / "out", prune=0.75, prune_for="latency",
+                         fine_tune_epochs=1)
+    assert sparse.directory.name == "sparse75-float32"
+    pruning = sparse.manifest.extra["pruning"]
+    assert pruning["prune_for"] == "latency" and pruning["pruned_kinds_sparsity"] >= 0.73
+    assert pruning["per_layer_type"]["dense"]["sparsity"] < 0.05  # the head is not pruned for latency
+    assert pruning["batchnorm"].startswith("moving statistics re-estimated on ")
+    check = sparse.manifest.extra["sparse_inference"]
+    assert check["stored"] == {"densify_ops": 1, "conv1x1": 1, "conv1x1_sparse_stored": 1}
+    assert check["rule_broken"] is None and check["zero_fraction_1x1"] >= 0.73
+    assert len(check["latency"]["sparse_p50_ms"]) == len(check["latency"]["dense_p50_ms"]) == 3
+    cpu_ok, cpu_reason = cpu_sparse_support()
+    assert check["expected"] is cpu_ok
+    if not cpu_ok:
+        assert check["used"] is False and cpu_reason in check["why_not"]
+    assert sparse.manifest.metrics["accuracy"]["images"] > 100
+
+
+@pytest.mark.parametrize("total_steps", [2, 7, 32, 64, 100, 313])
+def test_the_pruning_schedule_reaches_its_target_within_the_steps_given(total_steps):
+    """Issue 19's collapse was not the schedule: tfmot's PolynomialDecay, fitted by ``fit_schedule``, sets the
+    final sparsity at a mask update inside the fine-tune (with steps left to recover), for short and long runs."""
+    from edgekit._tf import import_tfmot
+    from edgekit.stages.prune import fit_schedule
+
+    schedule = fit_schedule(total_steps)
+    decay = import_tfmot().sparsity.keras.PolynomialDecay(
+        initial_sparsity=0.0, final_sparsity=0.7, begin_step=schedule.begin_step, end_step=schedule.end_step,
+        frequency=schedule.frequency)
+    updates = [(step, float(sparsity)) for step in range(total_steps)
+               for prune, sparsity in [decay(step)] if bool(prune)]
+    assert updates and updates[-1][1] == pytest.approx(0.7)
+    assert updates[-1][0] < total_steps - 1 or total_steps < 4  # recovery steps after the last update
+    assert len(updates) >= min(total_steps, 5)  # gradual: several mask updates, not one cut
+
+
+def test_batchnorm_reestimation_sets_the_moving_statistics_to_the_data_seen_through_the_current_weights(tmp_path):
+    """After pruning zeroes weights, each BatchNormalization must normalise what the pruned layer now outputs:
+    the re-estimated moving mean is the mean of the conv outputs over all images (and the variance close to
+    theirs); the layer's frozen state and momentum come back as they were."""
+    from edgekit._tf import import_tf
+    from edgekit.artifacts import Preprocessing
+    from edgekit.stages.tfmot_wrappers import TrainingImages, reestimate_batchnorm
+
+    _, tf_keras = import_tf()
+    layers = tf_keras.layers
+    inputs = tf_keras.Input((8, 8, 3))
+    conv = layers.Conv2D(4, 1, name="pointwise")
+    norm = layers.BatchNormalization(momentum=0.99)
+    model = tf_keras.Model(inputs, layers.GlobalAveragePooling2D()(norm(conv(inputs))))
+    norm.trainable = False
+    pixels = np.random.default_rng(0).integers(0, 256, (64, 8, 8, 3), dtype=np.uint8)
+    images = TrainingImages(pixels, np.zeros(64, np.int64), Preprocessing(size=(8, 8), mean=(100.0,) * 3,
+                                                                          std=(50.0,) * 3), tmp_path)
+    kernel, bias = conv.get_weights()
+    kernel[np.abs(kernel) < np.quantile(np.abs(kernel), 0.7)] = 0.0  # "pruned"
+    conv.set_weights([kernel, bias + 3.0])
+    batches = reestimate_batchnorm(model, images, seed=0)
+    outputs = conv((pixels.astype(np.float32) - 100.0) / 50.0).numpy().reshape(-1, 4)
+    moving_mean, moving_variance = norm.moving_mean.numpy(), norm.moving_variance.numpy()
+    assert batches == 2
+    np.testing.assert_allclose(moving_mean, outputs.mean(axis=0), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(moving_variance, outputs.var(axis=0), rtol=0.05)
+    assert norm.trainable is False and norm.momentum == 0.99
