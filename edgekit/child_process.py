@@ -20,6 +20,12 @@ every plain script that calls edgekit (``Predictor("m.tflite")`` at top level, n
 ``if __name__ == "__main__":``) fail, and would load the script's imports (TensorFlow, the CLI) into
 each child. The functions run here all live in importable modules and need nothing from the script,
 so the child is started with the script hidden (:func:`_main_script_hidden`).
+
+Inside :func:`reusing_children` (a recipe run, one ``compress``), calls with the same ``env`` share one
+child instead of each starting its own: a TensorFlow conversion child spends about 7 s of CPU
+importing TensorFlow before it converts anything, and a pipeline converts in three stages. A child
+that crashed or timed out is killed and dropped, so the next call starts a fresh one; a child whose
+function raised an ordinary exception is still sound and is kept.
 """
 
 from __future__ import annotations
@@ -46,41 +52,88 @@ LOG_TAIL_LINES = 3
 def run_isolated(function: Callable[..., T], /, *args: Any, what: str, fix: str,
                  error: type[EdgekitError] = ConversionError, timeout: float | None = None,
                  env: dict[str, str] | None = None) -> T:
-    """``function(*args)`` computed in a fresh spawned process; a crash, timeout or failure there is ``error``.
+    """``function(*args)`` computed in a spawned child process; a crash, timeout or failure there is ``error``.
 
     ``function`` and ``args`` must be picklable (a function of an importable module, not of the main
     script; ``functools.partial`` of one); ``env`` is set in the child before ``function`` runs (so
-    before the imports it does).
+    before the imports it does). The child is fresh unless :func:`reusing_children` shares one.
     """
-    with tempfile.TemporaryDirectory(prefix="edgekit-child-") as tmp:
-        log = Path(tmp) / "child.log"
-        pool = concurrent.futures.ProcessPoolExecutor(
-            max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_child,
-            initargs=(str(log), dict(env or {})))
-        done, children = False, []
+    key = tuple(sorted((env or {}).items()))
+    worker = (_shared.pop(key, None) if _shared is not None else None) or _Worker(dict(env or {}))
+    sound, done = False, False
+    try:
+        future = worker.submit(function, args)
         try:
-            with _main_script_hidden():  # the pool starts its spawn process inside submit()
-                future = pool.submit(function, *args)
-            # The pool's own process table: Python 3.14 has ProcessPoolExecutor.kill_workers(), 3.11 does not.
-            children = list(pool._processes.values())
-            try:
-                result = future.result(timeout=timeout)
-            except BrokenProcessPool:
-                raise error(f"{what} {_crash_description(log, children)}", fix=fix) from None
-            except concurrent.futures.TimeoutError:
-                raise error(f"{what} did not finish within {timeout:.0f} s", fix=fix) from None
-            except EdgekitError:
-                raise
-            except Exception as exc:  # the function raised in the child: anything its libraries raise
-                raise error(f"{what} failed: {type(exc).__name__}: {_last_line(str(exc))}", fix=fix) from exc
-            done = True
-            return result
-        finally:
-            if not done:
-                _show_log_when_debugging(log)
-                for child in children:
-                    child.kill()
-            pool.shutdown(wait=True, cancel_futures=True)
+            result = future.result(timeout=timeout)
+        except BrokenProcessPool:
+            raise error(f"{what} {_crash_description(worker.log, worker.children)}", fix=fix) from None
+        except concurrent.futures.TimeoutError:
+            raise error(f"{what} did not finish within {timeout:.0f} s", fix=fix) from None
+        except EdgekitError:
+            sound = True
+            raise
+        except Exception as exc:  # the function raised in the child: anything its libraries raise
+            sound = True
+            raise error(f"{what} failed: {type(exc).__name__}: {_last_line(str(exc))}", fix=fix) from exc
+        sound = done = True
+        return result
+    finally:
+        if not done:
+            _show_log_when_debugging(worker.log)
+        if sound and _shared is not None:
+            _shared[key] = worker
+        else:
+            worker.close(kill=not sound)
+
+
+_shared: dict[tuple, _Worker] | None = None  # the children kept for reuse, by environment, inside reusing_children()
+
+
+@contextlib.contextmanager
+def reusing_children() -> Iterator[None]:
+    """Let every :func:`run_isolated` call in the block reuse one child per environment; stop them at the end.
+
+    Nested blocks share the outermost one's children.
+    """
+    global _shared
+    if _shared is not None:
+        yield
+        return
+    _shared = {}
+    try:
+        yield
+    finally:
+        workers, _shared = _shared, None
+        for worker in workers.values():
+            worker.close()
+
+
+class _Worker:
+    """One spawned child (a single-process ``ProcessPoolExecutor``) and the log its stdout/stderr go to."""
+
+    def __init__(self, env: dict[str, str]):
+        self._tmp = tempfile.TemporaryDirectory(prefix="edgekit-child-")
+        self.log = Path(self._tmp.name) / "child.log"
+        self.pool = concurrent.futures.ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_child,
+            initargs=(str(self.log), env))
+        self.children: list = []
+
+    def submit(self, function: Callable[..., T], args: tuple) -> concurrent.futures.Future:
+        if self.log.exists():
+            os.truncate(self.log, 0)  # a failure quotes this call's output, not an earlier call's
+        with _main_script_hidden():  # the pool starts its spawn process inside the first submit()
+            future = self.pool.submit(function, *args)
+        # The pool's own process table: Python 3.14 has ProcessPoolExecutor.kill_workers(), 3.11 does not.
+        self.children = list(self.pool._processes.values())
+        return future
+
+    def close(self, *, kill: bool = False) -> None:
+        if kill:
+            for child in self.children:
+                child.kill()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self._tmp.cleanup()
 
 
 @contextlib.contextmanager

@@ -1,5 +1,6 @@
-"""The one child-process helper: results come back, crashes/timeouts/failures become EdgekitErrors, and the
-spawned child behaves when started from the CLI (guarded ``__main__``, no TensorFlow in the safety check)."""
+"""The one child-process helper: results come back, crashes/timeouts/failures become EdgekitErrors, children are
+reused inside ``reusing_children()`` (and replaced after a crash), and the spawned child behaves when started from
+the CLI (guarded ``__main__``, no TensorFlow in the safety check)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from edgekit.child_process import run_isolated
+from edgekit.child_process import reusing_children, run_isolated
 from edgekit.errors import ConversionError, ManifestError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,6 +52,47 @@ def test_a_child_past_its_timeout_is_killed_and_reported():
     with pytest.raises(ConversionError, match="sleeping did not finish within 2 s"):
         run_isolated(time.sleep, 60, what="sleeping", fix="be quicker", timeout=2)
     assert time.monotonic() - started < 20
+
+
+def _child_pid(**env: str) -> int:
+    return run_isolated(os.getpid, what="asking the child's pid", fix="none", env=env)
+
+
+def test_reusing_children_keeps_one_child_per_environment_and_stops_them_at_the_end():
+    alone = {_child_pid(), _child_pid()}
+    assert len(alone) == 2 and os.getpid() not in alone  # outside the block: a fresh child per call
+    with reusing_children():
+        first = _child_pid()
+        assert _child_pid() == first
+        other = _child_pid(EDGEKIT_CHILD_TEST="1")
+        assert other != first  # another environment: its own child (env is set before the child's imports)
+        with pytest.raises(ManifestError, match="invalid literal"):
+            run_isolated(int, "zz", what="parsing", fix="pass a number", error=ManifestError)
+        assert _child_pid() == first  # an ordinary exception leaves the child sound: kept
+        with reusing_children():  # nested: the outer block's children
+            assert _child_pid() == first
+        assert _child_pid(EDGEKIT_CHILD_TEST="1") == other
+    for pid in (first, other):
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # stopped and reaped when the block ended
+
+
+def test_a_crash_or_timeout_in_a_reused_child_is_the_error_and_the_next_call_gets_a_fresh_child():
+    with reusing_children():
+        first = _child_pid()
+        run_isolated(os.write, 1, b"chatter of an earlier call\n", what="writing", fix="none")
+        with pytest.raises(ConversionError, match=r"^converting m.keras crashed \(exit 3\)") as info:
+            run_isolated(os._exit, 3, what="converting m.keras", fix="retry")
+        assert "earlier call" not in str(info.value)  # the log quoted is this call's, not the shared child's
+        second = _child_pid()
+        assert second != first
+        with pytest.raises(ConversionError, match=r"converting m.keras crashed \(Aborted\)"):
+            run_isolated(os.abort, what="converting m.keras", fix="retry with --debug")
+        with pytest.raises(ConversionError, match="sleeping did not finish within 2 s"):
+            run_isolated(time.sleep, 60, what="sleeping", fix="be quicker", timeout=2)
+        third = _child_pid()
+        assert third not in (first, second)
+        assert _child_pid() == third
 
 
 def test_a_plain_script_without_a_main_guard_is_not_rerun_in_the_child(tmp_path):

@@ -39,6 +39,35 @@ def test_a_failing_converter_child_reports_its_last_error_line():
                    what="conversion")
 
 
+def test_conversions_inside_reusing_children_import_tensorflow_in_one_child_and_a_crash_still_reports(
+        small_model, monkeypatch):
+    """A recipe converts in three stages; inside reusing_children() they share one converter child (one
+    TensorFlow import). A crash there is still the one-line error, and the next conversion gets a fresh child."""
+    import os
+
+    from edgekit import child_process
+    from edgekit.targets.tflite_converter import _run_child, convert_keras_to_tflite
+
+    pids: list[int] = []
+
+    class RecordingWorker(child_process._Worker):
+        def submit(self, function, args):
+            future = super().submit(function, args)
+            pids.append(self.children[0].pid)
+            return future
+
+    monkeypatch.setattr(child_process, "_Worker", RecordingWorker)
+    with child_process.reusing_children():
+        float32 = convert_keras_to_tflite(small_model, mode="float32")
+        float16 = convert_keras_to_tflite(small_model, mode="float16")
+        with pytest.raises(ConversionError, match=r"^TFLite conversion of crash.keras crashed \(Aborted\)"):
+            _run_child(os.abort, what="TFLite conversion of crash.keras")
+        again = convert_keras_to_tflite(small_model, mode="float32")
+    assert pids[0] == pids[1] == pids[2]  # both conversions, then the crash, in the one shared child
+    assert pids[3] != pids[0]  # after the crash: a fresh child
+    assert again == float32 and len(float16) < len(float32)
+
+
 def test_non_finite_weights_are_refused_before_conversion(small_model):
     from edgekit._tf import import_tf
     from edgekit.targets.tflite_converter import convert_keras_to_tflite

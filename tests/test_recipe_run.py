@@ -30,12 +30,31 @@ constraints: {max_accuracy_drop: 50}
 """
 
 
+CONVERTER_CHILDREN: list[int] = []  # the pid of the child each TFLite conversion of the first run ran in
+
+
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory):
+    from edgekit import child_process
+
+    class RecordingWorker(child_process._Worker):
+        def submit(self, function, args):
+            future = super().submit(function, args)
+            if getattr(function, "__name__", "") == "_child_convert":
+                CONVERTER_CHILDREN.append(self.children[0].pid)
+            return future
+
     folder = tmp_path_factory.mktemp("recipe")
     recipe = folder / "tiny.yaml"
     recipe.write_text(RECIPE)
-    return recipe, folder / "out", run_recipe(recipe_path=recipe, out_dir=folder / "out")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(child_process, "_Worker", RecordingWorker)
+        return recipe, folder / "out", run_recipe(recipe_path=recipe, out_dir=folder / "out")
+
+
+def test_the_stages_conversions_share_one_child_so_tensorflow_is_imported_once_for_them(first_run):
+    # compress:int8 and export:float32 each convert; both ran in the same spawned child
+    assert len(CONVERTER_CHILDREN) == 2 and len(set(CONVERTER_CHILDREN)) == 1
 
 
 def test_run_writes_reports_with_a_pick_and_reasons_for_skipped_devices(first_run):

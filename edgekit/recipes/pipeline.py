@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from edgekit import __version__
 from edgekit.artifacts import Artifact, load_artifact, sha256_file, write_json_atomic
+from edgekit.child_process import reusing_children
 from edgekit.data import folder_fingerprint
 from edgekit.errors import DeviceUnavailableError, EdgekitError, GateFailedError, RecipeError, RunFailedError
 from edgekit.progress import status
@@ -173,27 +174,28 @@ def run_recipe(*, recipe_path: Path, out_dir: Path | None = None, force: bool = 
     paths = resolve_data(recipe, recipe_dir=recipe_path.parent, out_dir=out_dir)
     stages: list[StageOutcome] = []
 
-    float_artifact, outcome = _finetune_stage(recipe, paths, out_dir, seed, force)
-    stages.append(outcome)
-    artifacts: dict[str, Artifact | str] = {}
-    for variant in recipe.get("compress", []):
-        artifacts[variant["name"]], outcome = _guarded(
-            variant["name"], lambda v=variant: _compress_stage(v, float_artifact, paths, out_dir, seed, force))
+    with reusing_children():  # the stages' conversions share one child: one TensorFlow import, not three
+        float_artifact, outcome = _finetune_stage(recipe, paths, out_dir, seed, force)
         stages.append(outcome)
-    exports = list(recipe.get("export", []))
-    if not any(e["target"] == "tflite" and e.get("source", "float") == "float" for e in exports):
-        exports.insert(0, {"name": "float32", "target": "tflite", "source": "float"})  # the float baseline row
-    for export in exports:
-        artifacts[export["name"]], outcome = _guarded(
-            export["name"], lambda e=export: _export_stage(e, float_artifact, artifacts, out_dir, seed, force))
-        stages.append(outcome)
+        artifacts: dict[str, Artifact | str] = {}
+        for variant in recipe.get("compress", []):
+            artifacts[variant["name"]], outcome = _guarded(
+                variant["name"], lambda v=variant: _compress_stage(v, float_artifact, paths, out_dir, seed, force))
+            stages.append(outcome)
+        exports = list(recipe.get("export", []))
+        if not any(e["target"] == "tflite" and e.get("source", "float") == "float" for e in exports):
+            exports.insert(0, {"name": "float32", "target": "tflite", "source": "float"})  # the float baseline row
+        for export in exports:
+            artifacts[export["name"]], outcome = _guarded(
+                export["name"], lambda e=export: _export_stage(e, float_artifact, artifacts, out_dir, seed, force))
+            stages.append(outcome)
 
-    profile_options = recipe.get("profile", {})
-    rows, reference_accuracy = measure_all(
-        float_artifact=float_artifact, artifacts=artifacts, devices=devices or recipe.get("devices") or ["cpu"],
-        test_dir=paths.test, out_dir=out_dir, runs=profile_options.get("runs", RECIPE_PROFILE_RUNS),
-        warmup=profile_options.get("warmup", 5), threads=profile_options.get("threads"),
-        max_images=profile_options.get("max_eval_images"), force=force)
+        profile_options = recipe.get("profile", {})
+        rows, reference_accuracy = measure_all(
+            float_artifact=float_artifact, artifacts=artifacts, devices=devices or recipe.get("devices") or ["cpu"],
+            test_dir=paths.test, out_dir=out_dir, runs=profile_options.get("runs", RECIPE_PROFILE_RUNS),
+            warmup=profile_options.get("warmup", 5), threads=profile_options.get("threads"),
+            max_images=profile_options.get("max_eval_images"), force=force)
     from edgekit.recipes.report import write_run_report
 
     summary = {

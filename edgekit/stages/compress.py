@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgekit.artifacts import Artifact, Manifest, Preprocessing, library_versions, parent_record, write_artifact
+from edgekit.child_process import reusing_children
 from edgekit.errors import DataError, OutputError, UsageError
 from edgekit.options import MIN_CALIBRATION_IMAGES, CompressOptions
 from edgekit.progress import status
@@ -224,7 +225,9 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
     optimised, reports = _optimise(float_model, plan)
     jobs = [(name, mode, options.io_dtype if mode == "int8" else "float32") for name, mode in options.modes()]
     variants: list[tuple[str, str, bytes, dict]] = []
-    with PreparedModel(optimised, what=str(parent.path), representative=calibration_inputs) as prepared:
+    # The guard converts once per try; reusing_children() runs every try in one child (one TensorFlow import).
+    with (reusing_children(),
+          PreparedModel(optimised, what=str(parent.path), representative=calibration_inputs) as prepared):
         converted = prepared.convert_many([(mode, io, ()) for _, mode, io in jobs] +
                                           ([] if baseline else [("float32", "float32", ())]))
         baseline = baseline or converted.pop()

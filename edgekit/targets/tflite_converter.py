@@ -41,7 +41,13 @@ def check_finite_weights(model, *, what: str) -> None:
 
 
 def export_saved_model(model, directory: Path) -> None:
-    """Save ``model`` as a SavedModel whose only signature takes a float32 [1, H, W, 3] input."""
+    """Save ``model`` as a SavedModel whose only signature takes a float32 [1, H, W, 3] input.
+
+    Only the signature and the variables it reads are saved, not the Keras model object: saving that
+    traces every layer's call functions for Keras' own reloading, which the converter never uses
+    (MobileNetV2 at 64 px: 13.4 s of CPU instead of 2.5 s, and the converter then reads 12 MB instead
+    of 9.5 MB, 11.5 s instead of 3.8 s; the .tflite is byte-identical).
+    """
     from edgekit._tf import import_tf
 
     tf, _ = import_tf()
@@ -52,7 +58,10 @@ def export_saved_model(model, directory: Path) -> None:
         return {SIGNATURE_OUTPUT: model(x, training=False)}
 
     module = tf.Module()
-    module.model = getattr(model, "trackable", model)  # a SavedModelFunction's variables live in its loaded object
+    if hasattr(model, "trackable"):  # a SavedModelFunction: its variables live in its loaded object
+        module.model = model.trackable
+    else:
+        module.variables_read = list(model.weights)  # tracked (tf.Module wraps the list) so save finds them
     module.serve = serve
     tf.saved_model.save(module, str(directory), signatures={"serving_default": serve})
 
