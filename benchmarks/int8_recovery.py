@@ -27,6 +27,8 @@ import json
 import os
 import sys
 import time
+from contextlib import ExitStack
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -35,14 +37,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from int8_accuracy import DATA, REPO, _load, linked_pool  # noqa: E402
 
 CALIBRATION_SEED = 0
-KEPT_FLOAT_GROUPS = {  # kind of layer -> test on the debugger's tensor name
-    "stem conv (first layer, quantized input)": lambda name: "/stem_" in name,
-    "depthwise convs": lambda name: "_dw_bn" in name,
-    "expand convs": lambda name: "_expand_bn" in name,
-    "project convs (linear bottlenecks)": lambda name: "_project_bn" in name,
-    "residual adds": lambda name: name.endswith("_add/add"),
-    "head conv + pool": lambda name: "/head_bn" in name or "avg_pool" in name,
+KEPT_FLOAT_GROUPS = {  # kind of layer -> test on the debugger's tensor name; the issue's candidates first
     "classifier (logits)": lambda name: "edgekit_head_dense" in name,
+    "depthwise convs": lambda name: "_dw_bn" in name,
+    "stem conv (first layer, quantized input)": lambda name: "/stem_" in name,
+    "project convs (linear bottlenecks)": lambda name: "_project_bn" in name,
+    "expand convs": lambda name: "_expand_bn" in name,
+    "head conv + pool": lambda name: "/head_bn" in name or "avg_pool" in name,
+    "residual adds": lambda name: name.endswith("_add/add"),
 }
 
 
@@ -83,11 +85,45 @@ class Workbench:
             "bytes": len(model_bytes), "size_vs_float32_tflite": round(len(model_bytes) / float32_bytes, 4)}
 
 
-def _cached(path: Path, compute) -> dict:
+class Tools:
+    """What the measurements need, built on first use (a run from the cache alone builds nothing)."""
+
+    def __init__(self, root: Path, data: Path, pool: Path, stack: ExitStack):
+        self.root, self.data, self.pool, self.stack = root, data, pool, stack
+
+    @cached_property
+    def bench(self) -> Workbench:
+        return Workbench(self.root / "float", self.data, self.pool)
+
+    @cached_property
+    def prepared(self):
+        from edgekit.targets.tflite_converter import PreparedModel
+
+        return self.stack.enter_context(PreparedModel(self.bench.model, what=str(self.root),
+                                                      representative=self.bench.calibration(200)))
+
+    @cached_property
+    def float32(self) -> bytes:
+        return self.prepared.convert("float32")
+
+    def score(self, model_bytes: bytes) -> dict:
+        return self.bench.score(model_bytes, len(self.float32))
+
+    def converted(self, mode: str, calibration: np.ndarray) -> bytes:
+        from edgekit.targets.tflite_converter import PreparedModel
+
+        with PreparedModel(self.bench.model, what=str(self.root), representative=calibration) as prepared:
+            return prepared.convert(mode)
+
+
+def _cached(path: Path, compute, cached_only: bool) -> dict | None:
+    """The result stored at ``path``; else computed and stored (None when only the cache may be read)."""
     from edgekit.artifacts import write_json_atomic
 
     if path.is_file():
         return json.loads(path.read_text())
+    if cached_only:
+        return None
     started = time.perf_counter()
     result = compute() | {"wall_s": round(time.perf_counter() - started, 1), "load": _load()}
     write_json_atomic(path, result)
@@ -95,55 +131,52 @@ def _cached(path: Path, compute) -> dict:
     return result
 
 
-def locate(bench: Workbench, prepared, float32_bytes: int, cache: Path) -> dict:
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.split(" (")[0].replace(",", ""))
+
+
+def locate(tools: Tools, cache: Path, cached_only: bool) -> dict | None:
     """Per-layer debugger error by kind of layer, and the pool drop with each kind kept float."""
-    stats = _cached(cache / "debugger.json", lambda: {"layers": prepared.layer_stats()})["layers"]
+    found = _cached(cache / "debugger.json", lambda: {"layers": tools.prepared.layer_stats()}, cached_only)
+    if found is None:
+        return None
+    stats = found["layers"]
     kinds = {}
     for kind, member in KEPT_FLOAT_GROUPS.items():
         names = [row["tensor_name"] for row in stats if member(row["tensor_name"])]
         errors = [row["rmse_over_scale"] for row in stats if member(row["tensor_name"])]
-        slug = "".join(c if c.isalnum() else "-" for c in kind.split(" (")[0])
-        kept = _cached(cache / f"kept-float-{slug}.json", lambda names=names: bench.score(
-            prepared.convert("int8", denylisted_nodes=tuple(names)), float32_bytes))
+        kept = _cached(cache / f"kept-float-{_slug(kind)}.json", lambda names=names: tools.score(
+            tools.prepared.convert("int8", denylisted_nodes=tuple(names))), cached_only)
         kinds[kind] = {"layers": len(names), "mean_rmse_over_scale": round(float(np.mean(errors)), 4),
                        "max_rmse_over_scale": round(float(np.max(errors)), 4), "kept_float": kept}
     return {"debugger_images": 64, "by_kind": kinds, "worst_layers": [
         {"tensor_name": row["tensor_name"], "rmse_over_scale": round(row["rmse_over_scale"], 4)} for row in stats[:10]]}
 
 
-def recover(bench: Workbench, float32: bytes, cache: Path) -> dict:
-    """Each recovery method on its own, against plain int8 (200 calibration images)."""
+def recover(tools: Tools, cache: Path, cached_only: bool) -> dict:
+    """Each recovery method on its own, against plain int8 (200 calibration images); None where not measured."""
     from edgekit.stages.bias_correction import correct_int8_biases
-    from edgekit.targets.tflite_converter import PreparedModel
 
-    def converted(mode: str, calibration: np.ndarray) -> bytes:
-        with PreparedModel(bench.model, what="mobilenet_v2", representative=calibration) as prepared:
-            return prepared.convert(mode)
+    def calibrated(count: int, mode: str = "int8", augmented_copies: int = 0):
+        return lambda: tools.score(tools.converted(mode, tools.bench.calibration(count,
+                                                                                 augmented_copies=augmented_copies)))
 
     def bias_corrected() -> dict:
-        calibration = bench.calibration(200)
-        data, report = correct_int8_biases(converted("int8", calibration), float32, calibration)
-        return bench.score(data, len(float32)) | {"bias_correction": {k: v for k, v in report.items()
-                                                                        if k != "per_layer"}}
+        calibration = tools.bench.calibration(200)
+        data, report = correct_int8_biases(tools.converted("int8", calibration), tools.float32, calibration)
+        return tools.score(data) | {"bias_correction": {k: v for k, v in report.items() if k != "per_layer"}}
 
     methods = {
-        "int8, 200 calibration images (plain)": lambda: bench.score(converted("int8", bench.calibration(200)),
-                                                                   len(float32)),
-        "int8, 100 calibration images": lambda: bench.score(converted("int8", bench.calibration(100)), len(float32)),
-        "int8, 300 calibration images": lambda: bench.score(converted("int8", bench.calibration(300)), len(float32)),
-        "int8, all 1,000 train images": lambda: bench.score(converted("int8", bench.calibration(1000)),
-                                                            len(float32)),
-        "int8, 1,000 + 1,000 augmented images": lambda: bench.score(
-            converted("int8", bench.calibration(1000, augmented_copies=1)), len(float32)),
+        "int8, 200 calibration images (plain)": calibrated(200),
+        "int8, 100 calibration images": calibrated(100),
+        "int8, 300 calibration images": calibrated(300),
+        "int8, all 1,000 train images": calibrated(1000),
+        "int8, 1,000 + 1,000 augmented images": calibrated(1000, augmented_copies=1),
         "int8 + bias correction (200 images; 64 for the correction)": bias_corrected,
-        "int16x8 (whole model), 200 images": lambda: bench.score(converted("int16x8", bench.calibration(200)),
-                                                                 len(float32)),
+        "int16x8 (whole model), 200 images": calibrated(200, "int16x8"),
     }
-    results = {}
-    for name, compute in methods.items():
-        slug = "".join(c if c.isalnum() else "-" for c in name.split(" (")[0].replace(",", ""))
-        results[name] = _cached(cache / f"method-{slug}.json", compute)
-    return results
+    return {name: _cached(cache / f"method-{_slug(name)}.json", compute, cached_only)
+            for name, compute in methods.items()}
 
 
 def _mixed_int16x8_evidence() -> str:
@@ -171,18 +204,19 @@ def _markdown(result: dict) -> str:
              "over the kind). Kept float: the same int8 model with only that kind of layer left in float32.", "",
              "| kind of layer | layers | mean RMSE/scale | max | kept float: drop (95% CI) | agreement | size |",
              "|---|---:|---:|---:|---|---:|---:|"]
-    for kind, row in result["locate"]["by_kind"].items():
+    for kind, row in (result["locate"] or {"by_kind": {}})["by_kind"].items():
         kept = row["kept_float"]
-        low, high = kept["interval95_points"]
+        measured = "not measured (time) | - | -" if kept is None else (
+            f"{kept['drop_points']:+.2f} ({kept['interval95_points'][0]:+.2f} to {kept['interval95_points'][1]:+.2f})"
+            f" | {kept['top1_agreement']:.3f} | {kept['size_vs_float32_tflite']:.3f}x")
         lines.append(f"| {kind} | {row['layers']} | {row['mean_rmse_over_scale']:.3f} | "
-                     f"{row['max_rmse_over_scale']:.3f} | {kept['drop_points']:+.2f} ({low:+.2f} to {high:+.2f}) | "
-                     f"{kept['top1_agreement']:.3f} | {kept['size_vs_float32_tflite']:.3f}x |")
+                     f"{row['max_rmse_over_scale']:.3f} | {measured} |")
     lines += ["", "## Each recovery method on its own", ""] + header
-    lines += [_row(name, row) for name, row in result["recovery"].items()]
+    lines += [_row(name, row) for name, row in result["recovery"].items() if row is not None]
     lines += ["", "Mixed int8 / int16x8 per layer: not possible with this converter. Its quantizer takes one "
               "inference type for the whole model and a deny-list that can only leave ops in float:", "",
               f"    {result['mixed_int16x8_evidence']}", ""]
-    lines += [f"Not measured here: {', '.join(result['not_measured'])}.", ""]
+    lines += [f"Not measured here: {'; '.join(result['not_measured'])}.", ""]
     return "\n".join(lines)
 
 
@@ -192,25 +226,29 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "bench-int8-accuracy")
     parser.add_argument("--backbone", default="mobilenet_v2")
     parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--part", choices=("all", "recover", "locate"), default="all",
+                        help="measure only this part (the rest is read from the cache where it is there)")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="measure nothing: write the results from what is cached, the rest marked not measured")
     args = parser.parse_args()
     from edgekit.artifacts import write_json_atomic, write_text_atomic
-    from edgekit.targets.tflite_converter import PreparedModel
 
     pool = linked_pool(args.work / "pool", [args.data / "test", args.data / "extra"])
     root = args.work / f"{args.backbone}-{args.size}"
     cache = root / "recovery"
     cache.mkdir(parents=True, exist_ok=True)
-    bench = Workbench(root / "float", args.data, pool)
-    with PreparedModel(bench.model, what=args.backbone, representative=bench.calibration(200)) as prepared:
-        float32 = prepared.convert("float32")
-        recovered = recover(bench, float32, cache)
-        located = locate(bench, prepared, len(float32), cache)
+    with ExitStack() as stack:
+        tools = Tools(root, args.data, pool, stack)
+        recovered = recover(tools, cache, args.cached_only or args.part == "locate")
+        located = locate(tools, cache, args.cached_only or args.part == "recover")
     result = {"backbone": args.backbone, "input_size": args.size, "pool": "clothing-small test/ + extra/",
-              "locate": located, "recovery": recovered,
-              "mixed_int16x8_evidence": _mixed_int16x8_evidence(),
-              "not_measured": ["QAT against a float model fine-tuned for the same epochs (time)",
-                               "cross-layer equalization (time)"],
-              "machine": {"cpus": os.cpu_count(), "note": "2 cores shared with other engineers"}}
+              "locate": located, "recovery": recovered, "mixed_int16x8_evidence": _mixed_int16x8_evidence(),
+              "not_measured": [name for name, row in recovered.items() if row is None] + [
+                  "QAT against a float model fine-tuned for the same epochs (time)",
+                  "cross-layer equalization (time)"],
+              "machine": {"cpus": os.cpu_count(), "note": "2 cores shared with other engineers; load per variant"}}
+    if args.part != "all" and not args.cached_only:
+        return 0
     out = REPO / "benchmarks" / "results"
     write_json_atomic(out / "int8_recovery.json", result)
     write_text_atomic(out / "int8_recovery.md", _markdown(result))
