@@ -181,8 +181,8 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
              calibration_samples: int = 200, prune: float | None = None, prune_for: str = "size",
              cluster: int | None = None,
              qat: bool = False, train_data: Path | None = None, fine_tune_epochs: int = 2,
-             max_accuracy_drop: float | None = None, eval_data: Path | None = None, seed: int = 0,
-             trust: bool = False, import_options: ImportOptions | None = None) -> list[Artifact]:
+             max_accuracy_drop: float | None = None, eval_data: Path | None = None, bias_correction: bool = False,
+             seed: int = 0, trust: bool = False, import_options: ImportOptions | None = None) -> list[Artifact]:
     """Write one validated .tflite artifact per variant under ``out_dir``; see the module docstring.
 
     A model without a manifest is imported first (``import_options`` say its labels/preprocessing).
@@ -196,7 +196,8 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
     options = CompressOptions(int8=int8, float16=float16, dynamic=dynamic, int16x8=int16x8, io_dtype=io_dtype,
                               calibration_samples=calibration_samples, prune=prune, prune_for=prune_for,
                               cluster=cluster, qat=qat,
-                              fine_tune_epochs=fine_tune_epochs, max_accuracy_drop=max_accuracy_drop, seed=seed)
+                              fine_tune_epochs=fine_tune_epochs, max_accuracy_drop=max_accuracy_drop,
+                              bias_correction=bias_correction, seed=seed)
     plan = plan_compression(model=model, out_dir=out_dir, options=options, calibration=calibration,
                             train_data=train_data, eval_data=eval_data,
                             import_options=_with_trust(import_options, trust))
@@ -233,6 +234,11 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
         baseline = baseline or converted.pop()
         for (name, mode, io), data in zip(jobs, converted):
             extra: dict = {}
+            if mode == "int8" and options.bias_correction:
+                from edgekit.stages.bias_correction import correct_int8_biases
+
+                status(f"{name}: correcting int8 biases against float, layer by layer ...")
+                data, extra["bias_correction"] = correct_int8_biases(data, baseline, calibration_inputs)
             if mode == "int8" and tuning is not None:
                 from edgekit.stages.quantize import guarded_int8
 

@@ -1,0 +1,260 @@
+"""Where MobileNetV2's int8 loss comes from, and what each recovery method buys on its own.
+
+Same float parent as benchmarks/int8_accuracy.py (mobilenet_v2 at 224 px, finetuned at defaults on
+clothing-small train/), same 2,440-photo pool (test/ + extra/, never used in training). Every variant
+is converted from that parent and scored against it on the whole pool with
+edgekit.metrics.accuracy_change (positive drop = loss, paired 95% interval, top-1 agreement), and its
+size is compared with the parent's float32 .tflite:
+
+- locate: the TFLite quantization debugger's per-layer error (RMSE / scale of each op's output,
+  64 calibration images) summarised per kind of layer, and the pool drop when one kind of layer
+  is kept float (selective int8), which says how much of the loss that kind carries;
+- recovery, each method alone against plain int8 (200 calibration images, seed 0): 100 / 300 /
+  1,000 calibration images, 1,000 + 1,000 augmented (flip/crop/brightness) calibration images,
+  empirical bias correction (edgekit compress --bias-correction), whole-model int16x8.
+
+Writes benchmarks/results/int8_recovery.{json,md}; each variant's result is cached under
+--work/recovery/ so an interrupted run resumes.
+
+    python benchmarks/int8_recovery.py [--backbone mobilenet_v2 --size 224]
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import sys
+import time
+from contextlib import ExitStack
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from int8_accuracy import DATA, REPO, _load, linked_pool  # noqa: E402
+
+CALIBRATION_SEED = 0
+KEPT_FLOAT_GROUPS = {  # kind of layer -> test on the debugger's tensor name; the issue's candidates first
+    "classifier (logits)": lambda name: "edgekit_head_dense" in name,
+    "depthwise convs": lambda name: "_dw_bn" in name,
+    "stem conv (first layer, quantized input)": lambda name: "/stem_" in name,
+    "project convs (linear bottlenecks)": lambda name: "_project_bn" in name,
+    "expand convs": lambda name: "_expand_bn" in name,
+    "head conv + pool": lambda name: "/head_bn" in name or "avg_pool" in name,
+    "residual adds": lambda name: name.endswith("_add/add"),
+}
+
+
+class Workbench:
+    """The parent, its float32 .tflite, the train/ images and the scored pool, loaded once."""
+
+    def __init__(self, parent_dir: Path, data: Path, pool: Path):
+        from edgekit.artifacts import load_artifact
+        from edgekit.data import load_folder_arrays, normalize, scan_image_folder
+        from edgekit.keras_io import load_float_model
+
+        self.parent = load_artifact(parent_dir)
+        self.labels = self.parent.manifest.labels
+        self.preprocessing = self.parent.manifest.preprocessing_spec()
+        self.train = scan_image_folder(data / "train", classes=self.labels)
+        pixels, self.truth = load_folder_arrays(scan_image_folder(pool, classes=self.labels), self.preprocessing)
+        self.pool_inputs = normalize(pixels, self.preprocessing)
+        self.model = load_float_model(self.parent.path)
+        self.reference = np.asarray(self.model.predict(self.pool_inputs, batch_size=32, verbose=0))
+
+    def calibration(self, count: int, *, augmented_copies: int = 0) -> np.ndarray:
+        """``count`` class-stratified train/ images (seeded as compress does), plus augmented copies of them."""
+        from edgekit.data import Augmentation, calibration_sample, load_folder_arrays, normalize
+
+        pixels, _ = load_folder_arrays(calibration_sample(self.train, count, seed=CALIBRATION_SEED), self.preprocessing)
+        rng = np.random.default_rng(CALIBRATION_SEED)
+        pixels = np.concatenate([pixels] + [Augmentation().apply(pixels, rng) for _ in range(augmented_copies)])
+        return normalize(pixels, self.preprocessing)
+
+    def score(self, model_bytes: bytes, float32_bytes: int) -> dict:
+        from edgekit.metrics import accuracy_change
+        from edgekit.targets.tflite_converter import run_tflite
+
+        change = accuracy_change(self.truth, self.reference, run_tflite(model_bytes, self.pool_inputs), self.labels)
+        keep = ("images", "parent_top1", "top1", "drop_points", "interval95_points", "upper95_points",
+                "top1_agreement", "worst_class_recall_drop", "macro_f1_drop_points")
+        return {key: change[key] for key in keep} | {
+            "bytes": len(model_bytes), "size_vs_float32_tflite": round(len(model_bytes) / float32_bytes, 4)}
+
+
+class Tools:
+    """What the measurements need, built on first use (a run from the cache alone builds nothing)."""
+
+    def __init__(self, root: Path, data: Path, pool: Path, stack: ExitStack):
+        self.root, self.data, self.pool, self.stack = root, data, pool, stack
+
+    @cached_property
+    def bench(self) -> Workbench:
+        return Workbench(self.root / "float", self.data, self.pool)
+
+    @cached_property
+    def prepared(self):
+        from edgekit.targets.tflite_converter import PreparedModel
+
+        return self.stack.enter_context(PreparedModel(self.bench.model, what=str(self.root),
+                                                      representative=self.bench.calibration(200)))
+
+    @cached_property
+    def float32(self) -> bytes:
+        return self.prepared.convert("float32")
+
+    def score(self, model_bytes: bytes) -> dict:
+        return self.bench.score(model_bytes, len(self.float32))
+
+    def converted(self, mode: str, calibration: np.ndarray) -> bytes:
+        from edgekit.targets.tflite_converter import PreparedModel
+
+        with PreparedModel(self.bench.model, what=str(self.root), representative=calibration) as prepared:
+            return prepared.convert(mode)
+
+
+def _cached(path: Path, compute, cached_only: bool) -> dict | None:
+    """The result stored at ``path``; else computed and stored (None when only the cache may be read)."""
+    from edgekit.artifacts import write_json_atomic
+
+    if path.is_file():
+        return json.loads(path.read_text())
+    if cached_only:
+        return None
+    started = time.perf_counter()
+    result = compute() | {"wall_s": round(time.perf_counter() - started, 1), "load": _load()}
+    write_json_atomic(path, result)
+    print(json.dumps({path.stem: {k: result.get(k) for k in ("drop_points", "top1_agreement")}}), flush=True)
+    return result
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.split(" (")[0].replace(",", ""))
+
+
+def locate(tools: Tools, cache: Path, cached_only: bool) -> dict | None:
+    """Per-layer debugger error by kind of layer, and the pool drop with each kind kept float."""
+    found = _cached(cache / "debugger.json", lambda: {"layers": tools.prepared.layer_stats()}, cached_only)
+    if found is None:
+        return None
+    stats = found["layers"]
+    kinds = {}
+    for kind, member in KEPT_FLOAT_GROUPS.items():
+        names = [row["tensor_name"] for row in stats if member(row["tensor_name"])]
+        errors = [row["rmse_over_scale"] for row in stats if member(row["tensor_name"])]
+        kept = _cached(cache / f"kept-float-{_slug(kind)}.json", lambda names=names: tools.score(
+            tools.prepared.convert("int8", denylisted_nodes=tuple(names))), cached_only)
+        kinds[kind] = {"layers": len(names), "mean_rmse_over_scale": round(float(np.mean(errors)), 4),
+                       "max_rmse_over_scale": round(float(np.max(errors)), 4), "kept_float": kept}
+    return {"debugger_images": 64, "by_kind": kinds, "worst_layers": [
+        {"tensor_name": row["tensor_name"], "rmse_over_scale": round(row["rmse_over_scale"], 4)} for row in stats[:10]]}
+
+
+def recover(tools: Tools, cache: Path, cached_only: bool) -> dict:
+    """Each recovery method on its own, against plain int8 (200 calibration images); None where not measured."""
+    from edgekit.stages.bias_correction import correct_int8_biases
+
+    def calibrated(count: int, mode: str = "int8", augmented_copies: int = 0):
+        return lambda: tools.score(tools.converted(mode, tools.bench.calibration(count,
+                                                                                 augmented_copies=augmented_copies)))
+
+    def bias_corrected() -> dict:
+        calibration = tools.bench.calibration(200)
+        data, report = correct_int8_biases(tools.converted("int8", calibration), tools.float32, calibration)
+        return tools.score(data) | {"bias_correction": {k: v for k, v in report.items() if k != "per_layer"}}
+
+    methods = {
+        "int8, 200 calibration images (plain)": calibrated(200),
+        "int8, 100 calibration images": calibrated(100),
+        "int8, 300 calibration images": calibrated(300),
+        "int8, all 1,000 train images": calibrated(1000),
+        "int8, 1,000 + 1,000 augmented images": calibrated(1000, augmented_copies=1),
+        "int8 + bias correction (200 images; 64 for the correction)": bias_corrected,
+        "int16x8 (whole model), 200 images": calibrated(200, "int16x8"),
+    }
+    return {name: _cached(cache / f"method-{_slug(name)}.json", compute, cached_only)
+            for name, compute in methods.items()}
+
+
+def _mixed_int16x8_evidence() -> str:
+    """Why sensitive layers cannot be int16x8 inside an int8 model: the converter's quantizer entry point."""
+    from tensorflow.lite.python import convert as tflite_convert
+
+    return f"tensorflow.lite.python.convert.mlir_quantize{inspect.signature(tflite_convert.mlir_quantize)}"
+
+
+def _row(name: str, result: dict) -> str:
+    low, high = result["interval95_points"]
+    return (f"| {name} | {result['images']} | {result['drop_points']:+.2f} ({low:+.2f} to {high:+.2f}) | "
+            f"{result['top1_agreement']:.3f} | {result['size_vs_float32_tflite']:.3f}x |")
+
+
+def _markdown(result: dict) -> str:
+    header = ["| variant | n | drop (95% CI) | agreement | size vs fp32 TFLite |", "|---|---:|---|---:|---:|"]
+    lines = [f"# int8 accuracy recovery: {result['backbone']} at {result['input_size']} px", "",
+             "Same float parent and 2,440-photo pool (clothing-small test/ + extra/) as int8_accuracy.md. Drop = "
+             "float top-1 minus variant top-1 in points (positive = loss), paired 95% interval; agreement = top-1 "
+             "agreement with float. Every variant is converted from the same parent; calibration images come "
+             "from train/ (class-stratified, seed 0).", "",
+             "## Where the loss is (TFLite quantization debugger, 64 calibration images)", "",
+             "RMSE/scale: each op's int8 output error in units of its quantization step (per op, then averaged "
+             "over the kind). Kept float: the same int8 model with only that kind of layer left in float32.", "",
+             "| kind of layer | layers | mean RMSE/scale | max | kept float: drop (95% CI) | agreement | size |",
+             "|---|---:|---:|---:|---|---:|---:|"]
+    for kind, row in (result["locate"] or {"by_kind": {}})["by_kind"].items():
+        kept = row["kept_float"]
+        measured = "not measured (time) | - | -" if kept is None else (
+            f"{kept['drop_points']:+.2f} ({kept['interval95_points'][0]:+.2f} to {kept['interval95_points'][1]:+.2f})"
+            f" | {kept['top1_agreement']:.3f} | {kept['size_vs_float32_tflite']:.3f}x")
+        lines.append(f"| {kind} | {row['layers']} | {row['mean_rmse_over_scale']:.3f} | "
+                     f"{row['max_rmse_over_scale']:.3f} | {measured} |")
+    lines += ["", "## Each recovery method on its own", ""] + header
+    lines += [_row(name, row) for name, row in result["recovery"].items() if row is not None]
+    lines += ["", "Mixed int8 / int16x8 per layer: not possible with this converter. Its quantizer takes one "
+              "inference type for the whole model and a deny-list that can only leave ops in float:", "",
+              f"    {result['mixed_int16x8_evidence']}", ""]
+    lines += [f"Not measured here: {'; '.join(result['not_measured'])}.", ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--work", type=Path, default=REPO / "runs" / "bench-int8-accuracy")
+    parser.add_argument("--backbone", default="mobilenet_v2")
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--part", choices=("all", "recover", "locate"), default="all",
+                        help="measure only this part (the rest is read from the cache where it is there)")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="measure nothing: write the results from what is cached, the rest marked not measured")
+    args = parser.parse_args()
+    from edgekit.artifacts import write_json_atomic, write_text_atomic
+
+    pool = linked_pool(args.work / "pool", [args.data / "test", args.data / "extra"])
+    root = args.work / f"{args.backbone}-{args.size}"
+    cache = root / "recovery"
+    cache.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        tools = Tools(root, args.data, pool, stack)
+        recovered = recover(tools, cache, args.cached_only or args.part == "locate")
+        located = locate(tools, cache, args.cached_only or args.part == "recover")
+    result = {"backbone": args.backbone, "input_size": args.size, "pool": "clothing-small test/ + extra/",
+              "locate": located, "recovery": recovered, "mixed_int16x8_evidence": _mixed_int16x8_evidence(),
+              "not_measured": [name for name, row in recovered.items() if row is None] + [
+                  "QAT against a float model fine-tuned for the same epochs (time)",
+                  "cross-layer equalization (time)"],
+              "machine": {"cpus": os.cpu_count(), "note": "2 cores shared with other engineers; load per variant"}}
+    if args.part != "all" and not args.cached_only:
+        return 0
+    out = REPO / "benchmarks" / "results"
+    write_json_atomic(out / "int8_recovery.json", result)
+    write_text_atomic(out / "int8_recovery.md", _markdown(result))
+    print(_markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Empirical bias correction of int8 .tflite models: the int32 biases move so that each layer's mean
+output matches float, which shrinks the int8 model's mean output error; sizes and ops stay the same."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="module")
+def converted():
+    """A small conv / depthwise / dense net (logits out) as float32 and plain int8 .tflite bytes."""
+    from edgekit._tf import import_tf, set_seed
+    from edgekit.targets.tflite_converter import PreparedModel
+
+    _, tf_keras = import_tf()
+    set_seed(0)
+    inputs = tf_keras.Input((24, 24, 3))
+    x = tf_keras.layers.Conv2D(16, 3, strides=2, activation="relu6")(inputs)
+    x = tf_keras.layers.DepthwiseConv2D(3, activation="relu6")(x)
+    x = tf_keras.layers.Conv2D(8, 1)(x)
+    x = tf_keras.layers.GlobalAveragePooling2D()(x)
+    model = tf_keras.Model(inputs, tf_keras.layers.Dense(6)(x))
+    rng = np.random.default_rng(0)
+    for layer in model.layers[1:]:  # trained-looking biases (all-zero ones would share one buffer)
+        if getattr(layer, "bias", None) is not None:
+            kernel, bias = layer.get_weights()
+            layer.set_weights([kernel, rng.normal(scale=0.1, size=bias.shape).astype(np.float32)])
+    calibration = rng.normal(size=(48, 24, 24, 3)).astype(np.float32)
+    with PreparedModel(model, what="small net", representative=calibration[:16]) as prepared:
+        float_bytes, int8_bytes = prepared.convert_many([("float32", "float32", ()), ("int8", "float32", ())])
+    return float_bytes, int8_bytes, calibration
+
+
+def _mean_output_error(candidate: bytes, reference: bytes, inputs: np.ndarray) -> float:
+    from edgekit.targets.tflite_converter import run_tflite
+
+    return float(np.mean(np.abs((run_tflite(candidate, inputs) - run_tflite(reference, inputs)).mean(0))))
+
+
+def test_bias_correction_shrinks_the_int8_models_mean_output_error_and_changes_only_biases(converted):
+    from edgekit.runtime.tflite_file import parse_tflite
+    from edgekit.stages.bias_correction import correct_int8_biases
+
+    float_bytes, int8_bytes, calibration = converted
+    corrected, report = correct_int8_biases(int8_bytes, float_bytes, calibration, samples=48)
+    assert report["layers_corrected"] == 4  # conv, depthwise, 1x1 conv, dense
+    assert report["mean_abs_channel_shift_after"] < report["mean_abs_channel_shift_before"]
+    before = _mean_output_error(int8_bytes, float_bytes, calibration)
+    after = _mean_output_error(corrected, float_bytes, calibration)
+    assert after < 0.5 * before, (before, after)
+    assert len(corrected) == len(int8_bytes) and corrected != int8_bytes
+    plain, fixed = parse_tflite(int8_bytes), parse_tflite(corrected)
+    assert [op.op for op in plain.subgraphs[0].operators] == [op.op for op in fixed.subgraphs[0].operators]
+
+
+@pytest.mark.parametrize("extra", [{"int8": False, "float16": True}, {"qat": True}, {"max_accuracy_drop": 1.0}])
+def test_bias_correction_is_refused_outside_plain_post_training_int8(extra):
+    from edgekit.errors import UsageError
+    from edgekit.options import CompressOptions
+
+    with pytest.raises(UsageError, match="--bias-correction corrects a post-training --int8"):
+        CompressOptions(**({"int8": True, "bias_correction": True} | extra))
+
+
+@pytest.mark.slow
+def test_compress_bias_correction_writes_a_corrected_int8_the_same_size_with_its_report(tiny_float_artifact, tmp_path):
+    from edgekit.stages.compress import compress
+
+    (plain,) = compress(model=tiny_float_artifact.path, out_dir=tmp_path / "plain", int8=True)
+    (fixed,) = compress(model=tiny_float_artifact.path, out_dir=tmp_path / "fixed", int8=True, bias_correction=True)
+    report = fixed.manifest.extra["bias_correction"]
+    assert report["layers_corrected"] > 10  # MobileNetV2's convolutions, depthwise layers and the head
+    assert report["mean_abs_channel_shift_after"] < report["mean_abs_channel_shift_before"]
+    assert fixed.manifest.options["bias_correction"] is True
+    assert fixed.path.stat().st_size == plain.path.stat().st_size
+    assert fixed.path.read_bytes() != plain.path.read_bytes()
