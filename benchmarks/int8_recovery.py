@@ -37,10 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from int8_accuracy import DATA, REPO, _load, linked_pool  # noqa: E402
 
 CALIBRATION_SEED = 0
-KEPT_FLOAT_GROUPS = {  # kind of layer -> test on the debugger's tensor name; the issue's candidates first
+KEPT_FLOAT_GROUPS = {  # kind of layer -> test on the debugger's tensor name; the likeliest culprits first
+    "stem conv (first layer, quantized input)": lambda name: "/stem_" in name,
+    "softmax output (quantized probabilities)": lambda name: name.startswith("StatefulPartitionedCall"),
     "classifier (logits)": lambda name: "edgekit_head_dense" in name,
     "depthwise convs": lambda name: "_dw_bn" in name,
-    "stem conv (first layer, quantized input)": lambda name: "/stem_" in name,
     "project convs (linear bottlenecks)": lambda name: "_project_bn" in name,
     "expand convs": lambda name: "_expand_bn" in name,
     "head conv + pool": lambda name: "/head_bn" in name or "avg_pool" in name,
@@ -135,7 +136,7 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.split(" (")[0].replace(",", ""))
 
 
-def locate(tools: Tools, cache: Path, cached_only: bool) -> dict | None:
+def locate(tools: Tools, cache: Path, cached_only: bool, kinds_to_measure: list[str] | None = None) -> dict | None:
     """Per-layer debugger error by kind of layer, and the pool drop with each kind kept float."""
     found = _cached(cache / "debugger.json", lambda: {"layers": tools.prepared.layer_stats()}, cached_only)
     if found is None:
@@ -146,14 +147,15 @@ def locate(tools: Tools, cache: Path, cached_only: bool) -> dict | None:
         names = [row["tensor_name"] for row in stats if member(row["tensor_name"])]
         errors = [row["rmse_over_scale"] for row in stats if member(row["tensor_name"])]
         kept = _cached(cache / f"kept-float-{_slug(kind)}.json", lambda names=names: tools.score(
-            tools.prepared.convert("int8", denylisted_nodes=tuple(names))), cached_only)
+            tools.prepared.convert("int8", denylisted_nodes=tuple(names))),
+            cached_only or (kinds_to_measure is not None and kind not in kinds_to_measure))
         kinds[kind] = {"layers": len(names), "mean_rmse_over_scale": round(float(np.mean(errors)), 4),
                        "max_rmse_over_scale": round(float(np.max(errors)), 4), "kept_float": kept}
     return {"debugger_images": 64, "by_kind": kinds, "worst_layers": [
         {"tensor_name": row["tensor_name"], "rmse_over_scale": round(row["rmse_over_scale"], 4)} for row in stats[:10]]}
 
 
-def recover(tools: Tools, cache: Path, cached_only: bool) -> dict:
+def recover(tools: Tools, cache: Path, cached_only: bool, measure: list[str] | None = None) -> dict:
     """Each recovery method on its own, against plain int8 (200 calibration images); None where not measured."""
     from edgekit.stages.bias_correction import correct_int8_biases
 
@@ -175,7 +177,8 @@ def recover(tools: Tools, cache: Path, cached_only: bool) -> dict:
         "int8 + bias correction (200 images; 64 for the correction)": bias_corrected,
         "int16x8 (whole model), 200 images": calibrated(200, "int16x8"),
     }
-    return {name: _cached(cache / f"method-{_slug(name)}.json", compute, cached_only)
+    return {name: _cached(cache / f"method-{_slug(name)}.json", compute,
+                          cached_only or (measure is not None and not any(word in name for word in measure)))
             for name, compute in methods.items()}
 
 
@@ -228,6 +231,10 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--part", choices=("all", "recover", "locate"), default="all",
                         help="measure only this part (the rest is read from the cache where it is there)")
+    parser.add_argument("--method", action="append",
+                        help="with --part recover: only the methods whose name contains this (e.g. bias; repeatable)")
+    parser.add_argument("--kept-float", action="append", choices=list(KEPT_FLOAT_GROUPS),
+                        help="with --part locate: keep only these kinds of layer float (repeatable; default all)")
     parser.add_argument("--cached-only", action="store_true",
                         help="measure nothing: write the results from what is cached, the rest marked not measured")
     args = parser.parse_args()
@@ -239,8 +246,8 @@ def main() -> int:
     cache.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         tools = Tools(root, args.data, pool, stack)
-        recovered = recover(tools, cache, args.cached_only or args.part == "locate")
-        located = locate(tools, cache, args.cached_only or args.part == "recover")
+        recovered = recover(tools, cache, args.cached_only or args.part == "locate", args.method)
+        located = locate(tools, cache, args.cached_only or args.part == "recover", args.kept_float)
     result = {"backbone": args.backbone, "input_size": args.size, "pool": "clothing-small test/ + extra/",
               "locate": located, "recovery": recovered, "mixed_int16x8_evidence": _mixed_int16x8_evidence(),
               "not_measured": [name for name, row in recovered.items() if row is None] + [
