@@ -152,7 +152,7 @@ def float_model(tmp_path_factory, digits_dir):
     from edgekit.stages.finetune import FinetuneConfig
 
     result = api.finetune(data=digits_dir / "train", out_dir=tmp_path_factory.mktemp("api") / "float",
-                          config=FinetuneConfig(input_size=32, epochs=3, augment_copies=0, early_stopping=0, seed=1))
+                          config=FinetuneConfig(backbone="mobilenet_v2", input_size=32, epochs=3, augment_copies=0, early_stopping=0, seed=1))
     return result.artifact
 
 

@@ -28,7 +28,7 @@ def test_same_seed_finetune_twice_gives_identical_metrics_and_weights(digits_dir
     runs = []
     for name in ("a", "b"):
         out = tmp_path / name
-        done = run_edgekit("finetune", digits_dir / "train", "--out", out, "--weights", "imagenet",
+        done = run_edgekit("finetune", digits_dir / "train", "--out", out, "--backbone", "mobilenet_v2", "--weights", "imagenet",
                            "--input-size", "32", "--epochs", "4", "--augment-copies", "1", "--fine-tune-layers", "6",
                            "--fine-tune-epochs", "1", "--seed", "7", "--json", timeout=400)
         assert done.returncode == 0, done.stderr

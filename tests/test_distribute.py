@@ -34,7 +34,7 @@ main(sys.argv[1:])
 
 
 def _finetune_args(data: Path, out: Path, *extra: str) -> list[str]:
-    return ["finetune", str(data / "train"), "--out", str(out), "--input-size", "32", "--epochs", "10",
+    return ["finetune", str(data / "train"), "--out", str(out), "--backbone", "mobilenet_v2", "--input-size", "32", "--epochs", "10",
             "--augment-copies", "0", "--json", *extra]
 
 

@@ -102,7 +102,7 @@ def test_single_class_folder_is_refused(tmp_path, digits_dir):
 
 def _finetune_cli(digits_dir: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "edgekit", "finetune", str(digits_dir / "train"), "--out", str(out),
-            "--weights", "imagenet", "--input-size", "32", "--epochs", "2", "--augment-copies", "0",
+            "--backbone", "mobilenet_v2", "--weights", "imagenet", "--input-size", "32", "--epochs", "2", "--augment-copies", "0",
             "--fine-tune-layers", "10", "--fine-tune-epochs", "4", "--fine-tune-lr", "1e-4", *extra]
 
 
@@ -134,7 +134,8 @@ def test_sigint_during_fine_tuning_leaves_no_model_and_resume_continues(digits_d
 
 def test_cli_json_reports_accuracy(digits_dir, tmp_path):
     result = subprocess.run([sys.executable, "-m", "edgekit", "finetune", str(digits_dir / "train"), "--out",
-                             str(tmp_path / "o"), "--input-size", "32", "--epochs", "2", "--json"],
+                             str(tmp_path / "o"), "--backbone", "mobilenet_v2", "--input-size", "32", "--epochs", "2",
+                             "--json"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)

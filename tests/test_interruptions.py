@@ -143,8 +143,8 @@ def test_compress_interrupted_during_conversion_writes_no_variant_and_rerun_comp
 
 def test_sigterm_during_fine_tuning_keeps_the_earlier_model_and_resume_completes(digits_dir, tmp_path):
     out = tmp_path / "run"
-    base = ["finetune", digits_dir / "train", "--out", out, "--weights", "imagenet", "--input-size", "32",
-            "--augment-copies", "0", "--early-stopping", "0"]
+    base = ["finetune", digits_dir / "train", "--out", out, "--backbone", "mobilenet_v2", "--weights", "imagenet",
+            "--input-size", "32", "--augment-copies", "0", "--early-stopping", "0"]
     first = run_edgekit(*base, "--epochs", "2", timeout=300)
     assert first.returncode == 0, first.stderr
     earlier = {name: h for name, h in sha256_tree(out).items() if name in ("model.keras", MANIFEST_NAME)}
@@ -184,8 +184,8 @@ def test_file_size_limit_is_one_output_error_and_earlier_outputs_survive(command
     shutil.copytree(fp32_export, out / "earlier")
     argv = {"export-onnx": ["export", parent, "--target", "onnx", "--out", out / "earlier"],
             "compress": ["compress", parent, "--int8", "--calibration", digits_dir / "train", "--out", out],
-            "finetune": ["finetune", digits_dir / "train", "--input-size", "32", "--epochs", "1",
-                         "--out", out / "earlier"]}[command]
+            "finetune": ["finetune", digits_dir / "train", "--backbone", "mobilenet_v2", "--input-size", "32",
+                         "--epochs", "1", "--out", out / "earlier"]}[command]
     before, parent_before = sha256_tree(out), sha256_tree(parent)
     tmpdir = tmp_path / "tmp"
     proc = _run_limited(argv, 200_000, tmpdir)
