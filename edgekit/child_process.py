@@ -45,17 +45,20 @@ LOG_TAIL_LINES = 3
 
 def run_isolated(function: Callable[..., T], /, *args: Any, what: str, fix: str,
                  error: type[EdgekitError] = ConversionError, timeout: float | None = None,
-                 env: dict[str, str] | None = None) -> T:
+                 env: dict[str, str] | None = None, fork: bool = False) -> T:
     """``function(*args)`` computed in a fresh spawned process; a crash, timeout or failure there is ``error``.
 
     ``function`` and ``args`` must be picklable (a function of an importable module, not of the main
     script; ``functools.partial`` of one); ``env`` is set in the child before ``function`` runs (so
-    before the imports it does).
+    before the imports it does). ``fork`` forks this process instead (~0.03 s of CPU instead of a fresh
+    interpreter's ~0.3 s): only for a caller that knows nothing here can break in a fork (no TensorFlow,
+    no runtime threads).
     """
     with tempfile.TemporaryDirectory(prefix="edgekit-child-") as tmp:
         log = Path(tmp) / "child.log"
+        context = multiprocessing.get_context("fork" if fork else "spawn")
         pool = concurrent.futures.ProcessPoolExecutor(
-            max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_child,
+            max_workers=1, mp_context=context, initializer=_start_child,
             initargs=(str(log), dict(env or {})))
         done, children = False, []
         try:
