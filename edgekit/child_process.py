@@ -51,15 +51,17 @@ LOG_TAIL_LINES = 3
 
 def run_isolated(function: Callable[..., T], /, *args: Any, what: str, fix: str,
                  error: type[EdgekitError] = ConversionError, timeout: float | None = None,
-                 env: dict[str, str] | None = None) -> T:
+                 env: dict[str, str] | None = None, fork: bool = False) -> T:
     """``function(*args)`` computed in a spawned child process; a crash, timeout or failure there is ``error``.
 
     ``function`` and ``args`` must be picklable (a function of an importable module, not of the main
     script; ``functools.partial`` of one); ``env`` is set in the child before ``function`` runs (so
     before the imports it does). The child is fresh unless :func:`reusing_children` shares one.
+    ``fork`` forks this process instead (~0.03 s of CPU instead of a fresh interpreter's ~0.3 s): only
+    for a caller that knows nothing here can break in a fork (no TensorFlow, no runtime threads).
     """
-    key = tuple(sorted((env or {}).items()))
-    worker = (_shared.pop(key, None) if _shared is not None else None) or _Worker(dict(env or {}))
+    key = (fork, *sorted((env or {}).items()))
+    worker = (_shared.pop(key, None) if _shared is not None else None) or _Worker(dict(env or {}), fork=fork)
     sound, done = False, False
     try:
         future = worker.submit(function, args)
@@ -109,13 +111,13 @@ def reusing_children() -> Iterator[None]:
 
 
 class _Worker:
-    """One spawned child (a single-process ``ProcessPoolExecutor``) and the log its stdout/stderr go to."""
+    """One child (a single-process ``ProcessPoolExecutor``, spawned or forked) and the log its output goes to."""
 
-    def __init__(self, env: dict[str, str]):
+    def __init__(self, env: dict[str, str], *, fork: bool = False):
         self._tmp = tempfile.TemporaryDirectory(prefix="edgekit-child-")
         self.log = Path(self._tmp.name) / "child.log"
         self.pool = concurrent.futures.ProcessPoolExecutor(
-            max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_child,
+            max_workers=1, mp_context=multiprocessing.get_context("fork" if fork else "spawn"), initializer=_start_child,
             initargs=(str(self.log), env))
         self.children: list = []
 

@@ -148,6 +148,27 @@ def test_malformed_flatbuffer_is_verified_in_a_subprocess_and_cached(tiny_models
     assert safety._VERIFIED[safety.sha256_file(tiny_models["float"])] is None
 
 
+def test_a_fresh_process_verifies_by_fork_and_still_refuses_a_malformed_model(tiny_models, tmp_path):
+    """`edgekit predict`'s case: no TensorFlow loaded, so the verifier forks (cheap); a model the interpreter
+    cannot run is still refused in one line, and a good one passes. Pytest's own process has TensorFlow, so
+    this runs in a child of its own."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "malformed.tflite"
+    path.write_bytes(_corrupt_weights_shape(tiny_models["bare"].read_bytes()))
+    script = ("import sys\nfrom edgekit.errors import ModelFileError\nfrom edgekit.runtime import safety\n"
+              "assert safety._fork_is_safe(), 'a fresh process should fork its verifier'\n"
+              "safety.verify_tflite(sys.argv[2])\n"
+              "try:\n    safety.verify_tflite(sys.argv[1])\nexcept ModelFileError as exc:\n    print(exc.message)\n")
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"),
+               PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-c", script, str(path), str(tiny_models["float"])], capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "malformed.tflite cannot be loaded by the TFLite interpreter" in done.stdout
+
+
 def test_onnx_external_data_beside_the_model_loads_and_predicts(tmp_path):
     path = _external_data_model(tmp_path / "ok")
     assert check_onnx_external_data(path) == [(tmp_path / "ok" / "weights.bin").resolve()]
