@@ -88,7 +88,7 @@ def run_isolated(function: Callable[..., T], /, *args: Any, what: str, fix: str,
             worker.close(kill=not sound)
 
 
-_shared: dict[tuple, _Worker] | None = None  # the children kept for reuse, by environment, inside reusing_children()
+_shared: dict[tuple, _Worker] | None = None  # reusing_children()'s, by start method + environment
 
 
 @contextlib.contextmanager
@@ -117,8 +117,8 @@ class _Worker:
         self._tmp = tempfile.TemporaryDirectory(prefix="edgekit-child-")
         self.log = Path(self._tmp.name) / "child.log"
         self.pool = concurrent.futures.ProcessPoolExecutor(
-            max_workers=1, mp_context=multiprocessing.get_context("fork" if fork else "spawn"), initializer=_start_child,
-            initargs=(str(self.log), env))
+            max_workers=1, mp_context=multiprocessing.get_context("fork" if fork else "spawn"),
+            initializer=_start_child, initargs=(str(self.log), env))
         self.children: list = []
 
     def submit(self, function: Callable[..., T], args: tuple) -> concurrent.futures.Future:
