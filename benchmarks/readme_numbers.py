@@ -48,6 +48,19 @@ def compress_rows(r: dict) -> list[Row]:
              "gzip <= 0.20x", _status(goals["pruned 50% + int8 gzip <= 0.20x float"]))]
 
 
+def sparse_rows(r: dict) -> list[Row]:
+    rows, goals = {row["model"]: row for row in r["rows"]}, r["goals"]
+    sparse, int8 = rows["sparse float32"], rows["int8"]
+    low, high = sparse["drop_interval95"]
+    return [(f"sparse float32 (1x1 convs pruned {r['sparsity']:.0%} for latency) vs dense float32, MobileNetV2 224 px, "
+             "1 thread",
+             f"{cell(sparse['cpu_speedup_vs_dense'])} faster in CPU time (int8: {cell(int8['cpu_speedup_vs_dense'])}); "
+             f"{sparse['size_bytes'] / rows['dense float32']['size_bytes']:.2f}x size; top-1 drop "
+             f"{sparse['drop_points']:+.2f} pts [{low:+.2f}, {high:+.2f}] on {sparse['images']} unseen photos",
+             ">= 1.3x faster; drop <= 1.0 pt",
+             f"{_status(goals['sparse_fp32_speedup_ge_1.3'])}, {_status(goals['sparse_fp32_drop_le_1pt'])}")]
+
+
 def onnx_rows(r: dict) -> list[Row]:
     int8, speed = r["models"]["onnx int8 (QDQ)"], r["onnx_int8_speedup_vs_fp32"]
     fp32 = r["models"]["onnx fp32"]
@@ -130,7 +143,8 @@ def memory_rows(r: dict) -> list[Row]:
 
 
 SOURCES: dict[str, Callable[[dict], list[Row]]] = {
-    "compress_variants": compress_rows, "onnx_vs_tflite": onnx_rows, "runtime_coldstart": coldstart_rows,
+    "compress_variants": compress_rows, "sparse_pruning": sparse_rows, "onnx_vs_tflite": onnx_rows,
+    "runtime_coldstart": coldstart_rows,
     "profiler_vs_litert": profiler_rows, "quickstart_time": quickstart_rows, "edgetpu_agreement": edgetpu_rows,
     "profile_accuracy": memory_rows, "monitor_drift_clothing": drift_rows, "monitor_overhead": overhead_rows,
 }
