@@ -32,10 +32,10 @@ def main() -> int:
     first = run_process(command, cores=cores, env=env, timeout_s=3600)
     rerun = run_process(command, cores=cores, env=env, timeout_s=600)
     setting = finish(setting)
+    summary = first["reported"] or {}
     stages = [{"name": s["name"], "seconds": round(s["seconds"], 1), "skipped": s.get("skipped", False),
                "error": s.get("error")}
               for s in summary.get("stages", [])]
-    summary = first["reported"] or {}
     payload = {"benchmark": "quickstart_time", "environment": setting, "pipeline_s": round(first["wall_s"], 1),
                "pipeline_cpu_s": round(first["cpu_s"], 1),
                "rerun_s": round(rerun["wall_s"], 1), "peak_rss_mib": round(first["peak_rss_mib"]),
