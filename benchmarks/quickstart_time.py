@@ -49,7 +49,7 @@ def main() -> int:
              f"{payload['rerun_s']:.0f} s. Install time (pip) not included. CPU time (user + system, children "
              f"included): {payload['pipeline_cpu_s']:.0f} s, i.e. the pipeline had "
              f"{payload['pipeline_cpu_s'] / payload['pipeline_s']:.2f} of its {len(cores)} cores on average "
-             "(the rest went to other people's jobs).", "",
+             "(the rest: single-threaded steps, waiting, or other jobs on the machine).", "",
              "| stage | seconds | error |", "|---|---:|---|"]
     lines += [f"| {s['name']} | {s['seconds']} | {(s['error'] or '')[:100]} |" for s in stages]
     int8, pick = payload["int8"], payload["pick"]
