@@ -23,7 +23,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -41,40 +40,61 @@ def pinned_cores(count: int = 1) -> list[int]:
     return cores[:count]
 
 
+# Runs in a small interpreter between the benchmark and the measured command. Linux copies a parent's peak
+# RSS into a forked child and keeps it across exec, so a command forked straight from a benchmark that has
+# built a model (TensorFlow loaded, ~600 MiB) reported ~600 MiB whatever it used; forked from this launcher
+# (~10 MiB), the command's peak is its own. It times fork-to-exit and reads the command's rusage itself.
+_LAUNCHER = """
+import json, os, sys, time
+report, argv = sys.argv[1], sys.argv[2:]
+started = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(argv[0], argv)
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+wall = time.perf_counter() - started
+with open(report, "w") as out:
+    json.dump({"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_kib": usage.ru_maxrss,
+               "returncode": os.waitstatus_to_exitcode(status)}, out)
+"""
+
+
 def run_process(argv: Sequence[str], *, cores: Sequence[int], env: Mapping[str, str] | None = None,
                 timeout_s: float = 600) -> dict:
     """Run ``argv`` in a fresh process pinned to ``cores``: wall and CPU seconds, peak RSS, the JSON it printed.
 
-    Wall time runs from just before the fork to the child's exit: interpreter start-up, imports, work.
-    CPU time (user + system) and peak RSS come from ``wait4`` and include the child's own children; CPU
-    time barely moves with other people's load, so it is recorded beside wall time.
+    Wall time runs from the fork to the command's exit: interpreter start-up, imports, work. CPU time
+    (user + system) and peak RSS come from ``wait4`` on the command (in :data:`_LAUNCHER`) and include
+    its own children; CPU time barely moves with other people's load, so it is recorded beside wall time.
     """
     chosen = set(cores)
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(list(argv), stdout=out, stderr=err, env=dict(env) if env is not None else None,
-                                preexec_fn=lambda: os.sched_setaffinity(0, chosen))
-        killer = threading.Timer(timeout_s, proc.kill)
-        killer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        except BaseException:  # interrupted: leave no measurement running behind
-            proc.kill()
-            proc.wait()
-            raise
-        finally:
-            killer.cancel()
-        wall = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: keep Popen from waiting again
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
-    if proc.returncode != 0:
-        tail = (stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
-        raise RuntimeError(f"{' '.join(argv[:4])} ... failed ({proc.returncode}): {tail}")
-    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mib": usage.ru_maxrss / 1024,
-            "returncode": proc.returncode,
-            "reported": _last_json(stdout)}
+    with tempfile.TemporaryDirectory(prefix="edgekit-bench-") as tmp:
+        report, out, err = Path(tmp) / "report.json", Path(tmp) / "stdout", Path(tmp) / "stderr"
+        with out.open("wb") as stdout, err.open("wb") as stderr:
+            proc = subprocess.Popen([sys.executable, "-S", "-c", _LAUNCHER, str(report), *argv], stdout=stdout,
+                                    stderr=stderr, env=dict(env) if env is not None else None,
+                                    start_new_session=True,  # a timeout or Ctrl-C kills the command too
+                                    preexec_fn=lambda: os.sched_setaffinity(0, chosen))
+            try:
+                proc.wait(timeout=timeout_s)
+            except BaseException as exc:  # timed out or interrupted: leave no measurement running behind
+                os.killpg(proc.pid, 9)
+                proc.wait()
+                if isinstance(exc, subprocess.TimeoutExpired):
+                    raise RuntimeError(f"{' '.join(argv[:4])} ... did not finish within {timeout_s:.0f} s") from None
+                raise
+        if not report.is_file():
+            raise RuntimeError(f"{' '.join(argv[:4])} ... could not be started: {err.read_text().strip()[-300:]}")
+        measured = json.loads(report.read_text())
+        stdout_text, stderr_text = out.read_text(errors="replace"), err.read_text(errors="replace")
+    if measured["returncode"] != 0:
+        tail = (stderr_text.strip().splitlines() or [f"exit code {measured['returncode']}"])[-1]
+        raise RuntimeError(f"{' '.join(argv[:4])} ... failed ({measured['returncode']}): {tail}")
+    return {"wall_s": measured["wall_s"], "cpu_s": measured["cpu_s"], "peak_rss_mib": measured["peak_rss_kib"] / 1024,
+            "returncode": measured["returncode"], "reported": _last_json(stdout_text)}
 
 
 def _last_json(stdout: str):

@@ -23,6 +23,22 @@ def test_run_process_pins_the_child_and_reads_its_peak_memory():
     assert result["peak_rss_mib"] >= 120 and result["wall_s"] > 0
 
 
+def test_run_process_peak_memory_is_the_commands_own_not_the_benchmarks():
+    # Linux hands a parent's peak RSS to a forked child across exec: a benchmark holding a model in
+    # memory made every command it timed look that large (596 MiB for a 53 MiB LiteRT script).
+    held = bytearray(400 * 1024 * 1024)
+    held[::4096] = b"\x01" * len(held[::4096])  # touch every page: resident, not just reserved
+    result = harness.run_process([sys.executable, "-c", "print(1)"], cores=harness.pinned_cores(1))
+    assert result["reported"] == 1
+    assert result["peak_rss_mib"] < 100, result
+
+
+def test_run_process_stops_a_command_past_its_timeout():
+    with pytest.raises(RuntimeError, match="did not finish within 1 s"):
+        harness.run_process([sys.executable, "-c", "import time; time.sleep(30)"], cores=harness.pinned_cores(1),
+                            timeout_s=1)
+
+
 def test_run_process_reports_a_failing_child():
     with pytest.raises(RuntimeError, match="boom"):
         harness.run_process([sys.executable, "-c", "raise SystemExit('boom')"], cores=harness.pinned_cores(1))
