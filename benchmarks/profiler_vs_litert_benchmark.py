@@ -89,9 +89,11 @@ def main() -> int:
                      f"{cell(row['min_ratio_to_tool'], '.3f', '')} |")
     lines += ["", "The tool times `CompiledModel.run_by_name` on buffers it allocated once; the runner times "
               "`set_tensor` + `invoke` + `get_tensor` (an input and an output copy per call). A fixed per-call "
-              "difference (column diff ms) weighs more on the smallest models. On a loaded machine the tool's runs "
-              "are bimodal (its minimum stays near ours while its median jumps by a scheduler time slice, as if each "
-              "run waited on another thread), so the last column compares the fastest run of each side.",
+              "difference (column diff ms) weighs more on the smallest models. On a loaded machine both sides' runs "
+              "are bimodal: the minimum stays put while the median jumps by a scheduler time slice, because other "
+              "jobs preempt the pinned core (measured on 96 px int8 at load ~10: a bare Interpreter loop p50 10.05 ms, "
+              "min 1.77 ms, 0.65 involuntary context switches per run; the tool, single-threaded, median 10.06 ms, "
+              "min 1.75 ms), so the last column compares the fastest run of each side.",
               *environment_lines(setting)]
     write_results("profiler_vs_litert", payload, lines)
     return 0
