@@ -29,7 +29,9 @@ VARIANTS = {  # name -> compress() options
     "prune 50% + int8": {"prune": 0.5, "int8": True},
     "cluster 16 + int8": {"cluster": 16, "int8": True},
     "QAT int8": {"qat": True},
-    "accuracy-guarded int8 (<= 1.0 pt)": {"int8": True, "max_accuracy_drop": 1.0},
+    # The guard tunes and certifies on extra/ (2,068 photos; test/'s 372 cannot certify 1.5 points), so the
+    # drop reported here, on test/, is on photos it never saw.
+    "accuracy-guarded int8 (<= 1.5 pt)": {"int8": True, "max_accuracy_drop": 1.5, "eval_data": CLOTHING / "extra"},
 }
 
 
@@ -48,8 +50,8 @@ def build_variants(parent, work: Path) -> dict[str, dict]:
         found = sorted((work / slug).glob("*/manifest.json"))
         started = time.perf_counter()
         if not found:
-            compress(model=parent.directory, out_dir=work / slug, eval_data=CLOTHING / "test",
-                     fine_tune_epochs=FINE_TUNE_EPOCHS, seed=0, **options)
+            compress(model=parent.directory, out_dir=work / slug,
+                     **{"eval_data": CLOTHING / "test", "fine_tune_epochs": FINE_TUNE_EPOCHS, "seed": 0, **options})
             found = sorted((work / slug).glob("*/manifest.json"))
         artifact = load_artifact(found[0].parent)
         built[name] = {"path": artifact.path, "wall_s": round(time.perf_counter() - started, 1),
