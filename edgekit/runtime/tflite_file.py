@@ -45,6 +45,7 @@ class TensorInfo:
     buffer_size: int  # bytes of constant data (0 for activations and inputs)
     int_values: tuple[int, ...] | None = None  # small INT32/INT64 constants (axes, paddings, strides)
     is_variable: bool = False  # state kept between invocations (an LSTM's cell and output state)
+    buffer: int = 0  # index of its constant data in the model's buffers (0: none)
 
     @property
     def is_constant(self) -> bool:
@@ -166,7 +167,7 @@ def _read_tensor(schema, model, sub, index: int, buffer_sizes: list[int]) -> Ten
         index=index, name=_text(t.Name()), dtype=dtype, shape=shape, shape_signature=signature,
         scale=scale, zero_point=zero_point, quantized_dimension=qdim, buffer_size=size,
         int_values=_small_ints(model, buffer_index, dtype) if size else None,
-        is_variable=bool(t.IsVariable()),
+        is_variable=bool(t.IsVariable()), buffer=buffer_index,
     )
 
 
@@ -240,6 +241,14 @@ def parse_tflite(data: bytes, *, path: str = "<bytes>") -> TfliteGraph:
     if not subgraphs:
         raise ModelFileError(f"{path} holds no subgraph", fix=fix)
     return graph
+
+
+def buffer_view(data: bytearray, buffer_index: int, dtype):
+    """Constant buffer ``buffer_index`` of the .tflite in ``data`` as a numpy view: writing it edits the model
+    in place (same size, same layout), e.g. a bias correction."""
+    import ai_edge_litert.schema_py_generated as schema
+
+    return schema.Model.GetRootAs(data, 0).Buffers(buffer_index).DataAsNumpy().view(dtype)
 
 
 def numpy_dtype(tensor_type: str):

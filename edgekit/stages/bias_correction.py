@@ -31,35 +31,20 @@ class BiasedLayer:
     bias_scales: np.ndarray
 
 
-def _biased_layers(model) -> list[BiasedLayer]:
-    """The model's conv/depthwise/dense ops in execution order whose bias is an int32 constant of its own."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
-    subgraph = model.Subgraphs(0)
-    ops = [subgraph.Operators(i) for i in range(subgraph.OperatorsLength())]
-
-    def builtin(op) -> str | None:
-        code = model.OperatorCodes(op.OpcodeIndex())
-        return names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
-
-    dequantized = {int(op.Inputs(0)): subgraph.Tensors(int(op.Outputs(0))).Name().decode()
-                   for op in ops if builtin(op) == "DEQUANTIZE"}
+def _biased_layers(graph) -> list[BiasedLayer]:
+    """The graph's conv/depthwise/dense ops in execution order whose bias is a quantized int32 constant of its own."""
+    main = graph.main
+    dequantized = {op.inputs[0]: main.tensors[op.outputs[0]].name for op in main.operators if op.op == "DEQUANTIZE"}
     layers, seen_buffers = [], set()
-    for op in ops:
-        if builtin(op) not in CORRECTED_OPS:
+    for op in main.operators:
+        if op.op not in CORRECTED_OPS or len(op.inputs) < 3 or op.inputs[2] < 0:
             continue
-        inputs = op.InputsAsNumpy()
-        if len(inputs) < 3 or inputs[2] < 0:
+        bias, output = main.tensors[op.inputs[2]], main.tensors[op.outputs[0]]
+        if bias.dtype != "INT32" or not bias.scale or bias.buffer in seen_buffers or not output.scale:
             continue
-        bias = subgraph.Tensors(int(inputs[2]))
-        output = subgraph.Tensors(int(op.Outputs(0)))
-        if bias.Type() != schema.TensorType.INT32 or bias.Buffer() in seen_buffers or output.Quantization() is None:
-            continue
-        seen_buffers.add(bias.Buffer())
-        name = output.Name().decode()
-        layers.append(BiasedLayer(name, dequantized.get(int(op.Outputs(0)), name), bias.Buffer(),
-                                  bias.Quantization().ScaleAsNumpy().astype(np.float64)))
+        seen_buffers.add(bias.buffer)
+        layers.append(BiasedLayer(output.name, dequantized.get(op.outputs[0], output.name), bias.buffer,
+                                  np.asarray(bias.scale, dtype=np.float64)))
     return layers
 
 
@@ -87,7 +72,9 @@ def _channel_means(model_bytes: bytes, inputs: np.ndarray, names: list[str]) -> 
         for name in names:
             tensor = interpreter.get_tensor(details[name]["index"])
             scale, zero = details[name]["quantization"]
-            values = tensor.astype(np.float64) if tensor.dtype == np.float32 else (tensor.astype(np.float64) - zero) * scale
+            values = tensor.astype(np.float64)
+            if tensor.dtype != np.float32:
+                values = (values - zero) * scale
             sums[name] = sums[name] + values.reshape(-1, values.shape[-1]).mean(0)
     return {name: total / len(inputs) for name, total in sums.items()}
 
@@ -98,15 +85,13 @@ def correct_int8_biases(int8_model: bytes, float_model: bytes, inputs: np.ndarra
     the first ``samples`` of ``inputs`` (normalised calibration images) matches ``float_model``'s (the same
     network as a float32 .tflite). Returns the new bytes and a report: layers corrected, and the mean
     absolute per-channel output shift against float over those layers before and after."""
-    from ai_edge_litert import schema_py_generated as schema
-
     from edgekit.runtime.backends import tflite_runtime_module
+    from edgekit.runtime.tflite_file import buffer_view, parse_tflite
 
     data = bytearray(int8_model)
-    model = schema.Model.GetRootAs(data, 0)
     _, module = tflite_runtime_module()
     float_names = {d["name"] for d in module.Interpreter(model_content=float_model).get_tensor_details()}
-    layers = [layer for layer in _biased_layers(model) if layer.reference_name in float_names]
+    layers = [layer for layer in _biased_layers(parse_tflite(int8_model)) if layer.reference_name in float_names]
     inputs = np.asarray(inputs, dtype=np.float32)[:samples]
     names = [layer.output_name for layer in layers]
     reference = dict(zip(names, _channel_means(float_model, inputs, [layer.reference_name for layer in layers])
@@ -116,7 +101,7 @@ def correct_int8_biases(int8_model: bytes, float_model: bytes, inputs: np.ndarra
     for position, layer in enumerate(layers):
         measured = before if position == 0 else _channel_means(bytes(data), inputs, [layer.output_name])
         shift = measured[layer.output_name] - reference[layer.output_name]
-        bias = model.Buffers(layer.bias_buffer).DataAsNumpy().view(np.int32)  # a view into ``data``
+        bias = buffer_view(data, layer.bias_buffer, np.int32)
         bias -= np.round(shift / layer.bias_scales).astype(np.int32)
     after = _channel_means(bytes(data), inputs, names)
     shifts_after = [float(np.mean(np.abs(after[n] - reference[n]))) for n in names]
