@@ -138,8 +138,8 @@ class CompressOptions(StageOptions):
 
     COMMAND: ClassVar[str] = "compress"
 
-    int8: bool = Field(False, description="Full-integer int8 (weights and activations; fastest on CPU/NPU/Edge TPU). "
-                                          "Needs calibration images.")
+    int8: bool = Field(False, description="Full-integer int8 (weights and activations; usually fastest on ARM "
+                                          "CPUs, NPUs and the Edge TPU). Needs calibration images.")
     float16: bool = Field(False, description="float16 weights (half the size, float compute).")
     dynamic: bool = Field(False, description="Dynamic-range: int8 weights, float activations (small, but often "
                                              "slower than float on CPU).")
