@@ -68,7 +68,7 @@ def run_isolated(function: Callable[..., T], /, *args: Any, what: str, fix: str,
         try:
             result = future.result(timeout=timeout)
         except BrokenProcessPool:
-            raise error(f"{what} {_crash_description(worker.log, worker.children)}", fix=fix) from None
+            raise error(f"{what} {_crash_description(worker)}", fix=fix) from None
         except concurrent.futures.TimeoutError:
             raise error(f"{what} did not finish within {timeout:.0f} s", fix=fix) from None
         except EdgekitError:
@@ -165,17 +165,18 @@ def _start_child(log_path: str, env: dict[str, str]) -> None:
     faulthandler.enable()  # a fatal signal prints "Fatal Python error: Segmentation fault" and a traceback
 
 
-def _crash_description(log: Path, children: list) -> str:
+def _crash_description(worker: _Worker) -> str:
     """Why the child died: the fatal signal faulthandler logged, else its exit status and last log lines."""
-    if not log.exists():
+    if not worker.log.exists():
         return "crashed while starting (before it could run)"
-    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    lines = [line.strip() for line in worker.log.read_text(errors="replace").splitlines() if line.strip()]
     fatal = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("Fatal Python error:")), None)
     if fatal:
         return f"crashed ({fatal})"
-    for child in children:
-        child.join(timeout=5)  # the pool may not have reaped it yet
-    codes = [child.exitcode for child in children if child.exitcode is not None]
+    # The pool's manager thread reaps the dead child; joining it from here as well races that thread
+    # (two waitpid calls: the loser reads no status). Let the pool finish, then read what it reaped.
+    worker.pool.shutdown(wait=True, cancel_futures=True)
+    codes = [child.exitcode for child in worker.children if child.exitcode is not None]
     status = f"signal {-codes[0]}" if codes and codes[0] < 0 else f"exit {codes[0]}" if codes else "no exit status"
     tail = " | ".join(lines[-LOG_TAIL_LINES:])
     return f"crashed ({status}){': ' + tail if tail else ''}"
