@@ -170,11 +170,13 @@ class CompressOptions(StageOptions):
         None, ge=0, examples=[1.0],
         description="With --int8: the largest top-1 drop (points) allowed. Layers to keep float are chosen on part "
                     "of the eval images and the bound is certified (95% upper bound) on the rest; else it fails, "
-                    "naming the smallest bound the images certify.")
+                    "naming the smallest bound the images certify. With --bias-correction every candidate is "
+                    "bias-corrected first, so fewer layers stay float.")
     bias_correction: bool = Field(
         False, description="With --int8: empirical bias correction (as NNCF/AIMET): shift each conv/depthwise/dense "
                            "int32 bias so its per-channel mean output on calibration images matches float. Same size; "
-                           "about one int8 run of 64 images per layer.")
+                           "about one int8 run of 64 images per layer. With --max-accuracy-drop the shifts found "
+                           "once are re-applied to each candidate the guard tries.")
     seed: int = Field(0, ge=0, description="Random seed (recorded in the manifest; same seed, same metrics).")
 
     @model_validator(mode="after")
@@ -198,9 +200,9 @@ class CompressOptions(StageOptions):
                 _combination("--max-accuracy-drop guards post-training --int8 only", "add --int8 (without --qat)")
             if self.io_dtype == "uint8":
                 _combination("--max-accuracy-drop supports --io-dtype float32 or int8", "use --io-dtype int8")
-        if self.bias_correction and (not self.int8 or self.needs_training() or self.max_accuracy_drop is not None):
+        if self.bias_correction and (not self.int8 or self.needs_training()):
             _combination("--bias-correction corrects a post-training --int8 model of the parent itself",
-                         "use it with --int8 alone (no --prune/--cluster/--qat/--max-accuracy-drop)")
+                         "use it with --int8 (and optionally --max-accuracy-drop), without --prune/--cluster/--qat")
         if self.needs_training() and self.fine_tune_epochs < 1:
             _combination("--fine-tune-epochs must be >= 1 with --prune/--cluster/--qat", "use e.g. --fine-tune-epochs 2")
         return self

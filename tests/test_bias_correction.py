@@ -9,8 +9,11 @@ import pytest
 
 @pytest.fixture(scope="module")
 def converted():
-    """A small conv / depthwise / dense net (logits out) as float32 and plain int8 .tflite bytes."""
+    """A small conv / depthwise / dense net (logits out) as float32 and plain int8 .tflite bytes, the
+    calibration inputs, and int8 with the depthwise layer kept float (a guard's candidate)."""
     from edgekit._tf import import_tf, set_seed
+    from edgekit.child_process import reusing_children
+    from edgekit.runtime.tflite_file import parse_tflite
     from edgekit.targets.tflite_converter import PreparedModel
 
     _, tf_keras = import_tf()
@@ -27,9 +30,12 @@ def converted():
             kernel, bias = layer.get_weights()
             layer.set_weights([kernel, rng.normal(scale=0.1, size=bias.shape).astype(np.float32)])
     calibration = rng.normal(size=(48, 24, 24, 3)).astype(np.float32)
-    with PreparedModel(model, what="small net", representative=calibration[:16]) as prepared:
+    with reusing_children(), PreparedModel(model, what="small net", representative=calibration[:16]) as prepared:
         float_bytes, int8_bytes = prepared.convert_many([("float32", "float32", ()), ("int8", "float32", ())])
-    return float_bytes, int8_bytes, calibration
+        graph = parse_tflite(int8_bytes).main
+        depthwise = next(graph.tensors[op.outputs[0]].name for op in graph.operators if op.op == "DEPTHWISE_CONV_2D")
+        depthwise_float = prepared.convert("int8", denylisted_nodes=(depthwise,))
+    return float_bytes, int8_bytes, calibration, depthwise_float
 
 
 def _mean_output_error(candidate: bytes, reference: bytes, inputs: np.ndarray) -> float:
@@ -42,7 +48,7 @@ def test_bias_correction_shrinks_the_int8_models_mean_output_error_and_changes_o
     from edgekit.runtime.tflite_file import parse_tflite
     from edgekit.stages.bias_correction import correct_int8_biases
 
-    float_bytes, int8_bytes, calibration = converted
+    float_bytes, int8_bytes, calibration, _ = converted
     corrected, report = correct_int8_biases(int8_bytes, float_bytes, calibration, samples=48)
     assert report["layers_corrected"] == 4  # conv, depthwise, 1x1 conv, dense
     assert report["mean_abs_channel_shift_after"] < report["mean_abs_channel_shift_before"]
@@ -54,13 +60,39 @@ def test_bias_correction_shrinks_the_int8_models_mean_output_error_and_changes_o
     assert [op.op for op in plain.subgraphs[0].operators] == [op.op for op in fixed.subgraphs[0].operators]
 
 
-@pytest.mark.parametrize("extra", [{"int8": False, "float16": True}, {"qat": True}, {"max_accuracy_drop": 1.0}])
+def test_shifts_found_on_plain_int8_correct_a_candidate_with_a_layer_kept_float(converted):
+    """What the accuracy guard does with --bias-correction: the shifts measured once on plain int8 are
+    re-applied to each candidate; reapplied to plain int8 itself they give exactly the corrected model."""
+    from edgekit.runtime.tflite_file import parse_tflite
+    from edgekit.stages.bias_correction import correct_and_keep_shifts
+
+    float_bytes, int8_bytes, calibration, candidate = converted
+    corrected, _, shifts = correct_and_keep_shifts(int8_bytes, float_bytes, calibration, samples=48)
+    assert shifts.apply(int8_bytes)[0] == corrected
+    fixed, report = shifts.apply(candidate)
+    assert report["layers_corrected"] == 3  # conv, 1x1 conv, dense: the depthwise layer is float
+    assert report["mean_abs_channel_shift_after"] < 0.5 * report["mean_abs_channel_shift_before"]
+    before = _mean_output_error(candidate, float_bytes, calibration)
+    assert _mean_output_error(fixed, float_bytes, calibration) < 0.5 * before
+    assert len(fixed) == len(candidate)
+    ops = [op.op for op in parse_tflite(candidate).main.operators]
+    assert "DEQUANTIZE" in ops and ops == [op.op for op in parse_tflite(fixed).main.operators]
+
+
+@pytest.mark.parametrize("extra", [{"int8": False, "float16": True}, {"qat": True}, {"prune": 0.5}])
 def test_bias_correction_is_refused_outside_plain_post_training_int8(extra):
     from edgekit.errors import UsageError
     from edgekit.options import CompressOptions
 
     with pytest.raises(UsageError, match="--bias-correction corrects a post-training --int8"):
         CompressOptions(**({"int8": True, "bias_correction": True} | extra))
+
+
+def test_bias_correction_is_accepted_with_the_accuracy_guard():
+    from edgekit.options import CompressOptions
+
+    options = CompressOptions(int8=True, bias_correction=True, max_accuracy_drop=1.0)
+    assert options.bias_correction and options.max_accuracy_drop == 1.0
 
 
 @pytest.mark.slow

@@ -219,6 +219,27 @@ def test_accuracy_guard_keeps_the_worst_layers_float_until_the_drop_is_certified
     assert guard["size_vs_plain_int8"] > 0 and guard["latency_vs_plain_int8"] > 0
 
 
+def test_accuracy_guard_with_bias_correction_scores_every_candidate_bias_corrected(digits_dir, tmp_path):
+    """--bias-correction with --max-accuracy-drop: plain int8 is corrected on calibration images, and the
+    same shifts are applied to each candidate with layers kept float before the tuning split scores it."""
+    from edgekit.stages.compress import compress
+
+    artifact_in = _write_cnn_artifact(tmp_path / "float", digits_dir, outlier_channel=True)
+    (artifact,) = compress(model=artifact_in.path, out_dir=tmp_path / "guarded", int8=True, max_accuracy_drop=3.0,
+                           bias_correction=True)
+    guard, correction = artifact.manifest.extra["accuracy_guard"], artifact.manifest.extra["bias_correction"]
+    assert artifact.manifest.options["bias_correction"] is True and guard["candidates_bias_corrected"] is True
+    assert correction["layers_corrected"] >= 3  # stem conv (BatchNorm folded in), depthwise, pointwise, head
+    candidates = guard["attempts"][1:]
+    assert candidates, "the outlier channel should make the guard keep layers float"
+    applied = [attempt["bias_correction"] for attempt in candidates]
+    assert all(one["layers_corrected"] < correction["layers_corrected"] for one in applied)  # kept float: not corrected
+    corrected = [one for one in applied if one["layers_corrected"]]  # all but a candidate with every layer float
+    assert corrected and all(one["mean_abs_channel_shift_after"] < one["mean_abs_channel_shift_before"]
+                             for one in corrected)
+    assert guard["certified"] and guard["kept_float_layers"]
+
+
 def test_accuracy_guard_does_not_parse_the_graph_when_plain_int8_is_within_the_bound(cnn_artifact, tmp_path,
                                                                                    monkeypatch):
     """The whole-graph parse (bytes each layer costs kept float) is only needed to rank layers; the number of

@@ -9,6 +9,11 @@ the same in the float and the int8 model); the measurement is taken after the fu
 
 Only the bias buffers change: the bytes are edited in place (the flatbuffer's vectors are views),
 so the model's size, ops and quantization parameters stay exactly those of the plain int8 model.
+
+The shifts found on one conversion can be re-applied to another conversion of the same network
+(:meth:`BiasShifts.apply`): the accuracy guard corrects plain int8 once and re-applies its shifts to
+each candidate with layers kept float, whose int8 layers keep their names and scales, instead of
+measuring about one int8 run of 64 images per layer again for every candidate.
 """
 
 from __future__ import annotations
@@ -79,14 +84,62 @@ def _channel_means(model_bytes: bytes, inputs: np.ndarray, names: list[str]) -> 
     return {name: total / len(inputs) for name, total in sums.items()}
 
 
+def _remove_shift(data: bytearray, layer: BiasedLayer, shift: np.ndarray) -> None:
+    """Move the layer's int32 bias in ``data`` (in place) so its output mean moves by ``-shift``."""
+    from edgekit.runtime.tflite_file import buffer_view
+
+    bias = buffer_view(data, layer.bias_buffer, np.int32)
+    bias -= np.round(shift / layer.bias_scales).astype(np.int32)
+
+
+@dataclass(frozen=True)
+class BiasShifts:
+    """The per-channel output shifts (in output units) that bias correction removed, by int8 output tensor
+    name, with the float model's per-channel means on the same calibration images."""
+
+    shifts: dict[str, np.ndarray]
+    float_means: dict[str, np.ndarray]
+    inputs: np.ndarray
+
+    def apply(self, int8_model: bytes) -> tuple[bytes, dict]:
+        """``int8_model`` (another conversion of the same network, e.g. with layers kept float) with these
+        shifts removed from the biases of its int8 layers of the same name; a report of how many, and the mean
+        absolute per-channel shift against float over those layers before and after (two int8 runs)."""
+        from edgekit.runtime.tflite_file import buffer_view, parse_tflite
+
+        data = bytearray(int8_model)
+        layers = [layer for layer in _biased_layers(parse_tflite(int8_model)) if layer.output_name in self.shifts
+                  and buffer_view(data, layer.bias_buffer, np.int32).size == self.shifts[layer.output_name].size]
+        for layer in layers:
+            _remove_shift(data, layer, self.shifts[layer.output_name])
+        names = [layer.output_name for layer in layers]
+        report = {"layers_corrected": len(layers)}
+        for when, model in (("before", int8_model), ("after", bytes(data))):
+            report[f"mean_abs_channel_shift_{when}"] = self._mean_abs_shift(model, names)
+        return bytes(data), report
+
+    def _mean_abs_shift(self, model: bytes, names: list[str]) -> float:
+        if not names:
+            return 0.0
+        means = _channel_means(model, self.inputs, names)
+        return round(float(np.mean([np.mean(np.abs(means[n] - self.float_means[n])) for n in names])), 6)
+
+
 def correct_int8_biases(int8_model: bytes, float_model: bytes, inputs: np.ndarray,
                         *, samples: int = SAMPLES) -> tuple[bytes, dict]:
     """``int8_model`` with each conv/depthwise/dense bias corrected so that its per-channel mean output on
     the first ``samples`` of ``inputs`` (normalised calibration images) matches ``float_model``'s (the same
-    network as a float32 .tflite). Returns the new bytes and a report: layers corrected, and the mean
-    absolute per-channel output shift against float over those layers before and after."""
+    network as a float32 .tflite). Returns the new bytes and a report: layers corrected, and the mean absolute
+    per-channel output shift against float over those layers before and after."""
+    corrected, report, _ = correct_and_keep_shifts(int8_model, float_model, inputs, samples=samples)
+    return corrected, report
+
+
+def correct_and_keep_shifts(int8_model: bytes, float_model: bytes, inputs: np.ndarray,
+                            *, samples: int = SAMPLES) -> tuple[bytes, dict, BiasShifts]:
+    """:func:`correct_int8_biases`, also returning the shifts removed, to re-apply to other conversions."""
     from edgekit.runtime.backends import tflite_runtime_module
-    from edgekit.runtime.tflite_file import buffer_view, parse_tflite
+    from edgekit.runtime.tflite_file import parse_tflite
 
     data = bytearray(int8_model)
     _, module = tflite_runtime_module()
@@ -98,11 +151,11 @@ def correct_int8_biases(int8_model: bytes, float_model: bytes, inputs: np.ndarra
                          .values()))
     before = _channel_means(bytes(data), inputs, names)
     shifts_before = [float(np.mean(np.abs(before[n] - reference[n]))) for n in names]
+    shifts = {}
     for position, layer in enumerate(layers):
         measured = before if position == 0 else _channel_means(bytes(data), inputs, [layer.output_name])
-        shift = measured[layer.output_name] - reference[layer.output_name]
-        bias = buffer_view(data, layer.bias_buffer, np.int32)
-        bias -= np.round(shift / layer.bias_scales).astype(np.int32)
+        shifts[layer.output_name] = measured[layer.output_name] - reference[layer.output_name]
+        _remove_shift(data, layer, shifts[layer.output_name])
     after = _channel_means(bytes(data), inputs, names)
     shifts_after = [float(np.mean(np.abs(after[n] - reference[n]))) for n in names]
     report = {"method": "empirical bias correction (per-channel mean output vs float, layer by layer)",
@@ -111,4 +164,4 @@ def correct_int8_biases(int8_model: bytes, float_model: bytes, inputs: np.ndarra
               "mean_abs_channel_shift_after": round(float(np.mean(shifts_after)), 6) if names else 0.0,
               "per_layer": [{"tensor_name": n, "shift_before": round(b, 6), "shift_after": round(a, 6)}
                             for n, b, a in zip(names, shifts_before, shifts_after)]}
-    return bytes(data), report
+    return bytes(data), report, BiasShifts(shifts, reference, inputs)

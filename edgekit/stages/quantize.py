@@ -45,8 +45,8 @@ def qat_model(model, images: TrainingImages, *, epochs: int, tfmot_wrap: str, se
 
 
 def guarded_int8(prepared, *, plain: bytes, io_dtype: str, tune: Callable[[bytes], dict],
-                 certify: Callable[[bytes], dict], max_drop_points: float,
-                 float32_tflite_bytes: int) -> tuple[bytes, dict]:
+                 certify: Callable[[bytes], dict], max_drop_points: float, float32_tflite_bytes: int,
+                 correct: Callable[[bytes], tuple[bytes, dict]] | None = None) -> tuple[bytes, dict]:
     """Int8 bytes certified to lose at most ``max_drop_points`` top-1 points, keeping as few bytes float as it can.
 
     ``tune`` and ``certify`` score a candidate (:func:`edgekit.metrics.accuracy_change`) on two
@@ -61,6 +61,8 @@ def guarded_int8(prepared, *, plain: bytes, io_dtype: str, tune: Callable[[bytes
     set's one-sided 95% upper bound of the drop is within the limit. The converter can keep
     layers out of int8 only in float32 (no per-layer int16x8 or float16), so a kept layer costs 3 bytes
     per weight. Each try is printed (layers, bytes kept float, tuning drop, time left).
+    ``correct`` (``--bias-correction``) is applied to each converted candidate before it is scored
+    (``plain`` comes already corrected), so the layers kept float are those bias correction cannot repair.
     Raises AccuracyError with every number, and the smallest bound these images certify, otherwise.
     """
     import time
@@ -70,7 +72,8 @@ def guarded_int8(prepared, *, plain: bytes, io_dtype: str, tune: Callable[[bytes
 
     report: dict = {"max_accuracy_drop_points": max_drop_points, "kept_float_layers": [],
                     "kept_layers_precision": "float32 (the TFLite converter cannot keep single layers in "
-                                             "int16x8 or float16 inside an int8 model)"}
+                                             "int16x8 or float16 inside an int8 model)",
+                    "candidates_bias_corrected": correct is not None}
     tried: dict[int, tuple[bytes, dict]] = {}
     # Plain int8, then doubling and bisection over at most as many layers as the operators write tensors: the
     # most times the search looks at the tuning split. Each look's bound is widened for that many (see
@@ -79,17 +82,23 @@ def guarded_int8(prepared, *, plain: bytes, io_dtype: str, tune: Callable[[bytes
     report["tuning_looks"] = looks
 
     def attempt(kept: int, data: bytes, float_bytes: int = 0) -> dict:
+        correction = None
+        if correct is not None and kept:
+            data, correction = correct(data)
         found = tune(data)
         report["tuning_images"] = found["images"]
         upper = drop_upper_bound(found["only_parent_right"], found["only_model_right"], found["images"], looks=looks)
         row = {"kept_float": kept, "float_weight_bytes": float_bytes, "tuning_drop_points": found["drop_points"],
                "tuning_upper_points": upper, "tuning_agreement": found["top1_agreement"],
                "within": upper <= max_drop_points}
+        if correction is not None:
+            row["bias_correction"] = correction
         tried[kept] = (data, row)
         return row
 
     first = attempt(0, plain)
-    status(f"[guarded int8] plain int8: tuning drop {first['tuning_drop_points']:.2f} points, upper bound "
+    status(f"[guarded int8] {'bias-corrected' if correct else 'plain'} int8: tuning drop "
+           f"{first['tuning_drop_points']:.2f} points, upper bound "
            f"{first['tuning_upper_points']:.2f} (95% over {looks} looks; limit {max_drop_points:g})")
     kept = 0
     if not first["within"]:
