@@ -142,14 +142,45 @@ def memory_rows(r: dict) -> list[Row]:
     return [("peak memory repeatability (fresh processes, float and int8)", f"within {spread:.2f} MiB", "-", "-")]
 
 
+def int8_accuracy_rows(r: dict) -> list[Row]:
+    """Issue 13's int8 goals per backbone and size, and each guarded method's certificate and size."""
+    rows = []
+    for row in r["rows"]:
+        name, int8 = f"{row['backbone']} {row['input_size']} px", row["int8"]
+        goals = r["goals"][f"{row['backbone']}@{row['input_size']}"]
+        low, high = int8["interval95_points"]
+        rows.append((f"int8 vs float32 TFLite, {name} (clothing-small)",
+                     f"top-1 drop {int8['drop_points']:+.2f} pts [{low:+.2f}, {high:+.2f}] on {int8['images']} unseen "
+                     f"photos; agreement {int8['top1_agreement']:.3f}; {int8['size_vs_float32_tflite']:.3f}x size",
+                     "drop <= 1.0 pt; agreement >= 0.95; <= 0.31x size",
+                     ", ".join(_status(goals[key]) for key in ("int8_drop_le_1.0", "agreement_ge_0.95",
+                                                               "int8_size_le_0.31x"))))
+        for key, label in (("guarded", "guarded int8"), ("guarded_bias_correction", "guarded int8 + bias correction")):
+            guarded = row.get(key)
+            if guarded is None:
+                continue
+            if "error" in guarded:
+                result = f"not certified: {guarded['error'].replace('|', '/')}"
+            else:
+                cert = guarded["certification"]
+                result = (f"upper bound {cert['upper95_points']:.2f} pts on {cert['images']} photos (tuned on "
+                          f"{guarded['tuning_images']} others); {len(guarded['kept_float_layers'])} layers float; "
+                          f"{guarded['size_vs_float32_tflite']:.3f}x size")
+            rows.append((f"{label}, bound {guarded['bound_points']:g} pts, {name}", result,
+                         "certified; <= 0.40x size",
+                         f"{_status(goals[f'{key}_certified'])}, {_status(goals[f'{key}_size_le_0.40x'])}"))
+    return rows
+
+
 SOURCES: dict[str, Callable[[dict], list[Row]]] = {
     "compress_variants": compress_rows, "sparse_pruning": sparse_rows, "onnx_vs_tflite": onnx_rows,
     "runtime_coldstart": coldstart_rows,
     "profiler_vs_litert": profiler_rows, "quickstart_time": quickstart_rows, "edgetpu_agreement": edgetpu_rows,
     "profile_accuracy": memory_rows, "monitor_drift_clothing": drift_rows, "monitor_overhead": overhead_rows,
+    "int8_accuracy": int8_accuracy_rows,
 }
 # Measured outside the harness (no latency ratio, or their own interleaved rounds): listed with what they record.
-OWN_METHOD = {"edgetpu_agreement", "monitor_drift_clothing", "monitor_overhead"}
+OWN_METHOD = {"edgetpu_agreement", "monitor_drift_clothing", "monitor_overhead", "int8_accuracy"}
 
 
 def load_results(results: Path = RESULTS) -> dict[str, dict]:
