@@ -175,8 +175,8 @@ class CompressOptions(StageOptions):
     bias_correction: bool = Field(
         False, description="With --int8: empirical bias correction (as NNCF/AIMET): shift each conv/depthwise/dense "
                            "int32 bias so its per-channel mean output on calibration images matches float. Same size; "
-                           "about one int8 run of 64 images per layer. With --max-accuracy-drop the shifts found "
-                           "once are re-applied to each candidate the guard tries.")
+                           "about one int8 run of 64 images per layer. With --max-accuracy-drop every candidate the "
+                           "guard tries is corrected (that cost per candidate).")
     seed: int = Field(0, ge=0, description="Random seed (recorded in the manifest; same seed, same metrics).")
 
     @model_validator(mode="after")

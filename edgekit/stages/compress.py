@@ -232,12 +232,15 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
         baseline = baseline or converted.pop()
         for (name, mode, io), data in zip(jobs, converted):
             extra: dict = {}
-            shifts = None
+            correct = None
             if mode == "int8" and options.bias_correction:  # on calibration images only, never the scored ones
-                from edgekit.stages.bias_correction import correct_and_keep_shifts
+                from edgekit.stages.bias_correction import correct_int8_biases
+
+                def correct(candidate: bytes) -> tuple[bytes, dict]:
+                    return correct_int8_biases(candidate, baseline, calibration_inputs)
 
                 status(f"{name}: correcting int8 biases against float, layer by layer ...")
-                data, extra["bias_correction"], shifts = correct_and_keep_shifts(data, baseline, calibration_inputs)
+                data, extra["bias_correction"] = correct(data)
             if mode == "int8" and tuning is not None:
                 from edgekit.stages.quantize import guarded_int8
 
@@ -245,7 +248,7 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
                     prepared, plain=data, io_dtype=io, max_drop_points=options.max_accuracy_drop,
                     tune=lambda candidate: change(run_tflite(candidate, tuning.inputs), tuning, tuning_reference),
                     certify=lambda candidate: change(run_tflite(candidate, scored.inputs)),
-                    float32_tflite_bytes=len(baseline), correct=shifts.apply if shifts else None)
+                    float32_tflite_bytes=len(baseline), correct=correct)
             variants.append((name, mode, embed_metadata(data, labels=labels, preprocessing=parent.manifest.preprocessing),
                              extra))
     for name, mode, data, extra in variants:

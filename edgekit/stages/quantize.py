@@ -61,7 +61,7 @@ def guarded_int8(prepared, *, plain: bytes, io_dtype: str, tune: Callable[[bytes
     set's one-sided 95% upper bound of the drop is within the limit. The converter can keep
     layers out of int8 only in float32 (no per-layer int16x8 or float16), so a kept layer costs 3 bytes
     per weight. Each try is printed (layers, bytes kept float, tuning drop, time left).
-    ``correct`` (``--bias-correction``) is applied to each converted candidate before it is scored
+    ``correct`` (``--bias-correction``) bias-corrects each converted candidate, in full, before it is scored
     (``plain`` comes already corrected), so the layers kept float are those bias correction cannot repair.
     Raises AccuracyError with every number, and the smallest bound these images certify, otherwise.
     """
@@ -92,7 +92,7 @@ def guarded_int8(prepared, *, plain: bytes, io_dtype: str, tune: Callable[[bytes
                "tuning_upper_points": upper, "tuning_agreement": found["top1_agreement"],
                "within": upper <= max_drop_points}
         if correction is not None:
-            row["bias_correction"] = correction
+            row["bias_correction"] = {key: value for key, value in correction.items() if key != "per_layer"}
         tried[kept] = (data, row)
         return row
 
