@@ -110,11 +110,20 @@ class Tools:
     def score(self, model_bytes: bytes) -> dict:
         return self.bench.score(model_bytes, len(self.float32))
 
-    def converted(self, mode: str, calibration: np.ndarray) -> bytes:
+    def converted(self, mode: str, calibration: np.ndarray | None, model=None) -> bytes:
+        """``mode`` conversion of ``model`` (default: the parent) calibrated on ``calibration``."""
         from edgekit.targets.tflite_converter import PreparedModel
 
-        with PreparedModel(self.bench.model, what=str(self.root), representative=calibration) as prepared:
+        with PreparedModel(self.bench.model if model is None else model, what=str(self.root),
+                           representative=calibration) as prepared:
             return prepared.convert(mode)
+
+    @cached_property
+    def equalized(self) -> tuple[object, dict]:
+        """The parent after cross-layer equalization (ReLU6 between equalized layers made ReLU), and its report."""
+        from edgekit.stages.equalization import equalize
+
+        return equalize(self.bench.model)
 
 
 def _cached(path: Path, compute, cached_only: bool) -> dict | None:
@@ -182,6 +191,38 @@ def recover(tools: Tools, cache: Path, cached_only: bool, measure: list[str] | N
             for name, compute in methods.items()}
 
 
+def equalization(tools: Tools, cache: Path, cached_only: bool) -> dict:
+    """Cross-layer equalization (compress --equalize): its change to the float model (ReLU6 -> ReLU), then int8
+    of the equalized model alone and with bias correction, all scored against the original parent."""
+    from edgekit.stages.bias_correction import correct_int8_biases
+
+    def report() -> dict:
+        return {key: value for key, value in tools.equalized[1].items() if key != "per_pair"}
+
+    def float32() -> dict:
+        return tools.score(tools.converted("float32", None, tools.equalized[0])) | {"equalization": report()}
+
+    def int8(bias_correction: bool):
+        def measure() -> dict:
+            calibration = tools.bench.calibration(200)
+            data = tools.converted("int8", calibration, tools.equalized[0])
+            found = {"equalization": report()}
+            if bias_correction:
+                reference = tools.converted("float32", None, tools.equalized[0])
+                data, correction = correct_int8_biases(data, reference, calibration)
+                found["bias_correction"] = {k: v for k, v in correction.items() if k != "per_layer"}
+            return tools.score(data) | found
+        return measure
+
+    methods = {
+        "float32, equalized (CLE's ReLU6 -> ReLU; no quantization)": float32,
+        "int8 + cross-layer equalization (200 images)": int8(False),
+        "int8 + cross-layer equalization + bias correction": int8(True),
+    }
+    return {name: _cached(cache / f"equalized-{_slug(name)}.json", compute, cached_only)
+            for name, compute in methods.items()}
+
+
 def _mixed_int16x8_evidence() -> str:
     """Why sensitive layers cannot be int16x8 inside an int8 model: the converter's quantizer entry point."""
     from tensorflow.lite.python import convert as tflite_convert
@@ -229,7 +270,7 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "bench-int8-accuracy")
     parser.add_argument("--backbone", default="mobilenet_v2")
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--part", choices=("all", "recover", "locate"), default="all",
+    parser.add_argument("--part", choices=("all", "recover", "locate", "equalize"), default="all",
                         help="measure only this part (the rest is read from the cache where it is there)")
     parser.add_argument("--method", action="append",
                         help="with --part recover: only the methods whose name contains this (e.g. bias; repeatable)")
@@ -246,10 +287,12 @@ def main() -> int:
     cache.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         tools = Tools(root, args.data, pool, stack)
-        recovered = recover(tools, cache, args.cached_only or args.part == "locate", args.method)
-        located = locate(tools, cache, args.cached_only or args.part == "recover", args.kept_float)
+        recovered = recover(tools, cache, args.cached_only or args.part not in ("all", "recover"), args.method)
+        located = locate(tools, cache, args.cached_only or args.part not in ("all", "locate"), args.kept_float)
+        equalized = equalization(tools, cache, args.cached_only or args.part not in ("all", "equalize"))
     result = {"backbone": args.backbone, "input_size": args.size, "pool": "clothing-small test/ + extra/",
-              "locate": located, "recovery": recovered, "mixed_int16x8_evidence": _mixed_int16x8_evidence(),
+              "locate": located, "recovery": recovered,
+              "equalization": equalized, "mixed_int16x8_evidence": _mixed_int16x8_evidence(),
               "not_measured": [name for name, row in recovered.items() if row is None] + [
                   "QAT against a float model fine-tuned for the same epochs (time)",
                   "cross-layer equalization (time)"],
