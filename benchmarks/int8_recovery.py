@@ -11,12 +11,16 @@ size is compared with the parent's float32 .tflite:
   is kept float (selective int8), which says how much of the loss that kind carries;
 - recovery, each method alone against plain int8 (200 calibration images, seed 0): 100 / 300 /
   1,000 calibration images, 1,000 + 1,000 augmented (flip/crop/brightness) calibration images,
-  empirical bias correction (edgekit compress --bias-correction), whole-model int16x8.
+  empirical bias correction (edgekit compress --bias-correction), whole-model int16x8 (slow reference
+  kernels: --int16x8-every N scores every N-th photo);
+- cross-layer equalization (edgekit compress --equalize): the float change it makes (ReLU6 -> ReLU),
+  int8 of the equalized model alone and with bias correction.
 
 Writes benchmarks/results/int8_recovery.{json,md}; each variant's result is cached under
 --work/recovery/ so an interrupted run resumes.
 
     python benchmarks/int8_recovery.py [--backbone mobilenet_v2 --size 224]
+    python benchmarks/int8_recovery.py --part equalize     # only those rows; then --cached-only writes the files
 """
 
 from __future__ import annotations
@@ -75,11 +79,14 @@ class Workbench:
         pixels = np.concatenate([pixels] + [Augmentation().apply(pixels, rng) for _ in range(augmented_copies)])
         return normalize(pixels, self.preprocessing)
 
-    def score(self, model_bytes: bytes, float32_bytes: int) -> dict:
+    def score(self, model_bytes: bytes, float32_bytes: int, every: int = 1) -> dict:
+        """Drop against the parent on the pool, or on every ``every``-th photo of it (classes in proportion)."""
         from edgekit.metrics import accuracy_change
         from edgekit.targets.tflite_converter import run_tflite
 
-        change = accuracy_change(self.truth, self.reference, run_tflite(model_bytes, self.pool_inputs), self.labels)
+        chosen = slice(None, None, every)
+        change = accuracy_change(self.truth[chosen], self.reference[chosen],
+                                 run_tflite(model_bytes, self.pool_inputs[chosen]), self.labels)
         keep = ("images", "parent_top1", "top1", "drop_points", "interval95_points", "upper95_points",
                 "top1_agreement", "worst_class_recall_drop", "macro_f1_drop_points")
         return {key: change[key] for key in keep} | {
@@ -107,8 +114,8 @@ class Tools:
     def float32(self) -> bytes:
         return self.prepared.convert("float32")
 
-    def score(self, model_bytes: bytes) -> dict:
-        return self.bench.score(model_bytes, len(self.float32))
+    def score(self, model_bytes: bytes, every: int = 1) -> dict:
+        return self.bench.score(model_bytes, len(self.float32), every)
 
     def converted(self, mode: str, calibration: np.ndarray | None, model=None) -> bytes:
         """``mode`` conversion of ``model`` (default: the parent) calibrated on ``calibration``."""
@@ -184,7 +191,6 @@ def recover(tools: Tools, cache: Path, cached_only: bool, measure: list[str] | N
         "int8, all 1,000 train images": calibrated(1000),
         "int8, 1,000 + 1,000 augmented images": calibrated(1000, augmented_copies=1),
         "int8 + bias correction (200 images; 64 for the correction)": bias_corrected,
-        "int16x8 (whole model), 200 images": calibrated(200, "int16x8"),
     }
     return {name: _cached(cache / f"method-{_slug(name)}.json", compute,
                           cached_only or (measure is not None and not any(word in name for word in measure)))
@@ -223,6 +229,15 @@ def equalization(tools: Tools, cache: Path, cached_only: bool) -> dict:
             for name, compute in methods.items()}
 
 
+def int16x8(tools: Tools, cache: Path, cached_only: bool, every: int) -> dict | None:
+    """Whole-model int16x8 (int16 activations, int8 weights; 200 calibration images). Its reference kernels
+    are slow, so it may be scored on every ``every``-th pool photo (the row says how many)."""
+    def measure() -> dict:
+        return tools.score(tools.converted("int16x8", tools.bench.calibration(200)), every) | {"every_nth_photo": every}
+
+    return _cached(cache / "int16x8.json", measure, cached_only)  # delete it to measure another subset
+
+
 def _mixed_int16x8_evidence() -> str:
     """Why sensitive layers cannot be int16x8 inside an int8 model: the converter's quantizer entry point."""
     from tensorflow.lite.python import convert as tflite_convert
@@ -234,6 +249,21 @@ def _row(name: str, result: dict) -> str:
     low, high = result["interval95_points"]
     return (f"| {name} | {result['images']} | {result['drop_points']:+.2f} ({low:+.2f} to {high:+.2f}) | "
             f"{result['top1_agreement']:.3f} | {result['size_vs_float32_tflite']:.3f}x |")
+
+
+def _equalization_markdown(rows: dict, header: list[str]) -> list[str]:
+    measured = {name: row for name, row in rows.items() if row is not None}
+    if not measured:
+        return []
+    report = next(iter(measured.values()))["equalization"]
+    return ["", "## Cross-layer equalization (`compress --equalize`)", "",
+            f"{report['pairs']} pairs of consecutive convolutions (conv -> BN -> ReLU -> conv, including the linear "
+            "project -> expand links) rescaled per channel until their weight ranges (BatchNorm folded) match: "
+            f"median per-pair channel range ratio {report['median_channel_range_ratio_before']} -> "
+            f"{report['median_channel_range_ratio_after']} ({report['sweeps']} sweeps). As AIMET does, the "
+            f"{report['relu6_made_relu']} ReLU6 between equalized layers become ReLU (ReLU6 is not scale-equivariant); "
+            "the first row is that change alone, in float. Every row is scored against the original parent.", ""
+            ] + header + [_row(name, row) for name, row in measured.items()]
 
 
 def _markdown(result: dict) -> str:
@@ -257,6 +287,7 @@ def _markdown(result: dict) -> str:
                      f"{row['max_rmse_over_scale']:.3f} | {measured} |")
     lines += ["", "## Each recovery method on its own", ""] + header
     lines += [_row(name, row) for name, row in result["recovery"].items() if row is not None]
+    lines += _equalization_markdown(result["equalization"], header)
     lines += ["", "Mixed int8 / int16x8 per layer: not possible with this converter. Its quantizer takes one "
               "inference type for the whole model and a deny-list that can only leave ops in float:", "",
               f"    {result['mixed_int16x8_evidence']}", ""]
@@ -270,12 +301,14 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "bench-int8-accuracy")
     parser.add_argument("--backbone", default="mobilenet_v2")
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--part", choices=("all", "recover", "locate", "equalize"), default="all",
+    parser.add_argument("--part", choices=("all", "recover", "locate", "equalize", "int16x8"), default="all",
                         help="measure only this part (the rest is read from the cache where it is there)")
     parser.add_argument("--method", action="append",
                         help="with --part recover: only the methods whose name contains this (e.g. bias; repeatable)")
     parser.add_argument("--kept-float", action="append", choices=list(KEPT_FLOAT_GROUPS),
                         help="with --part locate: keep only these kinds of layer float (repeatable; default all)")
+    parser.add_argument("--int16x8-every", type=int, default=1,
+                        help="score int16x8 on every N-th pool photo only (its reference kernels are slow)")
     parser.add_argument("--cached-only", action="store_true",
                         help="measure nothing: write the results from what is cached, the rest marked not measured")
     args = parser.parse_args()
@@ -290,12 +323,13 @@ def main() -> int:
         recovered = recover(tools, cache, args.cached_only or args.part not in ("all", "recover"), args.method)
         located = locate(tools, cache, args.cached_only or args.part not in ("all", "locate"), args.kept_float)
         equalized = equalization(tools, cache, args.cached_only or args.part not in ("all", "equalize"))
+        recovered["int16x8 (whole model), 200 images"] = int16x8(
+            tools, cache, args.cached_only or args.part not in ("all", "int16x8"), args.int16x8_every)
     result = {"backbone": args.backbone, "input_size": args.size, "pool": "clothing-small test/ + extra/",
               "locate": located, "recovery": recovered,
               "equalization": equalized, "mixed_int16x8_evidence": _mixed_int16x8_evidence(),
-              "not_measured": [name for name, row in recovered.items() if row is None] + [
-                  "QAT against a float model fine-tuned for the same epochs (time)",
-                  "cross-layer equalization (time)"],
+              "not_measured": [name for name, row in (recovered | equalized).items() if row is None] + [
+                  "QAT against a float model fine-tuned for the same epochs (time)"],
               "machine": {"cpus": os.cpu_count(), "note": "2 cores shared with other engineers; load per variant"}}
     if args.part != "all" and not args.cached_only:
         return 0
