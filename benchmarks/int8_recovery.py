@@ -54,21 +54,28 @@ KEPT_FLOAT_GROUPS = {  # kind of layer -> test on the debugger's tensor name; th
 
 
 class Workbench:
-    """The parent, its float32 .tflite, the train/ images and the scored pool, loaded once."""
+    """The parent, its float32 .tflite, the train/ images and the scored pool (loaded on first use), loaded once."""
 
     def __init__(self, parent_dir: Path, data: Path, pool: Path):
         from edgekit.artifacts import load_artifact
-        from edgekit.data import load_folder_arrays, normalize, scan_image_folder
+        from edgekit.data import scan_image_folder
         from edgekit.keras_io import load_float_model
 
         self.parent = load_artifact(parent_dir)
         self.labels = self.parent.manifest.labels
         self.preprocessing = self.parent.manifest.preprocessing_spec()
         self.train = scan_image_folder(data / "train", classes=self.labels)
-        pixels, self.truth = load_folder_arrays(scan_image_folder(pool, classes=self.labels), self.preprocessing)
-        self.pool_inputs = normalize(pixels, self.preprocessing)
+        self.pool = pool
         self.model = load_float_model(self.parent.path)
-        self.reference = np.asarray(self.model.predict(self.pool_inputs, batch_size=32, verbose=0))
+
+    @cached_property
+    def scored(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The pool's inputs, labels and the parent's outputs on them."""
+        from edgekit.data import load_folder_arrays, normalize, scan_image_folder
+
+        pixels, truth = load_folder_arrays(scan_image_folder(self.pool, classes=self.labels), self.preprocessing)
+        inputs = normalize(pixels, self.preprocessing)
+        return inputs, truth, np.asarray(self.model.predict(inputs, batch_size=32, verbose=0))
 
     def calibration(self, count: int, *, augmented_copies: int = 0) -> np.ndarray:
         """``count`` class-stratified train/ images (seeded as compress does), plus augmented copies of them."""
@@ -85,8 +92,8 @@ class Workbench:
         from edgekit.targets.tflite_converter import run_tflite
 
         chosen = slice(None, None, every)
-        change = accuracy_change(self.truth[chosen], self.reference[chosen],
-                                 run_tflite(model_bytes, self.pool_inputs[chosen]), self.labels)
+        inputs, truth, reference = self.scored
+        change = accuracy_change(truth[chosen], reference[chosen], run_tflite(model_bytes, inputs[chosen]), self.labels)
         keep = ("images", "parent_top1", "top1", "drop_points", "interval95_points", "upper95_points",
                 "top1_agreement", "worst_class_recall_drop", "macro_f1_drop_points")
         return {key: change[key] for key in keep} | {
@@ -220,13 +227,36 @@ def equalization(tools: Tools, cache: Path, cached_only: bool) -> dict:
             return tools.score(data) | found
         return measure
 
+    def grid_use() -> dict:
+        return activation_grid_use(tools.bench.model, tools.equalized[0], tools.bench.calibration(16))
+
+    found = _cached(cache / "equalized-activation-grid-use.json", grid_use, cached_only)
     methods = {
         "float32, equalized (CLE's ReLU6 -> ReLU; no quantization)": float32,
         "int8 + cross-layer equalization (200 images)": int8(False),
         "int8 + cross-layer equalization + bias correction": int8(True),
     }
-    return {name: _cached(cache / f"equalized-{_slug(name)}.json", compute, cached_only)
-            for name, compute in methods.items()}
+    return {"rows": {name: _cached(cache / f"equalized-{_slug(name)}.json", compute, cached_only)
+                     for name, compute in methods.items()}, "activation_grid_use": found}
+
+
+def activation_grid_use(parent, equalized, images: np.ndarray) -> dict:
+    """Why CLE can hurt with per-channel weights: for each activation between equalized layers (quantized per
+    tensor), the median channel's range as a share of the tensor's range (the int8 grid it gets), before and after."""
+    from edgekit._tf import import_tf
+    from edgekit.stages.equalization import find_pairs
+
+    _, tf_keras = import_tf()
+    names = [relu or norm for _, norm, _, relu in find_pairs(parent)]
+
+    def shares(model) -> np.ndarray:
+        outputs = tf_keras.Model(model.input, [model.get_layer(name).output for name in names]).predict(images, verbose=0)
+        ranges = [np.abs(out).reshape(-1, out.shape[-1]).max(0) for out in outputs]
+        return np.array([np.median(r / r.max()) for r in ranges])
+
+    before, after = shares(parent), shares(equalized)
+    return {"images": len(images), "tensors": len(names), "median_share_before": round(float(np.median(before)), 3),
+            "median_share_after": round(float(np.median(after)), 3), "tensors_worse": int((after < before).sum())}
 
 
 def int16x8(tools: Tools, cache: Path, cached_only: bool, every: int) -> dict | None:
@@ -251,11 +281,11 @@ def _row(name: str, result: dict) -> str:
             f"{result['top1_agreement']:.3f} | {result['size_vs_float32_tflite']:.3f}x |")
 
 
-def _equalization_markdown(rows: dict, header: list[str]) -> list[str]:
-    measured = {name: row for name, row in rows.items() if row is not None}
+def _equalization_markdown(equalized: dict, header: list[str]) -> list[str]:
+    measured = {name: row for name, row in equalized["rows"].items() if row is not None}
     if not measured:
         return []
-    report = next(iter(measured.values()))["equalization"]
+    report, use = next(iter(measured.values()))["equalization"], equalized["activation_grid_use"]
     return ["", "## Cross-layer equalization (`compress --equalize`)", "",
             f"{report['pairs']} pairs of consecutive convolutions (conv -> BN -> ReLU -> conv, including the linear "
             "project -> expand links) rescaled per channel until their weight ranges (BatchNorm folded) match: "
@@ -263,7 +293,12 @@ def _equalization_markdown(rows: dict, header: list[str]) -> list[str]:
             f"{report['median_channel_range_ratio_after']} ({report['sweeps']} sweeps). As AIMET does, the "
             f"{report['relu6_made_relu']} ReLU6 between equalized layers become ReLU (ReLU6 is not scale-equivariant); "
             "the first row is that change alone, in float. Every row is scored against the original parent.", ""
-            ] + header + [_row(name, row) for name, row in measured.items()]
+            ] + header + [_row(name, row) for name, row in measured.items()] + ([] if use is None else [
+        "", f"Activations stay per-tensor int8 while weights are per-channel, so equalizing weight ranges buys the "
+        f"weights nothing and moves the spread into the activations: over the {use['tensors']} activations between "
+        f"equalized layers ({use['images']} calibration images), the median channel's range is "
+        f"{use['median_share_before']:.2f} of its tensor's range before CLE and {use['median_share_after']:.2f} "
+        f"after (worse in {use['tensors_worse']} of {use['tensors']}): fewer int8 steps per channel."])
 
 
 def _markdown(result: dict) -> str:
@@ -328,7 +363,7 @@ def main() -> int:
     result = {"backbone": args.backbone, "input_size": args.size, "pool": "clothing-small test/ + extra/",
               "locate": located, "recovery": recovered,
               "equalization": equalized, "mixed_int16x8_evidence": _mixed_int16x8_evidence(),
-              "not_measured": [name for name, row in (recovered | equalized).items() if row is None] + [
+              "not_measured": [name for name, row in (recovered | equalized["rows"]).items() if row is None] + [
                   "QAT against a float model fine-tuned for the same epochs (time)"],
               "machine": {"cpus": os.cpu_count(), "note": "2 cores shared with other engineers; load per variant"}}
     if args.part != "all" and not args.cached_only:
