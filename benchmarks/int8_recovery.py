@@ -259,13 +259,21 @@ def activation_grid_use(parent, equalized, images: np.ndarray) -> dict:
             "median_share_after": round(float(np.median(after)), 3), "tensors_worse": int((after < before).sum())}
 
 
-def int16x8(tools: Tools, cache: Path, cached_only: bool, every: int) -> dict | None:
+def int16x8(tools: Tools, cache: Path, cached_only: bool, every: int) -> dict:
     """Whole-model int16x8 (int16 activations, int8 weights; 200 calibration images). Its reference kernels
-    are slow, so it may be scored on every ``every``-th pool photo (the row says how many)."""
-    def measure() -> dict:
-        return tools.score(tools.converted("int16x8", tools.bench.calibration(200)), every) | {"every_nth_photo": every}
+    are slow, so it may be scored on every ``every``-th pool photo (the row says how many), next to plain
+    int8 on the same photos (a paired comparison)."""
+    def measure(mode: str, nth: int):
+        return lambda: tools.score(tools.converted(mode, tools.bench.calibration(200)), nth) | {"every_nth_photo": nth}
 
-    return _cached(cache / "int16x8.json", measure, cached_only)  # delete it to measure another subset
+    # the caches hold one subset each (the first measured sets it): delete them to measure another
+    found = _cached(cache / "int16x8.json", measure("int16x8", every), cached_only)
+    every = found["every_nth_photo"] if found else every
+    rows = {"int16x8 (whole model), 200 images": found}
+    if every > 1:
+        rows["int8 (plain), on the same photos as int16x8"] = _cached(
+            cache / "int8-on-the-int16x8-photos.json", measure("int8", every), cached_only)
+    return rows
 
 
 def _mixed_int16x8_evidence() -> str:
@@ -358,8 +366,7 @@ def main() -> int:
         recovered = recover(tools, cache, args.cached_only or args.part not in ("all", "recover"), args.method)
         located = locate(tools, cache, args.cached_only or args.part not in ("all", "locate"), args.kept_float)
         equalized = equalization(tools, cache, args.cached_only or args.part not in ("all", "equalize"))
-        recovered["int16x8 (whole model), 200 images"] = int16x8(
-            tools, cache, args.cached_only or args.part not in ("all", "int16x8"), args.int16x8_every)
+        recovered |= int16x8(tools, cache, args.cached_only or args.part not in ("all", "int16x8"), args.int16x8_every)
     result = {"backbone": args.backbone, "input_size": args.size, "pool": "clothing-small test/ + extra/",
               "locate": located, "recovery": recovered,
               "equalization": equalized, "mixed_int16x8_evidence": _mixed_int16x8_evidence(),
