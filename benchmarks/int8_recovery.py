@@ -69,13 +69,24 @@ class Workbench:
         self.model = load_float_model(self.parent.path)
 
     @cached_property
-    def scored(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The pool's inputs, labels and the parent's outputs on them."""
+    def _pool(self) -> tuple[np.ndarray, np.ndarray]:
         from edgekit.data import load_folder_arrays, normalize, scan_image_folder
 
         pixels, truth = load_folder_arrays(scan_image_folder(self.pool, classes=self.labels), self.preprocessing)
-        inputs = normalize(pixels, self.preprocessing)
-        return inputs, truth, np.asarray(self.model.predict(inputs, batch_size=32, verbose=0))
+        return normalize(pixels, self.preprocessing), truth
+
+    @property
+    def pool_inputs(self) -> np.ndarray:
+        return self._pool[0]
+
+    @property
+    def truth(self) -> np.ndarray:
+        return self._pool[1]
+
+    @cached_property
+    def reference(self) -> np.ndarray:
+        """The parent's outputs on the pool."""
+        return np.asarray(self.model.predict(self.pool_inputs, batch_size=32, verbose=0))
 
     def calibration(self, count: int, *, augmented_copies: int = 0) -> np.ndarray:
         """``count`` class-stratified train/ images (seeded as compress does), plus augmented copies of them."""
@@ -92,8 +103,8 @@ class Workbench:
         from edgekit.targets.tflite_converter import run_tflite
 
         chosen = slice(None, None, every)
-        inputs, truth, reference = self.scored
-        change = accuracy_change(truth[chosen], reference[chosen], run_tflite(model_bytes, inputs[chosen]), self.labels)
+        change = accuracy_change(self.truth[chosen], self.reference[chosen],
+                                 run_tflite(model_bytes, self.pool_inputs[chosen]), self.labels)
         keep = ("images", "parent_top1", "top1", "drop_points", "interval95_points", "upper95_points",
                 "top1_agreement", "worst_class_recall_drop", "macro_f1_drop_points")
         return {key: change[key] for key in keep} | {
