@@ -11,12 +11,16 @@ size is compared with the parent's float32 .tflite:
   is kept float (selective int8), which says how much of the loss that kind carries;
 - recovery, each method alone against plain int8 (200 calibration images, seed 0): 100 / 300 /
   1,000 calibration images, 1,000 + 1,000 augmented (flip/crop/brightness) calibration images,
-  empirical bias correction (edgekit compress --bias-correction), whole-model int16x8.
+  empirical bias correction (edgekit compress --bias-correction), whole-model int16x8 (slow reference
+  kernels: --int16x8-every N scores every N-th photo);
+- cross-layer equalization (edgekit compress --equalize): the float change it makes (ReLU6 -> ReLU),
+  int8 of the equalized model alone and with bias correction.
 
 Writes benchmarks/results/int8_recovery.{json,md}; each variant's result is cached under
 --work/recovery/ so an interrupted run resumes.
 
     python benchmarks/int8_recovery.py [--backbone mobilenet_v2 --size 224]
+    python benchmarks/int8_recovery.py --part equalize     # only those rows; then --cached-only writes the files
 """
 
 from __future__ import annotations
@@ -50,21 +54,39 @@ KEPT_FLOAT_GROUPS = {  # kind of layer -> test on the debugger's tensor name; th
 
 
 class Workbench:
-    """The parent, its float32 .tflite, the train/ images and the scored pool, loaded once."""
+    """The parent, its float32 .tflite, the train/ images and the scored pool (loaded on first use), loaded once."""
 
     def __init__(self, parent_dir: Path, data: Path, pool: Path):
         from edgekit.artifacts import load_artifact
-        from edgekit.data import load_folder_arrays, normalize, scan_image_folder
+        from edgekit.data import scan_image_folder
         from edgekit.keras_io import load_float_model
 
         self.parent = load_artifact(parent_dir)
         self.labels = self.parent.manifest.labels
         self.preprocessing = self.parent.manifest.preprocessing_spec()
         self.train = scan_image_folder(data / "train", classes=self.labels)
-        pixels, self.truth = load_folder_arrays(scan_image_folder(pool, classes=self.labels), self.preprocessing)
-        self.pool_inputs = normalize(pixels, self.preprocessing)
+        self.pool = pool
         self.model = load_float_model(self.parent.path)
-        self.reference = np.asarray(self.model.predict(self.pool_inputs, batch_size=32, verbose=0))
+
+    @cached_property
+    def _pool(self) -> tuple[np.ndarray, np.ndarray]:
+        from edgekit.data import load_folder_arrays, normalize, scan_image_folder
+
+        pixels, truth = load_folder_arrays(scan_image_folder(self.pool, classes=self.labels), self.preprocessing)
+        return normalize(pixels, self.preprocessing), truth
+
+    @property
+    def pool_inputs(self) -> np.ndarray:
+        return self._pool[0]
+
+    @property
+    def truth(self) -> np.ndarray:
+        return self._pool[1]
+
+    @cached_property
+    def reference(self) -> np.ndarray:
+        """The parent's outputs on the pool."""
+        return np.asarray(self.model.predict(self.pool_inputs, batch_size=32, verbose=0))
 
     def calibration(self, count: int, *, augmented_copies: int = 0) -> np.ndarray:
         """``count`` class-stratified train/ images (seeded as compress does), plus augmented copies of them."""
@@ -75,11 +97,14 @@ class Workbench:
         pixels = np.concatenate([pixels] + [Augmentation().apply(pixels, rng) for _ in range(augmented_copies)])
         return normalize(pixels, self.preprocessing)
 
-    def score(self, model_bytes: bytes, float32_bytes: int) -> dict:
+    def score(self, model_bytes: bytes, float32_bytes: int, every: int = 1) -> dict:
+        """Drop against the parent on the pool, or on every ``every``-th photo of it (classes in proportion)."""
         from edgekit.metrics import accuracy_change
         from edgekit.targets.tflite_converter import run_tflite
 
-        change = accuracy_change(self.truth, self.reference, run_tflite(model_bytes, self.pool_inputs), self.labels)
+        chosen = slice(None, None, every)
+        change = accuracy_change(self.truth[chosen], self.reference[chosen],
+                                 run_tflite(model_bytes, self.pool_inputs[chosen]), self.labels)
         keep = ("images", "parent_top1", "top1", "drop_points", "interval95_points", "upper95_points",
                 "top1_agreement", "worst_class_recall_drop", "macro_f1_drop_points")
         return {key: change[key] for key in keep} | {
@@ -107,14 +132,23 @@ class Tools:
     def float32(self) -> bytes:
         return self.prepared.convert("float32")
 
-    def score(self, model_bytes: bytes) -> dict:
-        return self.bench.score(model_bytes, len(self.float32))
+    def score(self, model_bytes: bytes, every: int = 1) -> dict:
+        return self.bench.score(model_bytes, len(self.float32), every)
 
-    def converted(self, mode: str, calibration: np.ndarray) -> bytes:
+    def converted(self, mode: str, calibration: np.ndarray | None, model=None) -> bytes:
+        """``mode`` conversion of ``model`` (default: the parent) calibrated on ``calibration``."""
         from edgekit.targets.tflite_converter import PreparedModel
 
-        with PreparedModel(self.bench.model, what=str(self.root), representative=calibration) as prepared:
+        with PreparedModel(self.bench.model if model is None else model, what=str(self.root),
+                           representative=calibration) as prepared:
             return prepared.convert(mode)
+
+    @cached_property
+    def equalized(self) -> tuple[object, dict]:
+        """The parent after cross-layer equalization (ReLU6 between equalized layers made ReLU), and its report."""
+        from edgekit.stages.equalization import equalize
+
+        return equalize(self.bench.model)
 
 
 def _cached(path: Path, compute, cached_only: bool) -> dict | None:
@@ -175,11 +209,82 @@ def recover(tools: Tools, cache: Path, cached_only: bool, measure: list[str] | N
         "int8, all 1,000 train images": calibrated(1000),
         "int8, 1,000 + 1,000 augmented images": calibrated(1000, augmented_copies=1),
         "int8 + bias correction (200 images; 64 for the correction)": bias_corrected,
-        "int16x8 (whole model), 200 images": calibrated(200, "int16x8"),
     }
     return {name: _cached(cache / f"method-{_slug(name)}.json", compute,
                           cached_only or (measure is not None and not any(word in name for word in measure)))
             for name, compute in methods.items()}
+
+
+def equalization(tools: Tools, cache: Path, cached_only: bool) -> dict:
+    """Cross-layer equalization (compress --equalize): its change to the float model (ReLU6 -> ReLU), then int8
+    of the equalized model alone and with bias correction, all scored against the original parent."""
+    from edgekit.stages.bias_correction import correct_int8_biases
+
+    def report() -> dict:
+        return {key: value for key, value in tools.equalized[1].items() if key != "per_pair"}
+
+    def float32() -> dict:
+        return tools.score(tools.converted("float32", None, tools.equalized[0])) | {"equalization": report()}
+
+    def int8(bias_correction: bool):
+        def measure() -> dict:
+            calibration = tools.bench.calibration(200)
+            data = tools.converted("int8", calibration, tools.equalized[0])
+            found = {"equalization": report()}
+            if bias_correction:
+                reference = tools.converted("float32", None, tools.equalized[0])
+                data, correction = correct_int8_biases(data, reference, calibration)
+                found["bias_correction"] = {k: v for k, v in correction.items() if k != "per_layer"}
+            return tools.score(data) | found
+        return measure
+
+    def grid_use() -> dict:
+        return activation_grid_use(tools.bench.model, tools.equalized[0], tools.bench.calibration(16))
+
+    found = _cached(cache / "equalized-activation-grid-use.json", grid_use, cached_only)
+    methods = {
+        "float32, equalized (CLE's ReLU6 -> ReLU; no quantization)": float32,
+        "int8 + cross-layer equalization (200 images)": int8(False),
+        "int8 + cross-layer equalization + bias correction": int8(True),
+    }
+    return {"rows": {name: _cached(cache / f"equalized-{_slug(name)}.json", compute, cached_only)
+                     for name, compute in methods.items()}, "activation_grid_use": found}
+
+
+def activation_grid_use(parent, equalized, images: np.ndarray) -> dict:
+    """Why CLE can hurt with per-channel weights: for each activation between equalized layers (quantized per
+    tensor), the median channel's range as a share of the tensor's range (the int8 grid it gets), before and after."""
+    from edgekit._tf import import_tf
+    from edgekit.stages.equalization import find_pairs
+
+    _, tf_keras = import_tf()
+    names = [relu or norm for _, norm, _, relu in find_pairs(parent)]
+
+    def shares(model) -> np.ndarray:
+        outputs = tf_keras.Model(model.input, [model.get_layer(name).output for name in names]).predict(images, verbose=0)
+        ranges = [np.abs(out).reshape(-1, out.shape[-1]).max(0) for out in outputs]
+        return np.array([np.median(r / r.max()) for r in ranges])
+
+    before, after = shares(parent), shares(equalized)
+    return {"images": len(images), "tensors": len(names), "median_share_before": round(float(np.median(before)), 3),
+            "median_share_after": round(float(np.median(after)), 3), "tensors_worse": int((after < before).sum())}
+
+
+def int16x8(tools: Tools, cache: Path, cached_only: bool, every: int) -> dict:
+    """Whole-model int16x8 (int16 activations, int8 weights; 200 calibration images). Its reference kernels
+    are slow, so it may be scored on every ``every``-th pool photo (the row says how many), next to plain
+    int8 on the same photos (a paired comparison)."""
+    def measure(mode: str, nth: int):
+        return lambda: tools.score(tools.converted(mode, tools.bench.calibration(200)), nth) | {"every_nth_photo": nth}
+
+    # the caches hold one subset each (the first measured sets it): delete them to measure another
+    found = _cached(cache / "int16x8.json", measure("int16x8", every), cached_only)
+    every = found["every_nth_photo"] if found else every
+    rows = {"int16x8 (whole model), 200 images": found}
+    if every > 1:
+        rows["int8 (plain), on the same photos as int16x8"] = _cached(
+            cache / "int8-on-the-int16x8-photos.json", measure("int8", every), cached_only)
+    return rows
 
 
 def _mixed_int16x8_evidence() -> str:
@@ -193,6 +298,26 @@ def _row(name: str, result: dict) -> str:
     low, high = result["interval95_points"]
     return (f"| {name} | {result['images']} | {result['drop_points']:+.2f} ({low:+.2f} to {high:+.2f}) | "
             f"{result['top1_agreement']:.3f} | {result['size_vs_float32_tflite']:.3f}x |")
+
+
+def _equalization_markdown(equalized: dict, header: list[str]) -> list[str]:
+    measured = {name: row for name, row in equalized["rows"].items() if row is not None}
+    if not measured:
+        return []
+    report, use = next(iter(measured.values()))["equalization"], equalized["activation_grid_use"]
+    return ["", "## Cross-layer equalization (`compress --equalize`)", "",
+            f"{report['pairs']} pairs of consecutive convolutions (conv -> BN -> ReLU -> conv, including the linear "
+            "project -> expand links) rescaled per channel until their weight ranges (BatchNorm folded) match: "
+            f"median per-pair channel range ratio {report['median_channel_range_ratio_before']} -> "
+            f"{report['median_channel_range_ratio_after']} ({report['sweeps']} sweeps). As AIMET does, the "
+            f"{report['relu6_made_relu']} ReLU6 between equalized layers become ReLU (ReLU6 is not scale-equivariant); "
+            "the first row is that change alone, in float. Every row is scored against the original parent.", ""
+            ] + header + [_row(name, row) for name, row in measured.items()] + ([] if use is None else [
+        "", f"Activations stay per-tensor int8 while weights are per-channel, so equalizing weight ranges buys the "
+        f"weights nothing and moves the spread into the activations: over the {use['tensors']} activations between "
+        f"equalized layers ({use['images']} calibration images), the median channel's range is "
+        f"{use['median_share_before']:.2f} of its tensor's range before CLE and {use['median_share_after']:.2f} "
+        f"after (worse in {use['tensors_worse']} of {use['tensors']}): fewer int8 steps per channel."])
 
 
 def _markdown(result: dict) -> str:
@@ -216,6 +341,7 @@ def _markdown(result: dict) -> str:
                      f"{row['max_rmse_over_scale']:.3f} | {measured} |")
     lines += ["", "## Each recovery method on its own", ""] + header
     lines += [_row(name, row) for name, row in result["recovery"].items() if row is not None]
+    lines += _equalization_markdown(result["equalization"], header)
     lines += ["", "Mixed int8 / int16x8 per layer: not possible with this converter. Its quantizer takes one "
               "inference type for the whole model and a deny-list that can only leave ops in float:", "",
               f"    {result['mixed_int16x8_evidence']}", ""]
@@ -229,12 +355,14 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "bench-int8-accuracy")
     parser.add_argument("--backbone", default="mobilenet_v2")
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--part", choices=("all", "recover", "locate"), default="all",
+    parser.add_argument("--part", choices=("all", "recover", "locate", "equalize", "int16x8"), default="all",
                         help="measure only this part (the rest is read from the cache where it is there)")
     parser.add_argument("--method", action="append",
                         help="with --part recover: only the methods whose name contains this (e.g. bias; repeatable)")
     parser.add_argument("--kept-float", action="append", choices=list(KEPT_FLOAT_GROUPS),
                         help="with --part locate: keep only these kinds of layer float (repeatable; default all)")
+    parser.add_argument("--int16x8-every", type=int, default=1,
+                        help="score int16x8 on every N-th pool photo only (its reference kernels are slow)")
     parser.add_argument("--cached-only", action="store_true",
                         help="measure nothing: write the results from what is cached, the rest marked not measured")
     args = parser.parse_args()
@@ -246,13 +374,15 @@ def main() -> int:
     cache.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         tools = Tools(root, args.data, pool, stack)
-        recovered = recover(tools, cache, args.cached_only or args.part == "locate", args.method)
-        located = locate(tools, cache, args.cached_only or args.part == "recover", args.kept_float)
+        recovered = recover(tools, cache, args.cached_only or args.part not in ("all", "recover"), args.method)
+        located = locate(tools, cache, args.cached_only or args.part not in ("all", "locate"), args.kept_float)
+        equalized = equalization(tools, cache, args.cached_only or args.part not in ("all", "equalize"))
+        recovered |= int16x8(tools, cache, args.cached_only or args.part not in ("all", "int16x8"), args.int16x8_every)
     result = {"backbone": args.backbone, "input_size": args.size, "pool": "clothing-small test/ + extra/",
-              "locate": located, "recovery": recovered, "mixed_int16x8_evidence": _mixed_int16x8_evidence(),
-              "not_measured": [name for name, row in recovered.items() if row is None] + [
-                  "QAT against a float model fine-tuned for the same epochs (time)",
-                  "cross-layer equalization (time)"],
+              "locate": located, "recovery": recovered,
+              "equalization": equalized, "mixed_int16x8_evidence": _mixed_int16x8_evidence(),
+              "not_measured": [name for name, row in (recovered | equalized["rows"]).items() if row is None] + [
+                  "QAT against a float model fine-tuned for the same epochs (time)"],
               "machine": {"cpus": os.cpu_count(), "note": "2 cores shared with other engineers; load per variant"}}
     if args.part != "all" and not args.cached_only:
         return 0

@@ -177,6 +177,10 @@ class CompressOptions(StageOptions):
                            "int32 bias so its per-channel mean output on calibration images matches float. Same size; "
                            "about one int8 run of 64 images per layer. With --max-accuracy-drop every candidate the "
                            "guard tries is corrected (that cost per candidate).")
+    equalize: bool = Field(
+        False, description="With --int8/--int16x8: cross-layer equalization (as AIMET CLE) of the float model first: "
+                           "consecutive convolutions' channels are rescaled so their weight ranges match; the ReLU6 "
+                           "between them becomes ReLU (a small change to the float model, inside the reported drop).")
     seed: int = Field(0, ge=0, description="Random seed (recorded in the manifest; same seed, same metrics).")
 
     @model_validator(mode="after")
@@ -203,6 +207,10 @@ class CompressOptions(StageOptions):
         if self.bias_correction and (not self.int8 or self.needs_training()):
             _combination("--bias-correction corrects a post-training --int8 model of the parent itself",
                          "use it with --int8 (and optionally --max-accuracy-drop), without --prune/--cluster/--qat")
+        if self.equalize and (not (self.int8 or self.int16x8) or self.needs_training() or self.float16 or self.dynamic):
+            _combination("--equalize changes the float model that post-training --int8/--int16x8 quantizes",
+                         "use it with --int8 and/or --int16x8 only (no --float16/--dynamic/--prune/--cluster/--qat); "
+                         "run compress again for the other variants")
         if self.needs_training() and self.fine_tune_epochs < 1:
             _combination("--fine-tune-epochs must be >= 1 with --prune/--cluster/--qat", "use e.g. --fine-tune-epochs 2")
         return self

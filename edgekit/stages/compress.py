@@ -181,7 +181,7 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
              calibration_samples: int = 200, prune: float | None = None, prune_for: str = "size",
              cluster: int | None = None, qat: bool = False, train_data: Path | None = None, fine_tune_epochs: int = 2,
              max_accuracy_drop: float | None = None, eval_data: Path | None = None, bias_correction: bool = False,
-             seed: int = 0, trust: bool = False, import_options: ImportOptions | None = None) -> list[Artifact]:
+             equalize: bool = False, seed: int = 0, trust: bool = False, import_options: ImportOptions | None = None) -> list[Artifact]:
     """Write one validated .tflite artifact per variant under ``out_dir``; see the module docstring.
 
     A model without a manifest is imported first (``import_options`` say its labels/preprocessing).
@@ -195,7 +195,8 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
     options = CompressOptions(int8=int8, float16=float16, dynamic=dynamic, int16x8=int16x8, io_dtype=io_dtype,
                               calibration_samples=calibration_samples, prune=prune, prune_for=prune_for,
                               cluster=cluster, qat=qat, fine_tune_epochs=fine_tune_epochs,
-                              max_accuracy_drop=max_accuracy_drop, bias_correction=bias_correction, seed=seed)
+                              max_accuracy_drop=max_accuracy_drop, bias_correction=bias_correction, equalize=equalize,
+                              seed=seed)
     plan = plan_compression(model=model, out_dir=out_dir, options=options, calibration=calibration,
                             train_data=train_data, eval_data=eval_data,
                             import_options=_with_trust(import_options, trust))
@@ -219,9 +220,18 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
         return found
 
     # Sizes are compared with the parent as a float32 .tflite (same format, same metadata), not the .keras file.
-    # Pruning/clustering change the weights in place, so the parent is converted before them.
+    # Pruning/clustering change the weights in place, so the parent is converted before them. After --equalize
+    # the baseline is the equalized float model (same size): the one bias correction must match.
     baseline = convert_keras_to_tflite(float_model, what=str(parent.path)) if options.needs_training() else None
     optimised, reports = _optimise(float_model, plan)
+    if options.equalize:
+        from edgekit.stages.equalization import equalize as equalize_layers
+
+        optimised, reports["equalization"] = equalize_layers(optimised)
+        found = reports["equalization"]
+        status(f"equalized {found['pairs']} pairs of layers ({found['relu6_made_relu']} ReLU6 made ReLU): median "
+               f"channel range ratio {found['median_channel_range_ratio_before']} -> "
+               f"{found['median_channel_range_ratio_after']}")
     jobs = [(name, mode, options.io_dtype if mode == "int8" else "float32") for name, mode in options.modes()]
     variants: list[tuple[str, str, bytes, dict]] = []
     # The guard converts once per try; reusing_children() runs every try in one child (one TensorFlow import).
