@@ -191,25 +191,32 @@ ARMS = ("qat", "float")  # QAT fine-tune, or the same fine-tune in float (then p
 def _fine_tuned_outputs(tools: Tools, arm: str, epochs: int) -> dict:
     """A fresh copy of the parent fine-tuned ``epochs`` on train/ (QAT or float, as ``arm`` says), converted to
     int8 (200 calibration images, as plain int8), with its pool outputs: the int8 model's, and for the
-    float arm also the fine-tuned float model's."""
+    float arm also the fine-tuned float model's.
+
+    It trains before the pool is loaded: both at once did not fit beside the other jobs in this machine's
+    23 GB (the QAT arm was killed for memory when both arms ran in parallel with the pool loaded).
+    """
+    from edgekit.artifacts import load_artifact
     from edgekit.keras_io import load_float_model
     from edgekit.stages.quantize import LEARNING_RATE, qat_model
     from edgekit.stages.tfmot_wrappers import fine_tune, freeze_batchnorm, load_training_images
     from edgekit.targets.tflite_converter import PreparedModel, run_tflite
 
-    bench = tools.bench
-    images = load_training_images(tools.data / "train", bench.labels, bench.preprocessing)
-    model = load_float_model(bench.parent.path)
+    parent = load_artifact(tools.root / "float")
+    images = load_training_images(tools.data / "train", parent.manifest.labels, parent.manifest.preprocessing_spec())
+    model = load_float_model(parent.path)
     started = time.perf_counter()
     if arm == "qat":
         model, report = qat_model(model, images, epochs=epochs, seed=CALIBRATION_SEED,
-                                  tfmot_wrap=bench.parent.manifest.tfmot_wrap or "whole")
+                                  tfmot_wrap=parent.manifest.tfmot_wrap or "whole")
         history = report["fine_tune"]
     else:  # what qat_model does, without the fake quantization
         freeze_batchnorm(model)
         history = fine_tune(model, images, epochs=epochs, learning_rate=LEARNING_RATE, seed=CALIBRATION_SEED,
                             description="float fine-tune")
     train_s = time.perf_counter() - started
+    del images
+    bench = tools.bench
     with PreparedModel(model, what=f"{arm} fine-tune", representative=bench.calibration(200)) as prepared:
         int8 = prepared.convert("int8")
     outputs = {"truth": bench.truth, "parent": bench.reference, "int8": run_tflite(int8, bench.pool_inputs)}
@@ -276,8 +283,9 @@ def _qat_markdown(qat: dict | None) -> list[str]:
     """The QAT section: each comparison, paired on the pool, and what each fine-tune cost."""
     if qat is None:
         return []
-    lines = ["", f"## QAT against the same {qat['epochs']} epochs of float fine-tuning", "",
-             f"Both start from the parent and fine-tune all layers on train/ for {qat['epochs']} epochs with the "
+    epochs = f"{qat['epochs']} epoch{'s' if qat['epochs'] != 1 else ''}"
+    lines = ["", f"## QAT against the same {epochs} of float fine-tuning", "",
+             f"Both start from the parent and fine-tune all layers on train/ for {epochs} with the "
              f"same seed, Adam at {qat['arms']['qat']['learning_rate']:g} and BatchNorm frozen, as `compress --qat` "
              "does; one with tfmot's fake quantization (then converted to int8), one in float (then plain int8, "
              "200 calibration images). Drop = top-1 of the model it is against minus its own (positive = a loss).", "",
@@ -336,8 +344,9 @@ def main() -> int:
                         help="with --part recover: only the methods whose name contains this (e.g. bias; repeatable)")
     parser.add_argument("--kept-float", action="append", choices=list(KEPT_FLOAT_GROUPS),
                         help="with --part locate: keep only these kinds of layer float (repeatable; default all)")
-    parser.add_argument("--qat-epochs", type=int, default=2,
-                        help="epochs of QAT and of the float fine-tune it is compared with (compress's default: 2)")
+    parser.add_argument("--qat-epochs", type=int, default=1,
+                        help="epochs of QAT and of the float fine-tune it is compared with (1: an epoch took 11 min "
+                             "at load 12 here; compress's default is 2)")
     parser.add_argument("--arm", action="append", choices=ARMS,
                         help="with --part qat: train only this arm (repeatable; default both), e.g. one per process")
     parser.add_argument("--cached-only", action="store_true",
