@@ -14,7 +14,10 @@ size is compared with the parent's float32 .tflite:
   empirical bias correction (edgekit compress --bias-correction), whole-model int16x8 (slow reference
   kernels: --int16x8-every N scores every N-th photo);
 - cross-layer equalization (edgekit compress --equalize): the float change it makes (ReLU6 -> ReLU),
-  int8 of the equalized model alone and with bias correction.
+  int8 of the equalized model alone and with bias correction;
+- QAT against extra training (--part qat): the parent fine-tuned for E epochs with QAT (as `compress
+  --qat` does it) and, separately, for the same E epochs in float (same data, seed, optimizer, learning
+  rate, frozen BatchNorm) followed by plain int8, so that the gain QAT shows is not just more training.
 
 Writes benchmarks/results/int8_recovery.{json,md}; each variant's result is cached under
 --work/recovery/ so an interrupted run resumes.
@@ -287,6 +290,87 @@ def int16x8(tools: Tools, cache: Path, cached_only: bool, every: int) -> dict:
     return rows
 
 
+ARMS = ("qat", "float")  # QAT fine-tune, or the same fine-tune in float (then plain int8)
+
+
+def _fine_tuned_outputs(tools: Tools, arm: str, epochs: int) -> dict:
+    """A fresh copy of the parent fine-tuned ``epochs`` on train/ (QAT or float, as ``arm`` says), converted to
+    int8 (200 calibration images, as plain int8), with its pool outputs: the int8 model's, and for the
+    float arm also the fine-tuned float model's.
+
+    It trains before the pool is loaded: both at once did not fit beside the other jobs in this machine's
+    23 GB (the QAT arm was killed for memory when both arms ran in parallel with the pool loaded).
+    """
+    from edgekit.artifacts import load_artifact
+    from edgekit.keras_io import load_float_model
+    from edgekit.stages.quantize import LEARNING_RATE, qat_model
+    from edgekit.stages.tfmot_wrappers import fine_tune, freeze_batchnorm, load_training_images
+    from edgekit.targets.tflite_converter import PreparedModel, run_tflite
+
+    parent = load_artifact(tools.root / "float")
+    images = load_training_images(tools.data / "train", parent.manifest.labels, parent.manifest.preprocessing_spec())
+    model = load_float_model(parent.path)
+    started = time.perf_counter()
+    if arm == "qat":
+        model, report = qat_model(model, images, epochs=epochs, seed=CALIBRATION_SEED,
+                                  tfmot_wrap=parent.manifest.tfmot_wrap or "whole")
+        history = report["fine_tune"]
+    else:  # what qat_model does, without the fake quantization
+        freeze_batchnorm(model)
+        history = fine_tune(model, images, epochs=epochs, learning_rate=LEARNING_RATE, seed=CALIBRATION_SEED,
+                            description="float fine-tune")
+    train_s = time.perf_counter() - started
+    del images
+    bench = tools.bench
+    with PreparedModel(model, what=f"{arm} fine-tune", representative=bench.calibration(200)) as prepared:
+        int8 = prepared.convert("int8")
+    outputs = {"truth": bench.truth, "parent": bench.reference, "int8": run_tflite(int8, bench.pool_inputs)}
+    if arm == "float":
+        outputs["float"] = np.asarray(model.predict(bench.pool_inputs, batch_size=32, verbose=0))
+    return {"outputs": outputs, "labels": bench.labels, "history": history, "train_s": round(train_s, 1),
+            "learning_rate": LEARNING_RATE, "int8_bytes": len(int8),
+            "int8_size_vs_float32_tflite": round(len(int8) / len(tools.float32), 4)}
+
+
+def qat_against_extra_training(tools: Tools, cache: Path, epochs: int, arms: tuple[str, ...]) -> dict | None:
+    """QAT int8 against the parent fine-tuned in float for the same epochs and then quantized plainly.
+
+    Each arm (in ``arms``: trained now unless cached; others read from the cache) stores its pool outputs
+    in ``cache``; the comparisons are paired on the same 2,440 photos. None until both arms exist.
+    """
+    from edgekit.artifacts import write_json_atomic
+    from edgekit.metrics import accuracy_change
+
+    found = {}
+    for arm in ARMS:
+        stem = cache / f"fine-tune-{arm}-{epochs}-epochs"
+        if not stem.with_suffix(".json").is_file() and arm in arms:
+            result = _fine_tuned_outputs(tools, arm, epochs) | {"load": _load()}
+            np.savez(stem.with_suffix(".npz"), **result.pop("outputs"))
+            write_json_atomic(stem.with_suffix(".json"), result)
+        if stem.with_suffix(".json").is_file():
+            found[arm] = json.loads(stem.with_suffix(".json").read_text()) | {
+                "outputs": dict(np.load(stem.with_suffix(".npz")))}
+    if set(found) != set(ARMS):
+        return None
+    qat, extra = found["qat"]["outputs"], found["float"]["outputs"]
+    truth, labels = qat["truth"], found["qat"]["labels"]
+
+    def change(before, after) -> dict:
+        keep = ("images", "parent_top1", "top1", "drop_points", "interval95_points", "top1_agreement")
+        return {key: value for key, value in accuracy_change(truth, before, after, labels).items() if key in keep}
+
+    return {"epochs": epochs, "comparisons": {
+                "float fine-tuned (no quantization) vs parent": change(qat["parent"], extra["float"]),
+                "float fine-tuned, plain int8 vs parent": change(qat["parent"], extra["int8"]),
+                "float fine-tuned, plain int8 vs float fine-tuned": change(extra["float"], extra["int8"]),
+                "QAT int8 vs parent": change(qat["parent"], qat["int8"]),
+                "QAT int8 vs float fine-tuned": change(extra["float"], qat["int8"]),
+                "QAT int8 vs float fine-tuned, plain int8": change(extra["int8"], qat["int8"])},
+            "arms": {arm: {key: value for key, value in row.items() if key != "outputs"}
+                     for arm, row in found.items()}}
+
+
 def _mixed_int16x8_evidence() -> str:
     """Why sensitive layers cannot be int16x8 inside an int8 model: the converter's quantizer entry point."""
     from tensorflow.lite.python import convert as tflite_convert
@@ -320,6 +404,30 @@ def _equalization_markdown(equalized: dict, header: list[str]) -> list[str]:
         f"after (worse in {use['tensors_worse']} of {use['tensors']}): fewer int8 steps per channel."])
 
 
+def _qat_markdown(qat: dict | None) -> list[str]:
+    """The QAT section: each comparison, paired on the pool, and what each fine-tune cost."""
+    if qat is None:
+        return []
+    epochs = f"{qat['epochs']} epoch{'s' if qat['epochs'] != 1 else ''}"
+    lines = ["", f"## QAT against the same {epochs} of float fine-tuning", "",
+             f"Both start from the parent and fine-tune all layers on train/ for {epochs} with the "
+             f"same seed, Adam at {qat['arms']['qat']['learning_rate']:g} and BatchNorm frozen, as `compress --qat` "
+             "does; one with tfmot's fake quantization (then converted to int8), one in float (then plain int8, "
+             "200 calibration images). Drop = top-1 of the model it is against minus its own (positive = a loss).", "",
+             "| model | against | n | drop (95% CI) | agreement |", "|---|---|---:|---|---:|"]
+    for name, row in qat["comparisons"].items():
+        model, against = name.split(" vs ")
+        low, high = row["interval95_points"]
+        lines.append(f"| {model} | {against} | {row['images']} | {row['drop_points']:+.2f} ({low:+.2f} to "
+                     f"{high:+.2f}) | {row['top1_agreement']:.3f} |")
+    lines += ["", "| fine-tune | train time | last-epoch train accuracy | int8 size vs fp32 TFLite | load |",
+              "|---|---:|---:|---:|---|"]
+    for arm, row in qat["arms"].items():
+        lines.append(f"| {'QAT' if arm == 'qat' else 'float'} | {row['train_s'] / 60:.1f} min | "
+                     f"{row['history']['accuracy'][-1]:.3f} | {row['int8_size_vs_float32_tflite']:.3f}x | {row['load']} |")
+    return lines
+
+
 def _markdown(result: dict) -> str:
     header = ["| variant | n | drop (95% CI) | agreement | size vs fp32 TFLite |", "|---|---:|---|---:|---:|"]
     lines = [f"# int8 accuracy recovery: {result['backbone']} at {result['input_size']} px", "",
@@ -342,10 +450,12 @@ def _markdown(result: dict) -> str:
     lines += ["", "## Each recovery method on its own", ""] + header
     lines += [_row(name, row) for name, row in result["recovery"].items() if row is not None]
     lines += _equalization_markdown(result["equalization"], header)
+    lines += _qat_markdown(result.get("qat_against_extra_training"))
     lines += ["", "Mixed int8 / int16x8 per layer: not possible with this converter. Its quantizer takes one "
               "inference type for the whole model and a deny-list that can only leave ops in float:", "",
               f"    {result['mixed_int16x8_evidence']}", ""]
-    lines += [f"Not measured here: {'; '.join(result['not_measured'])}.", ""]
+    if result["not_measured"]:
+        lines += [f"Not measured here: {'; '.join(result['not_measured'])}.", ""]
     return "\n".join(lines)
 
 
@@ -355,7 +465,7 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "bench-int8-accuracy")
     parser.add_argument("--backbone", default="mobilenet_v2")
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--part", choices=("all", "recover", "locate", "equalize", "int16x8"), default="all",
+    parser.add_argument("--part", choices=("all", "recover", "locate", "equalize", "int16x8", "qat"), default="all",
                         help="measure only this part (the rest is read from the cache where it is there)")
     parser.add_argument("--method", action="append",
                         help="with --part recover: only the methods whose name contains this (e.g. bias; repeatable)")
@@ -363,6 +473,11 @@ def main() -> int:
                         help="with --part locate: keep only these kinds of layer float (repeatable; default all)")
     parser.add_argument("--int16x8-every", type=int, default=1,
                         help="score int16x8 on every N-th pool photo only (its reference kernels are slow)")
+    parser.add_argument("--qat-epochs", type=int, default=1,
+                        help="epochs of QAT and of the float fine-tune it is compared with (1: an epoch took 11 min "
+                             "at load 12 here; compress's default is 2)")
+    parser.add_argument("--arm", action="append", choices=ARMS,
+                        help="with --part qat: train only this arm (repeatable; default both), e.g. one per process")
     parser.add_argument("--cached-only", action="store_true",
                         help="measure nothing: write the results from what is cached, the rest marked not measured")
     args = parser.parse_args()
@@ -378,11 +493,13 @@ def main() -> int:
         located = locate(tools, cache, args.cached_only or args.part not in ("all", "locate"), args.kept_float)
         equalized = equalization(tools, cache, args.cached_only or args.part not in ("all", "equalize"))
         recovered |= int16x8(tools, cache, args.cached_only or args.part not in ("all", "int16x8"), args.int16x8_every)
+        qat = qat_against_extra_training(tools, cache, args.qat_epochs, () if args.cached_only or args.part not in (
+            "all", "qat") else tuple(args.arm or ARMS))
     result = {"backbone": args.backbone, "input_size": args.size, "pool": "clothing-small test/ + extra/",
-              "locate": located, "recovery": recovered,
+              "locate": located, "recovery": recovered, "qat_against_extra_training": qat,
               "equalization": equalized, "mixed_int16x8_evidence": _mixed_int16x8_evidence(),
-              "not_measured": [name for name, row in (recovered | equalized["rows"]).items() if row is None] + [
-                  "QAT against a float model fine-tuned for the same epochs (time)"],
+              "not_measured": [name for name, row in (recovered | equalized["rows"]).items() if row is None] + (
+                  [] if qat else ["QAT against a float model fine-tuned for the same epochs (time)"]),
               "machine": {"cpus": os.cpu_count(), "note": "2 cores shared with other engineers; load per variant"}}
     if args.part != "all" and not args.cached_only:
         return 0

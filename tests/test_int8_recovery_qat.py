@@ -1,0 +1,58 @@
+"""benchmarks/int8_recovery.py --part qat: QAT is compared with the same fine-tune in float, paired on the
+same photos, from the outputs each arm cached (the training itself is the benchmark's slow part)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import int8_recovery  # noqa: E402
+
+LABELS = ["a", "b"]
+IMAGES = 200
+
+
+def _one_hot(classes: np.ndarray) -> np.ndarray:
+    return np.eye(len(LABELS), dtype=np.float32)[classes]
+
+
+def _predicting(truth: np.ndarray, wrong: int) -> np.ndarray:
+    """Outputs right on every image but the first ``wrong``."""
+    predicted = truth.copy()
+    predicted[:wrong] = 1 - predicted[:wrong]
+    return _one_hot(predicted)
+
+
+def _cache_arm(cache: Path, arm: str, outputs: dict, epochs: int = 2) -> None:
+    stem = cache / f"fine-tune-{arm}-{epochs}-epochs"
+    np.savez(stem.with_suffix(".npz"), **outputs)
+    stem.with_suffix(".json").write_text(json.dumps({
+        "labels": LABELS, "history": {"accuracy": [0.5, 0.6], "loss": [1.0, 0.9]}, "train_s": 120.0,
+        "learning_rate": 1e-5, "int8_bytes": 1000, "int8_size_vs_float32_tflite": 0.3, "load": "9 9 9"}))
+
+
+def test_qat_is_compared_with_float_fine_tuning_paired_on_the_same_images(tmp_path):
+    truth = np.arange(IMAGES) % 2
+    parent = _predicting(truth, 40)  # parent top-1 0.80
+    _cache_arm(tmp_path, "qat", {"truth": truth, "parent": parent, "int8": _predicting(truth, 30)})
+    # Measuring nothing (no arm to train) with one arm cached: no comparison yet.
+    assert int8_recovery.qat_against_extra_training(None, tmp_path, 2, ()) is None
+    _cache_arm(tmp_path, "float", {"truth": truth, "parent": parent, "float": _predicting(truth, 20),
+                                   "int8": _predicting(truth, 36)})
+    result = int8_recovery.qat_against_extra_training(None, tmp_path, 2, ())
+    rows = result["comparisons"]
+    assert rows["float fine-tuned (no quantization) vs parent"]["drop_points"] == -10.0  # extra training gained 10
+    assert rows["float fine-tuned, plain int8 vs float fine-tuned"]["drop_points"] == 8.0
+    assert rows["QAT int8 vs parent"]["drop_points"] == -5.0
+    assert rows["QAT int8 vs float fine-tuned"]["drop_points"] == 5.0
+    assert rows["QAT int8 vs float fine-tuned, plain int8"]["drop_points"] == -3.0
+    assert rows["QAT int8 vs float fine-tuned, plain int8"]["top1_agreement"] == (IMAGES - 6) / IMAGES
+    assert all(row["images"] == IMAGES for row in rows.values())
+    assert int8_recovery.qat_against_extra_training(None, tmp_path, 3, ()) is None  # other epochs: not cached
+    markdown = "\n".join(int8_recovery._qat_markdown(result))
+    assert "| QAT int8 | float fine-tuned, plain int8 | 200 | -3.00 (" in markdown
+    assert "| float | 2.0 min | 0.600 | 0.300x | 9 9 9 |" in markdown
