@@ -47,7 +47,7 @@ def _variants(parent, work: Path, pool: Path, epochs: int) -> dict:
         return compress(model=parent.path, out_dir=folder, eval_data=pool, seed=0, **options)
 
     level = round(SPARSITY * 100)
-    sparse32, sparse8 = built(work / f"sparse-e{epochs}", (f"sparse{level}-float32", f"sparse{level}-int8"),
+    sparse32, sparse8 = built(work / f"sparse-distilled-e{epochs}", (f"sparse{level}-float32", f"sparse{level}-int8"),
                               prune=SPARSITY, prune_for="latency", int8=True, fine_tune_epochs=epochs)
     (int8,) = built(work / "int8", ("int8",), int8=True)
     return {"sparse float32": sparse32, "int8": int8, "pruned + int8": sparse8}
@@ -109,6 +109,14 @@ def _backbone_rules(cache: Path) -> list[dict]:
     return rows
 
 
+def _distilled(pruning: dict) -> str:
+    """How the pruned model was taught, from its manifest (compress records the distillation it did)."""
+    distillation = pruning.get("distillation")
+    if not distillation:
+        return " on the labels"
+    return f", distilled from the float parent (soft targets at temperature {distillation['temperature']:g}, no labels)"
+
+
 def measure(*, float_dir: Path | None, work: Path, rounds: int, runs: int, epochs: int) -> dict:
     from int8_accuracy import linked_pool
 
@@ -150,7 +158,8 @@ def measure(*, float_dir: Path | None, work: Path, rounds: int, runs: int, epoch
     cpu_ok, cpu_reason = cpu_sparse_support()
     return {
         "what": f"dense vs sparse float32 vs int8 vs pruned+int8, MobileNetV2 224 px (head-only finetune), "
-                f"clothing-small; 1x1 convolutions pruned to {SPARSITY:.0%} with {epochs} fine-tune epochs",
+                f"clothing-small; 1x1 convolutions pruned to {SPARSITY:.0%} with {epochs} fine-tune epochs"
+                f"{_distilled(sparse_manifest.extra['pruning'])}",
         "float_parent": harness.relative(parent.path), "sparsity": SPARSITY, "fine_tune_epochs": epochs,
         "rows": rows, "sparse_check": sparse_manifest.extra.get("sparse_inference"),
         "pruning": {k: v for k, v in sparse_manifest.extra["pruning"].items()},

@@ -145,6 +145,7 @@ def test_a_rule_following_model_is_pruned_stored_sparse_and_checked(tmp_path, di
     assert pruning["prune_for"] == "latency" and pruning["pruned_kinds_sparsity"] >= 0.73
     assert pruning["per_layer_type"]["dense"]["sparsity"] < 0.05  # the head is not pruned for latency
     assert pruning["batchnorm"].startswith("moving statistics re-estimated on ")
+    assert pruning["distillation"]["teacher"].startswith("the dense parent") and not pruning["distillation"]["labels_used"]
     check = sparse.manifest.extra["sparse_inference"]
     assert check["stored"] == {"densify_ops": 1, "conv1x1": 1, "conv1x1_sparse_stored": 1}
     assert check["rule_broken"] is None and check["zero_fraction_1x1"] >= 0.73
@@ -202,3 +203,53 @@ def test_batchnorm_reestimation_sets_the_moving_statistics_to_the_data_seen_thro
     np.testing.assert_allclose(moving_mean, outputs.mean(axis=0), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(moving_variance, outputs.var(axis=0), rtol=0.05)
     assert norm.trainable is False and norm.momentum == 0.99
+
+
+def test_distillation_loss_is_the_softened_cross_entropy_and_rewards_the_teachers_second_choices():
+    """T^2 * CE(softmax(log t / T), softmax(log s / T)) per image; among students with the teacher's top-1 it is
+    lowest for the one that also matches the teacher's second choices (which bare labels cannot teach)."""
+    from edgekit.stages.tfmot_wrappers import distillation_loss
+
+    teacher = np.array([[0.7, 0.2, 0.1]], np.float32)
+    loss = distillation_loss(2.0)
+    soft = np.exp(np.log(teacher) / 2) / np.exp(np.log(teacher) / 2).sum()
+    student = np.array([[0.6, 0.3, 0.1]], np.float32)
+    soft_student = np.exp(np.log(student) / 2) / np.exp(np.log(student) / 2).sum()
+    expected = -4.0 * float((soft * np.log(soft_student)).sum())
+    assert float(loss(teacher, student)[0]) == pytest.approx(expected, rel=1e-5)
+    matching, confident = float(loss(teacher, teacher)[0]), float(loss(teacher, np.array([[0.98, 0.01, 0.01]], np.float32))[0])
+    assert matching < float(loss(teacher, student)[0]) and matching < confident
+
+
+def _tiny_pattern_model(tf_keras, classes: int):
+    """16 px input, XNNPACK's pattern (padded stride-2 stem, depthwise, 1x1 conv, mean, dense), batch-free."""
+    layers = tf_keras.layers
+    inputs = tf_keras.Input((16, 16, 3))
+    x = layers.Conv2D(8, 3, strides=2, padding="valid")(layers.ZeroPadding2D(1)(inputs))
+    x = layers.ReLU(6.0)(layers.DepthwiseConv2D(3, padding="same")(layers.ReLU(6.0)(x)))
+    x = layers.GlobalAveragePooling2D()(layers.ReLU(6.0)(layers.Conv2D(32, 1, name="pointwise")(x)))
+    return tf_keras.Model(inputs, layers.Dense(classes, activation="softmax")(x))
+
+
+def test_latency_pruning_learns_from_the_dense_parent_not_the_labels(tmp_path):
+    """Latency pruning distils: the fine-tune's targets are the dense parent's outputs. The labels here all
+    contradict the parent, so a fine-tune on labels would score ~0 on its training metric, while agreement
+    with the parent (what distillation measures) stays high; the report records the teacher and temperature."""
+    from edgekit._tf import import_tf, set_seed
+    from edgekit.artifacts import Preprocessing
+    from edgekit.stages.prune import DISTILLATION_TEMPERATURE, prune_model
+    from edgekit.stages.tfmot_wrappers import TrainingImages, teacher_outputs
+
+    _, tf_keras = import_tf()
+    set_seed(0)
+    model = _tiny_pattern_model(tf_keras, classes=4)
+    pixels = np.random.default_rng(0).integers(0, 256, (64, 16, 16, 3), dtype=np.uint8)
+    images = TrainingImages(pixels, np.zeros(64, np.int64), Preprocessing(size=(16, 16), mean=(127.5,) * 3,
+                                                                          std=(127.5,) * 3), tmp_path)
+    parent_top1 = teacher_outputs(model, images).argmax(1)
+    images.labels = (parent_top1 + 1) % 4  # every label disagrees with the parent
+    _, report = prune_model(model, images, sparsity=0.75, epochs=2, tfmot_wrap="whole", seed=0, prune_for="latency")
+    assert report["pruned_kinds_sparsity"] >= 0.73
+    assert min(report["fine_tune"]["accuracy"]) > 0.5  # agreement with the parent, not with the labels
+    assert report["distillation"]["temperature"] == DISTILLATION_TEMPERATURE
+    assert report["distillation"]["teacher_train_top1"] == 0.0

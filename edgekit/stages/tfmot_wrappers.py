@@ -136,16 +136,41 @@ def wrap_model(model, *, wrap_layer: Callable, wrap_whole: Callable, tfmot_wrap:
                              "DepthwiseConv2D/Dense only), or compress without this option") from exc
 
 
+def teacher_outputs(model, images: TrainingImages, batch_size: int = BATCH_SIZE) -> np.ndarray:
+    """The model's softmax outputs (inference mode) on every training image, in the images' order."""
+    from edgekit.data import normalize
+
+    return np.concatenate([np.asarray(model(normalize(images.pixels[start:start + batch_size], images.preprocessing),
+                                            training=False))
+                           for start in range(0, len(images.labels), batch_size)])
+
+
+def distillation_loss(temperature: float):
+    """Hinton et al.'s soft-target loss for a model whose output is a softmax: cross-entropy between the
+    teacher's and the student's distributions, both softened by ``temperature`` (applied to the log
+    probabilities, i.e. the logits up to a constant) and scaled by ``temperature**2`` so gradients keep
+    their size. The targets (``y_true``) are the teacher's probabilities."""
+    tf, _ = _tf()
+
+    def soft_target_cross_entropy(teacher, student):
+        soft_teacher = tf.nn.softmax(tf.math.log(tf.maximum(teacher, 1e-7)) / temperature)
+        log_student = tf.nn.log_softmax(tf.math.log(tf.maximum(student, 1e-7)) / temperature)
+        return -temperature ** 2 * tf.reduce_sum(soft_teacher * log_student, axis=-1)
+
+    return soft_target_cross_entropy
+
+
 def fine_tune(model, images: TrainingImages, *, epochs: int, learning_rate: float, seed: int,
-              callbacks: list | None = None, description: str) -> dict[str, list[float]]:
-    """A short supervised fine-tune (sparse cross-entropy on the softmax output); returns the history."""
+              callbacks: list | None = None, description: str, loss=None) -> dict[str, list[float]]:
+    """A short fine-tune; returns the history. The default ``loss`` is sparse cross-entropy on integer labels;
+    with soft targets (one probability row per image) the ``accuracy`` metric is agreement with their argmax."""
     from edgekit._tf import set_seed
     from edgekit.stages.finetune import _EpochProgress
 
     _, tf_keras = _tf()
     set_seed(seed)
     model.compile(optimizer=tf_keras.optimizers.Adam(learning_rate),
-                  loss=tf_keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+                  loss=loss or tf_keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
     history = model.fit(images.dataset(seed=seed), epochs=epochs, verbose=0,
                         callbacks=[*(callbacks or []), _EpochProgress(description, epochs)])
     return {key: [float(v) for v in values] for key, values in history.history.items()}
