@@ -33,8 +33,11 @@ BENCHMARKS := runtime_coldstart profiler_vs_litert_benchmark compress_variants o
               finetune_clothing recipe_clothing_small fuzz_loaders
 
 bench: $(STAMP)
-	for name in $(BENCHMARKS); do echo "== $$name"; $(BIN)/python benchmarks/$$name.py || exit 1; done
+	for name in $(BENCHMARKS); do echo "== $$name $$(date -u +%FT%TZ) load $$(cut -d' ' -f1-3 /proc/loadavg)"; \
+	    $(BIN)/python benchmarks/$$name.py || { echo "== FAILED $$name $$(date -u +%FT%TZ)"; exit 1; }; done
+	echo "== readme_numbers $$(date -u +%FT%TZ)"
 	$(BIN)/python benchmarks/readme_numbers.py
+	echo "== done $$(date -u +%FT%TZ)"
 
 # The long ones (hours on 2 cores): int8 accuracy per backbone and size (plain and guarded int8, 2440 photos),
 # MobileNetV2's int8 recovery methods, and latency-targeted sparse pruning (a 70% prune + fine-tune).

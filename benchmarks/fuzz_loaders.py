@@ -30,6 +30,8 @@ FIXED = (  # findings of earlier runs, fixed; each has a regression case in test
     "torch_pickle.load_state_dict: OverflowError (BINBYTES8 length > sys.maxsize)",
     "torch_pickle.load_state_dict: NotImplementedError (zip version / compression method / flag bit 5)",
     "keras_io.inspect_keras_archive: NotImplementedError (zip file version 18.9) when opening the archive",
+    "torch_pickle.load_state_dict: the fuzzing process OOM-killed at 16 GB in `make bench` (likely a stride-0 "
+    "tensor larger than its storage, now refused; case in tests/test_torch_pickle.py)",
 )
 
 

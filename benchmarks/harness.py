@@ -9,7 +9,7 @@
 - **Each result records** the machine, library versions, date, git commit and the load average
   before and after, and refuses to keep paths into temporary folders.
 
-Latency of one model reuses the profiler's own child runner (:func:`edgekit.profiling.latency.measure_local`:
+Latency of one model reuses the profiler's own child runner (:func:`edgekit.runtime.latency.measure_local`:
 a fresh process pinned to the first cores, timing the runtime's ``run``); whole commands (cold start) go
 through :func:`run_process`, which also reads the child's peak RSS from ``wait4``.
 """
@@ -110,7 +110,7 @@ def runner_latency(model: Path, *, runs: int = 100, warmup: int = 10, threads: i
                    backend: str = "edgekit") -> dict:
     """One fresh, pinned profiler-runner process on ``model``: p50/min/max wall ms of ``runs`` timed inferences,
     and the p50 of the inference thread's CPU time (with 1 thread the runtime computes on the calling thread)."""
-    from edgekit.profiling.latency import measure_local
+    from edgekit.runtime.latency import measure_local
 
     result = measure_local(Path(model), accelerator="cpu", threads=threads, runs=runs, warmup=warmup, backend=backend)
     stats = result["stats"]
@@ -185,11 +185,9 @@ def load_average() -> dict:
 
 
 def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            return next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), "?")
-    except OSError:
-        return platform.processor() or "?"
+    from edgekit.runtime.latency import cpuinfo
+
+    return cpuinfo().get("model name") or platform.processor() or "?"
 
 
 def _git_commit() -> str | None:

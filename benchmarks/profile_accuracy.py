@@ -25,7 +25,7 @@ ROUNDS = 3
 
 def memory_repeats(models: dict[str, Path]) -> dict:
     """Peak RSS delta (after load + first inference minus after the runtime import) in fresh processes."""
-    from edgekit.profiling.latency import measure_local
+    from edgekit.runtime.latency import measure_local
     from edgekit.profiling.memory import memory_summary
 
     samples = interleaved({name: (lambda p=path: memory_summary(measure_local(p, accelerator="cpu", threads=1, runs=1,

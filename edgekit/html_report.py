@@ -21,7 +21,7 @@ h1{font-size:1.6em;margin:.2em 0 .6em}h2{font-size:1.25em;margin:1.6em 0 .5em;bo
 .summary dl{display:grid;grid-template-columns:max-content 1fr;gap:.25em 1.2em;margin:0}
 .summary dt{font-weight:600}.summary dd{margin:0;overflow-wrap:anywhere}
 table{border-collapse:collapse;max-width:100%;margin:.4em 0 1em;font-size:.92em}
-th,td{border:1px solid #d0d7de;padding:3px 8px;text-align:left;vertical-align:top;overflow-wrap:break-word}
+th,td{border:1px solid #d0d7de;padding:3px 7px;text-align:left;vertical-align:top;overflow-wrap:break-word}
 td.short,th.short{white-space:nowrap}td.long{overflow-wrap:anywhere;min-width:16em}
 th{background:#f6f8fa}
 td.num,th.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}

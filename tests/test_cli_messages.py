@@ -4,6 +4,7 @@ line, no native log lines, device-name hints, and one exit code for every data e
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from test_runtime import LABELS, SIZE, build_tiny_models
 
 from edgekit import __version__
 from edgekit.cli import main
+from edgekit.cli.commands import HELP_ORDER
 from edgekit.errors import DataError, UsageError
 
 
@@ -54,16 +56,22 @@ def test_usage_lines_name_arguments_without_placeholder_braces(capsys, command):
 
 def test_top_level_help_lists_quickstart_first_then_the_pipeline_in_order():
     """A fresh process, as a user runs it, at 80 columns: the commands in the order they are used."""
-    import re
-
-    from edgekit.cli.commands import HELP_ORDER
-
     done = edgekit("--help", env={"COLUMNS": "80"})
     panel = done.stdout.split("Commands")[1]
     listed = [m.group(1) for m in re.finditer(r"^│ ([a-z][a-z-]*)\s{2,}", panel, flags=re.MULTILINE)]
     assert done.returncode == 0 and max(len(line) for line in done.stdout.splitlines()) <= 80
     assert listed[:3] == ["quickstart", "finetune", "import"]
     assert listed == HELP_ORDER
+
+
+@pytest.mark.parametrize("command", ["", *HELP_ORDER], ids=lambda c: c or "edgekit")
+def test_flags_show_no_value_type_in_help_at_80_columns(capsys, monkeypatch, command):
+    """``--int8``, ``--json`` and ``--help`` take no value: their rows show no ``<bool>`` (Typer 0.29 adds one)."""
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, _ = run_main(capsys, *filter(None, [command]), "--help")
+    flags = [line for line in out.splitlines() if re.match(r"│[ *]+--(help|json|int8|debug|force)\b", line)]
+    assert code == 0 and flags and "<bool>" not in out
+    assert max(len(line) for line in out.splitlines()) <= 80
 
 
 @pytest.mark.parametrize("command", ["profile", "predict", "compile"])

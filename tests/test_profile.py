@@ -150,7 +150,7 @@ def test_memory_delta_is_positive_and_smaller_for_int8_than_float(tiny_models):
 
 
 def test_peak_memory_repeats_within_one_mib(tiny_models):
-    from edgekit.profiling.latency import measure_local
+    from edgekit.runtime.latency import measure_local
     from edgekit.profiling.memory import memory_summary
 
     deltas = [memory_summary(measure_local(tiny_models["float.tflite"], accelerator="cpu", threads=1, runs=1, warmup=0),
@@ -381,11 +381,11 @@ def test_profile_cli_bad_gate_exits_2_before_work(tiny_models, capsys):
 
 @pytest.mark.parametrize("name", ["float.tflite", "int8.tflite", "float.onnx"])
 def test_standalone_runner_and_runtime_core_read_and_run_the_model_alike(tiny_models, name):
-    """profiling/runner.py is copied to devices and imports nothing from edgekit, so it keeps its own
+    """runtime/runner.py is copied to devices and imports nothing from edgekit, so it keeps its own
     runtime session and flatbuffer reader: on the same real model they must agree with the core's."""
     from ai_edge_litert import interpreter as litert
 
-    from edgekit.profiling import runner
+    from edgekit.runtime import runner
     from edgekit.runtime.backends import ORT_DTYPES, open_backend, tflite_io_specs
     from edgekit.runtime.safety import read_tflite
     from edgekit.runtime.tflite_file import numpy_dtype

@@ -12,7 +12,7 @@ from test_profile import build_digits_pair
 from test_runtime import LABELS, build_tiny_models
 
 from edgekit.cli import main
-from edgekit.profiling.latency import interleaved_rounds, ratios_to_first
+from edgekit.runtime.latency import interleaved_rounds, ratios_to_first
 
 
 @pytest.fixture(scope="session")

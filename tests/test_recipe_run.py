@@ -22,6 +22,7 @@ finetune: {backbone: mobilenet_v2, input_size: 32, epochs: 5, augment_copies: 0}
 compress:
   - {name: int8, int8: true, calibration_samples: 50}
   - {name: broken, cluster: 4, int8: true, calibration_samples: 50, fine_tune_epochs: 0}
+  - {name: float16, float16: true}
 export:
   - {name: edgetpu, target: edgetpu, source: int8}
 devices: [cpu-1t, edgetpu]
@@ -53,8 +54,17 @@ def first_run(tmp_path_factory):
 
 
 def test_the_stages_conversions_share_one_child_so_tensorflow_is_imported_once_for_them(first_run):
-    # compress:int8 and export:float32 each convert; both ran in the same spawned child
+    # compress:int8 and compress:float16 each convert; both ran in the same spawned child
     assert len(CONVERTER_CHILDREN) == 2 and len(set(CONVERTER_CHILDREN)) == 1
+
+
+def test_the_float32_conversion_is_done_once_for_every_stage_that_needs_it(first_run):
+    """compress:int8 converts float32 (its size baseline) with int8; compress:float16's baseline and
+    export:float32 reuse those bytes instead of converting the same model again."""
+    _, out, summary = first_run
+    assert summary["conversions_reused"] == 2
+    assert {s["name"] for s in summary["stages"] if not s["error"]} >= {"compress:float16", "export:float32"}
+    assert (out / "exports" / "float32" / "model.tflite").is_file()
 
 
 def test_run_writes_reports_with_a_pick_and_reasons_for_skipped_devices(first_run):

@@ -68,6 +68,17 @@ def test_pareto_front_drops_dominated_and_unmeasured_variants():
     assert {r["variant"] for r in pareto_front(ROWS)} == {"float", "int8", "pruned"}
 
 
+def test_each_device_has_its_own_front():
+    """The quickstart's plot drew int8 on cpu-1t grey because int8 on the 2-thread cpu beat it, though nothing
+    on cpu-1t did: a row is dominated only by rows measured on its own device. The pick stays the same."""
+    one_thread = [dict(r, device="cpu-1t", p50_ms=r["p50_ms"] and r["p50_ms"] * 1.8) for r in ROWS]
+    rows = ROWS + one_thread
+    front = pareto_front(rows)
+    assert {(r["variant"], r["device"]) for r in front} == {(v, d) for v in ("float", "int8", "pruned")
+                                                             for d in ("cpu", "cpu-1t")}
+    assert pick(rows, {"max_accuracy_drop": 1.0}, reference_accuracy=0.90) is ROWS[1]
+
+
 def test_pick_prefers_smallest_variant_within_constraints():
     assert pick(ROWS, {}, reference_accuracy=0.90)["variant"] == "pruned"
     assert pick(ROWS, {"max_accuracy_drop": 1.0}, reference_accuracy=0.90)["variant"] == "int8"

@@ -159,7 +159,7 @@ ssh: {{host: 127.0.0.1, port: {port}, user: {getpass.getuser()}, key: "{key}", k
     assert remote["memory"]["peak_delta_mib"] > 0
     assert remote["backend"] == "ai_edge_litert" and remote["threads"] == 1
     # Same model, machine, threads and runtime version run locally: the board's memory delta is the local one.
-    from edgekit.profiling.latency import measure_local
+    from edgekit.runtime.latency import measure_local
     from edgekit.profiling.memory import memory_summary
 
     # The delta is ~25 MiB here; fresh processes on a CI machine have differed by up to 1.7 MiB (7%), so

@@ -158,6 +158,16 @@ def test_tensor_reaching_past_its_storage_is_refused(tmp_path):
         load_state_dict(path)
 
 
+def test_a_tensor_larger_than_its_storage_is_refused_before_it_is_copied(tmp_path):
+    """Stride 0 repeats one element: (200000, 200000) over 8 floats passed the bounds check, and the copy tried
+    to allocate 160 GB (`make bench`'s fuzzer was OOM-killed at 16 GB resident)."""
+    for shape in [(200_000, 200_000), (2 ** 32, 2 ** 32)]:  # the second's int64 product wraps around to 0
+        path = write_legacy_pth(tmp_path / "huge.pth", {"w": _Tensor("0", 0, shape, (0, 0))},
+                                {"0": np.zeros(8, np.float32)})
+        with pytest.raises(ModelFileError, match="more elements than its storage"):
+            load_state_dict(path)
+
+
 @pytest.mark.parametrize("content", ["empty", "truncated", "random", "text"])
 def test_broken_files_raise_model_file_error(tmp_path, content):
     real = locate_weights(get_backbone("mobilenet_v2")).read_bytes()

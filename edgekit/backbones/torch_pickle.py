@@ -13,6 +13,7 @@ crafted file cannot make numpy read outside a buffer.
 from __future__ import annotations
 
 import collections
+import math
 import pickle
 import struct
 import zipfile
@@ -133,12 +134,15 @@ def _materialise(tensor: _LazyTensor, *, path: Path, name: str) -> np.ndarray:
     if len(shape) != len(stride) or any(not isinstance(v, int) or v < 0 for v in (*shape, *stride, tensor.offset)):
         raise ModelFileError(f"{path}: tensor {name!r} has an invalid shape {shape} / stride {stride}",
                              fix="re-download the weights file")
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)  # exact: an int64 product of a corrupt shape can wrap around to a small number
     if count:
         last = tensor.offset + sum((dim - 1) * step for dim, step in zip(shape, stride))
         if last >= data.size:
             raise ModelFileError(f"{path}: tensor {name!r} reaches past the end of its storage",
                                  fix="re-download the weights file (it is truncated or corrupt)")
+    if count > data.size:  # stride 0 repeats elements: a weight never does, and the copy below would be huge
+        raise ModelFileError(f"{path}: tensor {name!r} has more elements than its storage ({count} > {data.size})",
+                             fix="re-download the weights file (it is corrupt)")
     view = np.lib.stride_tricks.as_strided(data[tensor.offset:] if count else data[:0], shape=shape,
                                            strides=tuple(step * data.itemsize for step in stride), writeable=False)
     return np.array(view, copy=True)

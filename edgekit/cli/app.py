@@ -14,7 +14,19 @@ import sys
 import typer
 import typer.core
 
-class _Command(typer.core.TyperCommand):
+class _PlainFlags:
+    """Boolean flags (``--int8``, ``--json``, ``--help``) take no value, so their help rows show no type; Typer 0.29
+    prints ``<bool>`` there, as if they needed one. An empty metavar is what its help table shows instead."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class _Command(_PlainFlags, typer.core.TyperCommand):
     """Usage lines in the usual ``edgekit profile [OPTIONS] MODEL`` form (Typer 0.29 writes ``{MODEL}``), and
     docstring paragraphs rewrapped to the terminal (Typer keeps each source line break inside a paragraph)."""
 
@@ -27,7 +39,7 @@ class _Command(typer.core.TyperCommand):
         return [re.sub(r"^\{([^{}]*)\}", r"\1", piece) for piece in super().collect_usage_pieces(ctx)]
 
 
-class _Group(typer.core.TyperGroup):
+class _Group(_PlainFlags, typer.core.TyperGroup):
     """Commands listed in :data:`edgekit.cli.commands.HELP_ORDER`, not in the order their modules were imported
     (``quickstart`` is defined in ``cmd_run`` but comes first)."""
 

@@ -35,7 +35,7 @@ def model_format(path: Path, declared: str) -> str:
 
 def _measure(device, path: Path, *, threads: int | None, runs: int, warmup: int, budget_s: float | None,
              fmt: str) -> dict:
-    from edgekit.profiling.latency import measure_local
+    from edgekit.runtime.latency import measure_local
     from edgekit.profiling.memory import memory_summary
 
     if device.transport == "ssh":
@@ -150,7 +150,7 @@ def compare(*, models: list[Path], devices: tuple[str, ...] | list[str] = ("cpu"
     """Several models measured interleaved (A B A B ..., ``rounds`` rounds, a fresh pinned process each time),
     with each one's p50 latency, size, peak memory (and top-1 on ``data``) as ratios against the first."""
     from edgekit.devices import get_device
-    from edgekit.profiling.latency import interleaved_rounds, ratios_to_first
+    from edgekit.runtime.latency import interleaved_rounds, ratios_to_first
     from edgekit.progress import status
 
     if len(models) < 2:

@@ -1,6 +1,6 @@
 """Profiling on a remote device over SSH: copy the model + runner script, run, bring back JSON.
 
-Nothing of edgekit is installed on the device: the runner (``edgekit/profiling/runner.py``) needs
+Nothing of edgekit is installed on the device: the runner (``edgekit/runtime/runner.py``) needs
 only numpy and ai_edge_litert / tflite_runtime (or onnxruntime). The connection itself (host keys,
 timeouts, errors) is :mod:`edgekit.devices.ssh`.
 """
@@ -20,7 +20,7 @@ RUNTIME_FIX = "on the device: python3 -m pip install numpy ai-edge-litert (or tf
 def measure_remote(profile: DeviceProfile, model: Path, *, threads: int, runs: int, warmup: int,
                    budget_s: float | None = None) -> dict:
     """Copy ``model`` and the runner to a temp folder on the device, run it there, remove the folder."""
-    from edgekit.profiling.latency import RUNNER, parse_runner_output, runner_arguments
+    from edgekit.runtime.latency import RUNNER, parse_runner_output, runner_arguments
 
     model = Path(model)
     ssh = profile.ssh

@@ -1,7 +1,9 @@
 """Pareto front of variants over accuracy (higher is better), latency and size (lower is better), and the pick.
 
-A variant dominates another when it is at least as good on every objective and strictly better on
-one. The pick is the smallest, then fastest, Pareto-optimal variant that meets every constraint.
+A variant dominates another on the same device when it is at least as good on every objective and
+strictly better on one. Each device has its own front (latencies on two devices are different
+questions: int8 on 2 threads says nothing about the best choice on 1). The pick is the smallest,
+then fastest, Pareto-optimal (variant, device) that meets every constraint.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ def _strictly_better(a: dict, b: dict) -> bool:
 
 
 def pareto_front(rows: list[dict]) -> list[dict]:
-    """The rows no other row dominates (rows lacking a measured objective are left out)."""
+    """The rows no other row on the same device dominates (rows lacking a measured objective are left out)."""
     measured = [r for r in rows if all(r.get(k) is not None for k, _ in OBJECTIVES)]
     return [r for r in measured
-            if not any(_better_or_equal(o, r) and _strictly_better(o, r) for o in measured if o is not r)]
+            if not any(_better_or_equal(o, r) and _strictly_better(o, r)
+                       for o in measured if o is not r and o.get("device") == r.get("device"))]
 
 
 def violations(row: dict, constraints: dict, *, reference_accuracy: float | None) -> list[str]:
@@ -74,8 +77,8 @@ def pareto_figure(rows: list[dict], front: list[dict], *, title: str, chosen: di
                   constraints: dict | None = None, reference_accuracy: float | None = None):
     """One panel per device: top-1 vs p50 latency, marker area ~ size, labels placed without overlap.
 
-    Blue = Pareto-optimal, grey = dominated, hollow = breaks a constraint, ringed and starred = the
-    pick; the accuracy floor and latency limit are drawn as red dashed lines where they fall in view.
+    Blue = Pareto-optimal on that device, grey = dominated, hollow = breaks a constraint, ringed and starred =
+    the pick; the accuracy floor and latency limit are drawn as red dashed lines where they fall in view.
     """
     from matplotlib.lines import Line2D
     from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
@@ -156,7 +159,7 @@ def pareto_figure(rows: list[dict], front: list[dict], *, title: str, chosen: di
     for ax in list(axes.flat)[len(devices):]:
         ax.set_visible(False)
     sizes = sorted({round(biggest * f, 1 if biggest < 10 else 0) for f in (0.25, 0.5, 1.0)})
-    handles = [Line2D([], [], marker="o", ls="", color=_FRONT, markersize=8, label="Pareto-optimal"),
+    handles = [Line2D([], [], marker="o", ls="", color=_FRONT, markersize=8, label="Pareto-optimal on its device"),
                Line2D([], [], marker="o", ls="", color=_DOMINATED, markersize=8, label="dominated"),
                Line2D([], [], marker="o", ls="", markerfacecolor="white", markeredgecolor=_FRONT, markersize=8,
                       label="hollow: breaks a constraint"),

@@ -174,7 +174,11 @@ def run_recipe(*, recipe_path: Path, out_dir: Path | None = None, force: bool = 
     paths = resolve_data(recipe, recipe_dir=recipe_path.parent, out_dir=out_dir)
     stages: list[StageOutcome] = []
 
-    with reusing_children():  # the stages' conversions share one child: one TensorFlow import, not three
+    from edgekit.targets.tflite_converter import sharing_conversions
+
+    # The stages' conversions share one child (one TensorFlow import, not three), and a conversion of the same
+    # model content is done once: the compress stages' float32 baselines and export:float32 are one conversion.
+    with reusing_children(), sharing_conversions() as conversions:
         float_artifact, outcome = _finetune_stage(recipe, paths, out_dir, seed, force)
         stages.append(outcome)
         artifacts: dict[str, Artifact | str] = {}
@@ -202,7 +206,7 @@ def run_recipe(*, recipe_path: Path, out_dir: Path | None = None, force: bool = 
         "recipe": str(recipe_path), "name": recipe["name"], "seed": seed, "output": str(out_dir),
         "float_model": str(float_artifact.path), "reference_accuracy": reference_accuracy,
         "constraints": recipe.get("constraints", {}),
-        "stages": [s.__dict__ for s in stages], "rows": rows,
+        "stages": [s.__dict__ for s in stages], "rows": rows, "conversions_reused": conversions.reused,
         "wall_time_s": round(time.perf_counter() - started, 2),
     }
     summary.update(write_run_report(summary, out_dir))

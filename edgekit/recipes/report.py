@@ -17,7 +17,7 @@ from edgekit.recipes.pareto import describe_constraints, pareto_front, pareto_pn
 from edgekit.tables import DROP_EXPLAINED, DROP_HEADER, Column, number, one_line, percent, signed
 
 PICK_MARK, FRONT_MARK = "★", "◆"
-MARKS_EXPLAINED = f"{PICK_MARK} pick, {FRONT_MARK} Pareto-optimal (accuracy vs p50 latency vs size)"
+MARKS_EXPLAINED = f"{PICK_MARK} pick, {FRONT_MARK} Pareto-optimal on its device (accuracy vs p50 vs size)"
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@
 
 The light readers use edgekit's vendored schema subset (:mod:`edgekit.runtime.tflite_schema`), so the
 runtime works where only tflite-runtime is installed; the whole-graph parser and the writer need
-``ai_edge_litert.schema_py_generated`` (op names, option tables, the object API). The profiling
-runner (copied to devices, imports nothing from edgekit) keeps its own small reader; a test checks
+``ai_edge_litert.schema_py_generated`` (op names, option tables, the object API). The timing
+runner (``runner.py``: copied to devices, imports nothing from edgekit) keeps its own small reader; a test checks
 that the two agree.
 """
 

@@ -21,9 +21,7 @@ at the same speed.
 
 from __future__ import annotations
 
-import os
 import platform
-import statistics
 from pathlib import Path
 
 from edgekit.options import MIN_SPARSE_ZERO_FRACTION
@@ -48,11 +46,9 @@ def policy_violation(model) -> str | None:
 
 
 def cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return set()
-    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+    from edgekit.runtime.latency import cpuinfo
+
+    return set(cpuinfo().get("flags", "").split())
 
 
 def cpu_sparse_support(machine: str | None = None, flags: set[str] | None = None) -> tuple[bool, str]:
@@ -79,32 +75,25 @@ def densified_convolutions(data: bytes) -> dict:
     return {"densify_ops": len(densify_outputs), "conv1x1": len(pointwise), "conv1x1_sparse_stored": sparse}
 
 
-def pinned_median_ms(data: bytes, runs: int) -> float:
-    """Child entry point: median latency of ``data`` on one thread, this process pinned to the first core."""
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    from edgekit.runtime.backends import median_latency_ms
-
-    return median_latency_ms(data, runs=runs, warmup=3, threads=1)
-
-
 def latency_signature(sparse: bytes, dense: bytes, *, rounds: int = SIGNATURE_ROUNDS,
                       runs: int = SIGNATURE_RUNS) -> dict:
     """Dense p50 / sparse p50 on one pinned thread, interleaved rounds of fresh processes (median, min, max of
     the per-round ratios)."""
-    from edgekit.child_process import run_isolated
-    from edgekit.errors import ValidationError
+    import tempfile
 
-    timings: dict[str, list[float]] = {"sparse": [], "dense": []}
-    for _ in range(rounds):
-        for name, data in (("sparse", sparse), ("dense", dense)):
-            timings[name].append(run_isolated(pinned_median_ms, data, runs, what=f"timing the {name} .tflite",
-                                              fix="check that the model runs with `edgekit predict`",
-                                              error=ValidationError))
-    ratios = [dense_ms / sparse_ms for sparse_ms, dense_ms in zip(timings["sparse"], timings["dense"])]
-    return {"speedup": round(statistics.median(ratios), 3), "min": round(min(ratios), 3),
-            "max": round(max(ratios), 3), "sparse_p50_ms": [round(v, 3) for v in timings["sparse"]],
-            "dense_p50_ms": [round(v, 3) for v in timings["dense"]],
+    from edgekit.runtime.latency import interleaved_rounds, measure_local, ratios_to_first
+
+    with tempfile.TemporaryDirectory(prefix="edgekit-sparse-timing-") as folder:
+        files = [Path(folder) / "sparse.tflite", Path(folder) / "dense.tflite"]
+        for file, data in zip(files, (sparse, dense)):
+            file.write_bytes(data)
+        sparse_ms, dense_ms = interleaved_rounds(
+            files, lambda file: measure_local(file, accelerator="cpu", threads=1, runs=runs, warmup=3)["stats"]["p50_ms"],
+            rounds=rounds)
+    speedup = ratios_to_first([sparse_ms, dense_ms])[1]
+    return {"speedup": round(speedup["ratio"], 3), "min": round(speedup["min"], 3),
+            "max": round(speedup["max"], 3), "sparse_p50_ms": [round(v, 3) for v in sparse_ms],
+            "dense_p50_ms": [round(v, 3) for v in dense_ms],
             "method": f"{rounds} interleaved rounds, fresh process per model, 1 pinned thread, p50 of {runs} runs"}
 
 

@@ -14,7 +14,11 @@ Everything TensorFlow happens inside functions (import-time cheap).
 from __future__ import annotations
 
 import gzip
+import hashlib
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -154,16 +158,81 @@ def _child_layer_stats(saved_model: str, representative: np.ndarray) -> list[dic
     return rows
 
 
+# Conversions that read nothing but the model: their bytes are a function of the model's content and the job.
+SHAREABLE_MODES = ("float32", "sparse_float32", "float16", "dynamic")
+
+
+@dataclass
+class SharedConversions:
+    """The conversions :func:`sharing_conversions` keeps, by (model content digest, job), and how often one was
+    reused instead of converted again."""
+    by_key: dict[tuple, bytes] = field(default_factory=dict)
+    reused: int = 0
+
+
+_shared: SharedConversions | None = None
+
+
+@contextmanager
+def sharing_conversions() -> Iterator[SharedConversions]:
+    """Inside the block, a model converted once (float32, float16, dynamic, sparse) is not converted again.
+
+    A recipe's compress stages each convert the float model to float32 (their size baseline) and its
+    export:float32 converts it once more; each conversion costs a SavedModel export and a converter run.
+    The key is the model's content (architecture JSON and every weight's bytes, see :func:`model_digest`)
+    plus the job, so a model changed in place (pruned, clustered) is converted anew. Nested blocks share
+    the outermost one's conversions.
+    """
+    global _shared
+    if _shared is not None:
+        yield _shared
+        return
+    _shared = SharedConversions()
+    try:
+        yield _shared
+    finally:
+        _shared = None
+
+
+def model_digest(model) -> str | None:
+    """sha256 of a tf-keras model's architecture and weights (what a conversion reads); None when the model
+    has no Keras config (a loaded SavedModel function), which is then never shared."""
+    try:
+        config = model.to_json()
+    except (AttributeError, NotImplementedError, TypeError, ValueError):
+        return None
+    digest = hashlib.sha256(config.encode())
+    for weight in model.weights:
+        value = np.ascontiguousarray(weight.numpy())
+        digest.update(f"{value.dtype}{value.shape}".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
 class PreparedModel:
-    """A Keras model exported once to a static batch-1 SavedModel, ready for several conversions."""
+    """A Keras model exported once to a static batch-1 SavedModel (when a conversion needs it), ready for several
+    conversions; inside :func:`sharing_conversions` a conversion done before on the same content is reused."""
 
     def __init__(self, model, *, what: str, representative: np.ndarray | None = None):
         check_finite_weights(model, what=what)
         self.what = what
+        self.model = model
+        self.digest = model_digest(model) if _shared is not None else None
         self._tmp = tempfile.TemporaryDirectory(prefix="edgekit-tflite-")
         self.root = Path(self._tmp.name)
-        export_saved_model(model, self.root / "saved_model")
         self.representative = None if representative is None else np.asarray(representative, dtype=np.float32)
+
+    def _saved_model(self) -> str:
+        """The SavedModel folder, exported on first use."""
+        folder = self.root / "saved_model"
+        if not folder.is_dir():
+            export_saved_model(self.model, folder)
+        return str(folder)
+
+    def _shared_key(self, job: dict[str, Any]) -> tuple | None:
+        if _shared is None or self.digest is None or job["mode"] not in SHAREABLE_MODES or job["denylisted_nodes"]:
+            return None
+        return self.digest, job["mode"], job["io_dtype"]
 
     def __enter__(self) -> PreparedModel:
         return self
@@ -184,9 +253,20 @@ class PreparedModel:
     def convert_many(self, jobs: list[tuple[str, str, tuple[str, ...]]]) -> list[bytes]:
         """Bytes for each ``(mode, io_dtype, denylisted_nodes)``, all converted in one child process."""
         requests = [self._job(mode, io_dtype, deny) for mode, io_dtype, deny in jobs]
-        modes = ", ".join(job[0] for job in jobs)
-        return _run_child(_child_convert, str(self.root / "saved_model"), self.representative, requests,
-                          what=f"TFLite {modes} conversion of {self.what}")
+        keys = [self._shared_key(request) for request in requests]
+        results: list[bytes | None] = [_shared.by_key.get(key) if key else None for key in keys]
+        missing = [i for i, data in enumerate(results) if data is None]
+        if _shared is not None:
+            _shared.reused += len(results) - len(missing)
+        if missing:
+            modes = ", ".join(jobs[i][0] for i in missing)
+            converted = _run_child(_child_convert, self._saved_model(), self.representative,
+                                   [requests[i] for i in missing], what=f"TFLite {modes} conversion of {self.what}")
+            for i, data in zip(missing, converted):
+                results[i] = data
+                if keys[i] and _shared is not None:
+                    _shared.by_key[keys[i]] = data
+        return results
 
     def convert(self, mode: str, *, io_dtype: str = "float32", denylisted_nodes: tuple[str, ...] = ()) -> bytes:
         """TFLite flatbuffer bytes for ``mode``; ``denylisted_nodes`` (tensor names) stay float in int8."""
@@ -195,7 +275,7 @@ class PreparedModel:
     def layer_stats(self) -> list[dict[str, Any]]:
         """Per-layer int8 quantization error (RMSE / scale), worst first."""
         self._job("int8", "float32")
-        rows = _run_child(_child_layer_stats, str(self.root / "saved_model"), self.representative,
+        rows = _run_child(_child_layer_stats, self._saved_model(), self.representative,
                           what=f"quantization debugger on {self.what}")
         return sorted(rows, key=lambda row: -row["rmse_over_scale"])
 

@@ -1,7 +1,9 @@
-"""Latency (and, from the same fresh process, peak memory) of one model on one local device.
+"""Latency (and, from the same fresh process, peak memory) of one model, each measurement in a fresh process
+pinned to its cores: the one way edgekit times a model, for ``edgekit profile`` and for the stages'
+own checks (XNNPACK's sparse-kernel latency signature).
 
-The measurement runs ``edgekit/profiling/runner.py`` in a new Python process pinned to the
-profile's thread count (CPU affinity + ``*_NUM_THREADS``), so TensorFlow or earlier models loaded
+The measurement runs ``edgekit/runtime/runner.py`` in a new Python process pinned to the
+requested thread count (CPU affinity + ``*_NUM_THREADS``), so TensorFlow or earlier models loaded
 in the caller cannot pollute the numbers. Remote devices run the very same script over SSH
 (:mod:`edgekit.profiling.remote`), so local and remote results have one shape.
 
@@ -10,8 +12,9 @@ measurement needs a fresh process per run that is pinned (``sched_setaffinity`` 
 and has ``*_NUM_THREADS`` set before any library loads, and its peak memory (VmHWM) must hold only
 the runtime and the model. A spawn pool child first re-imports the caller's ``__main__`` (the CLI,
 or a user's script with TensorFlow in it) and multiprocessing, which would land in the memory
-numbers and differ from the same script run over SSH. So the runner is started as a plain script,
-exactly as on a device, and answers with one JSON object on stdout (:func:`parse_runner_output`).
+numbers and differ from the same script run over SSH; and inside :func:`~edgekit.child_process.reusing_children`
+it is not fresh at all. So the runner is started as a plain script, exactly as on a device, and answers
+with one JSON object on stdout (:func:`parse_runner_output`).
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ from pathlib import Path
 from typing import TypeVar
 
 from edgekit.errors import DeviceUnavailableError, EdgekitError
-from edgekit.profiling.runner import EXIT_RUNTIME_MISSING, summarize
+from edgekit.runtime.runner import EXIT_RUNTIME_MISSING, summarize
 
 RUNNER = Path(__file__).resolve().parent / "runner.py"
-__all__ = ["RUNNER", "interleaved_rounds", "measure_local", "parse_runner_output", "ratios_to_first",
+CPUINFO = Path("/proc/cpuinfo")
+__all__ = ["RUNNER", "cpuinfo", "interleaved_rounds", "measure_local", "parse_runner_output", "ratios_to_first",
            "runner_arguments", "summarize"]
 T = TypeVar("T")
 R = TypeVar("R")
@@ -63,6 +67,24 @@ def parse_runner_output(stdout: str, stderr: str, returncode: int, *, where: str
         raise error(f"{where}: the measurement failed: {detail}",
                     fix="run with --debug for the full log; check the model runs with `edgekit predict`")
     return result
+
+
+def cpuinfo(path: Path = CPUINFO) -> dict[str, str]:
+    """The first processor's fields in ``/proc/cpuinfo`` (``model name``, ``flags`` on x86; ``Features`` on ARM):
+    what a timing ran on, and which CPU features decide a runtime's kernels. Empty off Linux."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return {}
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            if fields:
+                break
+            continue
+        name, _, value = line.partition(":")
+        fields.setdefault(name.strip(), value.strip())
+    return fields
 
 
 def _pin(threads: int):
