@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -79,7 +80,8 @@ def main() -> int:
             rows[str(kept)] = row
     write_json_atomic(REPO / "benchmarks" / "results" / "guard_candidates.json", {
         "bound_points": BOUND, "looks": LOOKS, "kept_float_first_of_ranking": rows,
-        "wall_s": round(time.perf_counter() - started, 1)})
+        "wall_s": round(time.perf_counter() - started, 1), "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "load_average_at_end": [round(value, 2) for value in os.getloadavg()]})
     return 0
 
 
