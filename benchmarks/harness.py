@@ -123,21 +123,23 @@ def interleaved(cases: Mapping[str, Callable[[], dict]], *, rounds: int = ROUNDS
     """Call every case once per round, in turn (A B A B ...), after ``warmup_rounds`` unrecorded rounds.
 
     Each case is a callable returning a dict of numbers (one fresh-process measurement). Returns the
-    recorded dicts per case, one per round, in round order (so index i of two cases is a pair).
+    recorded dicts per case, one per round, in round order (so index i of two cases is a pair). The
+    rounds are the profiler's own (:func:`edgekit.runtime.latency.interleaved_rounds`).
     """
+    from edgekit.runtime.latency import interleaved_rounds
+
     if rounds < 1:
         raise ValueError("rounds must be >= 1")
-    samples: dict[str, list[dict]] = {name: [] for name in cases}
-    for index in range(warmup_rounds + rounds):
-        measured = {name: case() for name, case in cases.items()}
-        if index >= warmup_rounds:
-            for name, values in measured.items():
-                samples[name].append(values)
-        if progress:
-            label = "warm-up" if index < warmup_rounds else f"round {index - warmup_rounds + 1}/{rounds}"
-            print(f"  {label}: " + ", ".join(f"{name} {_brief(values)}" for name, values in measured.items()),
-                  file=sys.stderr, flush=True)
-    return samples
+    names = list(cases)
+
+    def report(index: int, measured: list[dict]) -> None:
+        label = "warm-up" if index < warmup_rounds else f"round {index - warmup_rounds + 1}/{rounds}"
+        print(f"  {label}: " + ", ".join(f"{name} {_brief(values)}" for name, values in zip(names, measured)),
+              file=sys.stderr, flush=True)
+
+    results = interleaved_rounds(names, lambda name: cases[name](), rounds=warmup_rounds + rounds,
+                                 on_round=report if progress else None)
+    return {name: per_round[warmup_rounds:] for name, per_round in zip(names, results)}
 
 
 def _brief(measured: dict) -> str:
