@@ -177,11 +177,13 @@ class CompressOptions(StageOptions):
         False, description="With --int8: empirical bias correction (as NNCF/AIMET): shift each conv/depthwise/dense "
                            "int32 bias so its per-channel mean output on calibration images matches float. Same size; "
                            "about one int8 run of 64 images per layer. With --max-accuracy-drop every candidate the "
-                           "guard tries is corrected (that cost per candidate).")
+                           "guard tries is corrected (that cost is paid per candidate).")
     equalize: bool = Field(
         False, description="With --int8/--int16x8: cross-layer equalization (as AIMET CLE) of the float model first: "
                            "consecutive convolutions' channels are rescaled so their weight ranges match; the ReLU6 "
-                           "between them becomes ReLU (a small change to the float model, inside the reported drop).")
+                           "between them becomes ReLU (a small change to the float model, inside the reported drop). For "
+                           "per-tensor weights; with this converter's per-channel int8 it made MobileNetV2 worse "
+                           "(README: int8 recovery), so measure before you ship it.")
     seed: int = Field(0, ge=0, description="Random seed (recorded in the manifest; same seed, same metrics).")
 
     @model_validator(mode="after")
