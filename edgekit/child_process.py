@@ -68,7 +68,7 @@ def run_isolated(function: Callable[..., T], /, *args: Any, what: str, fix: str,
         try:
             result = future.result(timeout=timeout)
         except BrokenProcessPool:
-            raise error(f"{what} {_crash_description(worker)}", fix=fix) from None
+            raise error(f"{what} {_crash_description(worker.log, worker.reap())}", fix=fix) from None
         except concurrent.futures.TimeoutError:
             raise error(f"{what} did not finish within {timeout:.0f} s", fix=fix) from None
         except EdgekitError:
@@ -130,6 +130,15 @@ class _Worker:
         self.children = list(self.pool._processes.values())
         return future
 
+    def reap(self) -> list[int]:
+        """Exit codes of the pool's children once it has stopped: for a pool broken by a child's death.
+
+        The pool's manager thread reaps a dead child; joining it from here as well would race that thread
+        (two waitpid calls: the loser reads no status), so let the pool finish and read what it reaped.
+        """
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        return [child.exitcode for child in self.children if child.exitcode is not None]
+
     def close(self, *, kill: bool = False) -> None:
         if kill:
             for child in self.children:
@@ -165,18 +174,14 @@ def _start_child(log_path: str, env: dict[str, str]) -> None:
     faulthandler.enable()  # a fatal signal prints "Fatal Python error: Segmentation fault" and a traceback
 
 
-def _crash_description(worker: _Worker) -> str:
+def _crash_description(log: Path, codes: list[int]) -> str:
     """Why the child died: the fatal signal faulthandler logged, else its exit status and last log lines."""
-    if not worker.log.exists():
+    if not log.exists():
         return "crashed while starting (before it could run)"
-    lines = [line.strip() for line in worker.log.read_text(errors="replace").splitlines() if line.strip()]
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
     fatal = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("Fatal Python error:")), None)
     if fatal:
         return f"crashed ({fatal})"
-    # The pool's manager thread reaps the dead child; joining it from here as well races that thread
-    # (two waitpid calls: the loser reads no status). Let the pool finish, then read what it reaped.
-    worker.pool.shutdown(wait=True, cancel_futures=True)
-    codes = [child.exitcode for child in worker.children if child.exitcode is not None]
     status = f"signal {-codes[0]}" if codes and codes[0] < 0 else f"exit {codes[0]}" if codes else "no exit status"
     tail = " | ".join(lines[-LOG_TAIL_LINES:])
     return f"crashed ({status}){': ' + tail if tail else ''}"

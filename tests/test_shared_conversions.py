@@ -66,3 +66,17 @@ def test_the_digest_covers_architecture_and_every_weight(tiny_keras):
         kernel[0, 0] -= 1e-6
         dense.set_weights([kernel, bias])
     assert model_digest(tiny_keras) == before
+
+
+def test_the_digest_is_computed_only_for_a_conversion_that_can_be_shared(tiny_keras, monkeypatch):
+    from edgekit.targets import tflite_converter
+
+    hashed = []
+    monkeypatch.setattr(tflite_converter, "model_digest", lambda model: hashed.append(model) or "content")
+    with sharing_conversions(), PreparedModel(tiny_keras, what="tiny", representative=None) as prepared:
+        assert prepared._shared_key({"mode": "int8", "io_dtype": "float32", "denylisted_nodes": []}) is None
+        assert hashed == []  # an int8-only compress never pays for hashing every weight
+        assert prepared._shared_key({"mode": "float16", "io_dtype": "float32", "denylisted_nodes": []}) == (
+            "content", "float16", "float32")
+        prepared._shared_key({"mode": "float32", "io_dtype": "float32", "denylisted_nodes": []})
+        assert len(hashed) == 1  # hashed once, then remembered

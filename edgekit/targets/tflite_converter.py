@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -217,7 +218,6 @@ class PreparedModel:
         check_finite_weights(model, what=what)
         self.what = what
         self.model = model
-        self.digest = model_digest(model) if _shared is not None else None
         self._tmp = tempfile.TemporaryDirectory(prefix="edgekit-tflite-")
         self.root = Path(self._tmp.name)
         self.representative = None if representative is None else np.asarray(representative, dtype=np.float32)
@@ -229,8 +229,13 @@ class PreparedModel:
             export_saved_model(self.model, folder)
         return str(folder)
 
+    @cached_property
+    def digest(self) -> str | None:
+        """The weights' content hash, computed only for a conversion that can be shared (hashing costs ~1 s)."""
+        return model_digest(self.model)
+
     def _shared_key(self, job: dict[str, Any]) -> tuple | None:
-        if _shared is None or self.digest is None or job["mode"] not in SHAREABLE_MODES or job["denylisted_nodes"]:
+        if _shared is None or job["mode"] not in SHAREABLE_MODES or job["denylisted_nodes"] or self.digest is None:
             return None
         return self.digest, job["mode"], job["io_dtype"]
 
