@@ -124,13 +124,20 @@ def _guarded(root: Path, folder: str, parent, *, pool: Path, bound: float, **opt
         "bound_points": bound, "certified": guard["certified"], "tuning_images": guard["tuning_images"],
         "certification": guard["certification"], "kept_float_layers": guard["kept_float_layers"],
         "attempts": guard["attempts"], "size_vs_float32_tflite": guarded.manifest.metrics["size"]["vs_float32_tflite"],
-        "worst_layers_rmse_over_scale": guard.get("layer_rmse_over_scale"),
+        "worst_layers_rmse_over_scale": worst_layers(guard),
         "wall_s": round(time.perf_counter() - started, 1), "load_at_end": _load()}
     if "bias_correction" in guarded.manifest.extra:
         correction = guarded.manifest.extra["bias_correction"]
         row["bias_correction"] = {key: correction[key] for key in (
             "images", "layers_corrected", "mean_abs_channel_shift_before", "mean_abs_channel_shift_after")}
     return row
+
+
+def worst_layers(guard: dict, count: int = 5) -> list[dict]:
+    """The per-layer numbers behind an agreement below the goal: of the 20 layers the guard's manifest keeps from
+    its debugger ranking (error per byte kept float), those with the largest int8 error (RMSE / scale of the op's
+    output). Empty when plain int8 already passed and the guard ran no debugger."""
+    return sorted(guard.get("ranked_layers", []), key=lambda layer: -layer["rmse_over_scale"])[:count]
 
 
 def _markdown(rows: list[dict], bound: float) -> str:
