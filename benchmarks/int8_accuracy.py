@@ -8,7 +8,8 @@ then `compress --int8` (calibrated on train/) scored on the whole pool, and `com
 60%), plain and with `--bias-correction` (every candidate the guard tries bias-corrected on the
 calibration images). Every number is the compress stage's own manifest (edgekit.metrics.accuracy_change;
 positive drop = loss). Writes benchmarks/results/int8_accuracy.{json,md}; resumes from --work (a row
-measured earlier gains only the methods it lacks).
+measured earlier gains only the methods it lacks). --only-measured rewrites the results from every row under
+--work, each with the methods it has, so a row measured one method at a time joins the others.
 
     python benchmarks/int8_accuracy.py [--backbone efficientnet_lite0 --size 224 ...] [--bound 1.5]
     python benchmarks/int8_accuracy.py --backbone mobilenet_v2 --size 224 --method guarded-bias-correction
@@ -93,11 +94,11 @@ def measure(backbone: str, size: int, *, data: Path, pool: Path, work: Path, bou
             row[key] = _guarded(root, key.replace("_", "-"), parent, pool=pool, bound=bound, **options)
     if "wall_s" not in row:  # the first measurement of the row (later ones record their own in their method)
         row.update(wall_s=round(time.perf_counter() - started, 1), load_at_start=load, load_at_end=_load())
-    if {"int8", "guarded"} <= set(row):
-        write_json_atomic(cached, row)
-    else:
-        write_json_atomic(root / f"partial-{'-'.join(methods)}.json", row)
-    return row
+    # With the methods measured so far (the results show only those), merged over the row as it is now on disk:
+    # another run may have added a method to it meanwhile.
+    on_disk = json.loads(cached.read_text()) if cached.is_file() else {}
+    write_json_atomic(cached, on_disk | row)
+    return on_disk | row
 
 
 def _guarded(root: Path, folder: str, parent, *, pool: Path, bound: float, **options) -> dict:
@@ -123,13 +124,20 @@ def _guarded(root: Path, folder: str, parent, *, pool: Path, bound: float, **opt
         "bound_points": bound, "certified": guard["certified"], "tuning_images": guard["tuning_images"],
         "certification": guard["certification"], "kept_float_layers": guard["kept_float_layers"],
         "attempts": guard["attempts"], "size_vs_float32_tflite": guarded.manifest.metrics["size"]["vs_float32_tflite"],
-        "worst_layers_rmse_over_scale": guard.get("layer_rmse_over_scale"),
+        "worst_layers_rmse_over_scale": worst_layers(guard),
         "wall_s": round(time.perf_counter() - started, 1), "load_at_end": _load()}
     if "bias_correction" in guarded.manifest.extra:
         correction = guarded.manifest.extra["bias_correction"]
         row["bias_correction"] = {key: correction[key] for key in (
             "images", "layers_corrected", "mean_abs_channel_shift_before", "mean_abs_channel_shift_after")}
     return row
+
+
+def worst_layers(guard: dict, count: int = 5) -> list[dict]:
+    """The per-layer numbers behind an agreement below the goal: of the 20 layers the guard's manifest keeps from
+    its debugger ranking (error per byte kept float), those with the largest int8 error (RMSE / scale of the op's
+    output). Empty when plain int8 already passed and the guard ran no debugger."""
+    return sorted(guard.get("ranked_layers", []), key=lambda layer: -layer["rmse_over_scale"])[:count]
 
 
 def _markdown(rows: list[dict], bound: float) -> str:
@@ -187,9 +195,10 @@ def main() -> int:
     parser.add_argument("--bound", type=float, default=1.5)
     parser.add_argument("--method", action="append", choices=METHODS,
                         help="measure only these (default all) and write no results; reuses earlier compress "
-                             "outputs under --work and adds them to a finished row")
+                             "outputs under --work and adds them to the row")
     parser.add_argument("--only-measured", action="store_true",
-                        help="write the results from the rows already finished under --work; measure nothing")
+                        help="write the results from every row under --work (all backbones and sizes, each "
+                             "with the methods measured so far); measure nothing")
     args = parser.parse_args()
     from edgekit.artifacts import write_json_atomic, write_text_atomic
 
@@ -197,10 +206,10 @@ def main() -> int:
     rows = []
     for size in args.size or [224, 160]:
         for backbone in args.backbone or ["efficientnet_lite0", "mobilenet_v2"]:
-            finished = args.work / f"{backbone}-{size}" / "row.json"
+            measured = args.work / f"{backbone}-{size}" / "row.json"
             if args.only_measured:
-                if finished.is_file():
-                    rows.append(json.loads(finished.read_text()))
+                if measured.is_file():
+                    rows.append(json.loads(measured.read_text()))
                 continue
             rows.append(measure(backbone, size, data=args.data, pool=pool, work=args.work, bound=args.bound,
                                 methods=tuple(args.method or METHODS)))

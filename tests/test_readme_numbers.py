@@ -55,3 +55,19 @@ def test_drop_sign_convention_is_positive_for_a_loss():
     assert worse["drop_points"] == 20.0 and better["drop_points"] == -20.0
     low, high = worse["ci95_points"]
     assert low < 20.0 < high
+
+
+def test_an_int8_accuracy_row_measured_one_method_at_a_time_shows_only_what_it_has():
+    # int8_accuracy.py --only-measured writes rows whose guarded methods are still running (MobileNetV2 160).
+    spec = importlib.util.spec_from_file_location("int8_accuracy", REPO / "benchmarks" / "int8_accuracy.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    int8 = {"images": 2440, "drop_points": 2.951, "interval95_points": [1.814, 4.083], "top1_agreement": 0.88975,
+            "size_vs_float32_tflite": 0.3052}
+    row = {"backbone": "mobilenet_v2", "input_size": 160, "int8": int8}
+    goals = bench._goals(row)
+    assert goals == {"int8_drop_le_1.0": False, "agreement_ge_0.95": False, "int8_size_le_0.31x": True}
+    table = bench._markdown([row], 1.5).splitlines()
+    assert table[-1] == "| mobilenet_v2 | 160 | int8 | 2440 | +2.95 (+1.81 to +4.08) | 0.890 | 0.305x | - |"
+    [(what, _, _, status)] = _readme_numbers().int8_accuracy_rows({"rows": [row], "goals": {"mobilenet_v2@160": goals}})
+    assert what.startswith("int8 vs float32 TFLite, mobilenet_v2 160 px") and status == "**MISSED**, **MISSED**, met"
