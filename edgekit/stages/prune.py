@@ -25,8 +25,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from edgekit.errors import SparsePatternError, ValidationError
-from edgekit.stages.tfmot_wrappers import (SPARSE_KINDS, TrainingImages, distillation_loss, fine_tune, layer_kind,
-                                           main_kernel, reestimate_batchnorm, teacher_outputs, wrap_model)
+from edgekit.stages.tfmot_wrappers import (SPARSE_KINDS, TrainingImages, conform_batchnorm, distillation_loss, fine_tune,
+                                           layer_kind, main_kernel, reestimate_batchnorm, teacher_outputs, wrap_model)
 
 LEARNING_RATE = 1e-4
 SPARSITY_TOLERANCE = 0.02  # achieved sparsity may fall short of the target by this much (rounding per layer)
@@ -95,9 +95,10 @@ def prune_model(model, images: TrainingImages, *, sparsity: float, epochs: int, 
     decay = sparsity_api.PolynomialDecay(initial_sparsity=0.0, final_sparsity=sparsity,
                                          begin_step=schedule.begin_step, end_step=schedule.end_step,
                                          frequency=schedule.frequency)
-    targets, loss, distillation = images, None, None
+    targets, loss, distillation, conformed = images, None, None, 0
     if prune_for == "latency":
         targets = replace(images, labels=teacher_outputs(model, images))  # before wrapping: the dense parent
+        conformed = conform_batchnorm(model, images)  # same function; batch statistics now agree with it
         loss = distillation_loss(DISTILLATION_TEMPERATURE)
         distillation = {"teacher": "the dense parent's softmax outputs on the training images",
                         "temperature": DISTILLATION_TEMPERATURE, "labels_used": False,
@@ -112,7 +113,8 @@ def prune_model(model, images: TrainingImages, *, sparsity: float, epochs: int, 
     stripped = sparsity_api.strip_pruning(wrapped)
     batchnorm = None
     if prune_for == "latency":
-        batchnorm = f"moving statistics re-estimated on {reestimate_batchnorm(stripped, images, seed=seed)} batches"
+        batchnorm = (f"{conformed} layers conformed to the training images' statistics before pruning (same function), "
+                     f"moving statistics re-estimated on {reestimate_batchnorm(stripped, images, seed=seed)} batches after")
     report = sparsity_report(stripped)
     achieved = sparsity_report(stripped, kinds=SPARSE_KINDS, pointwise_only=prune_for == "latency")["overall"]["sparsity"]
     if achieved < sparsity - SPARSITY_TOLERANCE:
