@@ -6,7 +6,8 @@ MobileNetV3/EfficientNet-style graphs hold Rescaling/TFOpLambda layers that tfmo
 (DESIGN.md). BatchNormalization stays frozen during the fine-tunes that keep most weights: a few
 epochs on a small folder would otherwise drag its statistics away from what the backbone learned.
 Latency pruning is the exception (:mod:`edgekit.stages.prune`): it cuts so much that the old
-statistics no longer fit, so they are re-estimated (:func:`reestimate_batchnorm`).
+statistics no longer fit, so they are conformed to the training images first (:func:`conform_batchnorm`)
+and re-estimated after the cut (:func:`reestimate_batchnorm`).
 """
 
 from __future__ import annotations
