@@ -158,7 +158,10 @@ def markdown(result: dict) -> list[str]:
               f"mean shifted by {gap['median_mean_shift_in_moving_stds']} moving standard deviations, standard "
               f"deviation ratio data/moving {gap['median_std_ratio_data_over_moving']} (first layer: "
               f"{gap['first_layer_mean_shift']}, {gap['first_layer_std_ratio']}); {result['conformed_layers']} layers "
-              "conformed."]
+              "conformed.",
+              "The exact-statistics row sets every layer at once from one pass through the parent, so each layer's "
+              "statistics describe its input under the old upstream normalisation and no longer match once the "
+              "layers above change: the moving statistics cannot simply be replaced; conforming keeps the function."]
     return lines + harness.environment_lines(result["environment"])
 
 
