@@ -144,7 +144,7 @@ def test_a_rule_following_model_is_pruned_stored_sparse_and_checked(tmp_path, di
     pruning = sparse.manifest.extra["pruning"]
     assert pruning["prune_for"] == "latency" and pruning["pruned_kinds_sparsity"] >= 0.73
     assert pruning["per_layer_type"]["dense"]["sparsity"] < 0.05  # the head is not pruned for latency
-    assert pruning["batchnorm"].startswith("moving statistics re-estimated on ")
+    assert pruning["batchnorm"].startswith("moving statistics re-estimated on ") and "conformed" in pruning["batchnorm"]
     assert pruning["distillation"]["teacher"].startswith("the dense parent") and not pruning["distillation"]["labels_used"]
     check = sparse.manifest.extra["sparse_inference"]
     assert check["stored"] == {"densify_ops": 1, "conv1x1": 1, "conv1x1_sparse_stored": 1}
@@ -203,6 +203,54 @@ def test_batchnorm_reestimation_sets_the_moving_statistics_to_the_data_seen_thro
     np.testing.assert_allclose(moving_mean, outputs.mean(axis=0), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(moving_variance, outputs.var(axis=0), rtol=0.05)
     assert norm.trainable is False and norm.momentum == 0.99
+
+
+def _pretrained_elsewhere(tf_keras, tmp_path):
+    """A conv -> BatchNormalization -> ReLU -> mean -> softmax model whose moving statistics come from other data
+    (as an ImageNet backbone's do on clothing photos), and 64 training images."""
+    from edgekit._tf import set_seed
+    from edgekit.artifacts import Preprocessing
+    from edgekit.stages.tfmot_wrappers import TrainingImages
+
+    set_seed(0)
+    layers = tf_keras.layers
+    inputs = tf_keras.Input((8, 8, 3))
+    norm = layers.BatchNormalization(momentum=0.99)
+    x = layers.GlobalAveragePooling2D()(layers.ReLU()(norm(layers.Conv2D(8, 1, name="pointwise")(inputs))))
+    model = tf_keras.Model(inputs, layers.Dense(3, activation="softmax")(x))
+    norm.trainable = False
+    rng = np.random.default_rng(0)
+    norm.set_weights([rng.uniform(0.5, 2.0, 8), rng.normal(0, 0.5, 8), rng.normal(0, 1.0, 8), rng.uniform(0.1, 4.0, 8)])
+    model.layers[-1].set_weights([rng.normal(0, 3.0, (8, 3)), np.zeros(3)])
+    pixels = rng.integers(0, 256, (64, 8, 8, 3), dtype=np.uint8)
+    return model, norm, TrainingImages(pixels, np.zeros(64, np.int64),
+                                       Preprocessing(size=(8, 8), mean=(100.0,) * 3, std=(50.0,) * 3), tmp_path)
+
+
+def test_conforming_batchnorm_keeps_the_function_so_reestimation_costs_an_unpruned_model_nothing(tmp_path):
+    """Issue 19's 18 points: re-estimating the statistics of a model pretrained on other data changes its outputs
+    although no weight was pruned (checked first, so the set-up reproduces it). Conformed to the training
+    images first, the model computes the same function, its training-mode (batch statistics) outputs equal its
+    inference outputs, and re-estimation leaves the unpruned model's outputs where they were."""
+    from edgekit._tf import import_tf
+    from edgekit.data import normalize
+    from edgekit.stages.tfmot_wrappers import conform_batchnorm, reestimate_batchnorm
+
+    _, tf_keras = import_tf()
+    model, norm, images = _pretrained_elsewhere(tf_keras, tmp_path)
+    inputs = normalize(images.pixels, images.preprocessing)
+    parent = model(inputs, training=False).numpy()
+    weights = model.get_weights()
+    reestimate_batchnorm(model, images, seed=0)
+    assert np.abs(model(inputs, training=False).numpy() - parent).max() > 0.1  # the unconformed loss
+    model.set_weights(weights)
+    assert conform_batchnorm(model, images) == 1
+    np.testing.assert_allclose(model(inputs, training=False).numpy(), parent, atol=1e-5)
+    norm.trainable = True
+    np.testing.assert_allclose(model(inputs, training=True).numpy(), parent, atol=1e-4)
+    norm.trainable = False
+    reestimate_batchnorm(model, images, seed=0)
+    assert np.abs(model(inputs, training=False).numpy() - parent).max() < 0.02
 
 
 def test_distillation_loss_is_the_softened_cross_entropy_and_rewards_the_teachers_second_choices():
