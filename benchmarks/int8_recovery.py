@@ -291,6 +291,7 @@ def int16x8(tools: Tools, cache: Path, cached_only: bool, every: int) -> dict:
 
 
 ARMS = ("qat", "float")  # QAT fine-tune, or the same fine-tune in float (then plain int8)
+DISTILLED = "qat-distilled"  # QAT on the parent's softened outputs (compress --qat --qat-distill), no labels
 
 
 def _fine_tuned_outputs(tools: Tools, arm: str, epochs: int) -> dict:
@@ -311,10 +312,11 @@ def _fine_tuned_outputs(tools: Tools, arm: str, epochs: int) -> dict:
     images = load_training_images(tools.data / "train", parent.manifest.labels, parent.manifest.preprocessing_spec())
     model = load_float_model(parent.path)
     started = time.perf_counter()
-    if arm == "qat":
-        model, report = qat_model(model, images, epochs=epochs, seed=CALIBRATION_SEED,
+    distillation = None
+    if arm in ("qat", DISTILLED):
+        model, report = qat_model(model, images, epochs=epochs, seed=CALIBRATION_SEED, distill=arm == DISTILLED,
                                   tfmot_wrap=parent.manifest.tfmot_wrap or "whole")
-        history = report["fine_tune"]
+        history, distillation = report["fine_tune"], report["distillation"]
     else:  # what qat_model does, without the fake quantization
         freeze_batchnorm(model)
         history = fine_tune(model, images, epochs=epochs, learning_rate=LEARNING_RATE, seed=CALIBRATION_SEED,
@@ -328,8 +330,22 @@ def _fine_tuned_outputs(tools: Tools, arm: str, epochs: int) -> dict:
     if arm == "float":
         outputs["float"] = np.asarray(model.predict(bench.pool_inputs, batch_size=32, verbose=0))
     return {"outputs": outputs, "labels": bench.labels, "history": history, "train_s": round(train_s, 1),
-            "learning_rate": LEARNING_RATE, "int8_bytes": len(int8),
+            "learning_rate": LEARNING_RATE, "distillation": distillation, "int8_bytes": len(int8),
             "int8_size_vs_float32_tflite": round(len(int8) / len(tools.float32), 4)}
+
+
+def _fine_tuned_arm(tools: Tools, cache: Path, arm: str, epochs: int, train: bool) -> dict | None:
+    """One arm's cached result with its pool outputs; trained and cached first when ``train`` and not cached."""
+    from edgekit.artifacts import write_json_atomic
+
+    stem = cache / f"fine-tune-{arm}-{epochs}-epochs"
+    if not stem.with_suffix(".json").is_file() and train:
+        result = _fine_tuned_outputs(tools, arm, epochs) | {"load": _load()}
+        np.savez(stem.with_suffix(".npz"), **result.pop("outputs"))
+        write_json_atomic(stem.with_suffix(".json"), result)
+    if not stem.with_suffix(".json").is_file():
+        return None
+    return json.loads(stem.with_suffix(".json").read_text()) | {"outputs": dict(np.load(stem.with_suffix(".npz")))}
 
 
 def qat_against_extra_training(tools: Tools, cache: Path, epochs: int, arms: tuple[str, ...]) -> dict | None:
@@ -338,19 +354,9 @@ def qat_against_extra_training(tools: Tools, cache: Path, epochs: int, arms: tup
     Each arm (in ``arms``: trained now unless cached; others read from the cache) stores its pool outputs
     in ``cache``; the comparisons are paired on the same 2,440 photos. None until both arms exist.
     """
-    from edgekit.artifacts import write_json_atomic
     from edgekit.metrics import accuracy_change
 
-    found = {}
-    for arm in ARMS:
-        stem = cache / f"fine-tune-{arm}-{epochs}-epochs"
-        if not stem.with_suffix(".json").is_file() and arm in arms:
-            result = _fine_tuned_outputs(tools, arm, epochs) | {"load": _load()}
-            np.savez(stem.with_suffix(".npz"), **result.pop("outputs"))
-            write_json_atomic(stem.with_suffix(".json"), result)
-        if stem.with_suffix(".json").is_file():
-            found[arm] = json.loads(stem.with_suffix(".json").read_text()) | {
-                "outputs": dict(np.load(stem.with_suffix(".npz")))}
+    found = {arm: row for arm in ARMS if (row := _fine_tuned_arm(tools, cache, arm, epochs, arm in arms))}
     if set(found) != set(ARMS):
         return None
     qat, extra = found["qat"]["outputs"], found["float"]["outputs"]
@@ -369,6 +375,32 @@ def qat_against_extra_training(tools: Tools, cache: Path, epochs: int, arms: tup
                 "QAT int8 vs float fine-tuned, plain int8": change(extra["int8"], qat["int8"])},
             "arms": {arm: {key: value for key, value in row.items() if key != "outputs"}
                      for arm, row in found.items()}}
+
+
+def distilled_qat(tools: Tools, cache: Path, epochs: int, label_epochs: int, *, train: bool) -> dict | None:
+    """QAT on the parent's softened outputs (``epochs``), scored against the parent and, paired on the same
+    photos, against the label arms of :func:`qat_against_extra_training` (``label_epochs``) where cached."""
+    from edgekit.metrics import accuracy_change
+
+    distilled = _fine_tuned_arm(tools, cache, DISTILLED, epochs, train)
+    if distilled is None:
+        return None
+    outputs, labels = distilled["outputs"], distilled["labels"]
+    keep = ("images", "parent_top1", "top1", "drop_points", "interval95_points", "top1_agreement")
+
+    def change(before) -> dict:
+        found = accuracy_change(outputs["truth"], before, outputs["int8"], labels)
+        return {key: value for key, value in found.items() if key in keep}
+
+    comparisons = {"parent": change(outputs["parent"])}
+    against = {"qat": "QAT int8 on labels", "float": "float fine-tuned, plain int8"}
+    for arm, name in against.items():
+        found = _fine_tuned_arm(tools, cache, arm, label_epochs, False)
+        if found is not None:
+            comparisons[f"{name} ({label_epochs} epoch{'s' if label_epochs != 1 else ''})"] = change(
+                found["outputs"]["int8"])
+    return {"epochs": epochs, "label_epochs": label_epochs, "comparisons": comparisons,
+            "arm": {key: value for key, value in distilled.items() if key != "outputs"}}
 
 
 def _mixed_int16x8_evidence() -> str:
@@ -465,7 +497,7 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "bench-int8-accuracy")
     parser.add_argument("--backbone", default="mobilenet_v2")
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--part", choices=("all", "recover", "locate", "equalize", "int16x8", "qat"), default="all",
+    parser.add_argument("--part", choices=("all", "recover", "locate", "equalize", "int16x8", "qat", "qat-distill"), default="all",
                         help="measure only this part (the rest is read from the cache where it is there)")
     parser.add_argument("--method", action="append",
                         help="with --part recover: only the methods whose name contains this (e.g. bias; repeatable)")
@@ -476,6 +508,9 @@ def main() -> int:
     parser.add_argument("--qat-epochs", type=int, default=1,
                         help="epochs of QAT and of the float fine-tune it is compared with (1: an epoch took 11 min "
                              "at load 12 here; compress's default is 2)")
+    parser.add_argument("--distill-epochs", type=int, default=2,
+                        help="with --part qat-distill: epochs of QAT on the parent's outputs (compared with the "
+                             "--qat-epochs label arms)")
     parser.add_argument("--arm", action="append", choices=ARMS,
                         help="with --part qat: train only this arm (repeatable; default both), e.g. one per process")
     parser.add_argument("--cached-only", action="store_true",
@@ -495,8 +530,10 @@ def main() -> int:
         recovered |= int16x8(tools, cache, args.cached_only or args.part not in ("all", "int16x8"), args.int16x8_every)
         qat = qat_against_extra_training(tools, cache, args.qat_epochs, () if args.cached_only or args.part not in (
             "all", "qat") else tuple(args.arm or ARMS))
+        distilled = distilled_qat(tools, cache, args.distill_epochs, args.qat_epochs,
+                                  train=not args.cached_only and args.part == "qat-distill")
     result = {"backbone": args.backbone, "input_size": args.size, "pool": "clothing-small test/ + extra/",
-              "locate": located, "recovery": recovered, "qat_against_extra_training": qat,
+              "locate": located, "recovery": recovered, "qat_against_extra_training": qat, "distilled_qat": distilled,
               "equalization": equalized, "mixed_int16x8_evidence": _mixed_int16x8_evidence(),
               "not_measured": [name for name, row in (recovered | equalized["rows"]).items() if row is None] + (
                   [] if qat else ["QAT against a float model fine-tuned for the same epochs (time)"]),

@@ -20,17 +20,16 @@ distils: the pruned model learns the dense parent's softened outputs on the trai
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from edgekit.errors import SparsePatternError, ValidationError
-from edgekit.stages.tfmot_wrappers import (SPARSE_KINDS, TrainingImages, distillation_loss, fine_tune, layer_kind,
-                                           main_kernel, reestimate_batchnorm, teacher_outputs, wrap_model)
+from edgekit.stages.tfmot_wrappers import (SPARSE_KINDS, TrainingImages, distillation_targets, fine_tune, layer_kind,
+                                           main_kernel, reestimate_batchnorm, wrap_model)
 
 LEARNING_RATE = 1e-4
 SPARSITY_TOLERANCE = 0.02  # achieved sparsity may fall short of the target by this much (rounding per layer)
-DISTILLATION_TEMPERATURE = 2.0  # softens the parent's outputs so its second choices teach too (Hinton et al.)
 
 
 @dataclass(frozen=True)
@@ -97,11 +96,8 @@ def prune_model(model, images: TrainingImages, *, sparsity: float, epochs: int, 
                                          frequency=schedule.frequency)
     targets, loss, distillation = images, None, None
     if prune_for == "latency":
-        targets = replace(images, labels=teacher_outputs(model, images))  # before wrapping: the dense parent
-        loss = distillation_loss(DISTILLATION_TEMPERATURE)
-        distillation = {"teacher": "the dense parent's softmax outputs on the training images",
-                        "temperature": DISTILLATION_TEMPERATURE, "labels_used": False,
-                        "teacher_train_top1": round(float(np.mean(targets.labels.argmax(1) == images.labels)), 4)}
+        targets, loss, distillation = distillation_targets(  # before wrapping: the dense parent
+            model, images, description="the dense parent's softmax outputs on the training images")
         wrapped = _latency_wrapper(model, sparsity_api, decay)
     else:
         wrapped = wrap_model(model, wrap_layer=lambda layer: sparsity_api.prune_low_magnitude(layer, pruning_schedule=decay),
