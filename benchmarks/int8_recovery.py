@@ -18,6 +18,9 @@ size is compared with the parent's float32 .tflite:
 - QAT against extra training (--part qat): the parent fine-tuned for E epochs with QAT (as `compress
   --qat` does it) and, separately, for the same E epochs in float (same data, seed, optimizer, learning
   rate, frozen BatchNorm) followed by plain int8, so that the gain QAT shows is not just more training.
+- QAT distilled from the parent (--part qat-distill; `compress --qat --qat-distill`): the same QAT, trained on
+  the parent's softened outputs instead of the labels, scored against the parent and, paired, against the
+  label QAT and float fine-tune arms above.
 
 Writes benchmarks/results/int8_recovery.{json,md}; each variant's result is cached under
 --work/recovery/ so an interrupted run resumes.
@@ -460,6 +463,32 @@ def _qat_markdown(qat: dict | None) -> list[str]:
     return lines
 
 
+def _distilled_markdown(distilled: dict | None) -> list[str]:
+    """The distilled QAT section: its int8 model against the parent and, paired, against the label arms."""
+    if distilled is None:
+        return []
+    arm, epochs = distilled["arm"], distilled["epochs"]
+    record = arm["distillation"]
+    lines = ["", f"## QAT distilled from the parent ({epochs} epoch{'s' if epochs != 1 else ''}, "
+                 "`compress --qat --qat-distill`)", "",
+             f"The parent fine-tuned with fake quantization as above, but on the parent's own outputs on the train/ "
+             f"images, softened at temperature {record['temperature']:g} (Hinton et al.), with no labels (the "
+             f"parent's top-1 on those images: {record['teacher_train_top1']:.3f}); then int8 (200 calibration "
+             "images). "
+             "Drop = top-1 of the model it is against minus the distilled int8 model's; agreement = top-1 agreement "
+             "with it; all paired on the same photos.", "",
+             "| distilled QAT int8 against | n | drop (95% CI) | agreement |", "|---|---:|---|---:|"]
+    for name, row in distilled["comparisons"].items():
+        low, high = row["interval95_points"]
+        lines.append(f"| {name} | {row['images']} | {row['drop_points']:+.2f} ({low:+.2f} to {high:+.2f}) | "
+                     f"{row['top1_agreement']:.3f} |")
+    history = arm["history"]
+    lines += ["", f"Training: {arm['train_s'] / 60:.1f} min at load {arm['load']}; per epoch, agreement with the "
+              f"parent's top-1 on train/ {', '.join(f'{a:.3f}' for a in history['accuracy'])}; int8 size "
+              f"{arm['int8_size_vs_float32_tflite']:.3f}x the float32 TFLite."]
+    return lines
+
+
 def _markdown(result: dict) -> str:
     header = ["| variant | n | drop (95% CI) | agreement | size vs fp32 TFLite |", "|---|---:|---|---:|---:|"]
     lines = [f"# int8 accuracy recovery: {result['backbone']} at {result['input_size']} px", "",
@@ -483,6 +512,7 @@ def _markdown(result: dict) -> str:
     lines += [_row(name, row) for name, row in result["recovery"].items() if row is not None]
     lines += _equalization_markdown(result["equalization"], header)
     lines += _qat_markdown(result.get("qat_against_extra_training"))
+    lines += _distilled_markdown(result.get("distilled_qat"))
     lines += ["", "Mixed int8 / int16x8 per layer: not possible with this converter. Its quantizer takes one "
               "inference type for the whole model and a deny-list that can only leave ops in float:", "",
               f"    {result['mixed_int16x8_evidence']}", ""]
@@ -497,7 +527,8 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "bench-int8-accuracy")
     parser.add_argument("--backbone", default="mobilenet_v2")
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--part", choices=("all", "recover", "locate", "equalize", "int16x8", "qat", "qat-distill"), default="all",
+    parser.add_argument("--part", choices=("all", "recover", "locate", "equalize", "int16x8", "qat", "qat-distill"),
+                        default="all",
                         help="measure only this part (the rest is read from the cache where it is there)")
     parser.add_argument("--method", action="append",
                         help="with --part recover: only the methods whose name contains this (e.g. bias; repeatable)")
@@ -536,7 +567,8 @@ def main() -> int:
               "locate": located, "recovery": recovered, "qat_against_extra_training": qat, "distilled_qat": distilled,
               "equalization": equalized, "mixed_int16x8_evidence": _mixed_int16x8_evidence(),
               "not_measured": [name for name, row in (recovered | equalized["rows"]).items() if row is None] + (
-                  [] if qat else ["QAT against a float model fine-tuned for the same epochs (time)"]),
+                  [] if qat else ["QAT against a float model fine-tuned for the same epochs (time)"]) + (
+                  [] if distilled else [f"QAT distilled from the parent, {args.distill_epochs} epochs (time)"]),
               "machine": {"cpus": os.cpu_count(), "note": "2 cores shared with other engineers; load per variant"}}
     if args.part != "all" and not args.cached_only:
         return 0

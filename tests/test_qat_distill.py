@@ -5,7 +5,6 @@ training images exactly as the student's batches do."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from edgekit.artifacts import Preprocessing
 
@@ -105,11 +104,3 @@ def test_distilled_qat_moves_the_int8_model_towards_the_parent_not_the_labels():
     assert record["temperature"] == DISTILLATION_TEMPERATURE and record["labels_used"] is False
     assert record["teacher"].startswith("the float model's softmax outputs") and record["teacher_train_top1"] == 0.0
 
-
-def test_qat_distill_needs_qat():
-    from edgekit.errors import UsageError
-    from edgekit.options import CompressOptions
-
-    with pytest.raises(UsageError, match="--qat-distill.*add --qat"):
-        CompressOptions(int8=True, qat_distill=True)
-    assert CompressOptions(qat=True, qat_distill=True).qat_distill
