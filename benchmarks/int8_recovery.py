@@ -380,12 +380,27 @@ def qat_against_extra_training(tools: Tools, cache: Path, epochs: int, arms: tup
                      for arm, row in found.items()}}
 
 
+def _plain_int8_outputs(tools: Tools, cache: Path, compute: bool) -> np.ndarray | None:
+    """Plain int8 of the parent (200 calibration images) on the pool, cached: the control for distilled QAT.
+
+    Fine-tuning the parent in float on its own softened outputs starts at the loss's minimum (student = teacher),
+    so it barely moves the weights; what that arm would quantize is the parent itself.
+    """
+    from edgekit.targets.tflite_converter import run_tflite
+
+    path = cache / "plain-int8-outputs.npz"
+    if not path.is_file() and compute:
+        np.savez(path, int8=run_tflite(tools.converted("int8", tools.bench.calibration(200)), tools.bench.pool_inputs))
+    return dict(np.load(path))["int8"] if path.is_file() else None
+
+
 def distilled_qat(tools: Tools, cache: Path, epochs: int, label_epochs: int, *, train: bool) -> dict | None:
     """QAT on the parent's softened outputs (``epochs``), scored against the parent and, paired on the same
     photos, against the label arms of :func:`qat_against_extra_training` (``label_epochs``) where cached."""
     from edgekit.metrics import accuracy_change
 
     distilled = _fine_tuned_arm(tools, cache, DISTILLED, epochs, train)
+    plain = _plain_int8_outputs(tools, cache, train)
     if distilled is None:
         return None
     outputs, labels = distilled["outputs"], distilled["labels"]
@@ -396,6 +411,8 @@ def distilled_qat(tools: Tools, cache: Path, epochs: int, label_epochs: int, *, 
         return {key: value for key, value in found.items() if key in keep}
 
     comparisons = {"parent": change(outputs["parent"])}
+    if plain is not None:  # the same training in float would not move the weights (see _plain_int8_outputs)
+        comparisons["plain int8 of the parent"] = change(plain)
     against = {"qat": "QAT int8 on labels", "float": "float fine-tuned, plain int8"}
     for arm, name in against.items():
         found = _fine_tuned_arm(tools, cache, arm, label_epochs, False)

@@ -74,7 +74,9 @@ def test_distilled_qat_is_scored_against_the_parent_and_paired_against_the_label
     _cache_arm(tmp_path, "qat", {"truth": truth, "parent": parent, "int8": _predicting(truth, 30)}, epochs=1)
     _cache_arm(tmp_path, "float", {"truth": truth, "parent": parent, "float": parent, "int8": _predicting(truth, 36)},
                epochs=1)
+    np.savez(tmp_path / "plain-int8-outputs.npz", int8=_predicting(truth, 45))  # plain int8 of the parent
     rows = int8_recovery.distilled_qat(None, tmp_path, 2, 1, train=False)["comparisons"]
+    assert rows["plain int8 of the parent"]["drop_points"] == -7.5
     assert rows["parent"]["drop_points"] == -5.0 and rows["parent"]["top1_agreement"] == (IMAGES - 10) / IMAGES
     # both right on 170 photos: the label arm wrong on photos 0-29, the distilled one on 10-39
     assert rows["QAT int8 on labels (1 epoch)"]["drop_points"] == 0.0
