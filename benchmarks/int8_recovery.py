@@ -556,9 +556,10 @@ def main() -> int:
     parser.add_argument("--qat-epochs", type=int, default=1,
                         help="epochs of QAT and of the float fine-tune it is compared with (1: an epoch took 11 min "
                              "at load 12 here; compress's default is 2)")
-    parser.add_argument("--distill-epochs", type=int, default=2,
-                        help="with --part qat-distill: epochs of QAT on the parent's outputs (compared with the "
-                             "--qat-epochs label arms)")
+    parser.add_argument("--distill-epochs", type=int, default=1,
+                        help="with --part qat-distill: epochs of QAT on the parent's outputs, compared with the "
+                             "--qat-epochs label arms (1: an epoch took 10.9 min at load 10 here; a 2-epoch run "
+                             "was killed for memory beside the other jobs)")
     parser.add_argument("--arm", action="append", choices=ARMS,
                         help="with --part qat: train only this arm (repeatable; default both), e.g. one per process")
     parser.add_argument("--cached-only", action="store_true",
