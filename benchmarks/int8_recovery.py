@@ -18,6 +18,9 @@ size is compared with the parent's float32 .tflite:
 - QAT against extra training (--part qat): the parent fine-tuned for E epochs with QAT (as `compress
   --qat` does it) and, separately, for the same E epochs in float (same data, seed, optimizer, learning
   rate, frozen BatchNorm) followed by plain int8, so that the gain QAT shows is not just more training.
+- QAT distilled from the parent (--part qat-distill; `compress --qat --qat-distill`): the same QAT, trained on
+  the parent's softened outputs instead of the labels, scored against the parent and, paired, against the
+  label QAT and float fine-tune arms above.
 
 Writes benchmarks/results/int8_recovery.{json,md}; each variant's result is cached under
 --work/recovery/ so an interrupted run resumes.
@@ -291,6 +294,7 @@ def int16x8(tools: Tools, cache: Path, cached_only: bool, every: int) -> dict:
 
 
 ARMS = ("qat", "float")  # QAT fine-tune, or the same fine-tune in float (then plain int8)
+DISTILLED = "qat-distilled"  # QAT on the parent's softened outputs (compress --qat --qat-distill), no labels
 
 
 def _fine_tuned_outputs(tools: Tools, arm: str, epochs: int) -> dict:
@@ -311,10 +315,11 @@ def _fine_tuned_outputs(tools: Tools, arm: str, epochs: int) -> dict:
     images = load_training_images(tools.data / "train", parent.manifest.labels, parent.manifest.preprocessing_spec())
     model = load_float_model(parent.path)
     started = time.perf_counter()
-    if arm == "qat":
-        model, report = qat_model(model, images, epochs=epochs, seed=CALIBRATION_SEED,
+    distillation = None
+    if arm in ("qat", DISTILLED):
+        model, report = qat_model(model, images, epochs=epochs, seed=CALIBRATION_SEED, distill=arm == DISTILLED,
                                   tfmot_wrap=parent.manifest.tfmot_wrap or "whole")
-        history = report["fine_tune"]
+        history, distillation = report["fine_tune"], report["distillation"]
     else:  # what qat_model does, without the fake quantization
         freeze_batchnorm(model)
         history = fine_tune(model, images, epochs=epochs, learning_rate=LEARNING_RATE, seed=CALIBRATION_SEED,
@@ -328,8 +333,22 @@ def _fine_tuned_outputs(tools: Tools, arm: str, epochs: int) -> dict:
     if arm == "float":
         outputs["float"] = np.asarray(model.predict(bench.pool_inputs, batch_size=32, verbose=0))
     return {"outputs": outputs, "labels": bench.labels, "history": history, "train_s": round(train_s, 1),
-            "learning_rate": LEARNING_RATE, "int8_bytes": len(int8),
+            "learning_rate": LEARNING_RATE, "distillation": distillation, "int8_bytes": len(int8),
             "int8_size_vs_float32_tflite": round(len(int8) / len(tools.float32), 4)}
+
+
+def _fine_tuned_arm(tools: Tools, cache: Path, arm: str, epochs: int, train: bool) -> dict | None:
+    """One arm's cached result with its pool outputs; trained and cached first when ``train`` and not cached."""
+    from edgekit.artifacts import write_json_atomic
+
+    stem = cache / f"fine-tune-{arm}-{epochs}-epochs"
+    if not stem.with_suffix(".json").is_file() and train:
+        result = _fine_tuned_outputs(tools, arm, epochs) | {"load": _load()}
+        np.savez(stem.with_suffix(".npz"), **result.pop("outputs"))
+        write_json_atomic(stem.with_suffix(".json"), result)
+    if not stem.with_suffix(".json").is_file():
+        return None
+    return json.loads(stem.with_suffix(".json").read_text()) | {"outputs": dict(np.load(stem.with_suffix(".npz")))}
 
 
 def qat_against_extra_training(tools: Tools, cache: Path, epochs: int, arms: tuple[str, ...]) -> dict | None:
@@ -338,19 +357,9 @@ def qat_against_extra_training(tools: Tools, cache: Path, epochs: int, arms: tup
     Each arm (in ``arms``: trained now unless cached; others read from the cache) stores its pool outputs
     in ``cache``; the comparisons are paired on the same 2,440 photos. None until both arms exist.
     """
-    from edgekit.artifacts import write_json_atomic
     from edgekit.metrics import accuracy_change
 
-    found = {}
-    for arm in ARMS:
-        stem = cache / f"fine-tune-{arm}-{epochs}-epochs"
-        if not stem.with_suffix(".json").is_file() and arm in arms:
-            result = _fine_tuned_outputs(tools, arm, epochs) | {"load": _load()}
-            np.savez(stem.with_suffix(".npz"), **result.pop("outputs"))
-            write_json_atomic(stem.with_suffix(".json"), result)
-        if stem.with_suffix(".json").is_file():
-            found[arm] = json.loads(stem.with_suffix(".json").read_text()) | {
-                "outputs": dict(np.load(stem.with_suffix(".npz")))}
+    found = {arm: row for arm in ARMS if (row := _fine_tuned_arm(tools, cache, arm, epochs, arm in arms))}
     if set(found) != set(ARMS):
         return None
     qat, extra = found["qat"]["outputs"], found["float"]["outputs"]
@@ -369,6 +378,49 @@ def qat_against_extra_training(tools: Tools, cache: Path, epochs: int, arms: tup
                 "QAT int8 vs float fine-tuned, plain int8": change(extra["int8"], qat["int8"])},
             "arms": {arm: {key: value for key, value in row.items() if key != "outputs"}
                      for arm, row in found.items()}}
+
+
+def _plain_int8_outputs(tools: Tools, cache: Path, compute: bool) -> np.ndarray | None:
+    """Plain int8 of the parent (200 calibration images) on the pool, cached: the control for distilled QAT.
+
+    Fine-tuning the parent in float on its own softened outputs starts at the loss's minimum (student = teacher),
+    so it barely moves the weights; what that arm would quantize is the parent itself.
+    """
+    from edgekit.targets.tflite_converter import run_tflite
+
+    path = cache / "plain-int8-outputs.npz"
+    if not path.is_file() and compute:
+        np.savez(path, int8=run_tflite(tools.converted("int8", tools.bench.calibration(200)), tools.bench.pool_inputs))
+    return dict(np.load(path))["int8"] if path.is_file() else None
+
+
+def distilled_qat(tools: Tools, cache: Path, epochs: int, label_epochs: int, *, train: bool) -> dict | None:
+    """QAT on the parent's softened outputs (``epochs``), scored against the parent and, paired on the same
+    photos, against the label arms of :func:`qat_against_extra_training` (``label_epochs``) where cached."""
+    from edgekit.metrics import accuracy_change
+
+    distilled = _fine_tuned_arm(tools, cache, DISTILLED, epochs, train)
+    plain = _plain_int8_outputs(tools, cache, train)
+    if distilled is None:
+        return None
+    outputs, labels = distilled["outputs"], distilled["labels"]
+    keep = ("images", "parent_top1", "top1", "drop_points", "interval95_points", "top1_agreement")
+
+    def change(before) -> dict:
+        found = accuracy_change(outputs["truth"], before, outputs["int8"], labels)
+        return {key: value for key, value in found.items() if key in keep}
+
+    comparisons = {"parent": change(outputs["parent"])}
+    if plain is not None:  # the same training in float would not move the weights (see _plain_int8_outputs)
+        comparisons["plain int8 of the parent"] = change(plain)
+    against = {"qat": "QAT int8 on labels", "float": "float fine-tuned, plain int8"}
+    for arm, name in against.items():
+        found = _fine_tuned_arm(tools, cache, arm, label_epochs, False)
+        if found is not None:
+            comparisons[f"{name} ({label_epochs} epoch{'s' if label_epochs != 1 else ''})"] = change(
+                found["outputs"]["int8"])
+    return {"epochs": epochs, "label_epochs": label_epochs, "comparisons": comparisons,
+            "arm": {key: value for key, value in distilled.items() if key != "outputs"}}
 
 
 def _mixed_int16x8_evidence() -> str:
@@ -428,6 +480,32 @@ def _qat_markdown(qat: dict | None) -> list[str]:
     return lines
 
 
+def _distilled_markdown(distilled: dict | None) -> list[str]:
+    """The distilled QAT section: its int8 model against the parent and, paired, against the label arms."""
+    if distilled is None:
+        return []
+    arm, epochs = distilled["arm"], distilled["epochs"]
+    record = arm["distillation"]
+    lines = ["", f"## QAT distilled from the parent ({epochs} epoch{'s' if epochs != 1 else ''}, "
+                 "`compress --qat --qat-distill`)", "",
+             f"The parent fine-tuned with fake quantization as above, but on the parent's own outputs on the train/ "
+             f"images, softened at temperature {record['temperature']:g} (Hinton et al.), with no labels (the "
+             f"parent's top-1 on those images: {record['teacher_train_top1']:.3f}); then int8 (200 calibration "
+             "images). "
+             "Drop = top-1 of the model it is against minus the distilled int8 model's; agreement = top-1 agreement "
+             "with it; all paired on the same photos.", "",
+             "| distilled QAT int8 against | n | drop (95% CI) | agreement |", "|---|---:|---|---:|"]
+    for name, row in distilled["comparisons"].items():
+        low, high = row["interval95_points"]
+        lines.append(f"| {name} | {row['images']} | {row['drop_points']:+.2f} ({low:+.2f} to {high:+.2f}) | "
+                     f"{row['top1_agreement']:.3f} |")
+    history = arm["history"]
+    lines += ["", f"Training: {arm['train_s'] / 60:.1f} min at load {arm['load']}; per epoch, agreement with the "
+              f"parent's top-1 on train/ {', '.join(f'{a:.3f}' for a in history['accuracy'])}; int8 size "
+              f"{arm['int8_size_vs_float32_tflite']:.3f}x the float32 TFLite."]
+    return lines
+
+
 def _markdown(result: dict) -> str:
     header = ["| variant | n | drop (95% CI) | agreement | size vs fp32 TFLite |", "|---|---:|---|---:|---:|"]
     lines = [f"# int8 accuracy recovery: {result['backbone']} at {result['input_size']} px", "",
@@ -451,6 +529,7 @@ def _markdown(result: dict) -> str:
     lines += [_row(name, row) for name, row in result["recovery"].items() if row is not None]
     lines += _equalization_markdown(result["equalization"], header)
     lines += _qat_markdown(result.get("qat_against_extra_training"))
+    lines += _distilled_markdown(result.get("distilled_qat"))
     lines += ["", "Mixed int8 / int16x8 per layer: not possible with this converter. Its quantizer takes one "
               "inference type for the whole model and a deny-list that can only leave ops in float:", "",
               f"    {result['mixed_int16x8_evidence']}", ""]
@@ -465,7 +544,8 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "bench-int8-accuracy")
     parser.add_argument("--backbone", default="mobilenet_v2")
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--part", choices=("all", "recover", "locate", "equalize", "int16x8", "qat"), default="all",
+    parser.add_argument("--part", choices=("all", "recover", "locate", "equalize", "int16x8", "qat", "qat-distill"),
+                        default="all",
                         help="measure only this part (the rest is read from the cache where it is there)")
     parser.add_argument("--method", action="append",
                         help="with --part recover: only the methods whose name contains this (e.g. bias; repeatable)")
@@ -476,6 +556,10 @@ def main() -> int:
     parser.add_argument("--qat-epochs", type=int, default=1,
                         help="epochs of QAT and of the float fine-tune it is compared with (1: an epoch took 11 min "
                              "at load 12 here; compress's default is 2)")
+    parser.add_argument("--distill-epochs", type=int, default=1,
+                        help="with --part qat-distill: epochs of QAT on the parent's outputs, compared with the "
+                             "--qat-epochs label arms (1: an epoch took 10.9 min at load 10 here; a 2-epoch run "
+                             "was killed for memory beside the other jobs)")
     parser.add_argument("--arm", action="append", choices=ARMS,
                         help="with --part qat: train only this arm (repeatable; default both), e.g. one per process")
     parser.add_argument("--cached-only", action="store_true",
@@ -495,11 +579,14 @@ def main() -> int:
         recovered |= int16x8(tools, cache, args.cached_only or args.part not in ("all", "int16x8"), args.int16x8_every)
         qat = qat_against_extra_training(tools, cache, args.qat_epochs, () if args.cached_only or args.part not in (
             "all", "qat") else tuple(args.arm or ARMS))
+        distilled = distilled_qat(tools, cache, args.distill_epochs, args.qat_epochs,
+                                  train=not args.cached_only and args.part == "qat-distill")
     result = {"backbone": args.backbone, "input_size": args.size, "pool": "clothing-small test/ + extra/",
-              "locate": located, "recovery": recovered, "qat_against_extra_training": qat,
+              "locate": located, "recovery": recovered, "qat_against_extra_training": qat, "distilled_qat": distilled,
               "equalization": equalized, "mixed_int16x8_evidence": _mixed_int16x8_evidence(),
               "not_measured": [name for name, row in (recovered | equalized["rows"]).items() if row is None] + (
-                  [] if qat else ["QAT against a float model fine-tuned for the same epochs (time)"]),
+                  [] if qat else ["QAT against a float model fine-tuned for the same epochs (time)"]) + (
+                  [] if distilled else [f"QAT distilled from the parent, {args.distill_epochs} epochs (time)"]),
               "machine": {"cpus": os.cpu_count(), "note": "2 cores shared with other engineers; load per variant"}}
     if args.part != "all" and not args.cached_only:
         return 0

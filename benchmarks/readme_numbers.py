@@ -172,15 +172,29 @@ def int8_accuracy_rows(r: dict) -> list[Row]:
     return rows
 
 
+def int8_recovery_rows(r: dict) -> list[Row]:
+    """QAT distilled from the parent (issue 13's recovery by training) against the same int8 goals."""
+    distilled = r.get("distilled_qat")
+    if distilled is None:
+        return []
+    row, epochs = distilled["comparisons"]["parent"], distilled["epochs"]
+    low, high = row["interval95_points"]
+    return [(f"int8 after QAT distilled from the parent ({epochs} epoch{'s' if epochs != 1 else ''}, "
+             f"`--qat --qat-distill`) vs the float parent, {r['backbone']} {r['input_size']} px (clothing-small)",
+             f"top-1 drop {row['drop_points']:+.2f} pts [{low:+.2f}, {high:+.2f}] on {row['images']} unseen photos; "
+             f"agreement {row['top1_agreement']:.3f}", "drop <= 1.0 pt; agreement >= 0.95",
+             f"{_status(row['drop_points'] <= 1.0)}, {_status(row['top1_agreement'] >= 0.95)}")]
+
+
 SOURCES: dict[str, Callable[[dict], list[Row]]] = {
     "compress_variants": compress_rows, "sparse_pruning": sparse_rows, "onnx_vs_tflite": onnx_rows,
     "runtime_coldstart": coldstart_rows,
     "profiler_vs_litert": profiler_rows, "quickstart_time": quickstart_rows, "edgetpu_agreement": edgetpu_rows,
     "profile_accuracy": memory_rows, "monitor_drift_clothing": drift_rows, "monitor_overhead": overhead_rows,
-    "int8_accuracy": int8_accuracy_rows,
+    "int8_accuracy": int8_accuracy_rows, "int8_recovery": int8_recovery_rows,
 }
 # Measured outside the harness (no latency ratio, or their own interleaved rounds): listed with what they record.
-OWN_METHOD = {"edgetpu_agreement", "monitor_drift_clothing", "monitor_overhead", "int8_accuracy"}
+OWN_METHOD = {"edgetpu_agreement", "monitor_drift_clothing", "monitor_overhead", "int8_accuracy", "int8_recovery"}
 
 
 def load_results(results: Path = RESULTS) -> dict[str, dict]:

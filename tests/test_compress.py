@@ -176,15 +176,21 @@ def test_cluster_leaves_at_most_n_values_per_clustered_layer(cnn_artifact, tmp_p
     assert max(np.unique(channel).size for channel in first_conv) <= 8
 
 
-def test_qat_produces_an_int8_model(cnn_artifact, tmp_path):
+@pytest.mark.parametrize("distill", [False, True])
+def test_qat_produces_an_int8_model(cnn_artifact, tmp_path, distill):
     from edgekit.stages.compress import compress
 
     (artifact,) = compress(model=cnn_artifact.path, out_dir=tmp_path / "out", qat=True, io_dtype="int8",
-                           fine_tune_epochs=1)
+                           fine_tune_epochs=1, qat_distill=distill)
     assert artifact.directory.name == "qat-int8"
     metrics = _check_variant(artifact, labels=cnn_artifact.manifest.labels, dtype="int8")
     assert metrics["validation"]["top1_agreement"] >= 0.8
-    assert artifact.manifest.extra["qat"]["preserve"] == "none"
+    qat = artifact.manifest.extra["qat"]
+    assert qat["preserve"] == "none"
+    if distill:  # the manifest says what QAT learnt from (tests/test_qat_distill.py: that it does)
+        assert qat["distillation"]["temperature"] == 2.0 and qat["distillation"]["labels_used"] is False
+    else:
+        assert qat["distillation"] is None
 
 
 def test_accuracy_guard_keeps_the_worst_layers_float_until_the_drop_is_certified(digits_dir, tmp_path, monkeypatch,
@@ -305,6 +311,7 @@ def test_accuracy_guard_refuses_a_bound_its_images_cannot_certify(cnn_artifact, 
     ({"prune": 0.0}, UsageError, "--prune"),
     ({"cluster": 1}, UsageError, "--cluster"),
     ({"qat": True, "float16": True}, UsageError, "--qat"),
+    ({"int8": True, "qat_distill": True}, UsageError, "--qat-distill"),
     ({"float16": True, "io_dtype": "int8"}, UsageError, "--io-dtype"),
     ({"float16": True, "max_accuracy_drop": 1.0}, UsageError, "--max-accuracy-drop"),
     ({}, UsageError, "nothing to do"),

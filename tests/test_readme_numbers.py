@@ -41,6 +41,11 @@ def test_a_missed_goal_is_marked_and_a_met_one_is_not():
     quickstart = {"environment": {"load_before": {"1min": 3.2}}, "cores": 2, "pipeline_s": 200.0, "rerun_s": 4.0,
                   "goal_met": False}
     assert numbers.quickstart_rows(quickstart)[0][3] == "**MISSED**"
+    distilled = {"backbone": "mobilenet_v2", "input_size": 224, "distilled_qat": {"epochs": 1, "comparisons": {
+        "parent": {"drop_points": 0.5, "interval95_points": [-0.4, 1.4], "images": 2440, "top1_agreement": 0.93}}}}
+    [(what, text, _, status)] = numbers.int8_recovery_rows(distilled)
+    assert status == "met, **MISSED**" and "agreement 0.930" in text and "(1 epoch," in what
+    assert numbers.int8_recovery_rows({"distilled_qat": None}) == []
 
 
 def test_drop_sign_convention_is_positive_for_a_loss():

@@ -285,8 +285,8 @@ def test_latency_pruning_learns_from_the_dense_parent_not_the_labels(tmp_path):
     with the parent (what distillation measures) stays high; the report records the teacher and temperature."""
     from edgekit._tf import import_tf, set_seed
     from edgekit.artifacts import Preprocessing
-    from edgekit.stages.prune import DISTILLATION_TEMPERATURE, prune_model
-    from edgekit.stages.tfmot_wrappers import TrainingImages, teacher_outputs
+    from edgekit.stages.prune import prune_model
+    from edgekit.stages.tfmot_wrappers import DISTILLATION_TEMPERATURE, TrainingImages, teacher_outputs
 
     _, tf_keras = import_tf()
     set_seed(0)

@@ -29,6 +29,7 @@ def compress_command(
     prune_for: str = stage_option(C, "prune_for"),
     cluster: int | None = stage_option(C, "cluster"),
     qat: bool = stage_option(C, "qat"),
+    qat_distill: bool = stage_option(C, "qat_distill"),
     train_data: Annotated[Path | None, typer.Option("--train-data", help="Training images for --prune/--cluster/--qat fine-tuning (default: the manifest's).")] = None,
     fine_tune_epochs: int = stage_option(C, "fine_tune_epochs"),
     max_accuracy_drop: float | None = stage_option(C, "max_accuracy_drop"),
@@ -57,7 +58,8 @@ def compress_command(
 
     artifacts = compress(model=model, out_dir=out, int8=int8, float16=float16, dynamic=dynamic, int16x8=int16x8,
                          io_dtype=io_dtype, calibration=calibration, calibration_samples=calibration_samples,
-                         prune=prune, prune_for=prune_for, cluster=cluster, qat=qat, train_data=train_data,
+                         prune=prune, prune_for=prune_for, cluster=cluster, qat=qat, qat_distill=qat_distill,
+                         train_data=train_data,
                          fine_tune_epochs=fine_tune_epochs, max_accuracy_drop=max_accuracy_drop, eval_data=eval_data,
                          bias_correction=bias_correction, equalize=equalize, seed=seed, trust=trust_model,
                          import_options=import_options(labels=labels, preprocess=preprocess, mean=mean, std=std,

@@ -172,14 +172,16 @@ def _optimise(keras_model, plan: Plan) -> tuple[object, dict]:
         from edgekit.stages.quantize import qat_model
 
         preserve = "prune" if options.prune is not None else "cluster" if options.cluster is not None else None
-        keras_model, reports["qat"] = qat_model(keras_model, images, preserve=preserve, **common)
+        keras_model, reports["qat"] = qat_model(keras_model, images, preserve=preserve, distill=options.qat_distill,
+                                                **common)
     return keras_model, reports
 
 
 def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = False, dynamic: bool = False,
              int16x8: bool = False, io_dtype: str = "float32", calibration: Path | None = None,
              calibration_samples: int = 200, prune: float | None = None, prune_for: str = "size",
-             cluster: int | None = None, qat: bool = False, train_data: Path | None = None, fine_tune_epochs: int = 2,
+             cluster: int | None = None, qat: bool = False, qat_distill: bool = False, train_data: Path | None = None,
+             fine_tune_epochs: int = 2,
              max_accuracy_drop: float | None = None, eval_data: Path | None = None, bias_correction: bool = False,
              equalize: bool = False, seed: int = 0, trust: bool = False, import_options: ImportOptions | None = None) -> list[Artifact]:
     """Write one validated .tflite artifact per variant under ``out_dir``; see the module docstring.
@@ -194,7 +196,7 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
 
     options = CompressOptions(int8=int8, float16=float16, dynamic=dynamic, int16x8=int16x8, io_dtype=io_dtype,
                               calibration_samples=calibration_samples, prune=prune, prune_for=prune_for,
-                              cluster=cluster, qat=qat, fine_tune_epochs=fine_tune_epochs,
+                              cluster=cluster, qat=qat, qat_distill=qat_distill, fine_tune_epochs=fine_tune_epochs,
                               max_accuracy_drop=max_accuracy_drop, bias_correction=bias_correction, equalize=equalize,
                               seed=seed)
     plan = plan_compression(model=model, out_dir=out_dir, options=options, calibration=calibration,

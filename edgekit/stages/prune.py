@@ -24,17 +24,16 @@ training and re-estimation then start from the parent itself. Latency pruning al
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from edgekit.errors import SparsePatternError, ValidationError
-from edgekit.stages.tfmot_wrappers import (SPARSE_KINDS, TrainingImages, conform_batchnorm, distillation_loss, fine_tune,
-                                           layer_kind, main_kernel, reestimate_batchnorm, teacher_outputs, wrap_model)
+from edgekit.stages.tfmot_wrappers import (SPARSE_KINDS, TrainingImages, conform_batchnorm, distillation_targets,
+                                           fine_tune, layer_kind, main_kernel, reestimate_batchnorm, wrap_model)
 
 LEARNING_RATE = 1e-4
 SPARSITY_TOLERANCE = 0.02  # achieved sparsity may fall short of the target by this much (rounding per layer)
-DISTILLATION_TEMPERATURE = 2.0  # softens the parent's outputs so its second choices teach too (Hinton et al.)
 
 
 @dataclass(frozen=True)
@@ -101,12 +100,9 @@ def prune_model(model, images: TrainingImages, *, sparsity: float, epochs: int, 
                                          frequency=schedule.frequency)
     targets, loss, distillation, conformed = images, None, None, 0
     if prune_for == "latency":
-        targets = replace(images, labels=teacher_outputs(model, images))  # before wrapping: the dense parent
+        targets, loss, distillation = distillation_targets(  # before wrapping: the dense parent
+            model, images, description="the dense parent's softmax outputs on the training images")
         conformed = conform_batchnorm(model, images)  # same function; batch statistics now agree with it
-        loss = distillation_loss(DISTILLATION_TEMPERATURE)
-        distillation = {"teacher": "the dense parent's softmax outputs on the training images",
-                        "temperature": DISTILLATION_TEMPERATURE, "labels_used": False,
-                        "teacher_train_top1": round(float(np.mean(targets.labels.argmax(1) == images.labels)), 4)}
         wrapped = _latency_wrapper(model, sparsity_api, decay)
     else:
         wrapped = wrap_model(model, wrap_layer=lambda layer: sparsity_api.prune_low_magnitude(layer, pruning_schedule=decay),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ from edgekit.artifacts import Preprocessing
 from edgekit.errors import UsageError
 
 BATCH_SIZE = 32
+DISTILLATION_TEMPERATURE = 2.0  # softens the teacher's outputs so its second choices teach too (Hinton et al.)
 # tfmot 0.8.1 prunes and clusters Conv2D/Dense kernels but leaves depthwise kernels untouched (measured).
 SPARSE_KINDS = ("conv", "dense")
 
@@ -217,6 +218,16 @@ def distillation_loss(temperature: float):
         return -temperature ** 2 * tf.reduce_sum(soft_teacher * log_student, axis=-1)
 
     return soft_target_cross_entropy
+
+
+def distillation_targets(teacher, images: TrainingImages, *, description: str) -> tuple[TrainingImages, Callable, dict]:
+    """Train towards ``teacher`` instead of the labels: the images with the teacher's outputs as targets, the
+    soft-target loss at :data:`DISTILLATION_TEMPERATURE`, and the record for the manifest (``description``
+    names the teacher). The teacher sees the images exactly as the student's batches normalise them."""
+    targets = replace(images, labels=teacher_outputs(teacher, images))
+    return targets, distillation_loss(DISTILLATION_TEMPERATURE), {
+        "teacher": description, "temperature": DISTILLATION_TEMPERATURE, "labels_used": False,
+        "teacher_train_top1": round(float(np.mean(targets.labels.argmax(1) == images.labels)), 4)}
 
 
 def fine_tune(model, images: TrainingImages, *, epochs: int, learning_rate: float, seed: int,
