@@ -183,3 +183,23 @@ def test_broken_files_raise_model_file_error(tmp_path, content):
 def test_missing_file_names_the_path(tmp_path):
     with pytest.raises(ModelFileError, match="does not exist"):
         load_state_dict(tmp_path / "absent.pth")
+
+
+def test_a_huge_memo_index_is_not_an_allocation(tmp_path):
+    """A LONG_BINPUT naming memo slot 2**31 - 1: the C unpickler grows its memo array to twice that (32 GB, a
+    MemoryError at best, an OOM kill at worst); the file is simply not a weights file. The load runs in a child
+    capped at 2 GiB of address space, so the machine is safe either way."""
+    import resource
+    import subprocess
+    import sys
+
+    path = tmp_path / "memo.pth"
+    path.write_bytes(b"\x80\x02N" + b"r" + struct.pack("<I", 2**31 - 1) + b".")  # PROTO 2, None, LONG_BINPUT, STOP
+    script = ("import sys\nfrom edgekit.backbones.torch_pickle import load_state_dict\nfrom edgekit.errors import "
+              "ModelFileError\ntry:\n    load_state_dict(sys.argv[1])\nexcept ModelFileError as exc:\n    print(exc.message)")
+    limit = 2 << 30
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
+    assert done.returncode == 0, done.stderr[-500:]
+    assert "bad magic number" in done.stdout and "MemoryError" not in done.stdout

@@ -82,7 +82,10 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
 }
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+# The pure-Python unpickler, not the C one: the C unpickler's memo is an array it grows to twice the index a
+# PUT names and then fills, so one 5-byte LONG_BINPUT of 1,175,087,203 in a 168-byte file made it allocate and
+# write 19 GB (the OOM kill in `make bench`'s fuzzing). Here the memo is a dict; a .pth's pickle is small.
+class _RestrictedUnpickler(pickle._Unpickler):
     def __init__(self, handle, *, path: Path, storages: dict[str, _Storage], legacy: bool):
         super().__init__(handle)
         self._path = path

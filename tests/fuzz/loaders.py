@@ -142,11 +142,18 @@ def mutate(seed: bytes, rng: random.Random) -> bytes:
 
 
 def check(loader: Loader, data: bytes, work: Path) -> str | None:
-    """None if the loader returned or raised an EdgekitError; else a one-line description of the finding."""
+    """None if the loader returned or raised an EdgekitError; else a one-line description of the finding.
+
+    An EdgekitError raised because memory ran out is a finding too: a few KiB of input should never need GBs
+    (fuzz_loaders.py caps its address space so that such an input fails here instead of OOM-killing the machine).
+    """
     try:
         loader.load(data, work)
-    except EdgekitError:
-        return None
+    except EdgekitError as exc:
+        cause = exc.__cause__ or exc.__context__
+        while cause is not None and not isinstance(cause, MemoryError):
+            cause = cause.__cause__ or cause.__context__
+        return None if cause is None else f"MemoryError behind {type(exc).__name__}: {exc.one_line()[:160]}"
     except Exception as exc:  # noqa: BLE001 - an unexpected exception type is exactly what we look for
         where = traceback.extract_tb(exc.__traceback__)[-1]
         return f"{type(exc).__name__}: {str(exc)[:200]} at {Path(where.filename).name}:{where.lineno}"
