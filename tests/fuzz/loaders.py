@@ -153,7 +153,11 @@ def check(loader: Loader, data: bytes, work: Path) -> str | None:
         cause = exc.__cause__ or exc.__context__
         while cause is not None and not isinstance(cause, MemoryError):
             cause = cause.__cause__ or cause.__context__
-        return None if cause is None else f"MemoryError behind {type(exc).__name__}: {exc.one_line()[:160]}"
+        if cause is None:
+            return None
+        where = traceback.extract_tb(cause.__traceback__)[-1] if cause.__traceback__ else None
+        return f"MemoryError behind {type(exc).__name__}" + (f" at {Path(where.filename).name}:{where.lineno}"
+                                                              if where else "")
     except Exception as exc:  # noqa: BLE001 - an unexpected exception type is exactly what we look for
         where = traceback.extract_tb(exc.__traceback__)[-1]
         return f"{type(exc).__name__}: {str(exc)[:200]} at {Path(where.filename).name}:{where.lineno}"
