@@ -201,8 +201,9 @@ def test_a_length_or_index_in_a_tiny_file_allocates_nothing_large(tmp_path, payl
 
     path = tmp_path / "tiny.pth"
     path.write_bytes(payload)
-    script = ("import sys\nfrom edgekit.backbones.torch_pickle import load_state_dict\nfrom edgekit.errors import "
-              "ModelFileError\ntry:\n    load_state_dict(sys.argv[1])\nexcept ModelFileError as exc:\n    print(exc.message)")
+    script = ("import sys\nfrom edgekit.backbones.torch_pickle import load_state_dict\n"
+              "from edgekit.errors import ModelFileError\n"
+              "try:\n    load_state_dict(sys.argv[1])\nexcept ModelFileError as exc:\n    print(exc.message)")
     limit = 2 << 30
     done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
