@@ -32,7 +32,8 @@ def clothing_float(size: int, *, epochs: int = 30, augment_copies: int = 1, work
 def building() -> Iterator[None]:
     """Build every model in the block with one conversion child (one TensorFlow import, not one per export or
     compress call), converting a model of the same content to float32 once: a float export and each compress
-    call's float32 size baseline of the same parent are one conversion (the recipe runner does the same)."""
+    call's float32 size baseline of the same parent are one conversion (the recipe runner does the same).
+    Each saves ~13 CPU s (MobileNetV2 160 px); the price is the idle child's ~0.7 GB kept for the block."""
     from edgekit.child_process import reusing_children
     from edgekit.targets.tflite_converter import sharing_conversions
 
