@@ -69,7 +69,7 @@ def steps_to_run(names: list[str], start: str | None) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("steps", nargs="*", help=f"steps to run (default: all, in this order: {', '.join(STEPS)})")
-    parser.add_argument("--from", dest="start", help="start at this step (resume a run after a failure)")
+    parser.add_argument("--from", dest="start", metavar="NAME", help="start at this step (resume a run after a failure)")
     parser.add_argument("--record", type=Path, default=REPO / "runs" / "bench" / "make_bench.json",
                         help="where each step's start, load, wall and CPU seconds and result are written")
     args = parser.parse_args()
