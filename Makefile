@@ -28,16 +28,10 @@ test-slow: $(STAMP)
 
 # Every benchmark builds its own models (small finetunes on ../shared/datasets/clothing-small, cached in
 # runs/bench) and writes benchmarks/results/; the last step regenerates README's measured table from them.
-BENCHMARKS := runtime_coldstart profiler_vs_litert_benchmark compress_variants onnx_vs_tflite profile_accuracy \
-              edgetpu_report edgetpu_agreement monitor_drift_clothing monitor_overhead quickstart_time \
-              finetune_clothing recipe_clothing_small fuzz_loaders
-
+# A failing benchmark does not stop the rest; each one's start, load, wall and CPU time go to
+# runs/bench/make_bench.json. Resume after a failure: .venv/bin/python benchmarks/run_all.py --from NAME
 bench: $(STAMP)
-	for name in $(BENCHMARKS); do echo "== $$name $$(date -u +%FT%TZ) load $$(cut -d' ' -f1-3 /proc/loadavg)"; \
-	    $(BIN)/python benchmarks/$$name.py || { echo "== FAILED $$name $$(date -u +%FT%TZ)"; exit 1; }; done
-	echo "== readme_numbers $$(date -u +%FT%TZ)"
-	$(BIN)/python benchmarks/readme_numbers.py
-	echo "== done $$(date -u +%FT%TZ)"
+	$(BIN)/python benchmarks/run_all.py
 
 # The long ones (hours on 2 cores): int8 accuracy per backbone and size (plain and guarded int8, 2440 photos),
 # MobileNetV2's int8 recovery methods, and latency-targeted sparse pruning (a 70% prune + fine-tune).

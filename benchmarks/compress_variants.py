@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CLOTHING, WORK, float_parent_and_test_inputs  # noqa: E402
+from _common import CLOTHING, WORK, building, float_parent_and_test_inputs  # noqa: E402
 from harness import (accuracy_drop, cell, environment, environment_lines, finish, interleaved,  # noqa: E402
                      pinned_cores, runner_latency, speedups, summarize, write_results)
 
@@ -41,21 +41,22 @@ def build_variants(parent, work: Path) -> dict[str, dict]:
     from edgekit.artifacts import load_artifact
     from edgekit.stages.compress import compress
 
-    float_dir = work / "float32"
-    if not (float_dir / "manifest.json").is_file():
-        export(model=parent.directory, target="tflite", out_dir=float_dir)
-    built = {"float32": {"path": float_dir / "model.tflite", "wall_s": None, "manifest": load_artifact(float_dir).manifest}}
-    for name, options in VARIANTS.items():
-        slug = name.split(" (")[0].replace(" ", "-").replace("%", "").replace("+", "")
-        found = sorted((work / slug).glob("*/manifest.json"))
-        started = time.perf_counter()
-        if not found:
-            compress(model=parent.directory, out_dir=work / slug,
-                     **{"eval_data": CLOTHING / "test", "fine_tune_epochs": FINE_TUNE_EPOCHS, "seed": 0, **options})
+    with building():  # one conversion child; the parent's float32 conversion done once for all variants
+        float_dir = work / "float32"
+        if not (float_dir / "manifest.json").is_file():
+            export(model=parent.directory, target="tflite", out_dir=float_dir)
+        built = {"float32": {"path": float_dir / "model.tflite", "wall_s": None, "manifest": load_artifact(float_dir).manifest}}
+        for name, options in VARIANTS.items():
+            slug = name.split(" (")[0].replace(" ", "-").replace("%", "").replace("+", "")
             found = sorted((work / slug).glob("*/manifest.json"))
-        artifact = load_artifact(found[0].parent)
-        built[name] = {"path": artifact.path, "wall_s": round(time.perf_counter() - started, 1),
-                       "manifest": artifact.manifest}
+            started = time.perf_counter()
+            if not found:
+                compress(model=parent.directory, out_dir=work / slug,
+                         **{"eval_data": CLOTHING / "test", "fine_tune_epochs": FINE_TUNE_EPOCHS, "seed": 0, **options})
+                found = sorted((work / slug).glob("*/manifest.json"))
+            artifact = load_artifact(found[0].parent)
+            built[name] = {"path": artifact.path, "wall_s": round(time.perf_counter() - started, 1),
+                           "manifest": artifact.manifest}
     return built
 
 

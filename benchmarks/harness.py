@@ -192,7 +192,7 @@ def _cpu_model() -> str:
     return cpuinfo().get("model name") or platform.processor() or "?"
 
 
-def _git_commit() -> str | None:
+def git_commit() -> str | None:
     try:
         done = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, timeout=10)
@@ -208,7 +208,7 @@ def environment(*, cores: Sequence[int] | None = None, rounds: int | None = None
     return {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
                         "pinned_cores": list(cores) if cores is not None else None},
-            "versions": library_versions(*LIBRARIES), "commit": _git_commit(),
+            "versions": library_versions(*LIBRARIES), "commit": git_commit(),
             "rounds": rounds, "warmup_rounds": WARMUP_ROUNDS if rounds else None,
             "load_before": load_average(),
             "note": "shared machine: other engineers' jobs run at the same time; compare ratios, not absolutes"}

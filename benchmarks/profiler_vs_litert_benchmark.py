@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CLOTHING, clothing_tflite_pair  # noqa: E402
+from _common import CLOTHING, building, clothing_tflite_pair  # noqa: E402
 from harness import (cell, environment, environment_lines, finish, interleaved, pair_ratios, pinned_cores,  # noqa: E402
                      run_process, runner_latency, summarize, write_results)
 
@@ -47,8 +47,9 @@ def main() -> int:
     if not (CLOTHING / "train").is_dir():
         print(f"skipped: {CLOTHING} not found (set EDGEKIT_SHARED)", file=sys.stderr)
         return 0
-    models = {f"MobileNetV2 {size} px {kind}": path for size in SIZES
-              for kind, path in clothing_tflite_pair(size).items()}
+    with building():  # the eight files' conversions in one child
+        models = {f"MobileNetV2 {size} px {kind}": path for size in SIZES
+                  for kind, path in clothing_tflite_pair(size).items()}
     cores = pinned_cores(1)
     setting = environment(cores=cores, rounds=ROUNDS)
     rows = {}

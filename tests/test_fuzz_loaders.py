@@ -91,3 +91,23 @@ def test_past_fuzz_findings_are_typed_errors(loader_name, make, work):
     """Inputs the fuzzer (or its review) found raising ValueError/OverflowError/NotImplementedError/RuntimeError."""
     loader = next(loader for loader in LOADERS if loader.name == loader_name)
     assert check(loader, make(work), work) is None
+
+
+def test_a_typed_error_caused_by_running_out_of_memory_is_a_finding(work):
+    """torch_pickle turned the 19 GB memo allocation of a 168-byte file into a ModelFileError under a memory cap,
+    which hid it from the fuzzer; without the cap the process was OOM-killed."""
+    from edgekit.errors import ModelFileError
+
+    def exhausted(data: bytes, work) -> None:
+        try:
+            raise MemoryError
+        except MemoryError as exc:
+            raise ModelFileError("model.pth is not a readable PyTorch weights file (MemoryError: )",
+                                 fix="re-download it") from exc
+
+    def refused(data: bytes, work) -> None:
+        raise ModelFileError("model.pth is truncated", fix="re-download it")
+
+    finding = check(Loader("exhausted", exhausted, ()), b"x", work)
+    assert finding is not None and finding.startswith("MemoryError behind ModelFileError")
+    assert check(Loader("refused", refused, ()), b"x", work) is None

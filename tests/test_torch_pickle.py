@@ -183,3 +183,30 @@ def test_broken_files_raise_model_file_error(tmp_path, content):
 def test_missing_file_names_the_path(tmp_path):
     with pytest.raises(ModelFileError, match="does not exist"):
         load_state_dict(tmp_path / "absent.pth")
+
+
+@pytest.mark.parametrize("payload", [
+    b"\x80\x02N" + b"r" + struct.pack("<I", 2**31 - 1) + b".",  # None, LONG_BINPUT slot 2**31 - 1: a 32 GB memo
+    b"\x80\x05\x96" + struct.pack("<Q", 1 << 34) + b"tiny",  # BYTEARRAY8 of 16 GiB: zero-filled before reading
+    b"\x80\x04\x8e" + struct.pack("<Q", 1 << 34) + b"tiny",  # BINBYTES8 of 16 GiB: a file's read(n) allocates n
+    b"\x80\x04\x95" + struct.pack("<Q", 1 << 34) + b"tiny",  # FRAME of 16 GiB: read whole, as above
+], ids=["memo-index", "bytearray8", "binbytes8", "frame"])
+def test_a_length_or_index_in_a_tiny_file_allocates_nothing_large(tmp_path, payload):
+    """The fuzzer's OOM kill: a 168-byte .pth whose LONG_BINPUT made the C unpickler grow its memo array to 19 GB;
+    and the other opcodes whose stated size was allocated before the file was read. Each load runs in a child
+    capped at 2 GiB of address space (safe for the machine either way); a MemoryError behind the error fails."""
+    import resource
+    import subprocess
+    import sys
+
+    path = tmp_path / "tiny.pth"
+    path.write_bytes(payload)
+    script = ("import sys\nfrom edgekit.backbones.torch_pickle import load_state_dict\n"
+              "from edgekit.errors import ModelFileError\n"
+              "try:\n    load_state_dict(sys.argv[1])\nexcept ModelFileError as exc:\n    print(exc.message)")
+    limit = 2 << 30
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
+    assert done.returncode == 0, done.stderr[-500:]
+    assert str(path) in done.stdout and "MemoryError" not in done.stdout, done.stdout

@@ -13,6 +13,7 @@ crafted file cannot make numpy read outside a buffer.
 from __future__ import annotations
 
 import collections
+import io
 import math
 import pickle
 import struct
@@ -82,7 +83,19 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
 }
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+def _refuse_bytearray8(unpickler) -> None:
+    raise pickle.UnpicklingError("BYTEARRAY8 (pickle protocol 5) does not occur in a weights file")
+
+
+# The pure-Python unpickler, not the C one: the C unpickler's memo is an array it grows to twice the index a
+# PUT names and then fills, so one 5-byte LONG_BINPUT of 1,175,087,203 in a 168-byte file made it allocate and
+# write 19 GB (the OOM kill in `make bench`'s fuzzing). Here the memo is a dict; a .pth's pickle is small.
+# Lengths a pickle states are bounded by reading from memory (BytesIO.read(n) returns what is there, where a
+# file's read(n) allocates n bytes first); BYTEARRAY8 would zero-fill its stated length before reading, so it
+# is refused.
+class _RestrictedUnpickler(pickle._Unpickler):
+    dispatch = {**pickle._Unpickler.dispatch, pickle.BYTEARRAY8[0]: _refuse_bytearray8}
+
     def __init__(self, handle, *, path: Path, storages: dict[str, _Storage], legacy: bool):
         super().__init__(handle)
         self._path = path
@@ -234,8 +247,7 @@ def load_state_dict(path: Path) -> dict[str, np.ndarray]:
         if zipfile.is_zipfile(path):
             tensors = _read_zip(path)
         else:
-            with open(path, "rb") as handle:
-                tensors = _read_legacy(handle, path)
+            tensors = _read_legacy(io.BytesIO(path.read_bytes()), path)
     except (UnsafeModelError, ModelFileError):
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,

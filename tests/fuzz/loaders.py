@@ -142,11 +142,22 @@ def mutate(seed: bytes, rng: random.Random) -> bytes:
 
 
 def check(loader: Loader, data: bytes, work: Path) -> str | None:
-    """None if the loader returned or raised an EdgekitError; else a one-line description of the finding."""
+    """None if the loader returned or raised an EdgekitError; else a one-line description of the finding.
+
+    An EdgekitError raised because memory ran out is a finding too: a few KiB of input should never need GBs
+    (fuzz_loaders.py caps its address space so that such an input fails here instead of OOM-killing the machine).
+    """
     try:
         loader.load(data, work)
-    except EdgekitError:
-        return None
+    except EdgekitError as exc:
+        cause = exc.__cause__ or exc.__context__
+        while cause is not None and not isinstance(cause, MemoryError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            return None
+        where = traceback.extract_tb(cause.__traceback__)[-1] if cause.__traceback__ else None
+        return f"MemoryError behind {type(exc).__name__}" + (f" at {Path(where.filename).name}:{where.lineno}"
+                                                              if where else "")
     except Exception as exc:  # noqa: BLE001 - an unexpected exception type is exactly what we look for
         where = traceback.extract_tb(exc.__traceback__)[-1]
         return f"{type(exc).__name__}: {str(exc)[:200]} at {Path(where.filename).name}:{where.lineno}"
