@@ -67,7 +67,7 @@ def guarded_int8(prepared, *, plain: bytes, io_dtype: str, tune: Callable[[bytes
     layers ranked by int8 error per byte that keeping them float costs (:func:`rank_by_error_per_byte`),
     then the shortest prefix of that ranking whose tuning upper bound is within the limit, found by
     doubling the prefix (1, 2, 4, ...) and then bisecting between the last failing and first passing
-    length (ops with no more than rounding error ride along with the op before them: :func:`prefix_stops`). The tuning
+    length (a prefix ends only where it adds more than rounding noise: :func:`prefix_stops`). The tuning
     bound is widened for the number of looks the search may take (Bonferroni):
     with the plain 95% bound, bisection on ~700 images picked a count that passed by chance and then
     failed certification (Lite0 128 px: 16 layers, certification upper bound 2.02 against 1.5). The
@@ -203,17 +203,16 @@ def rank_by_error_per_byte(layer_stats: list[dict], costs: dict[str, int]) -> li
 
 
 def prefix_stops(ranked: list[dict]) -> list[int]:
-    """The prefix lengths of the ranking worth a try: those that end just before an op with more int8 error
-    than the rounding of its own output (RMSE / scale within 2% of 1/sqrt(12)), and the whole ranking.
+    """The prefix lengths of the ranking worth a try: those ending at an op with more int8 error than the
+    rounding of its own output (RMSE / scale within 2% of 1/sqrt(12)), and the whole ranking.
 
-    Kept float alone, an op at that floor changes nothing (the next int8 op rounds its output again):
-    MobileNetV2's residual adds measured 0.2885-0.2891, took 13 of the first 16 places, and keeping 1, 2
-    or 4 float gave the same tuning drop to the last image at 160 and 224 px, tries the search paid for.
-    Next to other float ops it can matter (at 160 px, 62 passed where 61 failed), and it costs no weight
-    bytes, so it rides along with the op ranked before it rather than costing a try of its own.
+    Kept float alone, such an op changes nothing (the next int8 op rounds its output again): MobileNetV2's
+    residual adds measured 0.2885-0.2891, took 13 of the first 16 places, and keeping 1, 2 or 4 float gave
+    the same tuning drop to the last image at 160 and 224 px, tries the search paid for. Next to other
+    float ops it can matter, so it rides along with the next op above the floor instead of being dropped.
     """
-    above = [index for index, row in enumerate(ranked) if row["rmse_over_scale"] > 1.02 * ROUNDING_ERROR]
-    return [*above[1:], len(ranked)]  # each prefix holds the real ops before a real one, and what rides along
+    stops = [index + 1 for index, row in enumerate(ranked) if row["rmse_over_scale"] > 1.02 * ROUNDING_ERROR]
+    return stops if stops and stops[-1] == len(ranked) else [*stops, len(ranked)]
 
 
 def _short(tensor_name: str) -> str:
