@@ -82,13 +82,17 @@ def _tf():
     return import_tf()
 
 
+def _batchnorm_layers(model) -> list:
+    """``model``'s BatchNormalization layers, in ``model.layers`` order."""
+    _, tf_keras = _tf()
+    return [layer for layer in model.layers if isinstance(layer, tf_keras.layers.BatchNormalization)]
+
+
 def freeze_batchnorm(model) -> None:
     """Everything trainable except BatchNormalization (kept in inference mode)."""
-    _, tf_keras = _tf()
     model.trainable = True
-    for layer in model.layers:
-        if isinstance(layer, tf_keras.layers.BatchNormalization):
-            layer.trainable = False
+    for layer in _batchnorm_layers(model):
+        layer.trainable = False
 
 
 def batchnorm_input_statistics(model, images: TrainingImages, batch_size: int = BATCH_SIZE) -> list[tuple]:
@@ -97,7 +101,7 @@ def batchnorm_input_statistics(model, images: TrainingImages, batch_size: int = 
     tf, tf_keras = _tf()
     from edgekit.data import normalize
 
-    norms = [layer for layer in model.layers if isinstance(layer, tf_keras.layers.BatchNormalization)]
+    norms = _batchnorm_layers(model)
     probe = tf_keras.Model(model.inputs, [layer.input for layer in norms])
     counts, means, variances = [], [], []
     for start in range(0, len(images.labels), batch_size):
@@ -129,8 +133,7 @@ def conform_batchnorm(model, images: TrainingImages) -> int:
     (issue 19: re-estimating on clothing-small cost the *unpruned* MobileNetV2 18 points). Conformed first,
     the two normalisations agree, so re-estimation only tracks what pruning itself moves.
     """
-    _, tf_keras = _tf()
-    norms = [layer for layer in model.layers if isinstance(layer, tf_keras.layers.BatchNormalization)]
+    norms = _batchnorm_layers(model)
     changed = 0
     for layer, (mean, variance) in zip(norms, batchnorm_input_statistics(model, images)):
         if not (layer.scale and layer.center):
@@ -158,8 +161,7 @@ def reestimate_batchnorm(model, images: TrainingImages, *, seed: int, batch_size
     conformed then re-estimated). Conform first (:func:`conform_batchnorm`), or this also replaces the
     pretraining data's statistics the head was fit to.
     """
-    _, tf_keras = _tf()
-    norms = [layer for layer in model.layers if isinstance(layer, tf_keras.layers.BatchNormalization)]
+    norms = _batchnorm_layers(model)
     saved = [(layer.trainable, layer.momentum) for layer in norms]
     batches = 0
     try:
