@@ -119,6 +119,26 @@ def test_the_check_names_every_reason_sparse_kernels_cannot_run():
     assert "the converter stored no 1x1 convolution sparse (no DENSIFY ops)" in dense_check["why_not"]
 
 
+def test_a_speed_up_where_sparse_kernels_cannot_run_is_recorded_as_noise_not_as_use(monkeypatch):
+    """CI (2 loaded cores) once timed a tiny sparse model 1.1x faster than its dense twin on an AVX CPU, where
+    XNNPACK's code keeps sparse kernels off; the timing confirms a prediction and never overrules one."""
+    from edgekit._tf import import_tf
+    from edgekit.stages import xnnpack_sparse
+    from edgekit.targets.tflite_converter import PreparedModel
+
+    with PreparedModel(_pattern_model(import_tf()[1], padded_stem=True), what="tiny") as prepared:
+        (dense,) = prepared.convert_many([("float32", "float32", ())])
+
+    def noisy_signature(sparse, dense):
+        return {"speedup": 1.4, "min": 1.2, "max": 1.6}
+
+    monkeypatch.setattr(xnnpack_sparse, "latency_signature", noisy_signature)
+    check = xnnpack_sparse.check_sparse_inference(dense, dense, zero_fraction=0.75, rule_broken=None)
+    assert check["used"] is False and check["why_not"][0] == "the converter stored no 1x1 convolution sparse (no DENSIFY ops)"
+    assert check["latency"]["note"].startswith("x1.40 measured although sparse kernels cannot run here")
+    assert xnnpack_sparse.describe(check).startswith("sparse kernels not used (dense/sparse latency x1.40): ")
+
+
 @pytest.mark.slow  # trains the tiny CNN first (~1 min on 2 loaded cores); the refusal itself is instant
 def test_a_model_outside_the_pattern_is_refused_naming_the_rule(tmp_path, digits_dir):
     from edgekit.stages.compress import compress
