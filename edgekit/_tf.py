@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from types import ModuleType
 
@@ -18,22 +19,27 @@ _LOADED: tuple[ModuleType, ModuleType] | None = None
 
 
 @contextlib.contextmanager
-def silence_native_stderr() -> Iterator[None]:
-    """Send fd 2 to /dev/null for the duration (C++ logging bypasses ``sys.stderr``)."""
+def silence_native_stderr() -> Iterator[list[str]]:
+    """Send fd 2 to a temporary file for the duration (C++ logging bypasses ``sys.stderr``).
+
+    The yielded list receives what native code logged there once the block ends: LiteRT, for one, raises
+    a bare source location and logs the reason (``No adapters found``) only on stderr."""
+    logged: list[str] = []
     if os.environ.get("EDGEKIT_DEBUG"):
-        yield
+        yield logged
         return
     sys.stderr.flush()
     saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+    with tempfile.TemporaryFile() as sink:
+        try:
+            os.dup2(sink.fileno(), 2)
+            yield logged
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            logged.extend(sink.read().decode("utf-8", "replace").splitlines())
 
 
 def configure_environment() -> None:

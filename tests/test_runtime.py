@@ -199,6 +199,37 @@ def test_litert_compiled_model_path_gives_interpreter_results(tiny_models, test_
     np.testing.assert_array_equal(compiled.run(batch), predictor._backend.run(batch))
 
 
+def test_gpu_compile_failure_is_one_line_with_litert_s_logged_reason(tiny_models, capfd):
+    """LiteRT raises only source locations (``ERROR: [./litert/cc/litert_compiled_model.h:1961]``) and logs the
+    reason; the error names that reason, and LiteRT's teardown lines stay out of the terminal."""
+    from edgekit.runtime.backends import LiteRTCompiledBackend
+
+    try:
+        LiteRTCompiledBackend(tiny_models["float"], hardware="GPU")
+    except DeviceUnavailableError as exc:
+        error, message = exc, exc.message
+    else:
+        pytest.skip("LiteRT found a GPU adapter here")
+    assert message.startswith(f"LiteRT could not compile {tiny_models['float']} for the GPU: "), message
+    assert "WebGPU" in message and ".cc:" not in message and ".h:" not in message, message
+    assert "\n" not in error.one_line() and capfd.readouterr().err == ""
+
+
+def test_profile_runner_passes_an_edgekit_error_on_with_its_one_fix(tiny_models):
+    """The fresh measuring process meets edgekit's own DeviceUnavailableError: the parent raises it with its
+    fix once, not wrapped in "the measurement failed ... (fix: ...) (fix: run with --debug ...)"."""
+    from edgekit.runtime.latency import measure_local
+
+    try:
+        measure_local(tiny_models["float"], accelerator="gpu", threads=1, runs=1, warmup=0)
+    except DeviceUnavailableError as exc:
+        error = exc
+    else:
+        pytest.skip("the GPU ran the model here")
+    assert error.one_line().count("(fix:") == 1 and "measurement failed" not in error.message, error.one_line()
+    assert "Vulkan" in error.one_line() or "WebGPU" in error.one_line(), error.one_line()
+
+
 def test_predict_batch_equals_one_by_one_and_is_sorted(tiny_models, test_images):
     predictor = Predictor(tiny_models["float"])
     batched = predictor.predict_batch(test_images[:5], top_k=3)

@@ -60,7 +60,8 @@ def _measure(device, path: Path, *, threads: int | None, runs: int, warmup: int,
             "input_dtype": raw["input_dtype"], "init_ms": raw["init_ms"],
             "first_inference_ms": raw["first_inference_ms"], "warmup_runs": raw["warmup_runs"],
             "latency": raw["stats"], "times_ms": raw["times_ms"], "memory": memory_summary(raw, path),
-            "op_profile": op_profile}
+            "op_profile": op_profile, **({"fully_accelerated": raw["fully_accelerated"]}
+                                         if "fully_accelerated" in raw else {})}
 
 
 def _check_options(runs: int, warmup: int, threads: int | None, budget_s: float | None, data: Path | None,

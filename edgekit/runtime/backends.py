@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import importlib
 import importlib.util
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,8 +205,24 @@ class TFLiteBackend:
         return np.concatenate([self._invoke(batch[i:i + step]) for i in range(0, len(batch), step)])
 
 
+_NATIVE_ERROR = re.compile(r"^(?:ERROR: \[[^\]]+\]|E\d{4} [^\]]+\]) (?P<reason>\S.*)$")
+
+
+def native_error_reason(logged: list[str], raised: str) -> str:
+    """The first reason LiteRT logged on stderr (``Failed to initialize WebGPU environment: INTERNAL: No
+    adapters found``); the text it raised holds only source locations, the fallback when nothing was logged."""
+    for line in logged:
+        found = _NATIVE_ERROR.match(line.strip())
+        if found:
+            return found["reason"]
+    return " ".join(line.strip(" └") for line in raised.splitlines()) or "no reason given"
+
+
 class LiteRTCompiledBackend:
-    """LiteRT's ``CompiledModel`` on a hardware accelerator (GPU via WebGPU/OpenCL), one sample per run."""
+    """LiteRT's ``CompiledModel`` on a hardware accelerator (GPU via WebGPU/OpenCL), one sample per run.
+
+    The input and output buffers are made once and reused: a fresh pair per inference is what LiteRT's
+    samples avoid, and on a GPU each pair is a device allocation."""
 
     name = "ai_edge_litert"
 
@@ -215,22 +232,27 @@ class LiteRTCompiledBackend:
 
         model_bytes, path = (path, "the model") if isinstance(path, bytes) else (Path(path).read_bytes(), path)
         self.input, self.output = tflite_io_specs(model_bytes)
-        try:
-            with silence_native_stderr():
+        failure = None
+        with silence_native_stderr() as logged:
+            try:
                 self.model = CompiledModel.from_buffer(model_bytes, hardware_accel=HardwareAccelerator[hardware])
-        except RuntimeError as exc:
-            raise DeviceUnavailableError(f"LiteRT could not compile {path} for the {hardware}: no usable adapter "
-                                         f"or unsupported ops ({str(exc).splitlines()[0]})",
-                                         fix="use --accelerator cpu, or install the GPU's Vulkan/OpenCL driver") from exc
+            except RuntimeError as exc:  # only its text is kept: the exception holds LiteRT's environment, whose
+                failure = str(exc)       # teardown logs lines of its own, here rather than after the error
+        if failure is not None:
+            raise DeviceUnavailableError(f"LiteRT could not compile {path} for the {hardware}: "
+                                         f"{native_error_reason(logged, failure)}",
+                                         fix="use --accelerator cpu, or install the GPU's Vulkan driver "
+                                             "(EDGEKIT_DEBUG=1 shows LiteRT's log)")
+        self.fully_accelerated = self.model.is_fully_accelerated()
+        self._inputs, self._results = self.model.create_input_buffers(0), self.model.create_output_buffers(0)
         self._count = int(np.prod(self.output.shape))
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         outputs = []
         for sample in batch:
-            inputs, results = self.model.create_input_buffers(0), self.model.create_output_buffers(0)
-            inputs[0].write(np.ascontiguousarray(sample[None]))
-            self.model.run_by_index(0, inputs, results)
-            outputs.append(results[0].read(self._count, self.output.dtype).reshape(self.output.shape))
+            self._inputs[0].write(np.ascontiguousarray(sample[None]))
+            self.model.run_by_index(0, self._inputs, self._results)
+            outputs.append(self._results[0].read(self._count, self.output.dtype).reshape(self.output.shape))
         return np.concatenate(outputs)
 
 

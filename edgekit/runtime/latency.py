@@ -61,6 +61,8 @@ def parse_runner_output(stdout: str, stderr: str, returncode: int, *, where: str
         result = None
     if returncode == EXIT_RUNTIME_MISSING and result:
         raise error(f"{where}: {result['error']}", fix=runtime_fix)
+    if isinstance(result, dict) and result.get("fix"):  # the runner met an edgekit error: pass it on whole
+        raise error(f"{where}: {result['error']}", fix=result["fix"])
     if returncode != 0 or not isinstance(result, dict) or "error" in result:
         detail = result["error"] if isinstance(result, dict) and "error" in result else \
             (stderr.strip().splitlines() or [f"exit code {returncode}"])[-1]

@@ -95,6 +95,7 @@ class _Session:
 
         self.backend = backend
         self.activation_bytes = None
+        self.fully_accelerated = None  # known for LiteRT's CompiledModel (the GPU path) only
         self._op_profile_file = None
         if backend == "edgekit":  # the runtime's backend layer: no labels or preprocessing needed
             from pathlib import Path
@@ -106,6 +107,7 @@ class _Session:
             self.inputs = _zeros(np, self._backend.input.shape, self._backend.input.dtype)
             self.run = self._backend.run
             self.activation_bytes = _litert_activation_bytes(model) if model.endswith(".tflite") else None
+            self.fully_accelerated = getattr(self._backend, "fully_accelerated", None)
         elif backend == "onnxruntime":
             options = module.SessionOptions()
             options.intra_op_num_threads = threads
@@ -252,6 +254,8 @@ def measure(model: str, *, backend: str, accelerator: str, threads: int, runs: i
                    "activation_bytes_estimate": session.activation_bytes},
         "python": sys.version.split()[0],
     }
+    if session.fully_accelerated is not None:
+        result["fully_accelerated"] = session.fully_accelerated
     if op_profile_dir and model_format == "onnx":
         result["op_profile"] = onnx_op_profile(model, threads, max(runs // 5, 5), op_profile_dir)
     return result
@@ -276,7 +280,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"error": str(exc), "kind": "runtime_missing"}))
         return EXIT_RUNTIME_MISSING
     except Exception as exc:  # reported to the parent as data, not a traceback on a remote terminal
-        print(json.dumps({"error": f"{type(exc).__name__}: {exc}", "kind": "failed"}))
+        if getattr(exc, "fix", None):  # an edgekit error: its own message and fix, not a second fix around them
+            print(json.dumps({"error": exc.message, "fix": exc.fix, "kind": "failed"}))
+        else:
+            print(json.dumps({"error": f"{type(exc).__name__}: {exc}", "kind": "failed"}))
         return EXIT_FAILED
     print(json.dumps(result))
     return 0
