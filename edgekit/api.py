@@ -177,11 +177,24 @@ def devices() -> list[dict[str, Any]]:
     """One row per device profile (built-in, ./devices/*.yaml, $EDGEKIT_DEVICES) with its availability here."""
     from edgekit.devices import list_devices
 
-    rows = []
-    for device in list_devices():
+    return [{**device.to_dict(), **_availability(device)} for device in list_devices()]
+
+
+def _availability(device) -> dict[str, Any]:
+    """``available``/``reason`` of one profile. A local profile for several formats whose answers differ (gpu:
+    .tflite on LiteRT's WebGPU, .onnx on onnxruntime's CUDA provider) names each format's answer, and
+    ``formats_available`` says which format runs: a GPU box with Vulkan but no onnxruntime-gpu is half ready."""
+    if device.transport == "ssh" or len(device.formats) < 2:
         ok, reason = device.available()
-        rows.append({**device.to_dict(), "available": ok, "reason": reason})
-    return rows
+        return {"available": ok, "reason": reason}
+    checks = {fmt: device.available(fmt) for fmt in device.formats}
+    runs = {fmt: ok for fmt, (ok, _) in checks.items()}
+    ok, reason = next(iter(checks.values()))
+    if not all(runs.values()) and len({why for _, why in checks.values()}) > 1:
+        ok = any(runs.values())
+        says = (lambda fmt_ok: f" {'yes' if fmt_ok else 'no'}") if ok else (lambda fmt_ok: "")  # mixed: each one's answer
+        reason = "; ".join(f".{fmt}{says(fmt_ok)}: {why}" for fmt, (fmt_ok, why) in checks.items())
+    return {"available": ok, "reason": reason, "formats_available": runs}
 
 
 def backbones() -> list[dict[str, Any]]:

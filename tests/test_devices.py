@@ -62,3 +62,20 @@ def test_devices_cli_lists_profiles_with_availability(capsys):
     assert {"cpu", "cpu-1t", "cpu-reference", "gpu", "edgetpu"} <= set(rows)
     assert rows["cpu"]["available"] is True
     assert rows["edgetpu"]["available"] is False and "libedgetpu" in rows["edgetpu"]["reason"]
+
+
+def test_devices_answers_per_format_where_a_profile_s_formats_differ():
+    """The gpu profile runs .tflite on LiteRT's WebGPU and .onnx on onnxruntime's CUDA provider: one answer for
+    both hid a GPU box with Vulkan but no onnxruntime-gpu (seen on an H200) as plainly "yes"."""
+    from edgekit.api import devices
+    from edgekit.runtime import accelerator_available
+
+    row = next(row for row in devices() if row["name"] == "gpu")
+    checks = {fmt: accelerator_available("gpu", fmt) for fmt in ("tflite", "onnx")}
+    assert row["formats_available"] == {fmt: ok for fmt, (ok, _) in checks.items()}
+    assert row["available"] is any(ok for ok, _ in checks.values())
+    if checks["tflite"][1] != checks["onnx"][1] and not all(ok for ok, _ in checks.values()):
+        for fmt, (ok, reason) in checks.items():
+            assert f".{fmt}" in row["reason"] and reason in row["reason"], row["reason"]
+    cpu = next(row for row in devices() if row["name"] == "cpu")
+    assert cpu["available"] is True and cpu["reason"] == "TFLite interpreter on the CPU (XNNPACK)"

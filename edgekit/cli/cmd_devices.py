@@ -23,4 +23,11 @@ def devices_command(as_json: JsonFlag = False) -> None:
                   cells=lambda row: (row["name"], row["runtime"], row["accelerator"], str(row["threads"] or "all cores"),
                                      row["transport"] if row["transport"] == "local"
                                      else f"ssh {row['ssh']['user']}@{row['ssh']['host']}",
-                                     ("yes: " if row["available"] else "no: ") + row["reason"]))
+                                     _answer(row) + row["reason"]))
+
+
+def _answer(row: dict) -> str:
+    """yes / partly (some of its formats run here) / no."""
+    if not row["available"]:
+        return "no: "
+    return "partly: " if not all(row.get("formats_available", {}).values()) else "yes: "
