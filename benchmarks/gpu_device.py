@@ -1,0 +1,384 @@
+"""edgekit's GPU paths on a real GPU machine, as a user with the light runtime installed from the wheel sees them.
+
+Two steps, because the GPU machine is lent for minutes and has no network:
+
+``measure`` (on the GPU machine; edgekit from its wheel with the runtime extra, no TensorFlow):
+
+1. ``edgekit devices`` and a GPU profile before and after the Vulkan loader is unpacked (``--vulkan-debs``:
+   Debian's libvulkan1 and the GL/EGL dispatch libraries, ``dpkg -x`` into ``/``), verbatim;
+2. latency of each .tflite model on ``gpu`` (LiteRT ``CompiledModel``, WebGPU over Vulkan), ``cpu`` (every
+   core) and ``cpu-1t``: the profiler's own fresh pinned process per measurement (``measure_local``), one
+   unrecorded warm-up round, then interleaved rounds (every model x device once per round), p50 of the timed
+   runs per process, medians with min and max over rounds; LiteRT's own benchmark tool on the GPU beside it;
+3. the outputs of the GPU against the CPU (same model, same preprocessed photos): top-1 agreement, top-1
+   accuracy of each against the folder labels, largest output difference; LiteRT's ``enforce_f32`` GPU
+   option beside the default (which may compute in float16);
+4. the error paths: no GPU adapter (``VK_DRIVER_FILES`` pointing nowhere), .onnx on ``gpu`` without
+   onnxruntime-gpu, and ``onnxruntime.get_available_providers()``.
+
+It writes one JSON file (rewritten after each step, so a run cut short still returns what it measured).
+
+``report`` (here): ``python benchmarks/gpu_device.py report RAW.json`` writes
+``benchmarks/results/gpu_h200.{json,md}`` from what came back.
+
+How to run it on a lent machine (README "GPU, measured"): build the wheel, put it, the runtime wheels for the
+machine's Python, the Vulkan debs, the models and a photo folder in one carried folder, then
+``python benchmarks/gpu_device.py measure --models DIR --photos DIR --vulkan-debs DIR --out raw.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import environment, finish, run_process, spread, write_results  # noqa: E402
+
+TFLITE_MODELS = ("float32", "float16", "int8")
+DEVICES = ("gpu", "cpu", "cpu-1t")
+RUNS, WARMUP, MAX_ROUNDS, MIN_ROUNDS = 100, 10, 7, 3
+NVIDIA_ICD = Path("/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json")  # where this machine's driver keeps it
+RESULT_NAME = "gpu_h200"
+
+
+def cli(*args: str, env: dict | None = None, timeout_s: float = 180) -> dict:
+    """One `edgekit` command as a user types it: its exit code and what it printed."""
+    done = subprocess.run([sys.executable, "-m", "edgekit", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout_s)
+    return {"argv": ["edgekit", *args], "env": env or {}, "rc": done.returncode, "stdout": done.stdout,
+            "stderr": done.stderr}
+
+
+def vulkan_loadable() -> bool:
+    try:
+        ctypes.CDLL("libvulkan.so.1")
+    except OSError:
+        return False
+    return True
+
+
+def unpack_debs(folder: Path) -> list[str]:
+    """``dpkg -x`` each .deb into ``/`` and refresh the linker cache (the device README's recipe)."""
+    debs = sorted(folder.glob("*.deb"))
+    for deb in debs:
+        subprocess.run(["dpkg", "-x", str(deb), "/"], check=True)
+    subprocess.run(["ldconfig"], check=True)
+    return [deb.name for deb in debs]
+
+
+def gpu_facts() -> dict:
+    """The GPU and driver as nvidia-smi names them."""
+    try:
+        done = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {"error": str(exc)}
+    return {"nvidia_smi": done.stdout.strip() or done.stderr.strip()}
+
+
+def latency_case(model: Path, device_name: str) -> dict:
+    """One fresh pinned process through edgekit's backends, as `edgekit profile --device NAME` runs it."""
+    from edgekit.devices import get_device
+    from edgekit.runtime.latency import measure_local
+
+    device = get_device(device_name)
+    raw = measure_local(model, accelerator=device.accelerator, threads=device.resolved_threads(), runs=RUNS,
+                        warmup=WARMUP)
+    return {"p50_ms": raw["stats"]["p50_ms"], "min_ms": raw["stats"]["min_ms"], "max_ms": raw["stats"]["max_ms"],
+            "cpu_p50_ms": raw["cpu_stats"]["p50_ms"], "init_ms": raw["init_ms"],
+            "first_inference_ms": raw["first_inference_ms"], "threads": raw["threads"], "backend": raw["backend"],
+            "fully_accelerated": raw.get("fully_accelerated"), "peak_mib": (raw["memory"]["peak_kib"] or 0) / 1024}
+
+
+def latency(models: dict[str, Path], budget_s: float, checkpoint) -> dict:
+    """A warm-up round (a case that fails there is recorded and left out), then interleaved rounds: as many as
+    ``budget_s`` allows after the warm-up round's pace, between MIN_ROUNDS and MAX_ROUNDS. ``checkpoint(partial)``
+    gets the summary after every round, so a run cut short keeps the rounds it finished."""
+    from edgekit.errors import EdgekitError
+    from edgekit.runtime.latency import interleaved_rounds
+
+    cases = {f"{name} on {device}": (path, device) for name, path in models.items() for device in DEVICES}
+    failed, started = {}, time.monotonic()
+    for case, (path, device) in list(cases.items()):
+        try:
+            latency_case(path, device)
+        except EdgekitError as exc:
+            failed[case] = exc.one_line()
+            del cases[case]
+    per_round = max(time.monotonic() - started, 1e-3)
+    rounds = int(min(MAX_ROUNDS, max(MIN_ROUNDS, (budget_s - per_round) // per_round)))
+    names, rows = list(cases), {case: [] for case in cases}
+    summary = {"rounds": rounds, "warmup_rounds": 1, "runs": RUNS, "warmup": WARMUP, "failed": failed,
+               "warmup_round_s": round(per_round, 1),
+               "method": "fresh process per measurement (edgekit's profiler runner, measure_local) pinned to the "
+                         "device profile's threads (gpu: 1 core, cpu: every core, cpu-1t: 1 core); one unrecorded "
+                         "warm-up round, then interleaved rounds (every model x device once per round); per process "
+                         f"the p50 of {RUNS} timed inferences after {WARMUP} warm-up ones, each inference = write "
+                         "the input, run, read the output back; medians with min and max over rounds"}
+
+    def after_round(index: int, measured: list[dict]) -> None:
+        print(f"  round {index + 1}/{rounds}: " + ", ".join(f"{n} {m['p50_ms']:.3f}" for n, m in zip(names, measured)),
+              file=sys.stderr, flush=True)
+        for case, row in zip(names, measured):
+            rows[case].append(row)
+        summary["cases"] = summarize_cases(models, rows)
+        checkpoint(summary)
+
+    interleaved_rounds(names, lambda case: latency_case(*cases[case]), rounds=rounds, on_round=after_round)
+    return summary
+
+
+def summarize_cases(models: dict[str, Path], rows: dict[str, list[dict]]) -> dict:
+    """Per case: spreads over the rounds so far; the GPU's speed-up over each CPU device, round by round."""
+    summary = {}
+    for case, own in rows.items():
+        summary[case] = {"p50_ms": spread([r["p50_ms"] for r in own]), "min_ms": min(r["min_ms"] for r in own),
+                         "cpu_p50_ms": spread([r["cpu_p50_ms"] for r in own]),
+                         "init_ms": spread([r["init_ms"] for r in own]),
+                         "first_inference_ms": spread([r["first_inference_ms"] for r in own]),
+                         "peak_mib": spread([r["peak_mib"] for r in own]), "threads": own[0]["threads"],
+                         "backend": own[0]["backend"], "fully_accelerated": own[0]["fully_accelerated"],
+                         "round_p50_ms": [r["p50_ms"] for r in own]}
+    for name in models:
+        gpu = f"{name} on gpu"
+        for cpu in ("cpu", "cpu-1t"):
+            other = f"{name} on {cpu}"
+            if gpu in summary and other in summary:
+                summary[gpu][f"speedup_vs_{cpu}"] = spread([c / g for g, c in zip(summary[gpu]["round_p50_ms"],
+                                                                                  summary[other]["round_p50_ms"])])
+    return summary
+
+
+def litert_tool_on_gpu(models: dict[str, Path], work: Path) -> dict:
+    """LiteRT's own benchmark tool, GPU only (``--use_gpu --no_cpu``): times ``run_by_name`` on buffers it made
+    once, without the input write and output read edgekit's numbers include. One process per model."""
+    rows = {}
+    for name, path in models.items():
+        out = work / f"tool-{name}.json"
+        try:
+            done = run_process([sys.executable, "-m", "ai_edge_litert.tools.benchmark_litert_model", f"--model={path}",
+                                "--use_gpu", "--no_cpu", f"--num_runs={RUNS}", f"--warmup_runs={WARMUP}",
+                                f"--result_json={out}"], cores=[0], timeout_s=180)
+            rows[name] = {"result": json.loads(out.read_text()), "wall_s": done["wall_s"]}
+        except (RuntimeError, OSError, json.JSONDecodeError) as exc:
+            rows[name] = {"error": str(exc)}
+    return rows
+
+
+def enforce_f32_outputs(path: Path, inputs):
+    """The GPU's outputs with LiteRT's ``GpuOptions(enforce_f32=True)`` (edgekit uses LiteRT's default)."""
+    import numpy as np
+    from ai_edge_litert.compiled_model import CompiledModel
+    from ai_edge_litert.hardware_accelerator import HardwareAccelerator
+    from ai_edge_litert.options import GpuOptions, Options
+
+    from edgekit.runtime.backends import tflite_io_specs
+
+    data = path.read_bytes()
+    spec_in, spec_out = tflite_io_specs(data)
+    model = CompiledModel.from_buffer(data, options=Options(hardware_accelerators=HardwareAccelerator.GPU,
+                                                            gpu_options=GpuOptions(enforce_f32=True)))
+    ins, outs = model.create_input_buffers(0), model.create_output_buffers(0)
+    count, rows = int(np.prod(spec_out.shape)), []
+    for sample in spec_in.quantize(inputs):
+        ins[0].write(np.ascontiguousarray(sample[None]))
+        model.run_by_index(0, ins, outs)
+        rows.append(spec_out.dequantize(outs[0].read(count, spec_out.dtype).reshape(spec_out.shape)))
+    return np.concatenate(rows)
+
+
+def compare_outputs(reference, other, labels) -> dict:
+    import numpy as np
+
+    top_ref, top_other = reference.argmax(1), other.argmax(1)
+    diff = np.abs(reference - other)
+    return {"top1_agreement": float(np.mean(top_ref == top_other)), "disagreements": int(np.sum(top_ref != top_other)),
+            "top1_accuracy": float(np.mean(top_other == labels)), "max_abs_diff": float(diff.max()),
+            "median_abs_diff": float(np.median(diff))}
+
+
+def agreement(models: dict[str, Path], photos: Path) -> dict:
+    """GPU against CPU on the same preprocessed photos, per model (outputs as the model gives them)."""
+    import numpy as np
+
+    from edgekit.errors import EdgekitError
+    from edgekit.runtime import Predictor
+    from edgekit.runtime.backends import run_float
+
+    images = sorted(p for p in photos.glob("*/*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    rows = {}
+    for name, path in models.items():
+        reader = Predictor(path, accelerator="cpu")
+        labels = np.array([reader.labels.index(p.parent.name) for p in images])
+        inputs = np.concatenate([reader.preprocess(p) for p in images]).astype(np.float32)
+        cpu = run_float(path, inputs, accelerator="cpu", threads=None)
+        row = {"images": len(images), "classes": len({p.parent.name for p in images}),
+               "cpu_top1_accuracy": float(np.mean(cpu.argmax(1) == labels))}
+        try:
+            row["gpu"] = compare_outputs(cpu, run_float(path, inputs, accelerator="gpu"), labels)
+        except EdgekitError as exc:
+            row["gpu"] = {"error": exc.one_line()}
+        try:
+            row["gpu_enforce_f32"] = compare_outputs(cpu, enforce_f32_outputs(path, inputs), labels)
+        except RuntimeError as exc:
+            row["gpu_enforce_f32"] = {"error": str(exc).splitlines()[0]}
+        rows[name] = row
+    return rows
+
+
+def measure(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    out = Path(args.out)
+    models = {name: args.models / name / "model.tflite" for name in TFLITE_MODELS}
+    onnx = args.models / "onnx-fp32" / "model.onnx"
+    photo = next(iter(sorted(args.photos.glob("*/*.jpg"))))
+    import edgekit
+
+    result: dict = {"environment": environment(), "gpu": gpu_facts(), "wheel": args.wheel, "edgekit": edgekit.__file__,
+                    "cwd": os.getcwd(),
+                    "commit": args.commit, "models": {n: str(p) for n, p in {**models, "onnx-fp32": onnx}.items()}}
+
+    def save(step: str) -> None:
+        result["steps_done"] = result.get("steps_done", []) + [step]
+        result["elapsed_s"] = round(time.monotonic() - started, 1)
+        out.write_text(json.dumps(result, indent=1, default=str))
+        print(f"[{result['elapsed_s']:.0f} s] {step} done", file=sys.stderr, flush=True)
+
+    result["before_loader"] = {"libvulkan_loadable": vulkan_loadable(), "devices": cli("devices"),
+                               "profile_gpu": cli("profile", str(models["int8"]), "--device", "gpu")}
+    save("before_loader")
+    if args.vulkan_debs:
+        result["loader"] = {"debs": unpack_debs(args.vulkan_debs)}
+        if NVIDIA_ICD.is_file() and not any(Path(d, "nvidia_icd.json").is_file()
+                                            for d in ("/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d")):
+            os.environ["VK_DRIVER_FILES"] = str(NVIDIA_ICD)  # the driver's ICD lies outside the loader's search path
+            result["loader"]["VK_DRIVER_FILES"] = str(NVIDIA_ICD)
+    import onnxruntime
+
+    from edgekit.runtime import accelerator_available
+
+    result["after_loader"] = {
+        "libvulkan_loadable": vulkan_loadable(), "devices": cli("devices"), "devices_json": cli("devices", "--json"),
+        "accelerator_available": {fmt: accelerator_available("gpu", fmt) for fmt in ("tflite", "onnx")},
+        "onnxruntime": {"version": onnxruntime.__version__, "providers": onnxruntime.get_available_providers()},
+        "predict_gpu": cli("predict", str(models["float32"]), str(photo), "--accelerator", "gpu", "--top-k", "3"),
+        "profile_gpu_cpu": cli("profile", str(models["float32"]), "--device", "gpu", "--device", "cpu-1t",
+                               "--runs", "30"),
+        "no_adapter": cli("predict", str(models["float32"]), str(photo), "--accelerator", "gpu",
+                          env={"VK_DRIVER_FILES": "/nonexistent/icd.json"}),
+        "onnx_on_gpu": cli("predict", str(onnx), str(photo), "--accelerator", "gpu"),
+    }
+    save("after_loader")
+    result["agreement"] = agreement(models, args.photos)
+    save("agreement")
+
+    def checkpoint(partial: dict) -> None:
+        result["latency"] = partial
+        save("latency round")
+
+    latency(models, budget_s=args.latency_budget_s, checkpoint=checkpoint)
+    save("latency")
+    result["litert_tool_gpu"] = litert_tool_on_gpu(models, out.parent)
+    save("litert_tool_gpu")
+    result["environment"] = finish(result["environment"])
+    save("finished")
+    return 0
+
+
+def _cell(stats: dict, unit: str = " ms", fmt: str = ".3f") -> str:
+    return f"{stats['median']:{fmt}}{unit} [{stats['min']:{fmt}}-{stats['max']:{fmt}}]"
+
+
+def _command_block(run: dict) -> list[str]:
+    text = (run["stdout"] + run["stderr"]).rstrip()
+    env = " ".join(f"{k}={v}" for k, v in run["env"].items())
+    return ["```", f"$ {env + ' ' if env else ''}{' '.join(run['argv'])}   # exit {run['rc']}", text, "```"]
+
+
+def report(args: argparse.Namespace) -> int:
+    """benchmarks/results/gpu_h200.{json,md} from the JSON ``measure`` wrote on the GPU machine."""
+    text = Path(args.raw).read_text()
+    raw = json.loads(text.replace(str(args.site), "$SITE").replace(json.loads(text)["cwd"] + "/", ""))
+    lat, env, after = raw.get("latency", {}), raw["environment"], raw.get("after_loader", {})
+    md = ["# edgekit on a GPU: NVIDIA H200 (LiteRT WebGPU over Vulkan)", "",
+          f"Machine: {raw['gpu'].get('nvidia_smi')}; {env['machine']['cpu']} ({env['machine']['cores']} cores); "
+          f"{env['machine']['platform']}. edgekit from the wheel {raw['wheel']} (commit {raw['commit']}), installed "
+          "with `pip --no-index --no-deps --target` beside the machine's own numpy/Pillow/onnxruntime; no TensorFlow.",
+          f"Measured {env['date']}; load average {env['load_before']['1min']} before, "
+          f"{env.get('load_after', {}).get('1min', '?')} after (the machine ran nothing else). "
+          "Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items() if k != "platform") + ".", "",
+          "## Latency (MobileNetV2 224 px, clothing-small finetune)", "", lat.get("method", "") + ".", "",
+          "| model | device | p50 ms, median [min-max] over rounds | fastest run ms | CPU ms per inference (p50) | "
+          "GPU speed-up vs cpu / cpu-1t | init ms | fully on GPU |",
+          "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for case, row in lat.get("cases", {}).items():
+        model, device = case.split(" on ")
+        speed = " / ".join(_cell(row[k], "x", ".2f") for k in ("speedup_vs_cpu", "speedup_vs_cpu-1t") if k in row)
+        md.append(f"| {model} | {device} ({row['threads']} thr) | {_cell(row['p50_ms'])} | {row['min_ms']:.3f} | "
+                  f"{row['cpu_p50_ms']['median']:.3f} | {speed or '-'} | {row['init_ms']['median']:.0f} | "
+                  f"{'-' if row['fully_accelerated'] is None else ('yes' if row['fully_accelerated'] else 'no')} |")
+    for case, error in lat.get("failed", {}).items():
+        md.append(f"| {case.replace(' on ', ' | ')} | failed: {error} | | | | | |")
+    md += ["", f"{lat.get('rounds', '?')} rounds after one warm-up round.", "",
+           "LiteRT's own benchmark tool on the GPU (`--use_gpu --no_cpu`, one process per model, "
+           f"{RUNS} runs; it times `run_by_name` on buffers made once, without the input write and output read "
+           "that edgekit's numbers include):", ""]
+    for name, row in raw.get("litert_tool_gpu", {}).items():
+        res = row.get("result")
+        md.append(f"- {name}: " + (f"median {res['latency']['median_ms']} ms, fastest {res['latency']['min_ms']} ms, "
+                                   f"init {res['latency']['init_ms']:.0f} ms, accelerators {res['accelerators']}, "
+                                   f"fully accelerated {res['fully_accelerated']}" if res else f"failed: {row['error']}"))
+    md += ["", "## GPU outputs against the CPU (same model, same preprocessed photos)", "",
+           "| model | photos | top-1 agreement | CPU top-1 | GPU top-1 | largest output difference | "
+           "with enforce_f32: agreement, largest difference |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, row in raw.get("agreement", {}).items():
+        gpu, f32 = row["gpu"], row["gpu_enforce_f32"]
+        gpu_cells = (f"{gpu['top1_agreement']:.3f} ({gpu['disagreements']} differ) | {row['cpu_top1_accuracy']:.3f} | "
+                     f"{gpu['top1_accuracy']:.3f} | {gpu['max_abs_diff']:.2g}") if "error" not in gpu \
+            else f"failed: {gpu['error']} | {row['cpu_top1_accuracy']:.3f} | - | -"
+        f32_cell = f"{f32['top1_agreement']:.3f}, {f32['max_abs_diff']:.2g}" if "error" not in f32 else f"failed: {f32['error']}"
+        md.append(f"| {name} | {row['images']} ({row['classes']} classes) | {gpu_cells} | {f32_cell} |")
+    md += ["", "## What a user sees", "", "Before the Vulkan loader is installed:", ""]
+    md += _command_block(raw["before_loader"]["devices"]) + _command_block(raw["before_loader"]["profile_gpu"])
+    loader = raw.get("loader", {})
+    md += ["", f"After unpacking {', '.join(loader.get('debs', []))}"
+           + (f" and `VK_DRIVER_FILES={loader['VK_DRIVER_FILES']}` (this machine's driver keeps its ICD file outside "
+              "the loader's search path)" if loader.get("VK_DRIVER_FILES") else "") + ":", ""]
+    for key in ("devices", "predict_gpu", "profile_gpu_cpu", "no_adapter", "onnx_on_gpu"):
+        if key in after:
+            md += _command_block(after[key])
+    ort = after.get("onnxruntime", {})
+    md += ["", f"onnxruntime {ort.get('version')} there: providers {ort.get('providers')}. The CUDA execution "
+           f"provider was not measured: {args.ort_gpu_note}", ""]
+    write_results(RESULT_NAME, raw, md)
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    steps = parser.add_subparsers(dest="step", required=True)
+    run = steps.add_parser("measure", help="on the GPU machine")
+    run.add_argument("--models", type=Path, required=True, help="holds float32/ float16/ int8/ (model.tflite) "
+                                                                "and onnx-fp32/model.onnx")
+    run.add_argument("--photos", type=Path, required=True, help="labelled photos, one folder per class")
+    run.add_argument("--vulkan-debs", type=Path, default=None, help="unpack these .debs into / first (root)")
+    run.add_argument("--out", type=Path, required=True)
+    run.add_argument("--latency-budget-s", type=float, default=100)
+    run.add_argument("--wheel", default="?", help="the edgekit wheel installed (recorded)")
+    run.add_argument("--commit", default="?", help="the commit it was built from (recorded)")
+    rep = steps.add_parser("report", help="here, from what came back")
+    rep.add_argument("raw", type=Path)
+    rep.add_argument("--site", default="/tmp/site", help="the install folder on the GPU machine (shown as $SITE)")
+    rep.add_argument("--ort-gpu-note", required=True, help="why onnxruntime-gpu could not be carried")
+    args = parser.parse_args()
+    return measure(args) if args.step == "measure" else report(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
