@@ -19,25 +19,30 @@ _LOADED: tuple[ModuleType, ModuleType] | None = None
 
 
 @contextlib.contextmanager
-def silence_native_stderr() -> Iterator[list[str]]:
-    """Send fd 2 to a temporary file for the duration (C++ logging bypasses ``sys.stderr``).
-
-    The yielded list receives what native code logged there once the block ends: LiteRT, for one, raises
-    a bare source location and logs the reason (``No adapters found``) only on stderr."""
+def silence_native_stderr(*, stdout: bool = False) -> Iterator[list[str]]:
+    """Send fd 2 (and fd 1 with ``stdout``) to a temporary file for the duration: C++ logging bypasses
+    ``sys.stderr``, and LiteRT's GPU accelerator prints ``INFO: Loaded OpenCL library`` on stdout, where it
+    would break ``--json``. The yielded list receives what was logged once the block ends: LiteRT, for one,
+    raises a bare source location and logs the reason (``No adapters found``) only on stderr."""
     logged: list[str] = []
     if os.environ.get("EDGEKIT_DEBUG"):
         yield logged
         return
+    descriptors = (1, 2) if stdout else (2,)
+    sys.stdout.flush()
     sys.stderr.flush()
-    saved = os.dup(2)
+    saved = [os.dup(fd) for fd in descriptors]
     with tempfile.TemporaryFile() as sink:
         try:
-            os.dup2(sink.fileno(), 2)
+            for fd in descriptors:
+                os.dup2(sink.fileno(), fd)
             yield logged
         finally:
+            sys.stdout.flush()
             sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
+            for fd, copy in zip(descriptors, saved):
+                os.dup2(copy, fd)
+                os.close(copy)
             sink.seek(0)
             logged.extend(sink.read().decode("utf-8", "replace").splitlines())
 

@@ -4,6 +4,7 @@ real TFLite converter (float and full int8) and tf2onnx, then predicted with Lit
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -197,6 +198,21 @@ def test_litert_compiled_model_path_gives_interpreter_results(tiny_models, test_
     assert compiled.input == predictor._backend.input and compiled.output == predictor._backend.output
     batch = np.concatenate([predictor.preprocess(p) for p in test_images[:4]])
     np.testing.assert_array_equal(compiled.run(batch), predictor._backend.run(batch))
+
+
+def test_compiled_model_path_prints_nothing_of_litert_s_own(tiny_models):
+    """LiteRT's CompiledModel logs its environments being made (on the first run) and destroyed (at exit), and
+    its GPU accelerator prints ``INFO: Loaded OpenCL library with dlopen.`` on stdout (seen on an H200, where it
+    came before `predict --json`'s JSON). A fresh process: its output is exactly what it printed itself."""
+    script = ("import numpy as np\n"
+              "from edgekit.runtime.backends import LiteRTCompiledBackend\n"
+              f"backend = LiteRTCompiledBackend({str(tiny_models['float'])!r}, hardware='CPU')\n"
+              "print(backend.run(np.zeros((2, *backend.input.shape[1:]), np.float32)).shape)\n")
+    env = {k: v for k, v in os.environ.items() if k != "EDGEKIT_DEBUG"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    assert (done.stdout, done.stderr) == ("(2, 10)\n", ""), (done.stdout, done.stderr[-600:])
 
 
 def test_gpu_compile_failure_is_one_line_with_litert_s_logged_reason(tiny_models, capfd):

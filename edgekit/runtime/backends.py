@@ -9,10 +9,14 @@ LiteRT's ``CompiledModel``. Each accelerator says whether it can work here with
 
 from __future__ import annotations
 
+import atexit
 import ctypes
+import functools
 import importlib
 import importlib.util
+import os
 import re
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,6 +222,19 @@ def native_error_reason(logged: list[str], raised: str) -> str:
     return " ".join(line.strip(" └") for line in raised.splitlines()) or "no reason given"
 
 
+@functools.cache
+def _quiet_litert_teardown() -> None:
+    """At exit, send fd 2 to /dev/null: LiteRT logs every accelerator it destroys as its environments go, after
+    edgekit's last line (an answer or an error) has been printed. Registered once, by the first CompiledModel."""
+    if not os.environ.get("EDGEKIT_DEBUG"):
+        atexit.register(_stderr_to_devnull)
+
+
+def _stderr_to_devnull() -> None:
+    sys.stderr.flush()
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+
+
 class LiteRTCompiledBackend:
     """LiteRT's ``CompiledModel`` on a hardware accelerator (GPU via WebGPU/OpenCL), one sample per run.
 
@@ -233,7 +250,7 @@ class LiteRTCompiledBackend:
         model_bytes, path = (path, "the model") if isinstance(path, bytes) else (Path(path).read_bytes(), path)
         self.input, self.output = tflite_io_specs(model_bytes)
         failure = None
-        with silence_native_stderr() as logged:
+        with silence_native_stderr(stdout=True) as logged:
             try:
                 self.model = CompiledModel.from_buffer(model_bytes, hardware_accel=HardwareAccelerator[hardware])
             except RuntimeError as exc:  # only its text is kept: the exception holds LiteRT's environment, whose
@@ -246,8 +263,17 @@ class LiteRTCompiledBackend:
         self.fully_accelerated = self.model.is_fully_accelerated()
         self._inputs, self._results = self.model.create_input_buffers(0), self.model.create_output_buffers(0)
         self._count = int(np.prod(self.output.shape))
+        self._ran = False
+        _quiet_litert_teardown()
 
     def run(self, batch: np.ndarray) -> np.ndarray:
+        if not self._ran:  # LiteRT sets up a second environment on the first run and logs each step of it
+            self._ran = True
+            with silence_native_stderr(stdout=True):
+                return self._run(batch)
+        return self._run(batch)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
         outputs = []
         for sample in batch:
             self._inputs[0].write(np.ascontiguousarray(sample[None]))
