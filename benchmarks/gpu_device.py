@@ -291,6 +291,63 @@ def measure(args: argparse.Namespace) -> int:
     return 0
 
 
+def phases(path: Path, iterations: int = 200, warmup: int = 20) -> dict:
+    """Where one GPU inference's time goes, in this process: writing the input buffer, ``run_by_index``, reading
+    the output back (the read waits for the GPU). LiteRT's tool times the middle one alone."""
+    import numpy as np
+
+    from edgekit.runtime.backends import LiteRTCompiledBackend
+
+    backend = LiteRTCompiledBackend(path, hardware="GPU")
+    sample = np.zeros(backend.input.shape, backend.input.dtype)
+    backend.run(sample)
+    times: dict[str, list[float]] = {"write": [], "run": [], "read": []}
+    for i in range(warmup + iterations):
+        t0 = time.perf_counter()
+        backend._inputs[0].write(sample)
+        t1 = time.perf_counter()
+        backend.model.run_by_index(0, backend._inputs, backend._results)
+        t2 = time.perf_counter()
+        backend._results[0].read(backend._count, backend.output.dtype)
+        t3 = time.perf_counter()
+        if i >= warmup:
+            for name, value in zip(times, (t1 - t0, t2 - t1, t3 - t2)):
+                times[name].append(value * 1000)
+    return {name: spread(values) for name, values in times.items()}
+
+
+def check(args: argparse.Namespace) -> int:
+    """The second, short call: what a script sees from `predict --json` on the GPU after the stdout fix, where a
+    GPU inference's time goes, and the outputs' agreement on every test photo."""
+    out = Path(args.out)
+    models = {name: args.models / name / "model.tflite" for name in TFLITE_MODELS}
+    photo = next(iter(sorted(args.photos.glob("*/*.jpg"))))
+    if args.vulkan_debs:
+        unpack_debs(args.vulkan_debs)
+    result: dict = {"wheel": args.wheel, "commit": args.commit, "cwd": os.getcwd(), "date": environment()["date"]}
+    as_json = cli("predict", str(models["float32"]), str(photo), "--accelerator", "gpu", "--json")
+    try:
+        json.loads(as_json["stdout"])
+        as_json["stdout_is_json"] = True
+    except json.JSONDecodeError:
+        as_json["stdout_is_json"] = False
+    result["predict_json"] = as_json
+    result["predict_text"] = cli("predict", str(models["int8"]), str(photo), "--accelerator", "gpu", "--top-k", "3")
+    out.write_text(json.dumps(result, indent=1, default=str))
+    from edgekit.errors import EdgekitError
+
+    result["phases"] = {}
+    for name, path in models.items():
+        try:
+            result["phases"][name] = phases(path)
+        except EdgekitError as exc:
+            result["phases"][name] = {"error": exc.one_line()}
+    out.write_text(json.dumps(result, indent=1, default=str))
+    result["agreement"] = agreement(models, args.photos)
+    out.write_text(json.dumps(result, indent=1, default=str))
+    return 0
+
+
 def _cell(stats: dict, unit: str = " ms", fmt: str = ".3f") -> str:
     return f"{stats['median']:{fmt}}{unit} [{stats['min']:{fmt}}-{stats['max']:{fmt}}]"
 
@@ -372,12 +429,18 @@ def main() -> int:
     run.add_argument("--latency-budget-s", type=float, default=100)
     run.add_argument("--wheel", default="?", help="the edgekit wheel installed (recorded)")
     run.add_argument("--commit", default="?", help="the commit it was built from (recorded)")
+    second = steps.add_parser("check", help="on the GPU machine: predict --json, time split, agreement")
+    for name, kind in (("--models", Path), ("--photos", Path), ("--out", Path)):
+        second.add_argument(name, type=kind, required=True)
+    second.add_argument("--vulkan-debs", type=Path, default=None)
+    second.add_argument("--wheel", default="?")
+    second.add_argument("--commit", default="?")
     rep = steps.add_parser("report", help="here, from what came back")
     rep.add_argument("raw", type=Path)
     rep.add_argument("--site", default="/tmp/site", help="the install folder on the GPU machine (shown as $SITE)")
     rep.add_argument("--ort-gpu-note", required=True, help="why onnxruntime-gpu could not be carried")
     args = parser.parse_args()
-    return measure(args) if args.step == "measure" else report(args)
+    return {"measure": measure, "check": check, "report": report}[args.step](args)
 
 
 if __name__ == "__main__":
