@@ -201,13 +201,15 @@ def test_litert_compiled_model_path_gives_interpreter_results(tiny_models, test_
 
 
 def test_compiled_model_path_prints_nothing_of_litert_s_own(tiny_models):
-    """LiteRT's CompiledModel logs its environments being made (on the first run) and destroyed (at exit), and
-    its GPU accelerator prints ``INFO: Loaded OpenCL library with dlopen.`` on stdout (seen on an H200, where it
-    came before `predict --json`'s JSON). A fresh process: its output is exactly what it printed itself."""
+    """LiteRT's CompiledModel logs its environments being made (on the first run) and destroyed (with the model,
+    and at exit), and its GPU accelerator prints ``INFO: Loaded OpenCL library with dlopen.`` on stdout (seen on
+    an H200, before `predict --json`'s JSON). A fresh process: its output is exactly what it printed itself."""
     script = ("import numpy as np\n"
               "from edgekit.runtime.backends import LiteRTCompiledBackend\n"
-              f"backend = LiteRTCompiledBackend({str(tiny_models['float'])!r}, hardware='CPU')\n"
-              "print(backend.run(np.zeros((2, *backend.input.shape[1:]), np.float32)).shape)\n")
+              "def answer():  # the backend is released when this returns, as at the end of `edgekit predict`\n"
+              f"    backend = LiteRTCompiledBackend({str(tiny_models['float'])!r}, hardware='CPU')\n"
+              "    return backend.run(np.zeros((2, *backend.input.shape[1:]), np.float32)).shape\n"
+              "print(answer())\n")
     env = {k: v for k, v in os.environ.items() if k != "EDGEKIT_DEBUG"}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env,
                           cwd=Path(__file__).resolve().parents[1])

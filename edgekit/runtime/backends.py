@@ -266,6 +266,12 @@ class LiteRTCompiledBackend:
         self._ran = False
         _quiet_litert_teardown()
 
+    def __del__(self):
+        """Release the model quietly: its environment logs each accelerator it destroys."""
+        if "model" in self.__dict__:
+            with silence_native_stderr():
+                self._inputs = self._results = self.model = None
+
     def run(self, batch: np.ndarray) -> np.ndarray:
         if not self._ran:  # LiteRT sets up a second environment on the first run and logs each step of it
             self._ran = True
