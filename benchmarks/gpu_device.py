@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import environment, finish, run_process, spread, write_results  # noqa: E402
+from harness import accuracy_drop, environment, finish, run_process, spread, write_results  # noqa: E402
 
 TFLITE_MODELS = ("float32", "float16", "int8")
 DEVICES = ("gpu", "cpu", "cpu-1t")
@@ -200,7 +200,7 @@ def compare_outputs(reference, other, labels) -> dict:
     diff = np.abs(reference - other)
     return {"top1_agreement": float(np.mean(top_ref == top_other)), "disagreements": int(np.sum(top_ref != top_other)),
             "top1_accuracy": float(np.mean(top_other == labels)), "max_abs_diff": float(diff.max()),
-            "median_abs_diff": float(np.median(diff))}
+            "median_abs_diff": float(np.median(diff)), "drop_vs_cpu": accuracy_drop(labels, top_ref, top_other)}
 
 
 def agreement(models: dict[str, Path], photos: Path) -> dict:
@@ -358,62 +358,90 @@ def _command_block(run: dict) -> list[str]:
     return ["```", f"$ {env + ' ' if env else ''}{' '.join(run['argv'])}   # exit {run['rc']}", text, "```"]
 
 
-def report(args: argparse.Namespace) -> int:
-    """benchmarks/results/gpu_h200.{json,md} from the JSON ``measure`` wrote on the GPU machine."""
-    text = Path(args.raw).read_text()
-    raw = json.loads(text.replace(str(args.site), "$SITE").replace(json.loads(text)["cwd"] + "/", ""))
-    lat, env, after = raw.get("latency", {}), raw["environment"], raw.get("after_loader", {})
-    md = ["# edgekit on a GPU: NVIDIA H200 (LiteRT WebGPU over Vulkan)", "",
-          f"Machine: {raw['gpu'].get('nvidia_smi')}; {env['machine']['cpu']} ({env['machine']['cores']} cores); "
-          f"{env['machine']['platform']}. edgekit from the wheel {raw['wheel']} (commit {raw['commit']}), installed "
-          "with `pip --no-index --no-deps --target` beside the machine's own numpy/Pillow/onnxruntime; no TensorFlow.",
-          f"Measured {env['date']}; load average {env['load_before']['1min']} before, "
-          f"{env.get('load_after', {}).get('1min', '?')} after (the machine ran nothing else). "
-          "Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items() if k != "platform") + ".", "",
-          "## Latency (MobileNetV2 224 px, clothing-small finetune)", "", lat.get("method", "") + ".", "",
-          "| model | device | p50 ms, median [min-max] over rounds | fastest run ms | CPU ms per inference (p50) | "
-          "GPU speed-up vs cpu / cpu-1t | init ms | fully on GPU |",
-          "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+def _load(path: Path, site: str) -> dict:
+    """A JSON file from the GPU machine, its install folder shown as $SITE and its paths relative to its folder."""
+    text = Path(path).read_text()
+    return json.loads(text.replace(site, "$SITE").replace(json.loads(text)["cwd"] + "/", ""))
+
+
+def _latency_lines(lat: dict) -> list[str]:
+    lines = ["| model | device | p50 ms, median [min-max] over rounds | fastest run ms | CPU ms per inference | "
+             "GPU speed-up vs cpu / cpu-1t | init ms | whole graph on the GPU |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for case, row in lat.get("cases", {}).items():
         model, device = case.split(" on ")
         speed = " / ".join(_cell(row[k], "x", ".2f") for k in ("speedup_vs_cpu", "speedup_vs_cpu-1t") if k in row)
-        md.append(f"| {model} | {device} ({row['threads']} thr) | {_cell(row['p50_ms'])} | {row['min_ms']:.3f} | "
-                  f"{row['cpu_p50_ms']['median']:.3f} | {speed or '-'} | {row['init_ms']['median']:.0f} | "
-                  f"{'-' if row['fully_accelerated'] is None else ('yes' if row['fully_accelerated'] else 'no')} |")
-    for case, error in lat.get("failed", {}).items():
-        md.append(f"| {case.replace(' on ', ' | ')} | failed: {error} | | | | | |")
-    md += ["", f"{lat.get('rounds', '?')} rounds after one warm-up round.", "",
-           "LiteRT's own benchmark tool on the GPU (`--use_gpu --no_cpu`, one process per model, "
-           f"{RUNS} runs; it times `run_by_name` on buffers made once, without the input write and output read "
-           "that edgekit's numbers include):", ""]
-    for name, row in raw.get("litert_tool_gpu", {}).items():
-        res = row.get("result")
-        md.append(f"- {name}: " + (f"median {res['latency']['median_ms']} ms, fastest {res['latency']['min_ms']} ms, "
-                                   f"init {res['latency']['init_ms']:.0f} ms, accelerators {res['accelerators']}, "
-                                   f"fully accelerated {res['fully_accelerated']}" if res else f"failed: {row['error']}"))
+        whole = "-" if row["fully_accelerated"] is None else ("yes" if row["fully_accelerated"] else "no")
+        lines.append(f"| {model} | {device} ({row['threads']} thr) | {_cell(row['p50_ms'])} | {row['min_ms']:.3f} | "
+                     f"{row['cpu_p50_ms']['median']:.3f} | {speed or '-'} | {row['init_ms']['median']:.0f} | {whole} |")
+    lines += [f"| {case.replace(' on ', ' | ')} | failed: {error} | | | | | |" for case, error in lat.get("failed", {}).items()]
+    return lines
+
+
+def _agreement_lines(rows: dict) -> list[str]:
+    lines = ["| model | photos | top-1 agreement with the CPU | CPU top-1 | GPU top-1 | GPU drop vs CPU, pts [95% CI] | "
+             "largest output difference | with enforce_f32: agreement, drop pts [95% CI], largest difference |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+
+    def cells(found: dict) -> list[str]:
+        if "error" in found:
+            return [f"failed: {found['error']}", "-", "-", "-"]
+        drop = found["drop_vs_cpu"]
+        return [f"{found['top1_agreement']:.3f} ({found['disagreements']} differ)", f"{found['top1_accuracy']:.3f}",
+                f"{drop['drop_points']:+.2f} [{drop['ci95_points'][0]:+.2f}, {drop['ci95_points'][1]:+.2f}]",
+                f"{found['max_abs_diff']:.2g}"]
+
+    for name, row in rows.items():
+        gpu, f32 = cells(row["gpu"]), cells(row["gpu_enforce_f32"])
+        lines.append(f"| {name} | {row['images']} ({row['classes']} classes) | {gpu[0]} | {row['cpu_top1_accuracy']:.3f} | "
+                     f"{gpu[1]} | {gpu[2]} | {gpu[3]} | {f32[0]}, {f32[2]}, {f32[3]} |")
+    return lines
+
+
+def report(args: argparse.Namespace) -> int:
+    """benchmarks/results/gpu_h200.{json,md} from the JSON files ``measure`` and ``check`` wrote on the GPU machine."""
+    raw, checked = _load(args.raw, args.site), _load(args.check, args.site)
+    lat, env, after = raw["latency"], raw["environment"], raw["after_loader"]
+    tools = raw["litert_tool_gpu"]
+    md = ["# edgekit on a GPU: NVIDIA H200 (LiteRT's WebGPU accelerator over Vulkan)", "",
+          f"Machine: {raw['gpu']['nvidia_smi']}; {env['machine']['cpu']} ({env['machine']['cores']} cores); "
+          f"{env['machine']['platform']}; lent for minutes, running nothing else (load average "
+          f"{env['load_before']['1min']} before, {env['load_after']['1min']} after). Measured {env['date']}. "
+          "edgekit from its wheel, installed with `pip --no-index --no-deps --target` with ai-edge-litert and the "
+          "core dependencies the machine lacked, beside its own numpy, Pillow and onnxruntime; no TensorFlow. Versions: "
+          + ", ".join(f"{k} {v}" for k, v in env["versions"].items() if k != "platform") + ".",
+          f"Latency, devices and error paths: the wheel of commit {raw['commit']}; the check after the output fixes "
+          f"(agreement on every test photo, time split, `predict --json`): commit {checked['commit']} "
+          f"({checked['date']}). Models: MobileNetV2 224 px finetuned on clothing-small (one parent), converted to "
+          "float32, float16 and full-int8 .tflite. `python benchmarks/gpu_device.py` made and reads every number.", "",
+          "## Latency", "", lat["method"] + f"; {lat['rounds']} rounds.", ""] + _latency_lines(lat)
+    md += ["", "Where one GPU inference's time goes (same process, 200 inferences after 20, median ms), against LiteRT's "
+           f"own benchmark tool (`--use_gpu --no_cpu`, {RUNS} runs, times `run_by_name` alone):", "",
+           "| model | write input | run | read output (waits for the GPU) | LiteRT tool median run | tool init ms |",
+           "| --- | --- | --- | --- | --- | --- |"]
+    for name, split in checked["phases"].items():
+        tool = tools[name].get("result", {}).get("latency", {})
+        md.append(f"| {name} | {split['write']['median']:.3f} | {split['run']['median']:.3f} | "
+                  f"{split['read']['median']:.3f} | {tool.get('median_ms', '-')} | {tool.get('init_ms', '-')} |")
     md += ["", "## GPU outputs against the CPU (same model, same preprocessed photos)", "",
-           "| model | photos | top-1 agreement | CPU top-1 | GPU top-1 | largest output difference | "
-           "with enforce_f32: agreement, largest difference |", "| --- | --- | --- | --- | --- | --- | --- |"]
-    for name, row in raw.get("agreement", {}).items():
-        gpu, f32 = row["gpu"], row["gpu_enforce_f32"]
-        gpu_cells = (f"{gpu['top1_agreement']:.3f} ({gpu['disagreements']} differ) | {row['cpu_top1_accuracy']:.3f} | "
-                     f"{gpu['top1_accuracy']:.3f} | {gpu['max_abs_diff']:.2g}") if "error" not in gpu \
-            else f"failed: {gpu['error']} | {row['cpu_top1_accuracy']:.3f} | - | -"
-        f32_cell = f"{f32['top1_agreement']:.3f}, {f32['max_abs_diff']:.2g}" if "error" not in f32 else f"failed: {f32['error']}"
-        md.append(f"| {name} | {row['images']} ({row['classes']} classes) | {gpu_cells} | {f32_cell} |")
+           f"clothing-small test/ (never used in training or calibration). CPU: `cpu` ({env['machine']['cores']} "
+           "threads, XNNPACK). GPU: edgekit's default (LiteRT's GPU options left at theirs); enforce_f32: LiteRT's "
+           "`GpuOptions(enforce_f32=True)` through LiteRT directly. Drop: positive = the GPU lost accuracy, 95% "
+           "interval for paired answers.", ""] + _agreement_lines(checked["agreement"])
     md += ["", "## What a user sees", "", "Before the Vulkan loader is installed:", ""]
     md += _command_block(raw["before_loader"]["devices"]) + _command_block(raw["before_loader"]["profile_gpu"])
-    loader = raw.get("loader", {})
-    md += ["", f"After unpacking {', '.join(loader.get('debs', []))}"
-           + (f" and `VK_DRIVER_FILES={loader['VK_DRIVER_FILES']}` (this machine's driver keeps its ICD file outside "
-              "the loader's search path)" if loader.get("VK_DRIVER_FILES") else "") + ":", ""]
+    md += ["", f"After unpacking {', '.join(raw['loader']['debs'])} (commit {raw['commit']}: LiteRT's own lines "
+           "still reached the terminal, `INFO: Loaded OpenCL library with dlopen.` on stdout):", ""]
     for key in ("devices", "predict_gpu", "profile_gpu_cpu", "no_adapter", "onnx_on_gpu"):
-        if key in after:
-            md += _command_block(after[key])
-    ort = after.get("onnxruntime", {})
-    md += ["", f"onnxruntime {ort.get('version')} there: providers {ort.get('providers')}. The CUDA execution "
-           f"provider was not measured: {args.ort_gpu_note}", ""]
-    write_results(RESULT_NAME, raw, md)
+        md += _command_block(after[key])
+    as_json = checked["predict_json"]
+    md += ["", f"After the fixes (commit {checked['commit']}): `edgekit predict ... --accelerator gpu --json` exited "
+           f"{as_json['rc']}, its stdout parsed as JSON: {as_json['stdout_is_json']}, stderr held "
+           f"{len(as_json['stderr'])} bytes; the text answer:", ""] + _command_block(checked["predict_text"])
+    ort = after["onnxruntime"]
+    md += ["", f"onnxruntime {ort['version']} there: providers {ort['providers']}. The CUDA execution provider was "
+           f"not measured: {args.ort_gpu_note}", ""]
+    write_results(RESULT_NAME, {"measure": raw, "check": checked, "onnxruntime_gpu": args.ort_gpu_note}, md)
     return 0
 
 
@@ -436,7 +464,8 @@ def main() -> int:
     second.add_argument("--wheel", default="?")
     second.add_argument("--commit", default="?")
     rep = steps.add_parser("report", help="here, from what came back")
-    rep.add_argument("raw", type=Path)
+    rep.add_argument("raw", type=Path, help="what `measure` wrote")
+    rep.add_argument("check", type=Path, help="what `check` wrote")
     rep.add_argument("--site", default="/tmp/site", help="the install folder on the GPU machine (shown as $SITE)")
     rep.add_argument("--ort-gpu-note", required=True, help="why onnxruntime-gpu could not be carried")
     args = parser.parse_args()
