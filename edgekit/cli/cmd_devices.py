@@ -12,7 +12,8 @@ def devices_command(as_json: JsonFlag = False) -> None:
     """List device profiles (built-in, ./devices/*.yaml, $EDGEKIT_DEVICES) and whether each is available here.
 
     Availability is checked without loading a model: delegate libraries, GPU adapters and execution
-    providers for local devices; an SSH connection (short timeout) for remote ones.
+    providers for local devices; an SSH connection (short timeout) for remote ones. A profile whose formats
+    differ here (gpu: .tflite on LiteRT, .onnx on onnxruntime-gpu) says "partly" and answers per format.
     """
     from edgekit.api import devices
 
