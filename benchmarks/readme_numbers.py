@@ -186,15 +186,32 @@ def int8_recovery_rows(r: dict) -> list[Row]:
              f"{_status(row['drop_points'] <= 1.0)}, {_status(row['top1_agreement'] >= 0.95)}")]
 
 
+def gpu_rows(r: dict) -> list[Row]:
+    """The .tflite GPU path (LiteRT's WebGPU accelerator) on a lent GPU machine, against its own CPU."""
+    measured, checked = r["measure"], r["check"]["agreement"]
+    machine = measured["environment"]["machine"]
+    rows = []
+    for model in ("float32", "float16", "int8"):
+        case = measured["latency"]["cases"][f"{model} on gpu"]
+        p50, speedup, agreed = case["p50_ms"], case["speedup_vs_cpu"], checked[model]["gpu"]
+        rows.append((f"MobileNetV2 224 px {model} on a lent {measured['gpu']['nvidia_smi'].split(',')[0]} (LiteRT WebGPU, 1 sample) "
+                     f"vs its {machine['cores']}-core CPU",
+                     f"p50 {p50['median']:.3f} ms [{p50['min']:.3f}-{p50['max']:.3f}]; {speedup['median']:.2f}x the "
+                     f"CPU [{speedup['min']:.2f}-{speedup['max']:.2f}]; top-1 agreement with the CPU "
+                     f"{agreed['top1_agreement']:.3f} on {checked[model]['images']} photos", "-", "-"))
+    return rows
+
+
 SOURCES: dict[str, Callable[[dict], list[Row]]] = {
     "compress_variants": compress_rows, "sparse_pruning": sparse_rows, "onnx_vs_tflite": onnx_rows,
     "runtime_coldstart": coldstart_rows,
     "profiler_vs_litert": profiler_rows, "quickstart_time": quickstart_rows, "edgetpu_agreement": edgetpu_rows,
     "profile_accuracy": memory_rows, "monitor_drift_clothing": drift_rows, "monitor_overhead": overhead_rows,
-    "int8_accuracy": int8_accuracy_rows, "int8_recovery": int8_recovery_rows,
+    "int8_accuracy": int8_accuracy_rows, "int8_recovery": int8_recovery_rows, "gpu_h200": gpu_rows,
 }
 # Measured outside the harness (no latency ratio, or their own interleaved rounds): listed with what they record.
-OWN_METHOD = {"edgetpu_agreement", "monitor_drift_clothing", "monitor_overhead", "int8_accuracy", "int8_recovery"}
+OWN_METHOD = {"edgetpu_agreement", "monitor_drift_clothing", "monitor_overhead", "int8_accuracy", "int8_recovery",
+              "gpu_h200"}
 
 
 def load_results(results: Path = RESULTS) -> dict[str, dict]:
