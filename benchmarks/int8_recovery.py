@@ -494,14 +494,22 @@ def _distilled_markdown(distilled: dict | None) -> list[str]:
         return []
     arm, epochs = distilled["arm"], distilled["epochs"]
     record = arm["distillation"]
-    lines = ["", f"## QAT distilled from the parent ({epochs} epoch{'s' if epochs != 1 else ''}, "
+    ranges = arm.get("activation_ranges")
+    start = ("activation ranges from calibration images" if ranges else "tfmot's [-6, 6] starting ranges")
+    lines = ["", f"## QAT distilled from the parent ({epochs} epoch{'s' if epochs != 1 else ''}, {start}, "
                  "`compress --qat --qat-distill`)", "",
              f"The parent fine-tuned with fake quantization as above, but on the parent's own outputs on the train/ "
              f"images, softened at temperature {record['temperature']:g} (Hinton et al.), with no labels (the "
              f"parent's top-1 on those images: {record['teacher_train_top1']:.3f}); then int8 (200 calibration "
              "images). "
              "Drop = top-1 of the model it is against minus the distilled int8 model's; agreement = top-1 agreement "
-             "with it; all paired on the same photos.", "",
+             "with it; all paired on the same photos. " + (
+                 f"Before training, {ranges['initialised']} activation ranges were set to their min/max in the "
+                 f"parent over the {ranges['from_images']} calibration images (median width "
+                 f"{ranges['median_width_after']:g}, tfmot's start {ranges['median_width_before']:g}; "
+                 f"{ranges['left_at_tfmot_start']} left at tfmot's start), as `compress --qat` now does."
+                 if ranges else "Activation ranges started at tfmot's [-6, 6] (measured in session 24, before "
+                 "compress set them from calibration images)."), "",
              "| distilled QAT int8 against | n | drop (95% CI) | agreement |", "|---|---:|---|---:|"]
     for name, row in distilled["comparisons"].items():
         low, high = row["interval95_points"]
