@@ -295,6 +295,8 @@ def int16x8(tools: Tools, cache: Path, cached_only: bool, every: int) -> dict:
 
 ARMS = ("qat", "float")  # QAT fine-tune, or the same fine-tune in float (then plain int8)
 DISTILLED = "qat-distilled"  # QAT on the parent's softened outputs (compress --qat --qat-distill), no labels
+CALIBRATED = "qat-distilled-calibrated-ranges"  # the same, activation ranges started from calibration images
+# Sessions 23-24 measured the other QAT arms from tfmot's starting ranges; retrained, they start there again.
 
 
 def _fine_tuned_outputs(tools: Tools, arm: str, epochs: int) -> dict:
@@ -316,10 +318,12 @@ def _fine_tuned_outputs(tools: Tools, arm: str, epochs: int) -> dict:
     model = load_float_model(parent.path)
     started = time.perf_counter()
     distillation = None
-    if arm in ("qat", DISTILLED):
-        model, report = qat_model(model, images, epochs=epochs, seed=CALIBRATION_SEED, distill=arm == DISTILLED,
-                                  tfmot_wrap=parent.manifest.tfmot_wrap or "whole")
-        history, distillation = report["fine_tune"], report["distillation"]
+    ranges = None
+    if arm in ("qat", DISTILLED, CALIBRATED):
+        calibration = tools.bench.calibration(200) if arm == CALIBRATED else None
+        model, report = qat_model(model, images, calibration=calibration, epochs=epochs, seed=CALIBRATION_SEED,
+                                  distill=arm != "qat", tfmot_wrap=parent.manifest.tfmot_wrap or "whole")
+        history, distillation, ranges = report["fine_tune"], report["distillation"], report["activation_ranges"]
     else:  # what qat_model does, without the fake quantization
         freeze_batchnorm(model)
         history = fine_tune(model, images, epochs=epochs, learning_rate=LEARNING_RATE, seed=CALIBRATION_SEED,
@@ -333,7 +337,8 @@ def _fine_tuned_outputs(tools: Tools, arm: str, epochs: int) -> dict:
     if arm == "float":
         outputs["float"] = np.asarray(model.predict(bench.pool_inputs, batch_size=32, verbose=0))
     return {"outputs": outputs, "labels": bench.labels, "history": history, "train_s": round(train_s, 1),
-            "learning_rate": LEARNING_RATE, "distillation": distillation, "int8_bytes": len(int8),
+            "learning_rate": LEARNING_RATE, "distillation": distillation, "activation_ranges": ranges,
+            "int8_bytes": len(int8),
             "int8_size_vs_float32_tflite": round(len(int8) / len(tools.float32), 4)}
 
 
@@ -394,12 +399,13 @@ def _plain_int8_outputs(tools: Tools, cache: Path, compute: bool) -> np.ndarray 
     return dict(np.load(path))["int8"] if path.is_file() else None
 
 
-def distilled_qat(tools: Tools, cache: Path, epochs: int, label_epochs: int, *, train: bool) -> dict | None:
-    """QAT on the parent's softened outputs (``epochs``), scored against the parent and, paired on the same
-    photos, against the label arms of :func:`qat_against_extra_training` (``label_epochs``) where cached."""
+def distilled_qat(tools: Tools, cache: Path, arm: str, epochs: int, label_epochs: int, *, train: bool) -> dict | None:
+    """QAT on the parent's softened outputs (``epochs``; ``arm`` says how its ranges start), scored against the
+    parent and, paired on the same photos, against the label arms of :func:`qat_against_extra_training`
+    (``label_epochs``) and, for calibrated ranges, the 1-epoch arm from tfmot's start, where cached."""
     from edgekit.metrics import accuracy_change
 
-    distilled = _fine_tuned_arm(tools, cache, DISTILLED, epochs, train)
+    distilled = _fine_tuned_arm(tools, cache, arm, epochs, train)
     plain = _plain_int8_outputs(tools, cache, train)
     if distilled is None:
         return None
@@ -413,13 +419,15 @@ def distilled_qat(tools: Tools, cache: Path, epochs: int, label_epochs: int, *, 
     comparisons = {"parent": change(outputs["parent"])}
     if plain is not None:  # the same training in float would not move the weights (see _plain_int8_outputs)
         comparisons["plain int8 of the parent"] = change(plain)
-    against = {"qat": "QAT int8 on labels", "float": "float fine-tuned, plain int8"}
-    for arm, name in against.items():
-        found = _fine_tuned_arm(tools, cache, arm, label_epochs, False)
+    against = {("qat", label_epochs): "QAT int8 on labels", ("float", label_epochs): "float fine-tuned, plain int8"}
+    if arm == CALIBRATED:
+        against[(DISTILLED, 1)] = "distilled QAT int8 from tfmot's [-6, 6] ranges"
+    for (other, other_epochs), name in against.items():
+        found = _fine_tuned_arm(tools, cache, other, other_epochs, False)
         if found is not None:
-            comparisons[f"{name} ({label_epochs} epoch{'s' if label_epochs != 1 else ''})"] = change(
+            comparisons[f"{name} ({other_epochs} epoch{'s' if other_epochs != 1 else ''})"] = change(
                 found["outputs"]["int8"])
-    return {"epochs": epochs, "label_epochs": label_epochs, "comparisons": comparisons,
+    return {"epochs": epochs, "label_epochs": label_epochs, "comparisons": comparisons, "arm_name": arm,
             "arm": {key: value for key, value in distilled.items() if key != "outputs"}}
 
 
@@ -486,14 +494,22 @@ def _distilled_markdown(distilled: dict | None) -> list[str]:
         return []
     arm, epochs = distilled["arm"], distilled["epochs"]
     record = arm["distillation"]
-    lines = ["", f"## QAT distilled from the parent ({epochs} epoch{'s' if epochs != 1 else ''}, "
+    ranges = arm.get("activation_ranges")
+    start = ("activation ranges from calibration images" if ranges else "tfmot's [-6, 6] starting ranges")
+    lines = ["", f"## QAT distilled from the parent ({epochs} epoch{'s' if epochs != 1 else ''}, {start}, "
                  "`compress --qat --qat-distill`)", "",
              f"The parent fine-tuned with fake quantization as above, but on the parent's own outputs on the train/ "
              f"images, softened at temperature {record['temperature']:g} (Hinton et al.), with no labels (the "
              f"parent's top-1 on those images: {record['teacher_train_top1']:.3f}); then int8 (200 calibration "
              "images). "
              "Drop = top-1 of the model it is against minus the distilled int8 model's; agreement = top-1 agreement "
-             "with it; all paired on the same photos.", "",
+             "with it; all paired on the same photos. " + (
+                 f"Before training, {ranges['initialised']} activation ranges were set to their min/max in the "
+                 f"parent over the {ranges['from_images']} calibration images (median width "
+                 f"{ranges['median_width_after']:g}, tfmot's start {ranges['median_width_before']:g}; "
+                 f"{ranges['left_at_tfmot_start']} left at tfmot's start), as `compress --qat` now does."
+                 if ranges else "Activation ranges started at tfmot's [-6, 6] (measured in session 24, before "
+                 "compress set them from calibration images)."), "",
              "| distilled QAT int8 against | n | drop (95% CI) | agreement |", "|---|---:|---|---:|"]
     for name, row in distilled["comparisons"].items():
         low, high = row["interval95_points"]
@@ -530,6 +546,8 @@ def _markdown(result: dict) -> str:
     lines += _equalization_markdown(result["equalization"], header)
     lines += _qat_markdown(result.get("qat_against_extra_training"))
     lines += _distilled_markdown(result.get("distilled_qat"))
+    for distilled in result.get("distilled_qat_calibrated_ranges") or []:
+        lines += _distilled_markdown(distilled)
     lines += ["", "Mixed int8 / int16x8 per layer: not possible with this converter. Its quantizer takes one "
               "inference type for the whole model and a deny-list that can only leave ops in float:", "",
               f"    {result['mixed_int16x8_evidence']}", ""]
@@ -558,8 +576,12 @@ def main() -> int:
                              "at load 12 here; compress's default is 2)")
     parser.add_argument("--distill-epochs", type=int, default=1,
                         help="with --part qat-distill: epochs of QAT on the parent's outputs, compared with the "
-                             "--qat-epochs label arms (1: an epoch took 10.9 min at load 10 here; a 2-epoch run "
-                             "was killed for memory beside the other jobs)")
+                             "--qat-epochs label arms (here: 1 epoch 13.6 min of training at load 7, 2 epochs 16.7 "
+                             "min at load 6-9, peak memory 6.6 GiB)")
+    parser.add_argument("--ranges", choices=("calibrated", "tfmot"), default="calibrated",
+                        help="with --part qat-distill: start the activation ranges from 200 calibration images "
+                             "(as compress does) or from tfmot's [-6, 6] (session 24's arm); every calibrated arm "
+                             "cached is reported")
     parser.add_argument("--arm", action="append", choices=ARMS,
                         help="with --part qat: train only this arm (repeatable; default both), e.g. one per process")
     parser.add_argument("--cached-only", action="store_true",
@@ -579,14 +601,21 @@ def main() -> int:
         recovered |= int16x8(tools, cache, args.cached_only or args.part not in ("all", "int16x8"), args.int16x8_every)
         qat = qat_against_extra_training(tools, cache, args.qat_epochs, () if args.cached_only or args.part not in (
             "all", "qat") else tuple(args.arm or ARMS))
-        distilled = distilled_qat(tools, cache, args.distill_epochs, args.qat_epochs,
-                                  train=not args.cached_only and args.part == "qat-distill")
+        train = not args.cached_only and args.part == "qat-distill"
+        distilled = distilled_qat(tools, cache, DISTILLED, args.distill_epochs if args.ranges == "tfmot" else 1,
+                                  args.qat_epochs, train=train and args.ranges == "tfmot")
+        cached = {int(path.stem.split("-")[-2]) for path in cache.glob(f"fine-tune-{CALIBRATED}-*-epochs.json")}
+        training = {args.distill_epochs} if train and args.ranges == "calibrated" else set()
+        calibrated = [distilled_qat(tools, cache, CALIBRATED, epochs, args.qat_epochs, train=epochs in training)
+                      for epochs in sorted(cached | training)]
     result = {"backbone": args.backbone, "input_size": args.size, "pool": "clothing-small test/ + extra/",
               "locate": located, "recovery": recovered, "qat_against_extra_training": qat, "distilled_qat": distilled,
+              "distilled_qat_calibrated_ranges": calibrated,
               "equalization": equalized, "mixed_int16x8_evidence": _mixed_int16x8_evidence(),
               "not_measured": [name for name, row in (recovered | equalized["rows"]).items() if row is None] + (
                   [] if qat else ["QAT against a float model fine-tuned for the same epochs (time)"]) + (
-                  [] if distilled else [f"QAT distilled from the parent, {args.distill_epochs} epochs (time)"]),
+                  [] if distilled else ["QAT distilled from the parent from tfmot's ranges (time)"]) + (
+                  [] if calibrated else ["QAT distilled from the parent from calibrated ranges (time)"]),
               "machine": {"cpus": os.cpu_count(), "note": "2 cores shared with other engineers; load per variant"}}
     if args.part != "all" and not args.cached_only:
         return 0

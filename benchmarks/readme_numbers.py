@@ -173,17 +173,21 @@ def int8_accuracy_rows(r: dict) -> list[Row]:
 
 
 def int8_recovery_rows(r: dict) -> list[Row]:
-    """QAT distilled from the parent (issue 13's recovery by training) against the same int8 goals."""
-    distilled = r.get("distilled_qat")
-    if distilled is None:
-        return []
-    row, epochs = distilled["comparisons"]["parent"], distilled["epochs"]
-    low, high = row["interval95_points"]
-    return [(f"int8 after QAT distilled from the parent ({epochs} epoch{'s' if epochs != 1 else ''}, "
-             f"`--qat --qat-distill`) vs the float parent, {r['backbone']} {r['input_size']} px (clothing-small)",
-             f"top-1 drop {row['drop_points']:+.2f} pts [{low:+.2f}, {high:+.2f}] on {row['images']} unseen photos; "
-             f"agreement {row['top1_agreement']:.3f}", "drop <= 1.0 pt; agreement >= 0.95",
-             f"{_status(row['drop_points'] <= 1.0)}, {_status(row['top1_agreement'] >= 0.95)}")]
+    """QAT distilled from the parent (issue 13's recovery by training) against the same int8 goals: from tfmot's
+    starting activation ranges, and from ranges calibrated on images (as `compress` now starts them)."""
+    sections = [(found, "tfmot's [-6, 6] starting ranges") for found in [r.get("distilled_qat")] if found] + [
+        (found, "ranges from 200 calibration images") for found in r.get("distilled_qat_calibrated_ranges") or []]
+    rows = []
+    for distilled, ranges in sections:
+        row, epochs = distilled["comparisons"]["parent"], distilled["epochs"]
+        low, high = row["interval95_points"]
+        rows.append((f"int8 after QAT distilled from the parent ({epochs} epoch{'s' if epochs != 1 else ''}, "
+                     f"{ranges}, `--qat --qat-distill`) vs the float parent, {r['backbone']} {r['input_size']} px "
+                     "(clothing-small)",
+                     f"top-1 drop {row['drop_points']:+.2f} pts [{low:+.2f}, {high:+.2f}] on {row['images']} unseen "
+                     f"photos; agreement {row['top1_agreement']:.3f}", "drop <= 1.0 pt; agreement >= 0.95",
+                     f"{_status(row['drop_points'] <= 1.0)}, {_status(row['top1_agreement'] >= 0.95)}"))
+    return rows
 
 
 def gpu_rows(r: dict) -> list[Row]:

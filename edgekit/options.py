@@ -164,12 +164,14 @@ class CompressOptions(StageOptions):
                                 description="Cluster each kernel into N shared values (k-means++, 2 <= N <= "
                                             f"{MAX_CLUSTERS}) with a short fine-tune.")
     qat: bool = Field(False, description="Quantization-aware training, then int8 (keeps --prune sparsity / --cluster "
-                                         "clusters).")
+                                         "clusters). Activation ranges start from the calibration images (the "
+                                         "manifest's qat.activation_ranges).")
     qat_distill: bool = Field(
         False, description="With --qat: train on the float parent's own softened outputs (distillation, temperature "
                            "2) instead of the labels, so the int8 model learns to agree with its parent, which is what "
                            "the reported drop and agreement measure (the manifest's qat.distillation records it). "
-                           "On MobileNetV2 one epoch of it agreed less than plain int8 (README: int8 recovery).")
+                           "On MobileNetV2 one epoch agreed 0.918 with the parent, plain int8 0.910 (README: int8 "
+                           "recovery).")
     fine_tune_epochs: int = Field(2, ge=0, examples=[2],
                                   description="Epochs of fine-tuning for --prune/--cluster/--qat.")
     max_accuracy_drop: float | None = Field(

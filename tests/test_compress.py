@@ -187,6 +187,8 @@ def test_qat_produces_an_int8_model(cnn_artifact, tmp_path, distill):
     assert metrics["validation"]["top1_agreement"] >= 0.8
     qat = artifact.manifest.extra["qat"]
     assert qat["preserve"] == "none"
+    ranges = qat["activation_ranges"]  # started from the calibration images (tests/test_qat_distill.py: how)
+    assert ranges["initialised"] > 0 and ranges["left_at_tfmot_start"] == 0 and ranges["from_images"] > 0
     if distill:  # the manifest says what QAT learnt from (tests/test_qat_distill.py: that it does)
         assert qat["distillation"]["temperature"] == 2.0 and qat["distillation"]["labels_used"] is False
     else:

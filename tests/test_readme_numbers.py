@@ -46,6 +46,11 @@ def test_a_missed_goal_is_marked_and_a_met_one_is_not():
     [(what, text, _, status)] = numbers.int8_recovery_rows(distilled)
     assert status == "met, **MISSED**" and "agreement 0.930" in text and "(1 epoch," in what
     assert numbers.int8_recovery_rows({"distilled_qat": None}) == []
+    distilled["distilled_qat_calibrated_ranges"] = [{"epochs": 2, "comparisons": {"parent": {
+        "drop_points": 0.2, "interval95_points": [-0.6, 1.0], "images": 2440, "top1_agreement": 0.96}}}]
+    (_, _, _, tfmot_status), (what, text, _, status) = numbers.int8_recovery_rows(distilled)
+    assert tfmot_status == "met, **MISSED**" and "tfmot's [-6, 6]" in numbers.int8_recovery_rows(distilled)[0][0]
+    assert status == "met, met" and "(2 epochs, ranges from 200 calibration images" in what and "0.960" in text
 
 
 def test_drop_sign_convention_is_positive_for_a_loss():

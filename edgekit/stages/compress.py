@@ -147,8 +147,9 @@ def _calibration_and_eval(plan: Plan) -> tuple[np.ndarray | None, EvalSet]:
                                 training_data=plan.eval_from_calibration)
 
 
-def _optimise(keras_model, plan: Plan) -> tuple[object, dict]:
-    """Apply --prune / --cluster / --qat to the Keras model; return it with their reports."""
+def _optimise(keras_model, plan: Plan, calibration: np.ndarray | None) -> tuple[object, dict]:
+    """Apply --prune / --cluster / --qat to the Keras model; return it with their reports. QAT's activation
+    ranges start from the (normalised) ``calibration`` inputs."""
     from edgekit.stages.tfmot_wrappers import load_training_images
 
     options, reports = plan.options, {}
@@ -172,8 +173,11 @@ def _optimise(keras_model, plan: Plan) -> tuple[object, dict]:
         from edgekit.stages.quantize import qat_model
 
         preserve = "prune" if options.prune is not None else "cluster" if options.cluster is not None else None
-        keras_model, reports["qat"] = qat_model(keras_model, images, preserve=preserve, distill=options.qat_distill,
-                                                **common)
+        keras_model, reports["qat"] = qat_model(keras_model, images, calibration=calibration, preserve=preserve,
+                                                distill=options.qat_distill, **common)
+        ranges = reports["qat"]["activation_ranges"]
+        status(f"QAT: {ranges['initialised']} activation ranges started from {ranges['from_images']} calibration "
+               f"images (median width {ranges['median_width_after']} instead of {ranges['median_width_before']})")
     return keras_model, reports
 
 
@@ -225,7 +229,7 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
     # Pruning/clustering change the weights in place, so the parent is converted before them. After --equalize
     # the baseline is the equalized float model (same size): the one bias correction must match.
     baseline = convert_keras_to_tflite(float_model, what=str(parent.path)) if options.needs_training() else None
-    optimised, reports = _optimise(float_model, plan)
+    optimised, reports = _optimise(float_model, plan, calibration_inputs)
     if options.equalize:
         from edgekit.stages.equalization import equalize as equalize_layers
 
