@@ -166,6 +166,7 @@ def test_a_rule_following_model_is_pruned_stored_sparse_and_checked(tmp_path, di
     assert pruning["per_layer_type"]["dense"]["sparsity"] < 0.05  # the head is not pruned for latency
     assert pruning["batchnorm"].startswith("moving statistics re-estimated on ") and "conformed" in pruning["batchnorm"]
     assert pruning["distillation"]["teacher"].startswith("the dense parent") and not pruning["distillation"]["labels_used"]
+    assert pruning["classifier_refit"]["train_agreement_after"] >= pruning["classifier_refit"]["train_agreement_before"]
     check = sparse.manifest.extra["sparse_inference"]
     assert check["stored"] == {"densify_ops": 1, "conv1x1": 1, "conv1x1_sparse_stored": 1}
     assert check["rule_broken"] is None and check["zero_fraction_1x1"] >= 0.73
