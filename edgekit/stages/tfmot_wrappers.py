@@ -7,7 +7,8 @@ MobileNetV3/EfficientNet-style graphs hold Rescaling/TFOpLambda layers that tfmo
 epochs on a small folder would otherwise drag its statistics away from what the backbone learned.
 Latency pruning is the exception (:mod:`edgekit.stages.prune`): it cuts so much that the old
 statistics no longer fit, so they are conformed to the training images first (:func:`conform_batchnorm`)
-and re-estimated after the cut (:func:`reestimate_batchnorm`).
+and re-estimated after the cut (:func:`reestimate_batchnorm`), and the classifier is refit to the features
+that leaves (:func:`refit_classifier`).
 """
 
 from __future__ import annotations
@@ -206,7 +207,7 @@ def wrap_model(model, *, wrap_layer: Callable, wrap_whole: Callable, tfmot_wrap:
 
 
 def outputs_in_order(model, images: TrainingImages, batch_size: int = BATCH_SIZE) -> np.ndarray:
-    """The model's outputs (inference mode) on every training image, in the images' order."""
+    """The model's outputs (inference mode) on every one of ``images``, in their order."""
     return np.concatenate([np.asarray(model(batch, training=False)) for batch in images.in_order(batch_size)])
 
 
@@ -267,7 +268,7 @@ def refit_classifier(model, targets: TrainingImages, loss, *, seed: int, epochs:
     history = refit.fit(features, targets.labels, batch_size=BATCH_SIZE, epochs=epochs, shuffle=True, verbose=0)
     head.set_weights(refit.layers[-1].get_weights())
     return {"layer": head.name, "epochs": epochs, "learning_rate": learning_rate,
-            "features": "the pruned model's own, after BatchNormalization re-estimation (everything else frozen)",
+            "features": "computed once by the rest of the model as it now is (frozen)",
             "train_agreement_before": before, "train_agreement_after": agreement(),
             "loss": [round(float(v), 4) for v in history.history["loss"]]}
 
