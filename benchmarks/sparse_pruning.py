@@ -48,7 +48,7 @@ def _variants(parent, work: Path, pool: Path, epochs: int) -> dict:
 
     level = round(SPARSITY * 100)
     # the folder names the method, so a cache built before BatchNormalization was conformed is not reused
-    sparse32, sparse8 = built(work / f"sparse-distilled-bn-conformed-e{epochs}", (f"sparse{level}-float32", f"sparse{level}-int8"),
+    sparse32, sparse8 = built(work / f"sparse-distilled-bn-conformed-refit-e{epochs}", (f"sparse{level}-float32", f"sparse{level}-int8"),
                               prune=SPARSITY, prune_for="latency", int8=True, fine_tune_epochs=epochs)
     (int8,) = built(work / "int8", ("int8",), int8=True)
     return {"sparse float32": sparse32, "int8": int8, "pruned + int8": sparse8}

@@ -42,15 +42,15 @@ def _images(count: int, labels=None):
 
 
 def test_the_teacher_sees_each_image_as_the_students_batches_normalise_it():
-    """The review's worry: teacher_outputs and TrainingImages.dataset each normalising. Each normalises the
+    """The review's worry: outputs_in_order and TrainingImages.dataset each normalising. Each normalises the
     uint8 pixels once, with the same mean/std: the teacher's row for an image is the model's output on the
     exact batch input the student is trained on (found through the shuffled batches by an index label)."""
     from edgekit.data import normalize
-    from edgekit.stages.tfmot_wrappers import teacher_outputs
+    from edgekit.stages.tfmot_wrappers import outputs_in_order
 
     model = _tiny_model()
     images = _images(40, labels=np.arange(40))
-    teacher = teacher_outputs(model, images)
+    teacher = outputs_in_order(model, images)
     seen = 0
     for batch, index in images.dataset(seed=0, batch_size=16):
         index = np.asarray(index)
@@ -79,13 +79,13 @@ def test_distilled_qat_moves_the_int8_model_towards_the_parent_not_the_labels():
     from edgekit._tf import import_tf
     from edgekit.data import normalize
     from edgekit.stages.quantize import qat_model
-    from edgekit.stages.tfmot_wrappers import DISTILLATION_TEMPERATURE, fine_tune, teacher_outputs
+    from edgekit.stages.tfmot_wrappers import DISTILLATION_TEMPERATURE, fine_tune, outputs_in_order
 
     _, tf_keras = import_tf()
     images = _images(64)
     parent = _tiny_model()
     fine_tune(parent, images, epochs=15, learning_rate=1e-2, seed=0, description="parent")
-    teacher = teacher_outputs(parent, images)
+    teacher = outputs_in_order(parent, images)
     assert np.mean(teacher.argmax(1) == images.labels) >= 0.9  # the parent learnt the colours
     images.labels = (teacher.argmax(1) + 1) % CLASSES
     inputs = normalize(images.pixels, IMAGENET)

@@ -166,6 +166,7 @@ def test_a_rule_following_model_is_pruned_stored_sparse_and_checked(tmp_path, di
     assert pruning["per_layer_type"]["dense"]["sparsity"] < 0.05  # the head is not pruned for latency
     assert pruning["batchnorm"].startswith("moving statistics re-estimated on ") and "conformed" in pruning["batchnorm"]
     assert pruning["distillation"]["teacher"].startswith("the dense parent") and not pruning["distillation"]["labels_used"]
+    assert pruning["classifier_refit"]["train_agreement_after"] >= pruning["classifier_refit"]["train_agreement_before"]
     check = sparse.manifest.extra["sparse_inference"]
     assert check["stored"] == {"densify_ops": 1, "conv1x1": 1, "conv1x1_sparse_stored": 1}
     assert check["rule_broken"] is None and check["zero_fraction_1x1"] >= 0.73
@@ -273,6 +274,51 @@ def test_conforming_batchnorm_keeps_the_function_so_reestimation_costs_an_unprun
     assert np.abs(model(inputs, training=False).numpy() - parent).max() < 0.02
 
 
+def test_the_classifier_refit_follows_the_features_reestimation_changed_and_leaves_the_rest_frozen(tmp_path):
+    """After re-estimation the classifier reads features it was not trained on. Here: conv -> BatchNormalization
+    (statistics from other data) -> mean -> softmax, re-estimated without conforming, so the parent's top-1
+    changes on a quarter of the images (checked first). The Dense layer alone, refit to the parent's outputs
+    on cached features, brings the model back to the parent; every other weight stays as it was."""
+    from dataclasses import replace
+
+    from edgekit._tf import import_tf, set_seed
+    from edgekit.artifacts import Preprocessing
+    from edgekit.stages.tfmot_wrappers import (DISTILLATION_TEMPERATURE, TrainingImages, distillation_loss,
+                                               outputs_in_order, reestimate_batchnorm, refit_classifier)
+
+    _, tf_keras = import_tf()
+    set_seed(0)
+    layers = tf_keras.layers
+    inputs = tf_keras.Input((8, 8, 3))
+    norm = layers.BatchNormalization()
+    features = layers.GlobalAveragePooling2D()(norm(layers.Conv2D(8, 1)(inputs)))
+    model = tf_keras.Model(inputs, layers.Dense(3, activation="softmax")(features))
+    norm.trainable = False
+    rng = np.random.default_rng(0)
+    norm.set_weights([rng.uniform(0.5, 2.0, 8), rng.normal(0, 0.5, 8), rng.normal(0, 1.0, 8), rng.uniform(0.1, 4.0, 8)])
+    model.layers[-1].set_weights([rng.normal(0, 3.0, (8, 3)), np.zeros(3)])
+    tint = rng.integers(0, 192, (64, 1, 1, 3))  # so the parent's top-1 varies from image to image
+    pixels = np.clip(rng.integers(0, 256, (64, 8, 8, 3)) // 4 + tint, 0, 255).astype(np.uint8)
+    images = TrainingImages(pixels, np.zeros(64, np.int64), Preprocessing(size=(8, 8), mean=(100.0,) * 3,
+                                                                          std=(50.0,) * 3), tmp_path)
+    targets = replace(images, labels=outputs_in_order(model, images))
+    reestimate_batchnorm(model, images, seed=0)
+    moved = outputs_in_order(model, images)
+    agreement_moved = float(np.mean(moved.argmax(1) == targets.labels.argmax(1)))
+    assert agreement_moved < 0.85
+    backbone = [w.copy() for layer in model.layers[:-1] for w in layer.get_weights()]
+    record = refit_classifier(model, targets, distillation_loss(DISTILLATION_TEMPERATURE), seed=0, epochs=100,
+                              learning_rate=1e-2)
+    refit = outputs_in_order(model, images)
+    assert record["train_agreement_before"] == pytest.approx(agreement_moved, abs=1e-4)
+    assert record["train_agreement_after"] >= 0.95
+    assert float(np.mean(refit.argmax(1) == targets.labels.argmax(1))) == pytest.approx(record["train_agreement_after"], abs=1e-4)
+    assert np.abs(refit - targets.labels).mean() < 0.2 * np.abs(moved - targets.labels).mean()
+    for before, after in zip(backbone, [w for layer in model.layers[:-1] for w in layer.get_weights()]):
+        np.testing.assert_array_equal(before, after)
+    assert record["layer"] == model.layers[-1].name and len(record["loss"]) == 100
+
+
 def test_distillation_loss_is_the_softened_cross_entropy_and_rewards_the_teachers_second_choices():
     """T^2 * CE(softmax(log t / T), softmax(log s / T)) per image; among students with the teacher's top-1 it is
     lowest for the one that also matches the teacher's second choices (which bare labels cannot teach)."""
@@ -306,7 +352,8 @@ def test_latency_pruning_learns_from_the_dense_parent_not_the_labels(tmp_path):
     from edgekit._tf import import_tf, set_seed
     from edgekit.artifacts import Preprocessing
     from edgekit.stages.prune import prune_model
-    from edgekit.stages.tfmot_wrappers import DISTILLATION_TEMPERATURE, TrainingImages, teacher_outputs
+    from edgekit.stages.tfmot_wrappers import (CLASSIFIER_REFIT_EPOCHS, DISTILLATION_TEMPERATURE, TrainingImages,
+                                               outputs_in_order)
 
     _, tf_keras = import_tf()
     set_seed(0)
@@ -314,10 +361,12 @@ def test_latency_pruning_learns_from_the_dense_parent_not_the_labels(tmp_path):
     pixels = np.random.default_rng(0).integers(0, 256, (64, 16, 16, 3), dtype=np.uint8)
     images = TrainingImages(pixels, np.zeros(64, np.int64), Preprocessing(size=(16, 16), mean=(127.5,) * 3,
                                                                           std=(127.5,) * 3), tmp_path)
-    parent_top1 = teacher_outputs(model, images).argmax(1)
+    parent_top1 = outputs_in_order(model, images).argmax(1)
     images.labels = (parent_top1 + 1) % 4  # every label disagrees with the parent
     _, report = prune_model(model, images, sparsity=0.75, epochs=2, tfmot_wrap="whole", seed=0, prune_for="latency")
     assert report["pruned_kinds_sparsity"] >= 0.73
     assert min(report["fine_tune"]["accuracy"]) > 0.5  # agreement with the parent, not with the labels
     assert report["distillation"]["temperature"] == DISTILLATION_TEMPERATURE
     assert report["distillation"]["teacher_train_top1"] == 0.0
+    refit = report["classifier_refit"]  # last, on the features re-estimation left
+    assert refit["epochs"] == CLASSIFIER_REFIT_EPOCHS and refit["train_agreement_after"] >= refit["train_agreement_before"]

@@ -19,7 +19,10 @@ alone cost even the *unpruned* MobileNetV2 18 points. So every BatchNormalizatio
 to the training images (:func:`~edgekit.stages.tfmot_wrappers.conform_batchnorm`: same function,
 moving statistics = the images', the difference folded into scale and offset), and batch statistics,
 training and re-estimation then start from the parent itself. Latency pruning also distils: the pruned model learns the dense parent's softened outputs on the training images
-(computed once before pruning) instead of the bare labels, which carry far less per image.
+(computed once before pruning) instead of the bare labels, which carry far less per image. Re-estimation
+changes the features the classifier was fine-tuned on, so last the classifier alone is refit to the
+same soft targets on the features the pruned model now computes
+(:func:`~edgekit.stages.tfmot_wrappers.refit_classifier`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ import numpy as np
 
 from edgekit.errors import SparsePatternError, ValidationError
 from edgekit.stages.tfmot_wrappers import (SPARSE_KINDS, TrainingImages, conform_batchnorm, distillation_targets,
-                                           fine_tune, layer_kind, main_kernel, reestimate_batchnorm, wrap_model)
+                                           fine_tune, layer_kind, main_kernel, reestimate_batchnorm, refit_classifier,
+                                           wrap_model)
 
 LEARNING_RATE = 1e-4
 SPARSITY_TOLERANCE = 0.02  # achieved sparsity may fall short of the target by this much (rounding per layer)
@@ -111,10 +115,11 @@ def prune_model(model, images: TrainingImages, *, sparsity: float, epochs: int, 
     history = fine_tune(wrapped, targets, epochs=epochs, learning_rate=LEARNING_RATE, seed=seed,
                         callbacks=[sparsity_api.UpdatePruningStep()], description="prune", loss=loss)
     stripped = sparsity_api.strip_pruning(wrapped)
-    batchnorm = None
+    batchnorm = refit = None
     if prune_for == "latency":
         batchnorm = (f"moving statistics re-estimated on {reestimate_batchnorm(stripped, images, seed=seed)} batches, "
                      f"{conformed} layers first conformed to the training images' statistics (same function)")
+        refit = refit_classifier(stripped, targets, loss, seed=seed)  # it now reads re-estimated features
     report = sparsity_report(stripped)
     achieved = sparsity_report(stripped, kinds=SPARSE_KINDS, pointwise_only=prune_for == "latency")["overall"]["sparsity"]
     if achieved < sparsity - SPARSITY_TOLERANCE:
@@ -123,5 +128,5 @@ def prune_model(model, images: TrainingImages, *, sparsity: float, epochs: int, 
     pruned = ["conv1x1"] if prune_for == "latency" else list(SPARSE_KINDS)
     return stripped, {"target_sparsity": sparsity, "prune_for": prune_for, "per_layer_type": report, "pruned_kinds": pruned,
                       "pruned_kinds_sparsity": achieved, "schedule": schedule.__dict__, "batchnorm": batchnorm,
-                      "distillation": distillation,
+                      "distillation": distillation, "classifier_refit": refit,
                       "fine_tune": history}

@@ -7,7 +7,8 @@ MobileNetV3/EfficientNet-style graphs hold Rescaling/TFOpLambda layers that tfmo
 epochs on a small folder would otherwise drag its statistics away from what the backbone learned.
 Latency pruning is the exception (:mod:`edgekit.stages.prune`): it cuts so much that the old
 statistics no longer fit, so they are conformed to the training images first (:func:`conform_batchnorm`)
-and re-estimated after the cut (:func:`reestimate_batchnorm`).
+and re-estimated after the cut (:func:`reestimate_batchnorm`), and the classifier is refit to the features
+that leaves (:func:`refit_classifier`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from edgekit.errors import UsageError
 
 BATCH_SIZE = 32
 DISTILLATION_TEMPERATURE = 2.0  # softens the teacher's outputs so its second choices teach too (Hinton et al.)
+CLASSIFIER_REFIT_EPOCHS = 10  # on cached features: seconds, even for MobileNetV2's 1,280 x 10 head
+CLASSIFIER_REFIT_LEARNING_RATE = 1e-3
 # tfmot 0.8.1 prunes and clusters Conv2D/Dense kernels but leaves depthwise kernels untouched (measured).
 SPARSE_KINDS = ("conv", "dense")
 
@@ -39,6 +42,14 @@ class TrainingImages:
 
     def steps_per_epoch(self, batch_size: int = BATCH_SIZE) -> int:
         return max(1, -(-len(self.labels) // batch_size))
+
+    def in_order(self, batch_size: int = BATCH_SIZE):
+        """The images in their order, normalised exactly as :meth:`dataset` normalises them, batch by batch:
+        for the inference passes (teacher outputs, BatchNormalization statistics, classifier features)."""
+        from edgekit.data import normalize
+
+        for start in range(0, len(self.labels), batch_size):
+            yield normalize(self.pixels[start:start + batch_size], self.preprocessing)
 
     def dataset(self, *, seed: int, batch_size: int = BATCH_SIZE):
         from edgekit._tf import import_tf
@@ -99,13 +110,10 @@ def batchnorm_input_statistics(model, images: TrainingImages, batch_size: int = 
     """Per-channel (mean, variance) of what each BatchNormalization of ``model`` receives over all ``images``,
     inference mode, in ``model.layers`` order (the variance is the population's: within plus between batches)."""
     tf, tf_keras = _tf()
-    from edgekit.data import normalize
-
     norms = _batchnorm_layers(model)
     probe = tf_keras.Model(model.inputs, [layer.input for layer in norms])
     counts, means, variances = [], [], []
-    for start in range(0, len(images.labels), batch_size):
-        batch = normalize(images.pixels[start:start + batch_size], images.preprocessing)
+    for batch in images.in_order(batch_size):
         outputs = probe(batch, training=False)
         outputs = outputs if isinstance(outputs, list) else [outputs]  # a one-output model returns a bare tensor
         moments = [tf.nn.moments(x, axes=list(range(len(x.shape) - 1))) for x in outputs]
@@ -198,13 +206,9 @@ def wrap_model(model, *, wrap_layer: Callable, wrap_whole: Callable, tfmot_wrap:
                              "DepthwiseConv2D/Dense only), or compress without this option") from exc
 
 
-def teacher_outputs(model, images: TrainingImages, batch_size: int = BATCH_SIZE) -> np.ndarray:
-    """The model's softmax outputs (inference mode) on every training image, in the images' order."""
-    from edgekit.data import normalize
-
-    return np.concatenate([np.asarray(model(normalize(images.pixels[start:start + batch_size], images.preprocessing),
-                                            training=False))
-                           for start in range(0, len(images.labels), batch_size)])
+def outputs_in_order(model, images: TrainingImages, batch_size: int = BATCH_SIZE) -> np.ndarray:
+    """The model's outputs (inference mode) on every one of ``images``, in their order."""
+    return np.concatenate([np.asarray(model(batch, training=False)) for batch in images.in_order(batch_size)])
 
 
 def distillation_loss(temperature: float):
@@ -226,10 +230,47 @@ def distillation_targets(teacher, images: TrainingImages, *, description: str) -
     """Train towards ``teacher`` instead of the labels: the images with the teacher's outputs as targets, the
     soft-target loss at :data:`DISTILLATION_TEMPERATURE`, and the record for the manifest (``description``
     names the teacher). The teacher sees the images exactly as the student's batches normalise them."""
-    targets = replace(images, labels=teacher_outputs(teacher, images))
+    targets = replace(images, labels=outputs_in_order(teacher, images))
     return targets, distillation_loss(DISTILLATION_TEMPERATURE), {
         "teacher": description, "temperature": DISTILLATION_TEMPERATURE, "labels_used": False,
         "teacher_train_top1": round(float(np.mean(targets.labels.argmax(1) == images.labels)), 4)}
+
+
+def refit_classifier(model, targets: TrainingImages, loss, *, seed: int, epochs: int = CLASSIFIER_REFIT_EPOCHS,
+                     learning_rate: float = CLASSIFIER_REFIT_LEARNING_RATE) -> dict | None:
+    """Fit ``model``'s final Dense layer (the classifier) again to ``targets`` with ``loss``, on the features the
+    rest of the model, frozen, now computes (cached once: a few cheap epochs); return the record for the
+    manifest, or None when the model does not end in a Dense layer.
+
+    Latency pruning fine-tunes with batch statistics and then re-estimates every BatchNormalization's moving
+    statistics (:func:`reestimate_batchnorm`): that changes the features the classifier reads after it was
+    last trained on them. Refitting the classifier alone makes it read the features the model will run with.
+    """
+    from edgekit._tf import set_seed
+
+    _, tf_keras = _tf()
+    head = model.layers[-1]
+    if layer_kind(head) != "dense":
+        return None
+    # strip_pruning's clone keeps the unpruned layers, so the head was called once per model built from it
+    # (parent, wrapped, stripped) and its plain .input is the parent's; the newest call is ``model``'s
+    features = outputs_in_order(tf_keras.Model(model.inputs, head.get_input_at(len(head.inbound_nodes) - 1)), targets)
+    refit = tf_keras.Sequential([tf_keras.Input(features.shape[1:]), type(head).from_config(head.get_config())])
+    refit.layers[-1].set_weights(head.get_weights())
+    teacher_top1 = targets.labels.argmax(1)
+
+    def agreement() -> float:
+        return round(float(np.mean(np.asarray(refit(features)).argmax(1) == teacher_top1)), 4)
+
+    before = agreement()
+    set_seed(seed)
+    refit.compile(optimizer=tf_keras.optimizers.Adam(learning_rate), loss=loss)
+    history = refit.fit(features, targets.labels, batch_size=BATCH_SIZE, epochs=epochs, shuffle=True, verbose=0)
+    head.set_weights(refit.layers[-1].get_weights())
+    return {"layer": head.name, "epochs": epochs, "learning_rate": learning_rate,
+            "features": "computed once by the rest of the model as it now is (frozen)",
+            "train_agreement_before": before, "train_agreement_after": agreement(),
+            "loss": [round(float(v), 4) for v in history.history["loss"]]}
 
 
 def fine_tune(model, images: TrainingImages, *, epochs: int, learning_rate: float, seed: int,
