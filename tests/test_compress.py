@@ -215,9 +215,8 @@ def test_accuracy_guard_keeps_the_worst_layers_float_until_the_drop_is_certified
     certification, accuracy = guard["certification"], artifact.manifest.metrics["accuracy"]
     assert guard["kept_float_layers"] and guard["attempts"][0]["tuning_drop_points"] > 3.0
     by_count = {attempt["kept_float"]: attempt for attempt in guard["attempts"]}
-    kept, stops = len(guard["kept_float_layers"]), [0, *guard["prefix_stops"]]
-    # the shortest prefix of the ranking that the search may stop at within the limit (bisected)
-    assert by_count[kept]["within"] and not by_count[stops[stops.index(kept) - 1]]["within"]
+    kept = len(guard["kept_float_layers"])  # the shortest prefix of the ranking within the limit (bisected)
+    assert by_count[kept]["within"] and not by_count[kept - 1]["within"]
     assert guard["certified"] and certification["upper95_points"] <= 3.0
     # tuning and certification images are disjoint halves of test/, and every number is on the latter
     assert guard["tuning_images"] + certification["images"] == plain_accuracy["images"]
@@ -281,24 +280,6 @@ def test_accuracy_guard_does_not_parse_the_graph_when_plain_int8_is_within_the_b
     assert chosen == data and report["certified"] and report["kept_float_layers"] == []
     assert parses == []
     assert report["tuning_looks"] == 1 + 2 * math.ceil(math.log2(len(float_cost_bytes(data))))
-
-
-def test_guard_search_lets_only_weightless_ops_at_the_rounding_floor_ride_along():
-    """A weightless op whose int8 error is rounding alone (RMSE / scale 1/sqrt(12)) costs no bytes and changes
-    nothing kept float on its own: no prefix of the search ends before it, so it rides along with the op ranked
-    before it. A layer with weights at or below that floor keeps its own place (riding, it would cost bytes)."""
-    from edgekit.stages.quantize import ROUNDING_ERROR, prefix_stops
-
-    def ranking(*rows):
-        return [{"rmse_over_scale": error, "float_cost_bytes": cost} for error, cost in rows]
-
-    # MobileNetV2 at 160 px: depthwise, a rescaling add, two plain adds, a conv at the floor, an add, a conv
-    ranked = ranking((0.5947, 864), (0.3475, 0), (0.2887, 0), (0.2814, 0), (0.2629, 2592), (0.2886, 0), (0.333, 1536))
-    assert prefix_stops(ranked) == [1, 4, 6, 7]
-    assert prefix_stops(ranked[:6]) == [1, 4, 6]
-    assert prefix_stops(ranking((0.2886, 0), (0.5947, 864), (0.2885, 0))) == [3]  # leading adds go with the first
-    assert prefix_stops(ranking((0.2886, 0), (0.2885, 0))) == [2]
-    assert 0.2887 < 1.02 * ROUNDING_ERROR < 0.2959
 
 
 def test_accuracy_guard_refuses_a_bound_its_images_cannot_certify(cnn_artifact, tmp_path):
