@@ -19,8 +19,6 @@ from edgekit.stages.tfmot_wrappers import TrainingImages, distillation_targets, 
 
 LEARNING_RATE = 1e-5
 PRESERVE = (None, "prune", "cluster")
-# RMSE / scale of rounding alone (a uniform error over one step): an op's int8 output can be no better.
-ROUNDING_ERROR = 1 / math.sqrt(12)
 
 
 def qat_model(model, images: TrainingImages, *, epochs: int, tfmot_wrap: str, seed: int,
@@ -67,8 +65,7 @@ def guarded_int8(prepared, *, plain: bytes, io_dtype: str, tune: Callable[[bytes
     layers ranked by int8 error per byte that keeping them float costs (:func:`rank_by_error_per_byte`),
     then the shortest prefix of that ranking whose tuning upper bound is within the limit, found by
     doubling the prefix (1, 2, 4, ...) and then bisecting between the last failing and first passing
-    length (weightless ops with no more than rounding error ride along with the op ranked before them:
-    :func:`prefix_stops`). The tuning bound is widened for the number of looks the search may take (Bonferroni):
+    length. The tuning bound is widened for the number of looks the search may take (Bonferroni):
     with the plain 95% bound, bisection on ~700 images picked a count that passed by chance and then
     failed certification (Lite0 128 px: 16 layers, certification upper bound 2.02 against 1.5). The
     choice is then checked once on the certification set, which it never saw; certified means that
@@ -121,29 +118,27 @@ def guarded_int8(prepared, *, plain: bytes, io_dtype: str, tune: Callable[[bytes
         report["ranked_layers"] = [{key: (round(row[key], 4) if key == "rmse_over_scale" else row[key])
                                     for key in ("tensor_name", "rmse_over_scale", "float_cost_bytes")}
                                    for row in ranked[:20]]
-        names, stops = [row["tensor_name"] for row in ranked], prefix_stops(ranked)
-        report["prefix_stops"] = stops
-        failing, passing, started = 0, None, time.perf_counter()  # how many of the stops: 0 is plain int8
+        names = [row["tensor_name"] for row in ranked]
+        failing, passing, started = 0, None, time.perf_counter()
         while passing is None or passing - failing > 1:
-            stop = min(2 * failing or 1, len(stops)) if passing is None else (failing + passing) // 2
-            count = stops[stop - 1]
+            count = min(2 * failing or 1, len(names)) if passing is None else (failing + passing) // 2
             cost = sum(row["float_cost_bytes"] for row in ranked[:count])
             row = attempt(count, prepared.convert("int8", io_dtype=io_dtype, denylisted_nodes=tuple(names[:count])),
                           cost)
             if row["within"]:
-                passing = stop
+                passing = count
             else:
-                failing = stop
-            steps = (math.ceil(math.log2(len(stops) / stop)) + math.ceil(math.log2(stop)) if passing is None
+                failing = count
+            steps = (math.ceil(math.log2(len(names) / count)) + math.ceil(math.log2(count)) if passing is None
                      else math.ceil(math.log2(max(passing - failing, 1))))
             status(f"[guarded int8] try {len(tried) - 1}: {count}/{len(names)} layers float ({cost / 1e3:,.1f} kB "
                    f"more than int8; up to {_short(names[count - 1])}): tuning drop {row['tuning_drop_points']:.2f} "
                    f"points (upper {row['tuning_upper_points']:.2f}); "
                    + ("within the limit, " if row["within"] else "")
                    + time_left((time.perf_counter() - started) / (len(tried) - 1), steps, at_most=True))
-            if passing is None and stop == len(stops):
+            if passing is None and count == len(names):
                 break
-        kept = stops[passing - 1] if passing is not None else len(names)
+        kept = passing if passing is not None else len(names)
         report["kept_float_layers"] = names[:kept]
     chosen = tried[kept][0]
     report["attempts"] = [row for _, row in tried.values()]
@@ -200,24 +195,6 @@ def rank_by_error_per_byte(layer_stats: list[dict], costs: dict[str, int]) -> li
     floor = min((cost for cost in costs.values() if cost), default=1)
     rows = [dict(row, float_cost_bytes=costs.get(row["tensor_name"], 0)) for row in layer_stats]
     return sorted(rows, key=lambda row: -row["rmse_over_scale"] / max(row["float_cost_bytes"], floor))
-
-
-def prefix_stops(ranked: list[dict]) -> list[int]:
-    """The prefix lengths of the ranking worth a try: each ends just before an op that does not ride along, and
-    the last is the whole ranking. An op rides along with the op ranked before it when it has no weights
-    (keeping it float costs no bytes) and its int8 error is the rounding of its own output and no more
-    (RMSE / scale within 2% of 1/sqrt(12)); leading riders go with the first op that does not ride.
-
-    Kept float alone such an op changes nothing (the next int8 op rounds its output again): MobileNetV2's
-    residual adds took 13 of the first 16 places, and keeping 1, 2 or 4 of them float gave the same tuning
-    drop to the last image at 160 and 224 px, each a try the search paid for. Layers with weights keep their
-    own place even at the floor: letting them ride too cost bytes (160 px: 63 layers float instead of 62).
-    """
-    def rides(row: dict) -> bool:
-        return row["float_cost_bytes"] == 0 and row["rmse_over_scale"] <= 1.02 * ROUNDING_ERROR
-
-    own = [index for index, row in enumerate(ranked) if not rides(row)]
-    return [*own[1:], len(ranked)]
 
 
 def _short(tensor_name: str) -> str:
