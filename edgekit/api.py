@@ -191,9 +191,9 @@ def _availability(device) -> dict[str, Any]:
     runs = {fmt: ok for fmt, (ok, _) in checks.items()}
     ok, reason = next(iter(checks.values()))
     if not all(runs.values()) and len({why for _, why in checks.values()}) > 1:
-        ok = any(runs.values())
-        says = (lambda fmt_ok: f" {'yes' if fmt_ok else 'no'}") if ok else (lambda fmt_ok: "")  # mixed: each one's answer
-        reason = "; ".join(f".{fmt}{says(fmt_ok)}: {why}" for fmt, (fmt_ok, why) in checks.items())
+        ok = any(runs.values())  # where some run, each format's reason says whether it does
+        answers = {fmt: (" yes" if fmt_ok else " no") if ok else "" for fmt, fmt_ok in runs.items()}
+        reason = "; ".join(f".{fmt}{answers[fmt]}: {why}" for fmt, (_, why) in checks.items())
     return {"available": ok, "reason": reason, "formats_available": runs}
 
 
