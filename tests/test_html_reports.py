@@ -18,7 +18,7 @@ from conftest import WINDOW_HEIGHT, assert_fits_and_plot_renders
 
 from edgekit.profiling.report import latency_table, write_report
 from edgekit.recipes.pareto import describe_constraints, pareto_front
-from edgekit.recipes.report import measured_table, write_run_report
+from edgekit.recipes.report import measured_table, reproduce_command, write_run_report
 
 RECORDED = Path(__file__).parent / "data" / "reports"
 
@@ -67,3 +67,17 @@ def test_profile_report_in_chromium_fits_1280_px_with_summary_and_histograms_fir
     for row in rows:
         assert re.search("<td[^>]*>" + "</td><td[^>]*>".join(re.escape(html.escape(c)) for c in row) + "</td>", dom), row
     assert "gpu: skipped:" in dom and "drop" in dom and "(+ = loss)" in dom
+
+
+def test_the_reproduce_line_names_paths_from_the_folder_the_run_started_in(tmp_path, monkeypatch):
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    (project / "recipes").mkdir(parents=True)
+    monkeypatch.chdir(project)
+    assert (reproduce_command(str(project / "recipes" / "r.yaml"), str(project / "runs" / "out"), cwd=project)
+            == "edgekit run recipes/r.yaml --out runs/out")
+    assert (reproduce_command(str(project / "recipes" / "r.yaml"), str(elsewhere / "out"), cwd=project)
+            == f"edgekit run recipes/r.yaml --out {elsewhere / 'out'}")  # outside the folder: kept whole
+
+    summary = run_summary("clothing-small", project / "runs" / "out")
+    markdown = Path(summary["reports"]["report_md"]).read_text()
+    assert "--out runs/out" in markdown and str(project) not in markdown.split("## Reproduce")[1]

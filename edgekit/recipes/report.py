@@ -20,6 +20,19 @@ PICK_MARK, FRONT_MARK = "★", "◆"
 MARKS_EXPLAINED = f"{PICK_MARK} pick, {FRONT_MARK} Pareto-optimal on its device (accuracy vs p50 vs size)"
 
 
+REPRODUCE_FROM = "From the folder the run started in:"
+
+
+def reproduce_command(recipe: str, output: str, *, cwd: Path) -> str:
+    """``edgekit run`` for this recipe and output folder, each path relative to ``cwd`` where it lies under it,
+    so a report kept with a project (or committed) names its own files, not one machine's folders."""
+    def shown(path: str) -> str:
+        resolved = Path(path).resolve()
+        return str(resolved.relative_to(cwd.resolve())) if resolved.is_relative_to(cwd.resolve()) else str(resolved)
+
+    return f"edgekit run {shown(recipe)} --out {shown(output)}"
+
+
 @dataclass(frozen=True)
 class Field:
     key: str
@@ -114,7 +127,7 @@ def write_run_report(summary: dict, out_dir: Path) -> dict:
     summary = dict(summary, pick=chosen, pareto=[f"{r['variant']}@{r['device']}" for r in front],
                    environment=library_versions("tensorflow", "tf-keras", "tensorflow-model-optimization",
                                                 "ai-edge-litert", "onnxruntime", "tf2onnx", "numpy"))
-    reproduce = f"edgekit run {summary['recipe']} --out {summary['output']}"
+    reproduce = reproduce_command(summary["recipe"], summary["output"], cwd=Path.cwd())
     facts = [("Pick", pick_text(chosen)), ("Constraints", describe_constraints(constraints)),
              ("Float top-1", f"{percent(reference)} % on the test images"), ("Drop", DROP_EXPLAINED),
              ("Marks", MARKS_EXPLAINED)]
@@ -136,7 +149,7 @@ def write_run_report(summary: dict, out_dir: Path) -> dict:
         ["## Stages", "", html_report.markdown_table(stage_header, stage_rows), "",
          f"Wall time: {summary['wall_time_s']} s.", "", "## Environment", "",
          html_report.markdown_table(["component", "version"], environment), "",
-         "## Reproduce", "", f"```\n{reproduce}\n```", f"Seed: {summary['seed']}.", ""])
+         "## Reproduce", "", REPRODUCE_FROM, "", f"```\n{reproduce}\n```", f"Seed: {summary['seed']}.", ""])
     page = html_report.page(
         f"edgekit run: {summary['name']}", html_report.summary(facts), html_report.image(plot, "Pareto front"),
         html_report.heading("Measurements"), html_report.table(header, cells, numeric=numeric, highlight=highlight),
@@ -144,7 +157,7 @@ def write_run_report(summary: dict, out_dir: Path) -> dict:
         html_report.heading("Stages"), html_report.table(stage_header, stage_rows, numeric=frozenset({2})),
         html_report.paragraph(f"Wall time: {summary['wall_time_s']} s."), html_report.heading("Environment"),
         html_report.table(["component", "version"], environment), html_report.heading("Reproduce"),
-        html_report.preformatted(reproduce), html_report.paragraph(f"Seed: {summary['seed']}."))
+        html_report.paragraph(REPRODUCE_FROM), html_report.preformatted(reproduce), html_report.paragraph(f"Seed: {summary['seed']}."))
     paths = {"report_json": out_dir / "report.json", "report_md": out_dir / "report.md",
              "report_html": out_dir / "report.html", "pareto_png": plot}
     write_text_atomic(paths["report_md"], markdown)
