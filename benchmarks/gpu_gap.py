@@ -14,6 +14,8 @@ of those differences, so the numbers say which one holds the time:
 - ``write+run``, ``run+read``: one of the two transfers left out;
 - ``run x10+read``: ten runs back to back, then one read: if ``run`` returned before the GPU finished, the runs
   would overlap and the read would wait for all ten;
+- ``run x100+read``: a hundred, as many as the tool times: per inference, the GPU's throughput when it never waits
+  for the host;
 - ``write+run+sleep+read``: 2 ms of sleep before the read: the read then finds the GPU done, so what is left of it
   is the copy, not a wait;
 - ``... benchmark_mode`` / ``... hint_waiting``: LiteRT 2.3.0's two GPU options that touch execution
@@ -46,6 +48,7 @@ from harness import environment, finish, run_process, spread  # noqa: E402
 
 ITERATIONS, WARMUP, INPUTS, SLEEP_S, BATCH = 200, 20, 8, 0.002, 10
 GROUP = 8  # samples per edgekit batch (its QUEUED_RUNS)
+LONG = 100  # runs queued before one read: as long as the tool's timed loop
 MAX_ROUNDS, MIN_ROUNDS = 7, 3
 # variant -> (LiteRT GPU option set, the steps of one timed iteration)
 VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -58,6 +61,7 @@ VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "write+run": ("default", ("write", "run")),
     "run+read": ("default", ("run", "read")),
     f"run x{BATCH}+read": ("default", ("run",) * BATCH + ("read",)),
+    f"run x{LONG}+read": ("default", ("run",) * LONG + ("read",)),
     "write+run+sleep+read": ("default", ("write", "run", "sleep", "read")),
     "write+run+read benchmark_mode": ("benchmark_mode", ("write", "run", "read")),
     "write+run+read hint_waiting": ("hint_waiting", ("write", "run", "read")),
@@ -132,17 +136,17 @@ def variant(args: argparse.Namespace) -> int:
             "sleep": lambda sample: time.sleep(SLEEP_S),
         }
         per_iteration = GROUP if steps == ("backend_batch",) else max(1, steps.count("run"))
-        iterations = max(20, ITERATIONS // per_iteration)
+        iterations, warmup = max(10, ITERATIONS // per_iteration), max(2, WARMUP // per_iteration)
         totals, per_step = [], {step: [] for step in steps}
         cpu_total = wall_total = 0.0
-        for i in range(WARMUP + iterations):
+        for i in range(warmup + iterations):
             sample = samples[i % INPUTS]
             cpu0, t0 = time.process_time(), time.perf_counter()
             marks = [t0]
             for step in steps:
                 actions[step](sample)
                 marks.append(time.perf_counter())
-            if i >= WARMUP:
+            if i >= warmup:
                 cpu_total += time.process_time() - cpu0
                 wall_total += marks[-1] - t0
                 totals.append((marks[-1] - t0) * 1000)
@@ -233,8 +237,8 @@ def measure(args: argparse.Namespace) -> int:
     result: dict = {"environment": environment(cores=[0]), "model": str(args.model), "hardware": args.hardware,
                     "wheel": args.wheel, "commit": args.commit, "cwd": str(Path.cwd()),
                     "method": f"one fresh process per variant and round, pinned to core 0; per process the p50 of "
-                              f"{ITERATIONS} timed inferences after {WARMUP} iterations, in iterations of one inference "
-                              f"(of {BATCH} for run x{BATCH}+read, of {GROUP} for the batch, at least 20 "
+                              f"{ITERATIONS} timed inferences after {WARMUP}, in iterations of one inference (of {BATCH} "
+                              f"or {LONG} for run xN+read, of {GROUP} for the batch; at least 10 timed and 2 warm-up "
                               f"iterations), on {INPUTS} random inputs in turn; one unrecorded "
                               f"warm-up round, then interleaved rounds; medians with min and max over rounds. "
                               f"edgekit runner: edgekit's profiler, 100 runs after 10; litert tool: "
@@ -285,7 +289,8 @@ def table(gap: dict) -> str:
         cells = [f"{steps[s]['median']:.3f}" if s in steps else "-" for s in ("write",)]
         cells += [f"{run['median']:.3f}" if run else "-", f"{steps['read']['median']:.3f}" if "read" in steps else "-"]
         share = f"{row['cpu_share']['median']:.2f}" if row.get("cpu_share") else "-"
-        p50, runs = row["p50_ms"], row["details"].get("inferences_per_iteration", 1)
+        p50, runs = row["p50_ms"], (row["details"].get("inferences_per_iteration")
+                                         or max(1, row["details"].get("steps", []).count("run")))
         lines.append(f"| {name} | {p50['median']:.3f} [{p50['min']:.3f}-{p50['max']:.3f}] | "
                      f"{p50['median'] / runs:.3f} | {' | '.join(cells)} | "
                      f"{share} |")
