@@ -302,7 +302,7 @@ def phases(path: Path, iterations: int = 200, warmup: int = 20) -> dict:
     sample = np.zeros(backend.input.shape, backend.input.dtype)
     backend.run(sample)
     times: dict[str, list[float]] = {"write": [], "run": [], "read": []}
-    inputs, results = backend._buffers[0]
+    inputs, results = backend._inputs, backend._results
     for i in range(warmup + iterations):
         t0 = time.perf_counter()
         inputs[0].write(sample)

@@ -7,7 +7,7 @@ of those differences, so the numbers say which one holds the time:
 
 - ``edgekit runner``: edgekit's profiler (``measure_local``: its runner in a fresh pinned process), the README row;
 - ``edgekit backend``: ``LiteRTCompiledBackend.run`` on a fresh input each time (what ``predict`` does per photo);
-  ``edgekit backend, batch of 8``: one call with 8 samples (queued on the GPU, read after the group);
+  ``edgekit backend, batch of 8``: one call with 8 samples (and a check that it answers as 8 single calls do);
 - ``write+run+read``: the same three LiteRT calls with each one timed;
 - ``run``, ``run_by_name``: the tool's loop (input written once, no read), by index and by signature name;
   ``run_by_name, tool's set-up``: the same with the model and buffers made as the tool makes them;
@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import environment, finish, run_process, spread  # noqa: E402
 
 ITERATIONS, WARMUP, INPUTS, SLEEP_S, BATCH = 200, 20, 8, 0.002, 10
-GROUP = 8  # samples per edgekit batch (its QUEUED_RUNS)
+GROUP = 8  # samples per edgekit batch
 LONG = 100  # runs queued before one read: as long as the tool's timed loop
 MAX_ROUNDS, MIN_ROUNDS = 7, 3
 # variant -> (LiteRT GPU option set, the steps of one timed iteration)
@@ -114,7 +114,7 @@ def variant(args: argparse.Namespace) -> int:
     with silence_native_stderr(stdout=True):
         if steps in (("backend",), ("backend_batch",)):
             backend = LiteRTCompiledBackend(data, hardware=args.hardware)
-            model, (inputs, outputs) = backend.model, backend._buffers[0]
+            model, inputs, outputs = backend.model, backend._inputs, backend._results
         elif option_set == "tool_setup":
             model, inputs, outputs = tool_setup(args.model, args.hardware)
         else:

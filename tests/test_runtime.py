@@ -200,27 +200,6 @@ def test_litert_compiled_model_path_gives_interpreter_results(tiny_models, test_
     np.testing.assert_array_equal(compiled.run(batch), predictor._backend.run(batch))
 
 
-def test_compiled_model_queues_a_batch_in_reused_buffers_and_answers_in_order(tiny_models, test_images):
-    """A batch longer than QUEUED_RUNS (not a multiple of it) answers sample by sample as single runs do, in
-    order, and a second batch reuses the buffer pairs of the first instead of making new ones."""
-    from edgekit.runtime.backends import QUEUED_RUNS, LiteRTCompiledBackend
-
-    predictor = Predictor(tiny_models["int8"])
-    compiled = LiteRTCompiledBackend(tiny_models["int8"], hardware="CPU")
-    images = np.concatenate([predictor.preprocess(p) for p in test_images[:4]])
-    noise = np.random.default_rng(0).integers(-3, 4, size=(QUEUED_RUNS + 3, *images.shape[1:]))
-    limits = np.iinfo(images.dtype)
-    batch = np.clip(images[np.arange(len(noise)) % len(images)].astype(int) + noise, limits.min, limits.max)
-    batch = batch.astype(images.dtype)
-    one_by_one = np.concatenate([compiled.run(sample[None]) for sample in batch])
-    assert len(np.unique(one_by_one, axis=0)) > len(batch) // 2  # answers differ, so their order is checked
-    np.testing.assert_array_equal(compiled.run(batch), one_by_one)
-    pairs = [id(inputs[0]) for inputs, _ in compiled._buffers]
-    assert len(pairs) == QUEUED_RUNS
-    np.testing.assert_array_equal(compiled.run(batch[::-1]), one_by_one[::-1])
-    assert [id(inputs[0]) for inputs, _ in compiled._buffers] == pairs
-
-
 def test_compiled_model_path_prints_nothing_of_litert_s_own(tiny_models):
     """LiteRT's CompiledModel logs its environments being made (on the first run) and destroyed (with the model,
     and at exit), and its GPU accelerator prints ``INFO: Loaded OpenCL library with dlopen.`` on stdout (seen on

@@ -235,17 +235,11 @@ def _stderr_to_devnull() -> None:
     os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
 
 
-QUEUED_RUNS = 8  # samples of a batch run on the accelerator before their outputs are read
-
-
 class LiteRTCompiledBackend:
     """LiteRT's ``CompiledModel`` on a hardware accelerator (GPU via WebGPU/OpenCL), one sample per run.
 
-    Input and output buffers are made once and reused: a fresh pair per inference is what LiteRT's
-    samples avoid, and on a GPU each pair is a device allocation. A batch is run QUEUED_RUNS samples at a
-    time, each with its own pair, and read back after the group: on the GPU ``run`` returns once the work is
-    queued and the read waits for it, so reading after every run leaves the GPU idle while the host prepares
-    the next sample (H200, float32 MobileNetV2: 1.0 ms per sample read one by one; results/gpu_h200.md)."""
+    The input and output buffers are made once and reused: a fresh pair per inference is what LiteRT's
+    samples avoid, and on a GPU each pair is a device allocation."""
 
     name = "ai_edge_litert"
 
@@ -267,7 +261,7 @@ class LiteRTCompiledBackend:
                                          fix="use --accelerator cpu, or install the GPU's Vulkan driver "
                                              "(EDGEKIT_DEBUG=1 shows LiteRT's log)")
         self.fully_accelerated = self.model.is_fully_accelerated()
-        self._buffers = [self._buffer_pair()]  # (inputs, outputs) per queued run, grown up to QUEUED_RUNS
+        self._inputs, self._results = self.model.create_input_buffers(0), self.model.create_output_buffers(0)
         self._count = int(np.prod(self.output.shape))
         self._ran = False
         _quiet_litert_teardown()
@@ -276,10 +270,7 @@ class LiteRTCompiledBackend:
         """Release the model quietly: its environment logs each accelerator it destroys."""
         if "model" in self.__dict__:
             with silence_native_stderr():
-                self._buffers = self.model = None
-
-    def _buffer_pair(self) -> tuple[list, list]:
-        return self.model.create_input_buffers(0), self.model.create_output_buffers(0)
+                self._inputs = self._results = self.model = None
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         if not self._ran:  # LiteRT sets up a second environment on the first run and logs each step of it
@@ -290,15 +281,10 @@ class LiteRTCompiledBackend:
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         outputs = []
-        for start in range(0, len(batch), QUEUED_RUNS):
-            group = batch[start:start + QUEUED_RUNS]
-            self._buffers += [self._buffer_pair() for _ in range(len(group) - len(self._buffers))]
-            pairs = self._buffers[:len(group)]
-            for sample, (inputs, results) in zip(group, pairs):
-                inputs[0].write(np.ascontiguousarray(sample[None]))
-                self.model.run_by_index(0, inputs, results)
-            outputs += [results[0].read(self._count, self.output.dtype).reshape(self.output.shape)
-                        for _, results in pairs]
+        for sample in batch:
+            self._inputs[0].write(np.ascontiguousarray(sample[None]))
+            self.model.run_by_index(0, self._inputs, self._results)
+            outputs.append(self._results[0].read(self._count, self.output.dtype).reshape(self.output.shape))
         return np.concatenate(outputs)
 
 
