@@ -405,11 +405,15 @@ def _gap_lines(gap: dict, note: str) -> list[str]:
 
     env = gap["environment"]
     return ["", "### Where edgekit's time and the tool's part (`benchmarks/gpu_gap.py`)", "",
-            f"{gap['model']} on the same machine, measured {env['date']} (load average {env['load_before']['1min']} "
+            f"{gap['model']} on a later loan of the same kind of machine, measured {env['date']} (load average "
+            f"{env['load_before']['1min']} "
             f"before, {env['load_after']['1min']} after), the wheel of commit {gap['commit']}: {gap['method']}; "
             f"{gap['rounds']} rounds. Step columns: medians over rounds of each step's p50 (run: `run_by_index`, or "
             "`run_by_name` where the variant uses it); CPU share: the process's CPU time over the timed loop's wall "
-            "time (the edgekit runner's: its CPU p50 over its p50).", "", table(gap), "", note]
+            "time (the edgekit runner's: its CPU p50 over its p50)."
+            + (f" The tool's own runs in its last round: min {tool['min_ms']}, p5 {tool['p5_ms']}, median "
+               f"{tool['median_ms']}, p95 {tool['p95_ms']}, max {tool['max_ms']} ms."
+               if (tool := gap.get("litert_tool_last_round", {}).get("latency")) else ""), "", table(gap), "", note]
 
 
 def report(args: argparse.Namespace) -> int:

@@ -273,6 +273,9 @@ def measure(args: argparse.Namespace) -> int:
         save()
         print(f"[{time.monotonic() - started:.0f} s] round {index + 1}/{rounds}: "
               + ", ".join(f"{n} {rows[n][-1]['p50_ms']:.3f}" for n in names if rows[n]), file=sys.stderr, flush=True)
+    tool_json = out.parent / "gap-tool.json"
+    if tool_json.is_file():
+        result["litert_tool_last_round"] = json.loads(tool_json.read_text())
     result["environment"] = finish(result["environment"])
     save()
     print(table(result), flush=True)
