@@ -302,13 +302,14 @@ def phases(path: Path, iterations: int = 200, warmup: int = 20) -> dict:
     sample = np.zeros(backend.input.shape, backend.input.dtype)
     backend.run(sample)
     times: dict[str, list[float]] = {"write": [], "run": [], "read": []}
+    inputs, results = backend._inputs, backend._results
     for i in range(warmup + iterations):
         t0 = time.perf_counter()
-        backend._inputs[0].write(sample)
+        inputs[0].write(sample)
         t1 = time.perf_counter()
-        backend.model.run_by_index(0, backend._inputs, backend._results)
+        backend.model.run_by_index(0, inputs, results)
         t2 = time.perf_counter()
-        backend._results[0].read(backend._count, backend.output.dtype)
+        results[0].read(backend._count, backend.output.dtype)
         t3 = time.perf_counter()
         if i >= warmup:
             for name, value in zip(times, (t1 - t0, t2 - t1, t3 - t2)):
@@ -398,6 +399,23 @@ def _agreement_lines(rows: dict) -> list[str]:
     return lines
 
 
+def _gap_lines(gap: dict, note: str) -> list[str]:
+    """The variants `gpu_gap.py measure` timed: which of edgekit's and the tool's differences holds the time."""
+    from gpu_gap import table
+
+    env = gap["environment"]
+    return ["", "### Where edgekit's time and the tool's part (`benchmarks/gpu_gap.py`)", "",
+            f"{gap['model']} on a later loan of the same kind of machine, measured {env['date']} (load average "
+            f"{env['load_before']['1min']} "
+            f"before, {env['load_after']['1min']} after), the wheel of commit {gap['commit']}: {gap['method']}; "
+            f"{gap['rounds']} rounds. Step columns: medians over rounds of each step's p50 (run: `run_by_index`, or "
+            "`run_by_name` where the variant uses it); CPU share: the process's CPU time over the timed loop's wall "
+            "time (the edgekit runner's: its CPU p50 over its p50)."
+            + (f" The tool's own runs in its last round: min {tool['min_ms']}, p5 {tool['p5_ms']}, median "
+               f"{tool['median_ms']}, p95 {tool['p95_ms']}, max {tool['max_ms']} ms."
+               if (tool := gap.get("litert_tool_last_round", {}).get("latency")) else ""), "", table(gap), "", note]
+
+
 def report(args: argparse.Namespace) -> int:
     """benchmarks/results/gpu_h200.{json,md} from the JSON files ``measure`` and ``check`` wrote on the GPU machine."""
     raw, checked = _load(args.raw, args.site), _load(args.check, args.site)
@@ -423,6 +441,8 @@ def report(args: argparse.Namespace) -> int:
         tool = tools[name].get("result", {}).get("latency", {})
         md.append(f"| {name} | {split['write']['median']:.3f} | {split['run']['median']:.3f} | "
                   f"{split['read']['median']:.3f} | {tool.get('median_ms', '-')} | {tool.get('init_ms', '-')} |")
+    if args.gap:
+        md += _gap_lines(_load(args.gap, args.site), args.gap_note)
     md += ["", "## GPU outputs against the CPU (same model, same preprocessed photos)", "",
            f"clothing-small test/ (never used in training or calibration). CPU: `cpu` ({env['machine']['cores']} "
            "threads, XNNPACK). GPU: edgekit's default (LiteRT's GPU options left at theirs); enforce_f32: LiteRT's "
@@ -441,7 +461,10 @@ def report(args: argparse.Namespace) -> int:
     ort = after["onnxruntime"]
     md += ["", f"onnxruntime {ort['version']} there: providers {ort['providers']}. The CUDA execution provider was "
            f"not measured: {args.ort_gpu_note}", ""]
-    write_results(RESULT_NAME, {"measure": raw, "check": checked, "onnxruntime_gpu": args.ort_gpu_note}, md)
+    payload = {"measure": raw, "check": checked, "onnxruntime_gpu": args.ort_gpu_note}
+    if args.gap:
+        payload["gap"] = {**_load(args.gap, args.site), "note": args.gap_note}
+    write_results(RESULT_NAME, payload, md)
     return 0
 
 
@@ -468,6 +491,8 @@ def main() -> int:
     rep.add_argument("check", type=Path, help="what `check` wrote")
     rep.add_argument("--site", default="/tmp/site", help="the install folder on the GPU machine (shown as $SITE)")
     rep.add_argument("--ort-gpu-note", required=True, help="why onnxruntime-gpu could not be carried")
+    rep.add_argument("--gap", type=Path, default=None, help="what `gpu_gap.py measure` wrote (optional)")
+    rep.add_argument("--gap-note", default="", help="what the variants show, in a sentence or two")
     args = parser.parse_args()
     return {"measure": measure, "check": check, "report": report}[args.step](args)
 

@@ -200,6 +200,30 @@ def test_litert_compiled_model_path_gives_interpreter_results(tiny_models, test_
     np.testing.assert_array_equal(compiled.run(batch), predictor._backend.run(batch))
 
 
+def test_gpu_gap_variants_run_on_the_cpu_accelerator_and_report_per_inference(tiny_models, tmp_path):
+    """benchmarks/gpu_gap.py's variants (made for the GPU) run here on LiteRT's CPU accelerator, each in a pinned
+    child process: every step is timed, a batch answers as single samples do, and the table's per-inference
+    column divides a queued iteration by its inferences."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_gap", Path(__file__).parents[1] / "benchmarks" / "gpu_gap.py")
+    gpu_gap = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_gap)
+    names = ("write+run+read", f"edgekit backend, batch of {gpu_gap.GROUP}", f"run x{gpu_gap.BATCH}+read")
+    rows = {name: [gpu_gap.one_case(name, tiny_models["float"], "CPU", tmp_path)] for name in names}
+    split = rows["write+run+read"][0]
+    assert set(split["step_p50_ms"]) == {"write", "run", "read"} and all(v > 0 for v in split["step_p50_ms"].values())
+    assert sum(split["step_p50_ms"].values()) == pytest.approx(split["p50_ms"], rel=0.5)
+    batch = rows[names[1]][0]
+    assert batch["inferences_per_iteration"] == gpu_gap.GROUP and batch["batch_vs_single_max_diff"] == 0.0
+    assert split["buffer_requirements"]["input"]["supported_types"] == [1]  # host memory on the CPU accelerator
+    lines = {line.split(" | ")[0][2:]: line.split(" | ") for line in gpu_gap.table({"variants": gpu_gap.summarize(rows)})
+             .splitlines()[2:]}
+    queued = rows[names[2]][0]
+    assert float(lines[names[2]][2]) == pytest.approx(queued["p50_ms"] / gpu_gap.BATCH, abs=1e-3)
+    assert float(lines[names[1]][2]) == pytest.approx(batch["p50_ms"] / gpu_gap.GROUP, abs=1e-3)
+
+
 def test_compiled_model_path_prints_nothing_of_litert_s_own(tiny_models):
     """LiteRT's CompiledModel logs its environments being made (on the first run) and destroyed (with the model,
     and at exit), and its GPU accelerator prints ``INFO: Loaded OpenCL library with dlopen.`` on stdout (seen on
