@@ -251,9 +251,9 @@ def _chosen(name: str, words: list[str] | None) -> bool:
 
 
 COMBINED = {  # recoveries that cost ~no size, together: kinds kept float (adds have no weights, depthwise
-    # weights are small), and whether bias correction follows
-    "residual adds float + bias correction": (("residual adds",), True),
+    # weights are small), and whether bias correction follows (the slow part: one int8 run per corrected layer)
     "depthwise convs + residual adds float": (("depthwise convs", "residual adds"), False),
+    "residual adds float + bias correction": (("residual adds",), True),
     "depthwise convs + residual adds float + bias correction": (("depthwise convs", "residual adds"), True),
 }
 
