@@ -588,6 +588,10 @@ def _markdown(result: dict) -> str:
                      f"{row['max_rmse_over_scale']:.3f} | {measured} |")
     lines += ["", "## Each recovery method on its own", ""] + header
     lines += [_row(name, row) for name, row in result["recovery"].items() if row is not None]
+    int16 = result["recovery"].get("int16x8 (whole model), 200 images") or {}
+    if "inference_ms_per_image" in int16:
+        lines += ["", f"int16x8 runs on LiteRT's reference kernels: {int16['inference_ms_per_image']:.0f} ms per image "
+                      f"(1 thread, idle priority, load {int16['load']}; {int16['wall_s'] / 60:.0f} min in all)."]
     combined = {name: row for name, row in (result.get("combined") or {}).items() if row is not None}
     if combined:
         lines += ["", "## Recoveries combined (each against the parent)", "",
