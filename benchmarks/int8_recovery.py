@@ -13,6 +13,8 @@ size is compared with the parent's float32 .tflite:
   1,000 calibration images, 1,000 + 1,000 augmented (flip/crop/brightness) calibration images,
   empirical bias correction (edgekit compress --bias-correction), whole-model int16x8 (slow reference
   kernels: --int16x8-every N scores every N-th photo);
+- combined (--part combine): recoveries that cost ~no size, together: the residual adds kept float with bias
+  correction after them, and the depthwise convs with the residual adds kept float, without and with it;
 - cross-layer equalization (edgekit compress --equalize): the float change it makes (ReLU6 -> ReLU),
   int8 of the equalized model alone and with bias correction;
 - QAT against extra training (--part qat): the parent fine-tuned for E epochs with QAT (as `compress
@@ -109,12 +111,15 @@ class Workbench:
         from edgekit.targets.tflite_converter import run_tflite
 
         chosen = slice(None, None, every)
-        change = accuracy_change(self.truth[chosen], self.reference[chosen],
-                                 run_tflite(model_bytes, self.pool_inputs[chosen]), self.labels)
+        started = time.perf_counter()
+        outputs = run_tflite(model_bytes, self.pool_inputs[chosen])
+        inference_s = time.perf_counter() - started
+        change = accuracy_change(self.truth[chosen], self.reference[chosen], outputs, self.labels)
         keep = ("images", "parent_top1", "top1", "drop_points", "interval95_points", "upper95_points",
                 "top1_agreement", "worst_class_recall_drop", "macro_f1_drop_points")
         return {key: change[key] for key in keep} | {
-            "bytes": len(model_bytes), "size_vs_float32_tflite": round(len(model_bytes) / float32_bytes, 4)}
+            "bytes": len(model_bytes), "size_vs_float32_tflite": round(len(model_bytes) / float32_bytes, 4),
+            "inference_ms_per_image": round(1000 * inference_s / len(outputs), 1)}
 
 
 class Tools:
@@ -141,6 +146,15 @@ class Tools:
     def score(self, model_bytes: bytes, every: int = 1) -> dict:
         return self.bench.score(model_bytes, len(self.float32), every)
 
+    def int8(self, kept_float: tuple[str, ...] = (), *, bias_correction: bool = False) -> dict:
+        """Int8 of the parent (200 calibration images) with the tensors named in ``kept_float`` left in float32,
+        then, when asked, empirical bias correction against the float32 .tflite; scored on the pool."""
+        data = self.prepared.convert("int8", denylisted_nodes=tuple(kept_float))
+        if not bias_correction:
+            return self.score(data)
+        data, record = _bias_corrected(data, self.float32, self.bench.calibration(200))
+        return self.score(data) | record
+
     def converted(self, mode: str, calibration: np.ndarray | None, model=None) -> bytes:
         """``mode`` conversion of ``model`` (default: the parent) calibrated on ``calibration``."""
         from edgekit.targets.tflite_converter import PreparedModel
@@ -155,6 +169,14 @@ class Tools:
         from edgekit.stages.equalization import equalize
 
         return equalize(self.bench.model)
+
+
+def _bias_corrected(int8_bytes: bytes, float32_bytes: bytes, calibration: np.ndarray) -> tuple[bytes, dict]:
+    """``int8_bytes`` after empirical bias correction against ``float32_bytes``, and its record (no per-layer rows)."""
+    from edgekit.stages.bias_correction import correct_int8_biases
+
+    data, report = correct_int8_biases(int8_bytes, float32_bytes, calibration)
+    return data, {"bias_correction": {key: value for key, value in report.items() if key != "per_layer"}}
 
 
 def _cached(path: Path, compute, cached_only: bool) -> dict | None:
@@ -176,19 +198,29 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.split(" (")[0].replace(",", ""))
 
 
+def _debugger_layers(tools: Tools, cache: Path, cached_only: bool) -> list[dict] | None:
+    """The quantization debugger's per-op rows (64 calibration images), worst first; cached."""
+    found = _cached(cache / "debugger.json", lambda: {"layers": tools.prepared.layer_stats()}, cached_only)
+    return None if found is None else found["layers"]
+
+
+def _kept_float_names(stats: list[dict], kinds: tuple[str, ...]) -> tuple[str, ...]:
+    """The debugger's tensor names of every layer of the given KEPT_FLOAT_GROUPS kinds."""
+    return tuple(row["tensor_name"] for row in stats
+                 if any(KEPT_FLOAT_GROUPS[kind](row["tensor_name"]) for kind in kinds))
+
+
 def locate(tools: Tools, cache: Path, cached_only: bool, kinds_to_measure: list[str] | None = None) -> dict | None:
     """Per-layer debugger error by kind of layer, and the pool drop with each kind kept float."""
-    found = _cached(cache / "debugger.json", lambda: {"layers": tools.prepared.layer_stats()}, cached_only)
-    if found is None:
+    stats = _debugger_layers(tools, cache, cached_only)
+    if stats is None:
         return None
-    stats = found["layers"]
     kinds = {}
     for kind, member in KEPT_FLOAT_GROUPS.items():
-        names = [row["tensor_name"] for row in stats if member(row["tensor_name"])]
+        names = _kept_float_names(stats, (kind,))
         errors = [row["rmse_over_scale"] for row in stats if member(row["tensor_name"])]
-        kept = _cached(cache / f"kept-float-{_slug(kind)}.json", lambda names=names: tools.score(
-            tools.prepared.convert("int8", denylisted_nodes=tuple(names))),
-            cached_only or (kinds_to_measure is not None and kind not in kinds_to_measure))
+        kept = _cached(cache / f"kept-float-{_slug(kind)}.json", lambda names=names: tools.int8(names),
+                       cached_only or (kinds_to_measure is not None and kind not in kinds_to_measure))
         kinds[kind] = {"layers": len(names), "mean_rmse_over_scale": round(float(np.mean(errors)), 4),
                        "max_rmse_over_scale": round(float(np.max(errors)), 4), "kept_float": kept}
     return {"debugger_images": 64, "by_kind": kinds, "worst_layers": [
@@ -197,16 +229,9 @@ def locate(tools: Tools, cache: Path, cached_only: bool, kinds_to_measure: list[
 
 def recover(tools: Tools, cache: Path, cached_only: bool, measure: list[str] | None = None) -> dict:
     """Each recovery method on its own, against plain int8 (200 calibration images); None where not measured."""
-    from edgekit.stages.bias_correction import correct_int8_biases
-
     def calibrated(count: int, mode: str = "int8", augmented_copies: int = 0):
         return lambda: tools.score(tools.converted(mode, tools.bench.calibration(count,
                                                                                  augmented_copies=augmented_copies)))
-
-    def bias_corrected() -> dict:
-        calibration = tools.bench.calibration(200)
-        data, report = correct_int8_biases(tools.converted("int8", calibration), tools.float32, calibration)
-        return tools.score(data) | {"bias_correction": {k: v for k, v in report.items() if k != "per_layer"}}
 
     methods = {
         "int8, 200 calibration images (plain)": calibrated(200),
@@ -214,18 +239,39 @@ def recover(tools: Tools, cache: Path, cached_only: bool, measure: list[str] | N
         "int8, 300 calibration images": calibrated(300),
         "int8, all 1,000 train images": calibrated(1000),
         "int8, 1,000 + 1,000 augmented images": calibrated(1000, augmented_copies=1),
-        "int8 + bias correction (200 images; 64 for the correction)": bias_corrected,
+        "int8 + bias correction (200 images; 64 for the correction)": lambda: tools.int8(bias_correction=True),
     }
-    return {name: _cached(cache / f"method-{_slug(name)}.json", compute,
-                          cached_only or (measure is not None and not any(word in name for word in measure)))
+    return {name: _cached(cache / f"method-{_slug(name)}.json", compute, cached_only or not _chosen(name, measure))
             for name, compute in methods.items()}
+
+
+def _chosen(name: str, words: list[str] | None) -> bool:
+    """Whether the row ``name`` is to be measured: every row when no --method words were given."""
+    return words is None or any(word in name for word in words)
+
+
+COMBINED = {  # recoveries that cost ~no size, together: kinds kept float (adds have no weights, depthwise
+    # weights are small), and whether bias correction follows (the slow part: one int8 run per corrected layer)
+    "depthwise convs + residual adds float": (("depthwise convs", "residual adds"), False),
+    "residual adds float + bias correction": (("residual adds",), True),
+    "depthwise convs + residual adds float + bias correction": (("depthwise convs", "residual adds"), True),
+}
+
+
+def combine(tools: Tools, cache: Path, cached_only: bool, measure: list[str] | None = None) -> dict:
+    """The COMBINED recoveries, each scored on the pool against the parent; None where not measured."""
+    stats = _debugger_layers(tools, cache, cached_only)
+    return {name: None if stats is None else _cached(
+                cache / f"combined-{_slug(name)}.json",
+                lambda kinds=kinds, corrected=corrected: tools.int8(_kept_float_names(stats, kinds),
+                                                                    bias_correction=corrected),
+                cached_only or not _chosen(name, measure))
+            for name, (kinds, corrected) in COMBINED.items()}
 
 
 def equalization(tools: Tools, cache: Path, cached_only: bool) -> dict:
     """Cross-layer equalization (compress --equalize): its change to the float model (ReLU6 -> ReLU), then int8
     of the equalized model alone and with bias correction, all scored against the original parent."""
-    from edgekit.stages.bias_correction import correct_int8_biases
-
     def report() -> dict:
         return {key: value for key, value in tools.equalized[1].items() if key != "per_pair"}
 
@@ -238,9 +284,8 @@ def equalization(tools: Tools, cache: Path, cached_only: bool) -> dict:
             data = tools.converted("int8", calibration, tools.equalized[0])
             found = {"equalization": report()}
             if bias_correction:
-                reference = tools.converted("float32", None, tools.equalized[0])
-                data, correction = correct_int8_biases(data, reference, calibration)
-                found["bias_correction"] = {k: v for k, v in correction.items() if k != "per_layer"}
+                data, record = _bias_corrected(data, tools.converted("float32", None, tools.equalized[0]), calibration)
+                found |= record
             return tools.score(data) | found
         return measure
 
@@ -543,6 +588,16 @@ def _markdown(result: dict) -> str:
                      f"{row['max_rmse_over_scale']:.3f} | {measured} |")
     lines += ["", "## Each recovery method on its own", ""] + header
     lines += [_row(name, row) for name, row in result["recovery"].items() if row is not None]
+    int16 = result["recovery"].get("int16x8 (whole model), 200 images") or {}
+    if "inference_ms_per_image" in int16:
+        lines += ["", f"int16x8 runs on LiteRT's reference kernels: {int16['inference_ms_per_image']:.0f} ms per image "
+                      f"(1 thread, idle priority, load {int16['load']}; {int16['wall_s'] / 60:.0f} min in all)."]
+    combined = {name: row for name, row in (result.get("combined") or {}).items() if row is not None}
+    if combined:
+        lines += ["", "## Recoveries combined (each against the parent)", "",
+                  "Int8 (200 calibration images) with the named kinds of layer kept float32, and empirical bias "
+                  "correction (64 images) after it where named.", ""] + header
+        lines += [_row(name, row) for name, row in combined.items()]
     lines += _equalization_markdown(result["equalization"], header)
     lines += _qat_markdown(result.get("qat_against_extra_training"))
     lines += _distilled_markdown(result.get("distilled_qat"))
@@ -562,11 +617,13 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "bench-int8-accuracy")
     parser.add_argument("--backbone", default="mobilenet_v2")
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--part", choices=("all", "recover", "locate", "equalize", "int16x8", "qat", "qat-distill"),
+    parser.add_argument("--part", choices=("all", "recover", "locate", "combine", "equalize", "int16x8", "qat",
+                                           "qat-distill"),
                         default="all",
                         help="measure only this part (the rest is read from the cache where it is there)")
     parser.add_argument("--method", action="append",
-                        help="with --part recover: only the methods whose name contains this (e.g. bias; repeatable)")
+                        help="with --part recover or combine: only the rows whose name contains this (e.g. bias; "
+                             "repeatable)")
     parser.add_argument("--kept-float", action="append", choices=list(KEPT_FLOAT_GROUPS),
                         help="with --part locate: keep only these kinds of layer float (repeatable; default all)")
     parser.add_argument("--int16x8-every", type=int, default=1,
@@ -597,6 +654,7 @@ def main() -> int:
         tools = Tools(root, args.data, pool, stack)
         recovered = recover(tools, cache, args.cached_only or args.part not in ("all", "recover"), args.method)
         located = locate(tools, cache, args.cached_only or args.part not in ("all", "locate"), args.kept_float)
+        combined = combine(tools, cache, args.cached_only or args.part not in ("all", "combine"), args.method)
         equalized = equalization(tools, cache, args.cached_only or args.part not in ("all", "equalize"))
         recovered |= int16x8(tools, cache, args.cached_only or args.part not in ("all", "int16x8"), args.int16x8_every)
         qat = qat_against_extra_training(tools, cache, args.qat_epochs, () if args.cached_only or args.part not in (
@@ -609,10 +667,12 @@ def main() -> int:
         calibrated = [distilled_qat(tools, cache, CALIBRATED, epochs, args.qat_epochs, train=epochs in training)
                       for epochs in sorted(cached | training)]
     result = {"backbone": args.backbone, "input_size": args.size, "pool": "clothing-small test/ + extra/",
-              "locate": located, "recovery": recovered, "qat_against_extra_training": qat, "distilled_qat": distilled,
+              "locate": located, "recovery": recovered, "combined": combined, "qat_against_extra_training": qat,
+              "distilled_qat": distilled,
               "distilled_qat_calibrated_ranges": calibrated,
               "equalization": equalized, "mixed_int16x8_evidence": _mixed_int16x8_evidence(),
-              "not_measured": [name for name, row in (recovered | equalized["rows"]).items() if row is None] + (
+              "not_measured": [name for name, row in (recovered | combined | equalized["rows"]).items()
+                               if row is None] + (
                   [] if qat else ["QAT against a float model fine-tuned for the same epochs (time)"]) + (
                   [] if distilled else ["QAT distilled from the parent from tfmot's ranges (time)"]) + (
                   [] if calibrated else ["QAT distilled from the parent from calibrated ranges (time)"]),

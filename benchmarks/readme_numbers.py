@@ -173,20 +173,30 @@ def int8_accuracy_rows(r: dict) -> list[Row]:
 
 
 def int8_recovery_rows(r: dict) -> list[Row]:
-    """QAT distilled from the parent (issue 13's recovery by training) against the same int8 goals: from tfmot's
-    starting activation ranges, and from ranges calibrated on images (as `compress` now starts them)."""
+    """Issue 13's recoveries against the same int8 goals: QAT distilled from the parent (from tfmot's starting
+    activation ranges, and from ranges calibrated on images, as `compress` now starts them), whole-model
+    int16x8, and the recoveries that cost ~no size measured together."""
+    where = f"vs the float parent, {r.get('backbone')} {r.get('input_size')} px (clothing-small)"
     sections = [(found, "tfmot's [-6, 6] starting ranges") for found in [r.get("distilled_qat")] if found] + [
         (found, "ranges from 200 calibration images") for found in r.get("distilled_qat_calibrated_ranges") or []]
+    measured = [(f"int8 after QAT distilled from the parent ({distilled['epochs']} epoch"
+                 f"{'s' if distilled['epochs'] != 1 else ''}, {ranges}, `--qat --qat-distill`) {where}",
+                 distilled["comparisons"]["parent"]) for distilled, ranges in sections]
+    measured += [(f"whole-model int16x8 (`--int16x8`) {where}", row)
+                 for name, row in (r.get("recovery") or {}).items() if row and name.startswith("int16x8")]
+    measured += [(f"int8 with {name} {where}", row) for name, row in (r.get("combined") or {}).items() if row]
     rows = []
-    for distilled, ranges in sections:
-        row, epochs = distilled["comparisons"]["parent"], distilled["epochs"]
+    for what, row in measured:
         low, high = row["interval95_points"]
-        rows.append((f"int8 after QAT distilled from the parent ({epochs} epoch{'s' if epochs != 1 else ''}, "
-                     f"{ranges}, `--qat --qat-distill`) vs the float parent, {r['backbone']} {r['input_size']} px "
-                     "(clothing-small)",
-                     f"top-1 drop {row['drop_points']:+.2f} pts [{low:+.2f}, {high:+.2f}] on {row['images']} unseen "
-                     f"photos; agreement {row['top1_agreement']:.3f}", "drop <= 1.0 pt; agreement >= 0.95",
-                     f"{_status(row['drop_points'] <= 1.0)}, {_status(row['top1_agreement'] >= 0.95)}"))
+        text = (f"top-1 drop {row['drop_points']:+.2f} pts [{low:+.2f}, {high:+.2f}] on {row['images']} unseen photos; "
+                f"agreement {row['top1_agreement']:.3f}")
+        goal, status = "drop <= 1.0 pt; agreement >= 0.95", (f"{_status(row['drop_points'] <= 1.0)}, "
+                                                              f"{_status(row['top1_agreement'] >= 0.95)}")
+        if "size_vs_float32_tflite" in row:  # the model's own size is known: int8's size goal too
+            text += f"; {row['size_vs_float32_tflite']:.3f}x the float32 TFLite"
+            goal += "; <= 0.31x size"
+            status += f", {_status(row['size_vs_float32_tflite'] <= 0.31)}"
+        rows.append((what, text, goal, status))
     return rows
 
 

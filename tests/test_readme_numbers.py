@@ -51,6 +51,15 @@ def test_a_missed_goal_is_marked_and_a_met_one_is_not():
     (_, _, _, tfmot_status), (what, text, _, status) = numbers.int8_recovery_rows(distilled)
     assert tfmot_status == "met, **MISSED**" and "tfmot's [-6, 6]" in numbers.int8_recovery_rows(distilled)[0][0]
     assert status == "met, met" and "(2 epochs, ranges from 200 calibration images" in what and "0.960" in text
+    distilled["recovery"] = {"int16x8 (whole model), 200 images": {
+        "drop_points": -0.3, "interval95_points": [-1.0, 0.4], "images": 2440, "top1_agreement": 0.951,
+        "size_vs_float32_tflite": 0.328},
+        "int8 + bias correction (200 images; 64 for the correction)": None}
+    distilled["combined"] = {"residual adds float + bias correction": {
+        "drop_points": 1.1, "interval95_points": [0.2, 2.0], "images": 2440, "top1_agreement": 0.94}}
+    *_, (int16_what, _, _, int16_status), (combined_what, _, _, combined_status) = numbers.int8_recovery_rows(distilled)
+    assert "whole-model int16x8" in int16_what and int16_status == "met, met, **MISSED**"  # 0.328x > 0.31x
+    assert "residual adds float + bias correction" in combined_what and combined_status == "**MISSED**, **MISSED**"
 
 
 def test_drop_sign_convention_is_positive_for_a_loss():
