@@ -217,9 +217,16 @@ def test_accuracy_guard_keeps_the_worst_layers_float_until_the_drop_is_certified
     certification, accuracy = guard["certification"], artifact.manifest.metrics["accuracy"]
     assert guard["kept_float_layers"] and guard["attempts"][0]["tuning_drop_points"] > 3.0
     by_count = {attempt["kept_float"]: attempt for attempt in guard["attempts"]}
-    kept = len(guard["kept_float_layers"])  # the shortest prefix of the ranking within the limit (bisected)
-    assert by_count[kept]["within"] and not by_count[kept - 1]["within"]
-    assert guard["certified"] and certification["upper95_points"] <= 3.0
+    # the shortest prefix of the ranking predicted within the limit (bisected), confirmed by the next longer try
+    plan = guard["certification_plan"]
+    first = plan["candidates_kept_float"][0]
+    assert by_count[first]["within"] and not by_count[first - 1]["within"]
+    assert all(by_count[count]["within"] for count in plan["candidates_kept_float"])
+    looked = [look["kept_float"] for look in guard["certification_looks"]]
+    assert looked == plan["candidates_kept_float"][:len(looked)] and len(guard["kept_float_layers"]) == looked[-1]
+    assert plan["alpha_per_look"] == 0.05 / plan["looks_at_most"]
+    assert guard["certified"] and certification["certified_upper_points"] <= 3.0
+    assert certification["certified_upper_points"] >= certification["upper95_points"]  # Bonferroni: never narrower
     # tuning and certification images are disjoint halves of test/, and every number is on the latter
     assert guard["tuning_images"] + certification["images"] == plain_accuracy["images"]
     assert accuracy["images"] == certification["images"] and "certification split" in accuracy["source"]
@@ -250,16 +257,13 @@ def test_accuracy_guard_with_bias_correction_scores_every_candidate_bias_correct
 
 def test_accuracy_guard_does_not_parse_the_graph_when_plain_int8_is_within_the_bound(cnn_artifact, tmp_path,
                                                                                    monkeypatch):
-    """The whole-graph parse (bytes each layer costs kept float) is only needed to rank layers; the number of
-    looks comes from the light reader and equals the parsed graph's layer count."""
-    import math
-
+    """The whole-graph parse (bytes each layer costs kept float) is only needed to rank layers."""
     from edgekit.artifacts import Preprocessing
     from edgekit.data import load_folder_arrays, normalize, scan_image_folder
     from edgekit.metrics import accuracy_change
     from edgekit.runtime import tflite_file
     from edgekit.stages.compress import compress
-    from edgekit.stages.quantize import float_cost_bytes, guarded_int8
+    from edgekit.stages.quantize import guarded_int8
     from edgekit.targets.tflite_converter import run_tflite
 
     (plain,) = compress(model=cnn_artifact.path, out_dir=tmp_path / "plain", int8=True)
@@ -278,10 +282,13 @@ def test_accuracy_guard_does_not_parse_the_graph_when_plain_int8_is_within_the_b
     real_parse = tflite_file.parse_tflite
     monkeypatch.setattr(tflite_file, "parse_tflite", lambda *a, **k: parses.append(1) or real_parse(*a, **k))
     chosen, report = guarded_int8(None, plain=data, io_dtype="float32", tune=score, certify=score,
-                                  max_drop_points=2.0, float32_tflite_bytes=2 * len(data))
+                                  certification_images=len(truth), max_drop_points=2.0,
+                                  float32_tflite_bytes=2 * len(data))
     assert chosen == data and report["certified"] and report["kept_float_layers"] == []
     assert parses == []
-    assert report["tuning_looks"] == 1 + 2 * math.ceil(math.log2(len(float_cost_bytes(data))))
+    # plain int8 is one candidate seen once: no fallback, so certification takes one look at the full 0.05
+    assert report["certification_plan"] == {"candidates_kept_float": [0], "looks_at_most": 1, "alpha_per_look": 0.05,
+                                            "confidence": 0.95}
 
 
 def test_accuracy_guard_refuses_a_bound_its_images_cannot_certify(cnn_artifact, tmp_path):
