@@ -8,6 +8,7 @@ MobileNetV2 fixture. Runtime ~3-4 minutes on 2 cores (each conversion is a child
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -232,6 +233,75 @@ def test_accuracy_guard_keeps_the_worst_layers_float_until_the_drop_is_certified
     assert accuracy["images"] == certification["images"] and "certification split" in accuracy["source"]
     assert accuracy["upper95_points"] == certification["upper95_points"]
     assert guard["size_vs_plain_int8"] > 0 and guard["latency_vs_plain_int8"] > 0
+
+
+@pytest.mark.parametrize("passes, tried, certified", [
+    (lambda count: count >= 16, [1, 2, 4, 8, 16, 32, 12, 14, 15], [16, 32]),
+    # 16 passes by chance and 32 does not: 16 is not confirmed, so the search goes on past both
+    (lambda count: count == 16 or count >= 60, [1, 2, 4, 8, 16, 32, 64, 70, 48, 56, 60, 58, 59], [60, 64]),
+    # the first pass is every layer float: bisection still looks for less, confirmed by the longer pass
+    (lambda count: count >= 66, [1, 2, 4, 8, 16, 32, 64, 70, 67, 65, 66], [66, 67]),
+    (lambda count: False, [1, 2, 4, 8, 16, 32, 64, 70], [70]),
+])
+def test_guard_search_certifies_a_confirmed_prefix_then_its_fallback(passes, tried, certified):
+    """The prefix lengths the guard tries (doubling, one confirmation, bisection) and the at most two it
+    certifies: the shortest pass whose next longer try passes too, then that longer one."""
+    from edgekit.stages.quantize import _search
+
+    seen = []
+    assert _search(70, lambda count: seen.append(count) or {"within": passes(count)}) == certified
+    assert seen == tried and len(seen) <= 2 * math.ceil(math.log2(70)) + 1
+
+
+def test_accuracy_guard_certifies_its_fallback_when_the_choice_fails_at_half_the_alpha():
+    """A small untrained net's int8 candidates against its float outputs on 1,600 random inputs (600 tuning,
+    1,000 certification), bound 1 point: 6 of 7 layers float is predicted within the bound and confirmed by
+    7, but certification refuses it (drop 1.00, upper 1.67), so 7 are certified. Both looks use level
+    0.025 (Bonferroni over the two), planned before certification was seen."""
+    from edgekit._tf import import_tf, set_seed
+    from edgekit.child_process import reusing_children
+    from edgekit.metrics import accuracy_change, drop_upper_bound
+    from edgekit.stages.quantize import guarded_int8
+    from edgekit.targets.tflite_converter import PreparedModel, run_tflite
+
+    _, tf_keras = import_tf()
+    set_seed(0)
+    layers = tf_keras.layers
+    inputs = tf_keras.Input((16, 16, 3))
+    x = layers.Conv2D(16, 3, strides=2, activation="relu6")(inputs)
+    x = layers.DepthwiseConv2D(3, activation="relu6")(x)
+    x = layers.Conv2D(16, 1, activation="relu6")(x)
+    x = layers.DepthwiseConv2D(3, activation="relu6", padding="same")(x)
+    x = layers.GlobalAveragePooling2D()(layers.Conv2D(8, 1)(x))
+    model = tf_keras.Model(inputs, layers.Dense(10)(x))
+    images = np.random.default_rng(0).normal(size=(1600, 16, 16, 3)).astype(np.float32)
+    reference = model.predict(images, verbose=0)
+    truth, classes = reference.argmax(1), [str(label) for label in range(10)]
+
+    def scorer(part: slice):
+        def score(candidate: bytes) -> dict:
+            found = accuracy_change(truth[part], reference[part], run_tflite(candidate, images[part]), classes)
+            return dict(found, source="random inputs", source_is_training_data=False)
+        return score
+
+    looks = []
+    certify = scorer(slice(600, None))
+    with reusing_children(), PreparedModel(model, what="small net", representative=images[:32]) as prepared:
+        plain = prepared.convert("int8")
+        chosen, report = guarded_int8(prepared, plain=plain, io_dtype="float32", tune=scorer(slice(0, 600)),
+                                      certify=lambda candidate: looks.append(certify(candidate)) or looks[-1],
+                                      certification_images=1000, max_drop_points=1.0,
+                                      float32_tflite_bytes=4 * len(plain))
+    plan, checked = report["certification_plan"], report["certification_looks"]
+    assert plan == {"candidates_kept_float": [6, 7], "looks_at_most": 2, "alpha_per_look": 0.025, "confidence": 0.95}
+    assert [look["kept_float"] for look in checked] == [6, 7] and len(report["kept_float_layers"]) == 7
+    for found, look in zip(looks, checked):  # each look's bound at level 0.025, wider than its own 95% bound
+        assert look["upper_points"] == drop_upper_bound(found["only_parent_right"], found["only_model_right"],
+                                                        found["images"], looks=2) > found["upper95_points"]
+    assert checked[0]["upper_points"] > 1.0 >= checked[1]["upper_points"] == report["smallest_certifiable_bound_points"]
+    assert report["certified"] and report["certification"]["certified_upper_points"] == checked[1]["upper_points"]
+    assert report["certification"]["drop_points"] == looks[1]["drop_points"]
+    assert run_tflite(chosen, images[:8]).shape == (8, 10)
 
 
 def test_accuracy_guard_with_bias_correction_scores_every_candidate_bias_corrected(digits_dir, tmp_path):
