@@ -170,6 +170,8 @@ def _guarded_line(row: dict, label: str, guarded: dict) -> str:
                 f"no: {guarded['error'].replace('|', '/')} |")
     cert = guarded["certification"]
     low, high = cert["interval95_points"]
+    if "certification_plan" not in guarded:  # measured before the guard's acceptance rule of session 26
+        label += ", previous rule"
     return (f"| {row['backbone']} | {row['input_size']} | {label} ({len(guarded['kept_float_layers'])} layers float) | "
             f"{cert['images']} | {cert['drop_points']:+.2f} ({low:+.2f} to {high:+.2f}) | "
             f"{cert['top1_agreement']:.3f} | {guarded['size_vs_float32_tflite']:.3f}x | "
