@@ -125,7 +125,6 @@ def _guarded(root: Path, folder: str, parent, *, pool: Path, bound: float, **opt
         "certification": guard["certification"], "kept_float_layers": guard["kept_float_layers"],
         "attempts": guard["attempts"], "acceptance_rule": guard["acceptance_rule"],
         "certification_plan": guard["certification_plan"], "certification_looks": guard["certification_looks"],
-        "kinds_kept_float": guard.get("kinds_kept_float", []),
         "size_vs_float32_tflite": guarded.manifest.metrics["size"]["vs_float32_tflite"],
         "worst_layers_rmse_over_scale": worst_layers(guard),
         "wall_s": round(time.perf_counter() - started, 1), "load_at_end": _load()}
