@@ -304,52 +304,6 @@ def test_accuracy_guard_certifies_its_fallback_when_the_choice_fails_at_half_the
     assert run_tflite(chosen, images[:8]).shape == (8, 10)
 
 
-def test_guard_orders_kinds_of_layer_by_what_keeping_them_float_recovers():
-    """MobileNetV2 160 px's case: the debugger ranks a costly conv first, but the residual adds (no weights) recover
-    most. Kinds that lower the tuning drop come first (weightless ones first, then by recovery per byte), each in the
-    debugger's order; kinds that did not help follow in the debugger's order."""
-    from edgekit.stages.quantize import OTHER_KIND, order_by_measured_effect
-
-    ranked = [{"tensor_name": name, "float_cost_bytes": cost} for name, cost in (
-        ("conv_a", 3000), ("add_1", 0), ("dw_1", 300), ("pool", 0), ("add_2", 0), ("dw_2", 300), ("dense", 9000))]
-    kinds = {"conv_a": "convs", "add_1": "residual adds", "add_2": "residual adds", "dw_1": "depthwise convs",
-             "dw_2": "depthwise convs", "dense": "classifier"}  # "pool": not named, so the other ops' kind
-    drops = {"convs": 3.5, "residual adds": 1.0, "depthwise convs": 2.5, OTHER_KIND: 3.0, "classifier": 2.0}
-    scored = []
-    order, effects = order_by_measured_effect(
-        ranked, kinds, 3.0, lambda kind, names: scored.append((kind, names)) or drops[kind])
-    # adds: 2.0 points for nothing; depthwise: 0.5 for 600 bytes beats the classifier's 1.0 for 9,000
-    assert [row["tensor_name"] for row in order] == ["add_1", "add_2", "dw_1", "dw_2", "dense", "conv_a", "pool"]
-    assert ("residual adds", ["add_1", "add_2"]) in scored and len(scored) == 5
-    assert {effect["kind"]: effect["recovery_points"] for effect in effects} == {
-        "convs": -0.5, "residual adds": 2.0, "depthwise convs": 0.5, OTHER_KIND: 0.0, "classifier": 1.0}
-
-
-def test_graph_layers_name_each_ops_kind_and_cost_from_the_int8_file():
-    """Kinds come from the op that writes each tensor: the first op with weights is the stem, adds, depthwise convs
-    and the dense classifier have their own; a kept-float layer costs 3 bytes per int8 weight."""
-    from edgekit._tf import import_tf, set_seed
-    from edgekit.stages.quantize import STEM, graph_layers
-    from edgekit.targets.tflite_converter import PreparedModel
-
-    _, tf_keras = import_tf()
-    set_seed(0)
-    layers = tf_keras.layers
-    inputs = tf_keras.Input((8, 8, 3))
-    stem = layers.Conv2D(4, 3, padding="same", activation="relu6")(inputs)
-    block = layers.Conv2D(4, 1)(layers.DepthwiseConv2D(3, padding="same", activation="relu6")(stem))
-    x = layers.GlobalAveragePooling2D()(layers.Add()([stem, block]))
-    model = tf_keras.Model(inputs, layers.Dense(3)(x))
-    calibration = np.random.default_rng(0).normal(size=(8, 8, 8, 3)).astype(np.float32)
-    with PreparedModel(model, what="tiny", representative=calibration) as prepared:
-        found = graph_layers(prepared.convert("int8"))
-    kinds = [kind for _, kind in found.values()]
-    for kind in (STEM, "depthwise convs", "convs", "residual adds", "classifier"):
-        assert kinds.count(kind) == 1, (kind, found)
-    costs = {kind: cost for cost, kind in found.values()}
-    assert costs[STEM] == 3 * 3 * 3 * 3 * 4 and costs["classifier"] == 3 * 4 * 3 and costs["residual adds"] == 0
-
-
 def test_accuracy_guard_with_bias_correction_scores_every_candidate_bias_corrected(digits_dir, tmp_path):
     """--bias-correction with --max-accuracy-drop: plain int8 is corrected on calibration images, and the
     same shifts are applied to each candidate with layers kept float before the tuning split scores it."""

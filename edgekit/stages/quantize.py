@@ -3,10 +3,9 @@
 Post-training modes themselves (float16, dynamic, int8, int16x8) are converter settings in
 :mod:`edgekit.targets.tflite_converter`. The guard converts plain int8 first; when top-1 may drop more than
 allowed it asks the TFLite quantization debugger which layers lose most (RMSE / scale of each
-layer's output) per byte that keeping them float costs, puts first the kinds of layer whose keeping
-float measurably lowers the drop on a tuning split, and keeps the fewest layers of that order in float
-with which the drop is predicted to certify; a disjoint certification split then certifies (or
-refuses) the choice.
+layer's output) per byte that keeping them float costs, and keeps the fewest of them in float with
+which the drop fits on a tuning split; a disjoint certification split then certifies (or refuses)
+the choice.
 """
 
 from __future__ import annotations
@@ -167,9 +166,8 @@ def guarded_int8(prepared, *, plain: bytes, io_dtype: str, tune: Callable[[bytes
     ``tune`` and ``certify`` score a candidate (:func:`edgekit.metrics.accuracy_change`) on two disjoint
     sets of held-out images (the second has ``certification_images``). The tuning set only chooses; the
     guarantee comes from the certification set alone. Layers: the debugger's, ranked by int8 error per
-    byte kept float (:func:`rank_by_error_per_byte`), then reordered by what each kind of layer kept float
-    recovers on the tuning set (:func:`order_by_measured_effect`: one try per kind); candidates: prefixes of
-    that order, doubling (1, 2, 4, ...) and then bisecting.
+    byte kept float (:func:`rank_by_error_per_byte`); candidates: prefixes of that ranking, doubling
+    (1, 2, 4, ...) and then bisecting.
 
     A candidate passes tuning when its tuning drop plus the margin certification will need (the one-sided
     bound at the certification split's size, from the candidate's tuning disagreement rates) is within the
@@ -222,20 +220,8 @@ def guarded_int8(prepared, *, plain: bytes, io_dtype: str, tune: Callable[[bytes
     candidates = [0]  # to certify, in order: the choice, then its fallback
     names: list[str] = []
     if not first["within"]:
-        status("[guarded int8] ranking layers by int8 error per byte kept float (TFLite quantization debugger), "
-               "then by what each kind of layer kept float recovers on the tuning split ...")
-        layers = graph_layers(plain)
-        ranked = rank_by_error_per_byte(prepared.layer_stats(), {name: cost for name, (cost, _) in layers.items()})
-
-        def drop_with_float(kind: str, members: list[str]) -> float:
-            data = prepared.convert("int8", io_dtype=io_dtype, denylisted_nodes=tuple(members))
-            found = tune(correct(data)[0] if correct is not None else data)
-            status(f"[guarded int8] {kind} float ({len(members)} layers): tuning drop {found['drop_points']:.2f} "
-                   "points")
-            return found["drop_points"]
-
-        ranked, report["kinds_kept_float"] = order_by_measured_effect(
-            ranked, {name: kind for name, (_, kind) in layers.items()}, first["tuning_drop_points"], drop_with_float)
+        status("[guarded int8] ranking layers by int8 error per byte kept float (TFLite quantization debugger) ...")
+        ranked = rank_by_error_per_byte(prepared.layer_stats(), float_cost_bytes(plain))
         report["ranked_layers"] = [{key: (round(row[key], 4) if key == "rmse_over_scale" else row[key])
                                     for key in ("tensor_name", "rmse_over_scale", "float_cost_bytes")}
                                    for row in ranked[:20]]
@@ -336,58 +322,18 @@ def _search(layers: int, within: Callable[[int], dict]) -> list[int]:
     return [shortest] if confirmation is None else [shortest, confirmation]
 
 
-# Kinds of layer the guard measures kept float, one kind at a time, before it orders its candidates; the op that
-# writes a tensor decides its kind, and the first op with weights (the stem, fed the quantized input) is its own.
-LAYER_KINDS = {"ADD": "residual adds", "DEPTHWISE_CONV_2D": "depthwise convs", "CONV_2D": "convs",
-               "FULLY_CONNECTED": "classifier"}
-STEM, OTHER_KIND = "stem (first layer with weights)", "other ops (pad, pool, softmax, ...)"
-
-
-def graph_layers(int8_model: bytes) -> dict[str, tuple[int, str]]:
-    """Per op (by its output tensor's name): the bytes it adds when kept float (its int8 weights grow to float32,
-    x4) and its kind (:data:`LAYER_KINDS`, :data:`STEM` or :data:`OTHER_KIND`)."""
+def float_cost_bytes(int8_model: bytes) -> dict[str, int]:
+    """Bytes each op (by its output tensor's name) adds when kept float: its int8 weights grow to float32 (x4)."""
     from edgekit.runtime.tflite_file import parse_tflite
 
     graph = parse_tflite(int8_model).main
-    layers, stem_seen = {}, False
+    costs = {}
     for op in graph.operators:
         weights = [graph.tensors[i] for i in op.inputs if i >= 0]
         extra = 3 * sum(t.buffer_size for t in weights if t.is_constant and t.dtype == "INT8")
-        kind = LAYER_KINDS.get(op.op, OTHER_KIND)
-        if extra and not stem_seen:
-            kind, stem_seen = STEM, True
         for index in op.outputs:
-            layers[graph.tensors[index].name] = (extra, kind)
-    return layers
-
-
-def order_by_measured_effect(ranked: list[dict], kinds: dict[str, str], plain_drop: float,
-                             drop_with_float: Callable[[str, list[str]], float]) -> tuple[list[dict], list[dict]]:
-    """``ranked`` (the debugger's order) reordered by what keeping each kind of layer float measurably recovers.
-
-    ``drop_with_float(kind, names)`` scores int8 with those layers float on the tuning split. Kinds that lower the
-    drop come first: those without weights (free to keep float) by recovery, then the others by recovery per
-    byte kept float; within a kind, and for the kinds that did not help, the debugger's order stays. On
-    MobileNetV2 160 px the debugger's first 8/16/32 layers left the tuning drop at 2.05/2.46/2.15 points (plain:
-    3.07), while at 224 px the 10 residual adds alone took the pool's drop from 2.09 to 0.82 at no size cost.
-    Returns the order and each kind's measurement.
-    """
-    by_kind: dict[str, list[dict]] = {}
-    for row in ranked:
-        by_kind.setdefault(kinds.get(row["tensor_name"], OTHER_KIND), []).append(row)
-    floor = min((row["float_cost_bytes"] for row in ranked if row["float_cost_bytes"]), default=1)
-    effects = []
-    for kind, rows in by_kind.items():
-        if len(rows) == len(ranked):  # one kind is everything: keeping it float says nothing about order
-            break
-        drop = drop_with_float(kind, [row["tensor_name"] for row in rows])
-        effects.append({"kind": kind, "layers": len(rows), "float_cost_bytes": sum(r["float_cost_bytes"] for r in rows),
-                        "tuning_drop_points": drop, "recovery_points": round(plain_drop - drop, 3)})
-    helpful = sorted((e for e in effects if e["recovery_points"] > 0),
-                     key=lambda e: (e["float_cost_bytes"] > 0, -e["recovery_points"] / max(e["float_cost_bytes"], floor)))
-    first = [row for effect in helpful for row in by_kind[effect["kind"]]]
-    chosen = {row["tensor_name"] for row in first}
-    return first + [row for row in ranked if row["tensor_name"] not in chosen], effects
+            costs[graph.tensors[index].name] = extra
+    return costs
 
 
 def rank_by_error_per_byte(layer_stats: list[dict], costs: dict[str, int]) -> list[dict]:
