@@ -253,16 +253,11 @@ def test_guard_search_certifies_a_confirmed_prefix_then_its_fallback(passes, tri
     assert seen == tried and len(seen) <= 2 * math.ceil(math.log2(70)) + 1
 
 
-def test_accuracy_guard_certifies_its_fallback_when_the_choice_fails_at_half_the_alpha():
-    """A small untrained net's int8 candidates against its float outputs on 1,600 random inputs (600 tuning,
-    1,000 certification), bound 1 point: 6 of 7 layers float is predicted within the bound and confirmed by
-    7, but certification refuses it (drop 1.00, upper 1.67), so 7 are certified. Both looks use level
-    0.025 (Bonferroni over the two), planned before certification was seen."""
+@pytest.fixture(scope="module")
+def random_net():
+    """A small untrained conv / depthwise / dense net, 1,600 random inputs and its float outputs on them: its int8
+    candidates are scored against those outputs (truth = float's top-1), 600 inputs to tune, 1,000 to certify."""
     from edgekit._tf import import_tf, set_seed
-    from edgekit.child_process import reusing_children
-    from edgekit.metrics import accuracy_change, drop_upper_bound
-    from edgekit.stages.quantize import guarded_int8
-    from edgekit.targets.tflite_converter import PreparedModel, run_tflite
 
     _, tf_keras = import_tf()
     set_seed(0)
@@ -275,7 +270,18 @@ def test_accuracy_guard_certifies_its_fallback_when_the_choice_fails_at_half_the
     x = layers.GlobalAveragePooling2D()(layers.Conv2D(8, 1)(x))
     model = tf_keras.Model(inputs, layers.Dense(10)(x))
     images = np.random.default_rng(0).normal(size=(1600, 16, 16, 3)).astype(np.float32)
-    reference = model.predict(images, verbose=0)
+    return model, images, model.predict(images, verbose=0)
+
+
+def _guard_on_random_net(random_net, bound: float, looks: list[dict]):
+    """guarded_int8 on ``random_net`` (tuned on its first 600 inputs, certified on the other 1,000; each
+    certification look's scores appended to ``looks``)."""
+    from edgekit.child_process import reusing_children
+    from edgekit.metrics import accuracy_change
+    from edgekit.stages.quantize import guarded_int8
+    from edgekit.targets.tflite_converter import PreparedModel, run_tflite
+
+    model, images, reference = random_net
     truth, classes = reference.argmax(1), [str(label) for label in range(10)]
 
     def scorer(part: slice):
@@ -284,14 +290,23 @@ def test_accuracy_guard_certifies_its_fallback_when_the_choice_fails_at_half_the
             return dict(found, source="random inputs", source_is_training_data=False)
         return score
 
-    looks = []
     certify = scorer(slice(600, None))
     with reusing_children(), PreparedModel(model, what="small net", representative=images[:32]) as prepared:
         plain = prepared.convert("int8")
-        chosen, report = guarded_int8(prepared, plain=plain, io_dtype="float32", tune=scorer(slice(0, 600)),
-                                      certify=lambda candidate: looks.append(certify(candidate)) or looks[-1],
-                                      certification_images=1000, max_drop_points=1.0,
-                                      float32_tflite_bytes=4 * len(plain))
+        return guarded_int8(prepared, plain=plain, io_dtype="float32", tune=scorer(slice(0, 600)),
+                            certify=lambda candidate: looks.append(certify(candidate)) or looks[-1],
+                            certification_images=1000, max_drop_points=bound, float32_tflite_bytes=4 * len(plain))
+
+
+def test_accuracy_guard_certifies_its_fallback_when_the_choice_fails_at_half_the_alpha(random_net):
+    """Bound 1 point: 6 of 7 layers float is predicted within the bound and confirmed by 7, but certification
+    refuses it (drop 1.00, upper 1.67), so 7 are certified. Both looks use level 0.025 (Bonferroni over the
+    two), planned before certification was seen."""
+    from edgekit.metrics import drop_upper_bound
+    from edgekit.targets.tflite_converter import run_tflite
+
+    looks: list[dict] = []
+    chosen, report = _guard_on_random_net(random_net, 1.0, looks)
     plan, checked = report["certification_plan"], report["certification_looks"]
     assert plan == {"candidates_kept_float": [6, 7], "looks_at_most": 2, "alpha_per_look": 0.025, "confidence": 0.95}
     assert [look["kept_float"] for look in checked] == [6, 7] and len(report["kept_float_layers"]) == 7
@@ -301,7 +316,23 @@ def test_accuracy_guard_certifies_its_fallback_when_the_choice_fails_at_half_the
     assert checked[0]["upper_points"] > 1.0 >= checked[1]["upper_points"] == report["smallest_certifiable_bound_points"]
     assert report["certified"] and report["certification"]["certified_upper_points"] == checked[1]["upper_points"]
     assert report["certification"]["drop_points"] == looks[1]["drop_points"]
-    assert run_tflite(chosen, images[:8]).shape == (8, 10)
+    assert run_tflite(chosen, random_net[1][:8]).shape == (8, 10)
+
+
+def test_accuracy_guard_refuses_with_the_smallest_bound_its_certification_looks_support(random_net):
+    """Bound 2.5: plain int8 passes tuning (drop 1.33, predicted 2.00) and, with no fallback, is looked at once at
+    level 0.05; its certification drop is 2.40 (upper 3.22), so compress fails (exit 6) naming 3.22."""
+    from edgekit.errors import AccuracyError
+
+    looks: list[dict] = []
+    with pytest.raises(AccuracyError) as refused:
+        _guard_on_random_net(random_net, 2.5, looks)
+    (look,) = looks
+    assert look["upper95_points"] > 2.5
+    message = refused.value.one_line()
+    assert f"smallest bound these images certify is {look['upper95_points']:.2f}" in message
+    assert f"--max-accuracy-drop {look['upper95_points']:.2f} or more" in message and "over 1 look(s)" in message
+    assert refused.value.exit_code == 6
 
 
 def test_accuracy_guard_with_bias_correction_scores_every_candidate_bias_corrected(digits_dir, tmp_path):
