@@ -82,16 +82,21 @@ def _adjusted_paired_difference(parent_only: int, candidate_only: int, images: i
     return centre, variance ** 0.5
 
 
-def drop_upper_bound(parent_only: int, candidate_only: int, images: int, *, looks: int = 1) -> float:
+def drop_upper_bound(parent_only: int, candidate_only: int, images: int, *, looks: int = 1,
+                     at_images: int | None = None) -> float:
     """One-sided 95% upper bound of the top-1 drop, in points (what a certificate checks against its bound).
 
-    ``looks`` > 1 widens it for a search that checks up to that many candidates on the same images and
-    keeps the first that passes (Bonferroni: level 0.05 / looks), so the pick is not just a lucky draw.
+    ``looks`` > 1 widens it for that many looks at the same images of which any may be the one reported
+    (Bonferroni: level 0.05 / looks), so a pass is not just a lucky draw. ``at_images`` predicts the
+    bound another set of that size would give for the same drop and disagreement rates (the standard
+    error scales as 1 / sqrt(images)): what the accuracy guard expects certification to need.
     """
     from statistics import NormalDist
 
     z = Z_ONE_SIDED_95 if looks <= 1 else NormalDist().inv_cdf(1 - 0.05 / looks)
     centre, error = _adjusted_paired_difference(parent_only, candidate_only, images)
+    if at_images is not None:
+        error *= ((images + 2) / (at_images + 2)) ** 0.5
     return round(min(centre + z * error, 1.0) * 100, 3)
 
 

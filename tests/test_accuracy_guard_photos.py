@@ -40,7 +40,7 @@ def test_certified_bound_holds_on_photos_the_guard_never_saw(clothing_dir, tmp_p
     (guarded,) = compress(model=float_model.path, out_dir=tmp_path / "guarded", int8=True,
                           max_accuracy_drop=BOUND, eval_data=pool)
     guard = guarded.manifest.extra["accuracy_guard"]
-    assert guard["certified"] and guard["certification"]["upper95_points"] <= BOUND
+    assert guard["certified"] and guard["certification"]["certified_upper_points"] <= BOUND
     pool_images = len(scan_image_folder(pool).items)
     assert guard["tuning_images"] + guard["certification"]["images"] == pool_images
     # the check: photos neither the tuning nor the certification saw

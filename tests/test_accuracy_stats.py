@@ -83,3 +83,20 @@ def test_a_search_that_looks_many_times_gets_a_wider_bound():
     # z(1 - 0.05/13) = 2.66 against 1.645: the margin above the observed drop grows by that ratio
     observed = (10 - 5) / 700 * 100
     assert 1.5 < (searched - observed) / (single - observed) < 1.75
+
+
+def test_a_bound_predicted_for_another_set_size_is_the_bound_that_set_would_give():
+    """The guard predicts certification's bound from tuning's rates: same rates on 1.5x the images, same bound."""
+    predicted = drop_upper_bound(24, 22, 976, looks=2, at_images=1464)
+    assert predicted == pytest.approx(drop_upper_bound(36, 33, 1464, looks=2), abs=0.03)
+    assert drop_upper_bound(24, 22, 976, at_images=976) == drop_upper_bound(24, 22, 976)
+    assert predicted < drop_upper_bound(24, 22, 976, looks=2)  # more images, narrower
+
+
+def test_the_guard_accepts_what_certification_will_pass_where_the_widened_tuning_bound_refused():
+    """MobileNetV2 224 with the ranking's first 16 layers float, on the guard's 976 tuning images: 21 images
+    only the parent gets right, 20 only the candidate (drop 0.10 points). The old rule's tuning bound, widened
+    for 15 looks, was 1.92 > 1.5 and kept 65 layers float; what certification on 1,464 images will need at two
+    looks (0.025 each) is 1.18, within 1.5."""
+    assert drop_upper_bound(21, 20, 976, looks=15) == pytest.approx(1.92, abs=0.01)
+    assert drop_upper_bound(21, 20, 976, looks=2, at_images=1464) == pytest.approx(1.18, abs=0.01)

@@ -8,6 +8,7 @@ MobileNetV2 fixture. Runtime ~3-4 minutes on 2 cores (each conversion is a child
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -217,14 +218,121 @@ def test_accuracy_guard_keeps_the_worst_layers_float_until_the_drop_is_certified
     certification, accuracy = guard["certification"], artifact.manifest.metrics["accuracy"]
     assert guard["kept_float_layers"] and guard["attempts"][0]["tuning_drop_points"] > 3.0
     by_count = {attempt["kept_float"]: attempt for attempt in guard["attempts"]}
-    kept = len(guard["kept_float_layers"])  # the shortest prefix of the ranking within the limit (bisected)
-    assert by_count[kept]["within"] and not by_count[kept - 1]["within"]
-    assert guard["certified"] and certification["upper95_points"] <= 3.0
+    # the shortest prefix of the ranking predicted within the limit (bisected), confirmed by the next longer try
+    plan = guard["certification_plan"]
+    first = plan["candidates_kept_float"][0]
+    assert by_count[first]["within"] and not by_count[first - 1]["within"]
+    assert all(by_count[count]["within"] for count in plan["candidates_kept_float"])
+    looked = [look["kept_float"] for look in guard["certification_looks"]]
+    assert looked == plan["candidates_kept_float"][:len(looked)] and len(guard["kept_float_layers"]) == looked[-1]
+    assert plan["alpha_per_look"] == 0.05 / plan["looks_at_most"]
+    assert guard["certified"] and certification["certified_upper_points"] <= 3.0
+    assert certification["certified_upper_points"] >= certification["upper95_points"]  # Bonferroni: never narrower
     # tuning and certification images are disjoint halves of test/, and every number is on the latter
     assert guard["tuning_images"] + certification["images"] == plain_accuracy["images"]
     assert accuracy["images"] == certification["images"] and "certification split" in accuracy["source"]
     assert accuracy["upper95_points"] == certification["upper95_points"]
     assert guard["size_vs_plain_int8"] > 0 and guard["latency_vs_plain_int8"] > 0
+
+
+@pytest.mark.parametrize("passes, tried, certified", [
+    (lambda count: count >= 16, [1, 2, 4, 8, 16, 32, 12, 14, 15], [16, 32]),
+    # 16 passes by chance and 32 does not: 16 is not confirmed, so the search goes on past both
+    (lambda count: count == 16 or count >= 60, [1, 2, 4, 8, 16, 32, 64, 70, 48, 56, 60, 58, 59], [60, 64]),
+    # the first pass is every layer float: bisection still looks for less, confirmed by the longer pass
+    (lambda count: count >= 66, [1, 2, 4, 8, 16, 32, 64, 70, 67, 65, 66], [66, 67]),
+    (lambda count: False, [1, 2, 4, 8, 16, 32, 64, 70], [70]),
+])
+def test_guard_search_certifies_a_confirmed_prefix_then_its_fallback(passes, tried, certified):
+    """The prefix lengths the guard tries (doubling, one confirmation, bisection) and the at most two it
+    certifies: the shortest pass whose next longer try passes too, then that longer one."""
+    from edgekit.stages.quantize import _search
+
+    seen = []
+    assert _search(70, lambda count: seen.append(count) or {"within": passes(count)}) == certified
+    assert seen == tried and len(seen) <= 2 * math.ceil(math.log2(70)) + 1
+
+
+@pytest.fixture(scope="module")
+def random_net():
+    """A small untrained conv / depthwise / dense net, 1,600 random inputs and its float outputs on them: its int8
+    candidates are scored against those outputs (truth = float's top-1), 600 inputs to tune, 1,000 to certify."""
+    from edgekit._tf import import_tf, set_seed
+
+    _, tf_keras = import_tf()
+    set_seed(0)
+    layers = tf_keras.layers
+    inputs = tf_keras.Input((16, 16, 3))
+    x = layers.Conv2D(16, 3, strides=2, activation="relu6")(inputs)
+    x = layers.DepthwiseConv2D(3, activation="relu6")(x)
+    x = layers.Conv2D(16, 1, activation="relu6")(x)
+    x = layers.DepthwiseConv2D(3, activation="relu6", padding="same")(x)
+    x = layers.GlobalAveragePooling2D()(layers.Conv2D(8, 1)(x))
+    model = tf_keras.Model(inputs, layers.Dense(10)(x))
+    images = np.random.default_rng(0).normal(size=(1600, 16, 16, 3)).astype(np.float32)
+    return model, images, model.predict(images, verbose=0)
+
+
+def _guard_on_random_net(random_net, bound: float, looks: list[dict]):
+    """guarded_int8 on ``random_net`` (tuned on its first 600 inputs, certified on the other 1,000; each
+    certification look's scores appended to ``looks``)."""
+    from edgekit.child_process import reusing_children
+    from edgekit.metrics import accuracy_change
+    from edgekit.stages.quantize import guarded_int8
+    from edgekit.targets.tflite_converter import PreparedModel, run_tflite
+
+    model, images, reference = random_net
+    truth, classes = reference.argmax(1), [str(label) for label in range(10)]
+
+    def scorer(part: slice):
+        def score(candidate: bytes) -> dict:
+            found = accuracy_change(truth[part], reference[part], run_tflite(candidate, images[part]), classes)
+            return dict(found, source="random inputs", source_is_training_data=False)
+        return score
+
+    certify = scorer(slice(600, None))
+    with reusing_children(), PreparedModel(model, what="small net", representative=images[:32]) as prepared:
+        plain = prepared.convert("int8")
+        return guarded_int8(prepared, plain=plain, io_dtype="float32", tune=scorer(slice(0, 600)),
+                            certify=lambda candidate: looks.append(certify(candidate)) or looks[-1],
+                            certification_images=1000, max_drop_points=bound, float32_tflite_bytes=4 * len(plain))
+
+
+def test_accuracy_guard_certifies_its_fallback_when_the_choice_fails_at_half_the_alpha(random_net):
+    """Bound 1 point: 6 of 7 layers float is predicted within the bound and confirmed by 7, but certification
+    refuses it (drop 1.00, upper 1.67), so 7 are certified. Both looks use level 0.025 (Bonferroni over the
+    two), planned before certification was seen."""
+    from edgekit.metrics import drop_upper_bound
+    from edgekit.targets.tflite_converter import run_tflite
+
+    looks: list[dict] = []
+    chosen, report = _guard_on_random_net(random_net, 1.0, looks)
+    plan, checked = report["certification_plan"], report["certification_looks"]
+    assert plan == {"candidates_kept_float": [6, 7], "looks_at_most": 2, "alpha_per_look": 0.025, "confidence": 0.95}
+    assert [look["kept_float"] for look in checked] == [6, 7] and len(report["kept_float_layers"]) == 7
+    for found, look in zip(looks, checked):  # each look's bound at level 0.025, wider than its own 95% bound
+        assert look["upper_points"] == drop_upper_bound(found["only_parent_right"], found["only_model_right"],
+                                                        found["images"], looks=2) > found["upper95_points"]
+    assert checked[0]["upper_points"] > 1.0 >= checked[1]["upper_points"] == report["smallest_certifiable_bound_points"]
+    assert report["certified"] and report["certification"]["certified_upper_points"] == checked[1]["upper_points"]
+    assert report["certification"]["drop_points"] == looks[1]["drop_points"]
+    assert run_tflite(chosen, random_net[1][:8]).shape == (8, 10)
+
+
+def test_accuracy_guard_refuses_with_the_smallest_bound_its_certification_looks_support(random_net):
+    """Bound 2.5: plain int8 passes tuning (drop 1.33, predicted 2.00) and, with no fallback, is looked at once at
+    level 0.05; its certification drop is 2.40 (upper 3.22), so compress fails (exit 6) naming 3.22."""
+    from edgekit.errors import AccuracyError
+
+    looks: list[dict] = []
+    with pytest.raises(AccuracyError) as refused:
+        _guard_on_random_net(random_net, 2.5, looks)
+    (look,) = looks
+    assert look["upper95_points"] > 2.5
+    message = refused.value.one_line()
+    assert f"smallest bound these images certify is {look['upper95_points']:.2f}" in message
+    assert f"--max-accuracy-drop {look['upper95_points']:.2f} or more" in message and "over 1 look(s)" in message
+    assert refused.value.exit_code == 6
 
 
 def test_accuracy_guard_with_bias_correction_scores_every_candidate_bias_corrected(digits_dir, tmp_path):
@@ -250,16 +358,13 @@ def test_accuracy_guard_with_bias_correction_scores_every_candidate_bias_correct
 
 def test_accuracy_guard_does_not_parse_the_graph_when_plain_int8_is_within_the_bound(cnn_artifact, tmp_path,
                                                                                    monkeypatch):
-    """The whole-graph parse (bytes each layer costs kept float) is only needed to rank layers; the number of
-    looks comes from the light reader and equals the parsed graph's layer count."""
-    import math
-
+    """The whole-graph parse (bytes each layer costs kept float) is only needed to rank layers."""
     from edgekit.artifacts import Preprocessing
     from edgekit.data import load_folder_arrays, normalize, scan_image_folder
     from edgekit.metrics import accuracy_change
     from edgekit.runtime import tflite_file
     from edgekit.stages.compress import compress
-    from edgekit.stages.quantize import float_cost_bytes, guarded_int8
+    from edgekit.stages.quantize import guarded_int8
     from edgekit.targets.tflite_converter import run_tflite
 
     (plain,) = compress(model=cnn_artifact.path, out_dir=tmp_path / "plain", int8=True)
@@ -278,10 +383,13 @@ def test_accuracy_guard_does_not_parse_the_graph_when_plain_int8_is_within_the_b
     real_parse = tflite_file.parse_tflite
     monkeypatch.setattr(tflite_file, "parse_tflite", lambda *a, **k: parses.append(1) or real_parse(*a, **k))
     chosen, report = guarded_int8(None, plain=data, io_dtype="float32", tune=score, certify=score,
-                                  max_drop_points=2.0, float32_tflite_bytes=2 * len(data))
+                                  certification_images=len(truth), max_drop_points=2.0,
+                                  float32_tflite_bytes=2 * len(data))
     assert chosen == data and report["certified"] and report["kept_float_layers"] == []
     assert parses == []
-    assert report["tuning_looks"] == 1 + 2 * math.ceil(math.log2(len(float_cost_bytes(data))))
+    # plain int8 is one candidate seen once: no fallback, so certification takes one look at the full 0.05
+    assert report["certification_plan"] == {"candidates_kept_float": [0], "looks_at_most": 1, "alpha_per_look": 0.05,
+                                            "confidence": 0.95}
 
 
 def test_accuracy_guard_refuses_a_bound_its_images_cannot_certify(cnn_artifact, tmp_path):

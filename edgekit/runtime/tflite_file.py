@@ -5,7 +5,6 @@
 - :func:`io_tensors`: the input/output tensors (shape, dtype, quantization) the runtime and the
   importer need; :func:`numpy_dtype` is the one TensorType -> numpy map;
 - :func:`metadata_buffer` / :func:`with_metadata_buffer`: named metadata entries (edgekit's labels);
-- :func:`operator_output_names`: the tensors the operators write (the layers the quantization debugger names);
 - :func:`parse_tflite` (:func:`edgekit.runtime.safety.read_tflite` checks the file first): the whole
   graph as records for target checks (Edge TPU compatibility, op counts, parameter sizes):
   operators in execution order with builtin name, version and options, tensors with dtype, shape,
@@ -267,16 +266,6 @@ def io_tensors(data) -> tuple[TensorInfo, TensorInfo]:
     sizes = _buffer_sizes(model)
     return (_read_tensor(schema, model, graph, graph.Inputs(0), sizes),
             _read_tensor(schema, model, graph, graph.Outputs(0), sizes))
-
-
-def operator_output_names(data) -> set[str]:
-    """Names of the tensors subgraph 0's operators write, read with the vendored schema subset: about 2 ms for
-    MobileNetV2 where :func:`parse_tflite` takes 60-100 ms."""
-    from edgekit.runtime import tflite_schema as schema
-
-    graph = schema.Model.GetRootAs(data, 0).Subgraphs(0)
-    return {_text(graph.Tensors(int(index)).Name())
-            for o in range(graph.OperatorsLength()) for index in graph.Operators(o).OutputsAsNumpy()}
 
 
 def check_structure(buf, *, path: Path | str) -> None:

@@ -264,7 +264,7 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
                     prepared, plain=data, io_dtype=io, max_drop_points=options.max_accuracy_drop,
                     tune=lambda candidate: change(run_tflite(candidate, tuning.inputs), tuning, tuning_reference),
                     certify=lambda candidate: change(run_tflite(candidate, scored.inputs)),
-                    float32_tflite_bytes=len(baseline), correct=correct)
+                    certification_images=len(scored.labels), float32_tflite_bytes=len(baseline), correct=correct)
             variants.append((name, mode, embed_metadata(data, labels=labels, preprocessing=parent.manifest.preprocessing),
                              extra))
     for name, mode, data, extra in variants:
