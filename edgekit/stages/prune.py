@@ -32,9 +32,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgekit.errors import SparsePatternError, ValidationError
-from edgekit.stages.tfmot_wrappers import (SPARSE_KINDS, TrainingImages, conform_batchnorm, distillation_targets,
-                                           fine_tune, layer_kind, main_kernel, reestimate_batchnorm, refit_classifier,
-                                           wrap_model)
+from edgekit.stages.tfmot_wrappers import (SPARSE_KINDS, ConsistentDistillation, TrainingImages, conform_batchnorm,
+                                           distillation_targets, fine_tune, frozen_copy, layer_kind, main_kernel,
+                                           reestimate_batchnorm, refit_classifier, wrap_model)
 
 LEARNING_RATE = 1e-4
 SPARSITY_TOLERANCE = 0.02  # achieved sparsity may fall short of the target by this much (rounding per layer)
@@ -102,17 +102,20 @@ def prune_model(model, images: TrainingImages, *, sparsity: float, epochs: int, 
     decay = sparsity_api.PolynomialDecay(initial_sparsity=0.0, final_sparsity=sparsity,
                                          begin_step=schedule.begin_step, end_step=schedule.end_step,
                                          frequency=schedule.frequency)
-    targets, loss, distillation, conformed = images, None, None, 0
+    targets, training, loss, distillation, conformed = images, images, None, None, 0
     if prune_for == "latency":
-        targets, loss, distillation = distillation_targets(  # before wrapping: the dense parent
-            model, images, description="the dense parent's softmax outputs on the training images")
+        teacher = frozen_copy(model)  # before wrapping: the dense parent, which training cannot move
+        targets, loss, distillation = distillation_targets(  # fixed targets: the refit and the record
+            teacher, images, description="the dense parent's softmax outputs on the training images")
+        training = ConsistentDistillation(teacher, images)
+        distillation["augmentation"] = training.record(seed)
         conformed = conform_batchnorm(model, images)  # same function; batch statistics now agree with it
         wrapped = _latency_wrapper(model, sparsity_api, decay)
     else:
         wrapped = wrap_model(model, wrap_layer=lambda layer: sparsity_api.prune_low_magnitude(layer, pruning_schedule=decay),
                              wrap_whole=lambda m: sparsity_api.prune_low_magnitude(m, pruning_schedule=decay),
                              tfmot_wrap=tfmot_wrap, what="--prune", kinds=SPARSE_KINDS)
-    history = fine_tune(wrapped, targets, epochs=epochs, learning_rate=LEARNING_RATE, seed=seed,
+    history = fine_tune(wrapped, training, epochs=epochs, learning_rate=LEARNING_RATE, seed=seed,
                         callbacks=[sparsity_api.UpdatePruningStep()], description="prune", loss=loss)
     stripped = sparsity_api.strip_pruning(wrapped)
     batchnorm = refit = None
