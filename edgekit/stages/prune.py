@@ -18,10 +18,13 @@ pretraining data's (ImageNet), and the head was fit to features normalised with 
 alone cost even the *unpruned* MobileNetV2 18 points. So every BatchNormalization is first conformed
 to the training images (:func:`~edgekit.stages.tfmot_wrappers.conform_batchnorm`: same function,
 moving statistics = the images', the difference folded into scale and offset), and batch statistics,
-training and re-estimation then start from the parent itself. Latency pruning also distils: the pruned model learns the dense parent's softened outputs on the training images
-(computed once before pruning) instead of the bare labels, which carry far less per image. Re-estimation
-changes the features the classifier was fine-tuned on, so last the classifier alone is refit to the
-same soft targets on the features the pruned model now computes
+training and re-estimation then start from the parent itself. Latency pruning also distils: the
+pruned model learns the dense parent's softened outputs instead of the bare labels, which carry far
+less per image, and consistently (:class:`~edgekit.stages.tfmot_wrappers.ConsistentDistillation`):
+each batch is a new seeded view of the training images (crop, mirror, brightness, contrast) and the
+parent, a frozen copy, is run on that same view. Re-estimation changes the features the classifier
+was fine-tuned on, so last the classifier alone is refit to the parent's fixed outputs on the
+unaugmented training images, on the features the pruned model now computes
 (:func:`~edgekit.stages.tfmot_wrappers.refit_classifier`).
 """
 
