@@ -70,7 +70,7 @@ class TrainingImages:
             def augment(pixels, draw):
                 return augmentation.apply(pixels, np.random.default_rng(draw.tolist()))
 
-            draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+            draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)  # one per batch, >= 0
             data = tf.data.Dataset.zip((data, draws)).map(
                 lambda batch, draw: (tf.ensure_shape(tf.numpy_function(augment, [batch[0], draw], tf.uint8),
                                                      batch[0].shape), batch[1]))
