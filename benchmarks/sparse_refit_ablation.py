@@ -37,9 +37,10 @@ def _saved_before_refit(parent, work: Path, pool: Path, epochs: int) -> tuple[Pa
 
     from edgekit.stages import prune
 
-    # named for the method (consistent distillation), so sp25's model from fixed targets is not reused
-    model_path = work / f"before-refit-consistent-e{epochs}.keras"
-    targets_path = work / f"teacher-targets-consistent-e{epochs}.npy"
+    # named for the method (consistent distillation and its views), so no other method's model is reused
+    method = sparse_pruning.distillation_method()
+    model_path = work / f"before-refit-{method}-e{epochs}.keras"
+    targets_path = work / f"teacher-targets-{method}-e{epochs}.npy"
     if model_path.is_file() and targets_path.is_file():
         return model_path, targets_path
     refit = prune.refit_classifier
