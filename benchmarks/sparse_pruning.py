@@ -36,6 +36,13 @@ GOAL_SPEEDUP = 1.3
 GOAL_DROP = 1.0
 
 
+def distillation_method() -> str:
+    """Latency pruning's distillation as a cache name: consistent, with the views' smallest crop."""
+    from edgekit.stages.tfmot_wrappers import VIEWS
+
+    return f"consistent-crop{VIEWS.crop:g}"
+
+
 def _variants(parent, work: Path, pool: Path, epochs: int) -> dict:
     """The compressed artifacts (compress runs cached in ``work``: an atomically written folder is reused)."""
     from edgekit.artifacts import load_artifact
@@ -47,8 +54,8 @@ def _variants(parent, work: Path, pool: Path, epochs: int) -> dict:
         return compress(model=parent.path, out_dir=folder, eval_data=pool, seed=0, **options)
 
     level = round(SPARSITY * 100)
-    # the folder names the method, so a cache built before BatchNormalization was conformed is not reused
-    sparse32, sparse8 = built(work / f"sparse-distilled-bn-conformed-refit-e{epochs}", (f"sparse{level}-float32", f"sparse{level}-int8"),
+    # the folder names the method, so a cache built with other distillation targets or views is not reused
+    sparse32, sparse8 = built(work / f"sparse-{distillation_method()}-distill-e{epochs}", (f"sparse{level}-float32", f"sparse{level}-int8"),
                               prune=SPARSITY, prune_for="latency", int8=True, fine_tune_epochs=epochs)
     (int8,) = built(work / "int8", ("int8",), int8=True)
     return {"sparse float32": sparse32, "int8": int8, "pruned + int8": sparse8}
@@ -115,7 +122,11 @@ def _distilled(pruning: dict) -> str:
     distillation = pruning.get("distillation")
     if not distillation:
         return " on the labels"
-    return f", distilled from the float parent (soft targets at temperature {distillation['temperature']:g}, no labels)"
+    views = distillation.get("augmentation")
+    how = (f"run on the same augmented batch (crops to {views['transforms']['crop_min_side']:g} of each side, "
+           f"flips, brightness/contrast; seed {views['seed']})" if views else "on the unaugmented training images")
+    return (f", distilled from the float parent (soft targets at temperature {distillation['temperature']:g}, "
+            f"no labels), {how}")
 
 
 def measure(*, float_dir: Path | None, work: Path, rounds: int, runs: int, epochs: int) -> dict:

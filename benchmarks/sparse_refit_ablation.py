@@ -37,7 +37,10 @@ def _saved_before_refit(parent, work: Path, pool: Path, epochs: int) -> tuple[Pa
 
     from edgekit.stages import prune
 
-    model_path, targets_path = work / f"before-refit-e{epochs}.keras", work / f"teacher-targets-e{epochs}.npy"
+    # named for the method (consistent distillation and its views), so no other method's model is reused
+    method = sparse_pruning.distillation_method()
+    model_path = work / f"before-refit-{method}-e{epochs}.keras"
+    targets_path = work / f"teacher-targets-{method}-e{epochs}.npy"
     if model_path.is_file() and targets_path.is_file():
         return model_path, targets_path
     refit = prune.refit_classifier
@@ -59,6 +62,7 @@ def _saved_before_refit(parent, work: Path, pool: Path, epochs: int) -> tuple[Pa
 
 
 def measure(*, float_dir: Path | None, work: Path, epochs: int) -> dict:
+    import sparse_pruning
     from int8_accuracy import linked_pool
 
     from edgekit._tf import import_tf
@@ -77,6 +81,7 @@ def measure(*, float_dir: Path | None, work: Path, epochs: int) -> dict:
     labels, preprocessing = parent.manifest.labels, parent.manifest.preprocessing_spec()
     pool_dir = linked_pool(work / "pool", [CLOTHING / "test", CLOTHING / "extra"])
     model_path, targets_path = _saved_before_refit(parent, work, pool_dir, epochs)
+    taught = sparse_pruning._variants(parent, work, pool_dir, epochs)["sparse float32"]  # cached by now
     pixels, truth = load_folder_arrays(scan_image_folder(pool_dir, classes=labels), preprocessing)
     pool = TrainingImages(pixels, truth, preprocessing, pool_dir)
     parent_outputs = _cached_features(work, f"parent-pool-outputs-{parent.manifest.sha256[:16]}",  # once per parent
@@ -95,8 +100,11 @@ def measure(*, float_dir: Path | None, work: Path, epochs: int) -> dict:
     record = refit_classifier(model, replace(train, labels=np.load(targets_path)),
                               distillation_loss(DISTILLATION_TEMPERATURE), seed=0)
     add(f"sparse float32, {epochs} epochs, classifier refit", record)
+    pruning = taught.manifest.extra["pruning"]
     return {"what": f"the classifier refit after BatchNormalization re-estimation, alone: MobileNetV2 224 px, 1x1 "
-                    f"convolutions pruned to 70% for latency, {epochs} distilled fine-tune epochs",
+                    f"convolutions pruned to 70% for latency, {epochs} fine-tune epochs"
+                    f"{sparse_pruning._distilled(pruning)}",
+            "distillation": pruning["distillation"], "fine_tune": pruning["fine_tune"],
             "float_parent": harness.relative(parent.path), "fine_tune_epochs": epochs, "rows": rows,
             "accuracy_method": "Keras float32 outputs (the sparse float32 .tflite computes the same function) on "
                                "clothing-small test/ + extra/, never used for fine-tuning; paired top-1 drop vs the "
@@ -115,6 +123,10 @@ def markdown(result: dict) -> list[str]:
         train = f"{refit['train_agreement_before']} -> {refit['train_agreement_after']}" if refit else "–"
         lines.append(f"| {row['model']} | {row['drop_points']:+.2f} ({low:+.2f} to {high:+.2f}) | {row['images']} "
                      f"| {row['top1_agreement']} | {train} |")
+    history = result["fine_tune"]
+    lines += ["", "Fine-tune, per epoch: agreement with the parent on the batches trained on "
+              f"{', '.join(f'{v:.3f}' for v in history['accuracy'])}; loss "
+              f"{', '.join(f'{v:.3f}' for v in history['loss'])}."]
     return lines + harness.environment_lines(result["environment"])
 
 

@@ -368,5 +368,48 @@ def test_latency_pruning_learns_from_the_dense_parent_not_the_labels(tmp_path):
     assert min(report["fine_tune"]["accuracy"]) > 0.5  # agreement with the parent, not with the labels
     assert report["distillation"]["temperature"] == DISTILLATION_TEMPERATURE
     assert report["distillation"]["teacher_train_top1"] == 0.0
+    views = report["distillation"]["augmentation"]  # the fine-tune's targets: the parent on each augmented view
+    assert views["seed"] == 0 and views["transforms"]["flip_left_right"] and views["transforms"]["crop_min_side"] < 1
     refit = report["classifier_refit"]  # last, on the features re-estimation left
     assert refit["epochs"] == CLASSIFIER_REFIT_EPOCHS and refit["train_agreement_after"] >= refit["train_agreement_before"]
+
+
+def test_consistent_distillation_targets_are_the_teacher_on_each_augmented_view_drawn_from_the_seed(tmp_path):
+    """Beyer et al.'s consistent teaching: every batch is a new view of the training images (not the images
+    themselves), its targets are the frozen teacher's outputs on that very view (so not the fixed outputs on
+    the unaugmented images), the same seed gives the same views, and the next epoch gives new ones."""
+    from edgekit._tf import import_tf, set_seed
+    from edgekit.artifacts import Preprocessing
+    from edgekit.data import normalize
+    from edgekit.stages.tfmot_wrappers import ConsistentDistillation, TrainingImages, frozen_copy, outputs_in_order
+
+    _, tf_keras = import_tf()
+    set_seed(0)
+    model = _tiny_pattern_model(tf_keras, classes=4)
+    rng = np.random.default_rng(0)
+    pixels = np.clip(rng.integers(0, 256, (64, 16, 16, 3)) // 2 + rng.integers(0, 128, (64, 1, 16, 3)), 0, 255)
+    images = TrainingImages(pixels.astype(np.uint8), np.arange(64),  # labels: which image each row comes from
+                            Preprocessing(size=(16, 16), mean=(127.5,) * 3, std=(127.5,) * 3), tmp_path)
+    head = model.layers[-1]
+    head.set_weights([w * 20 for w in head.get_weights()])  # a decisive teacher: outputs differ between views
+    teacher = frozen_copy(model)
+    head.set_weights([w * 0 for w in head.get_weights()])  # the student moves; its frozen copy does not
+    distillation = ConsistentDistillation(teacher, images)
+    plain, fixed = normalize(images.pixels, images.preprocessing), outputs_in_order(teacher, images)
+
+    def epoch(dataset):
+        batches = [(np.asarray(x), np.asarray(y)) for x, y in dataset]
+        return np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches])
+
+    dataset = distillation.dataset(seed=3)
+    views, targets = epoch(dataset)
+    _, source = epoch(images.dataset(seed=3))  # the same shuffle, unaugmented: each row's image
+    assert views.shape == plain.shape and sorted(source) == list(range(64))
+    np.testing.assert_allclose(targets, np.asarray(teacher(views, training=False)), atol=1e-5)
+    assert np.abs(views - plain[source]).max(axis=(1, 2, 3)).min() > 0.05  # every row a view, not the image
+    moved = np.abs(targets - fixed[source]).sum(axis=1)  # the teacher's answer moved with the view
+    assert np.median(moved) > 0.05, moved
+    again, _ = epoch(distillation.dataset(seed=3))
+    np.testing.assert_array_equal(views, again)
+    next_views, _ = epoch(dataset)
+    assert np.abs(next_views - views).max() > 0.05

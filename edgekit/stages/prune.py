@@ -18,10 +18,13 @@ pretraining data's (ImageNet), and the head was fit to features normalised with 
 alone cost even the *unpruned* MobileNetV2 18 points. So every BatchNormalization is first conformed
 to the training images (:func:`~edgekit.stages.tfmot_wrappers.conform_batchnorm`: same function,
 moving statistics = the images', the difference folded into scale and offset), and batch statistics,
-training and re-estimation then start from the parent itself. Latency pruning also distils: the pruned model learns the dense parent's softened outputs on the training images
-(computed once before pruning) instead of the bare labels, which carry far less per image. Re-estimation
-changes the features the classifier was fine-tuned on, so last the classifier alone is refit to the
-same soft targets on the features the pruned model now computes
+training and re-estimation then start from the parent itself. Latency pruning also distils: the
+pruned model learns the dense parent's softened outputs instead of the bare labels, which carry far
+less per image, and consistently (:class:`~edgekit.stages.tfmot_wrappers.ConsistentDistillation`):
+each batch is a new seeded view of the training images (crop, mirror, brightness, contrast) and the
+parent, a frozen copy, is run on that same view. Re-estimation changes the features the classifier
+was fine-tuned on, so last the classifier alone is refit to the parent's fixed outputs on the
+unaugmented training images, on the features the pruned model now computes
 (:func:`~edgekit.stages.tfmot_wrappers.refit_classifier`).
 """
 
@@ -32,9 +35,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgekit.errors import SparsePatternError, ValidationError
-from edgekit.stages.tfmot_wrappers import (SPARSE_KINDS, TrainingImages, conform_batchnorm, distillation_targets,
-                                           fine_tune, layer_kind, main_kernel, reestimate_batchnorm, refit_classifier,
-                                           wrap_model)
+from edgekit.stages.tfmot_wrappers import (SPARSE_KINDS, ConsistentDistillation, TrainingImages, conform_batchnorm,
+                                           distillation_targets, fine_tune, frozen_copy, layer_kind, main_kernel,
+                                           reestimate_batchnorm, refit_classifier, wrap_model)
 
 LEARNING_RATE = 1e-4
 SPARSITY_TOLERANCE = 0.02  # achieved sparsity may fall short of the target by this much (rounding per layer)
@@ -102,17 +105,20 @@ def prune_model(model, images: TrainingImages, *, sparsity: float, epochs: int, 
     decay = sparsity_api.PolynomialDecay(initial_sparsity=0.0, final_sparsity=sparsity,
                                          begin_step=schedule.begin_step, end_step=schedule.end_step,
                                          frequency=schedule.frequency)
-    targets, loss, distillation, conformed = images, None, None, 0
+    targets, training, loss, distillation, conformed = images, images, None, None, 0
     if prune_for == "latency":
-        targets, loss, distillation = distillation_targets(  # before wrapping: the dense parent
-            model, images, description="the dense parent's softmax outputs on the training images")
+        teacher = frozen_copy(model)  # before wrapping: the dense parent, which training cannot move
+        targets, loss, distillation = distillation_targets(  # fixed targets: the refit and the record
+            teacher, images, description="the dense parent's softmax outputs on the training images")
+        training = ConsistentDistillation(teacher, images)
+        distillation["augmentation"] = training.record(seed)
         conformed = conform_batchnorm(model, images)  # same function; batch statistics now agree with it
         wrapped = _latency_wrapper(model, sparsity_api, decay)
     else:
         wrapped = wrap_model(model, wrap_layer=lambda layer: sparsity_api.prune_low_magnitude(layer, pruning_schedule=decay),
                              wrap_whole=lambda m: sparsity_api.prune_low_magnitude(m, pruning_schedule=decay),
                              tfmot_wrap=tfmot_wrap, what="--prune", kinds=SPARSE_KINDS)
-    history = fine_tune(wrapped, targets, epochs=epochs, learning_rate=LEARNING_RATE, seed=seed,
+    history = fine_tune(wrapped, training, epochs=epochs, learning_rate=LEARNING_RATE, seed=seed,
                         callbacks=[sparsity_api.UpdatePruningStep()], description="prune", loss=loss)
     stripped = sparsity_api.strip_pruning(wrapped)
     batchnorm = refit = None
