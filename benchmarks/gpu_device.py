@@ -72,6 +72,25 @@ def unpack_debs(folder: Path) -> list[str]:
     return [deb.name for deb in debs]
 
 
+def set_up_vulkan(folder: Path) -> dict:
+    """The Vulkan loader from ``folder``'s .debs (:func:`unpack_debs`), and ``VK_DRIVER_FILES`` pointed at the
+    driver's ICD where it lies outside the loader's search path; what was done, for the results."""
+    loader: dict = {"debs": unpack_debs(folder)}
+    if NVIDIA_ICD.is_file() and not any(Path(d, "nvidia_icd.json").is_file()
+                                        for d in ("/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d")):
+        os.environ["VK_DRIVER_FILES"] = str(NVIDIA_ICD)
+        loader["VK_DRIVER_FILES"] = str(NVIDIA_ICD)
+    return loader
+
+
+def litert_tool_command(model: Path, result_json: Path, *, gpu: bool = True) -> list[str]:
+    """LiteRT's own benchmark tool on ``model``, GPU only (``--use_gpu --no_cpu``) unless ``gpu`` is False:
+    RUNS timed runs after WARMUP, its numbers written to ``result_json``."""
+    return [sys.executable, "-m", "ai_edge_litert.tools.benchmark_litert_model", f"--model={model}",
+            *(["--use_gpu", "--no_cpu"] if gpu else []), f"--num_runs={RUNS}", f"--warmup_runs={WARMUP}",
+            f"--result_json={result_json}"]
+
+
 def gpu_facts() -> dict:
     """The GPU and driver as nvidia-smi names them."""
     try:
@@ -162,9 +181,7 @@ def litert_tool_on_gpu(models: dict[str, Path], work: Path) -> dict:
     for name, path in models.items():
         out = work / f"tool-{name}.json"
         try:
-            done = run_process([sys.executable, "-m", "ai_edge_litert.tools.benchmark_litert_model", f"--model={path}",
-                                "--use_gpu", "--no_cpu", f"--num_runs={RUNS}", f"--warmup_runs={WARMUP}",
-                                f"--result_json={out}"], cores=[0], timeout_s=180)
+            done = run_process(litert_tool_command(path, out), cores=[0], timeout_s=180)
             rows[name] = {"result": json.loads(out.read_text()), "wall_s": done["wall_s"]}
         except (RuntimeError, OSError, json.JSONDecodeError) as exc:
             rows[name] = {"error": str(exc)}
@@ -254,11 +271,7 @@ def measure(args: argparse.Namespace) -> int:
                                "profile_gpu": cli("profile", str(models["int8"]), "--device", "gpu")}
     save("before_loader")
     if args.vulkan_debs:
-        result["loader"] = {"debs": unpack_debs(args.vulkan_debs)}
-        if NVIDIA_ICD.is_file() and not any(Path(d, "nvidia_icd.json").is_file()
-                                            for d in ("/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d")):
-            os.environ["VK_DRIVER_FILES"] = str(NVIDIA_ICD)  # the driver's ICD lies outside the loader's search path
-            result["loader"]["VK_DRIVER_FILES"] = str(NVIDIA_ICD)
+        result["loader"] = set_up_vulkan(args.vulkan_debs)
     import onnxruntime
 
     from edgekit.runtime import accelerator_available

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -173,11 +172,10 @@ def variant(args: argparse.Namespace) -> int:
 
 def litert_tool(model: Path, hardware: str, work: Path) -> dict:
     """LiteRT's tool as gpu_device.py runs it (GPU only), pinned to core 0: its median and min run."""
+    from gpu_device import litert_tool_command
+
     out = work / "gap-tool.json"
-    accel = ["--use_gpu", "--no_cpu"] if hardware == "GPU" else []
-    done = run_process([sys.executable, "-m", "ai_edge_litert.tools.benchmark_litert_model", f"--model={model}",
-                        *accel, "--num_runs=100", "--warmup_runs=10", f"--result_json={out}"],
-                       cores=[0], timeout_s=180)
+    done = run_process(litert_tool_command(model, out, gpu=hardware == "GPU"), cores=[0], timeout_s=180)
     latency = json.loads(out.read_text())["latency"]
     return {"p50_ms": latency["median_ms"], "min_ms": latency["min_ms"], "max_ms": latency["max_ms"],
             "init_ms": latency["init_ms"], "cpu_share": None, "step_p50_ms": {"run_by_name": latency["median_ms"]},
@@ -227,12 +225,9 @@ def measure(args: argparse.Namespace) -> int:
     started = time.monotonic()
     out = Path(args.out)
     if args.vulkan_debs:
-        from gpu_device import NVIDIA_ICD, unpack_debs  # the same loader set-up as the first measurements
+        from gpu_device import set_up_vulkan  # the same loader set-up as the first measurements
 
-        unpack_debs(args.vulkan_debs)
-        if NVIDIA_ICD.is_file() and not any(Path(d, "nvidia_icd.json").is_file()
-                                            for d in ("/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d")):
-            os.environ["VK_DRIVER_FILES"] = str(NVIDIA_ICD)
+        set_up_vulkan(args.vulkan_debs)
     names = [*SPECIAL, *VARIANTS]
     result: dict = {"environment": environment(cores=[0]), "model": str(args.model), "hardware": args.hardware,
                     "wheel": args.wheel, "commit": args.commit, "cwd": str(Path.cwd()),
