@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from harness import REPO, git_commit  # noqa: E402
 
-BENCHMARKS = ("runtime_coldstart", "profiler_vs_litert_benchmark", "compress_variants", "onnx_vs_tflite",
+BENCHMARKS = ("runtime_coldstart", "profiler_vs_litert_benchmark", "compress_variants", "op_times", "onnx_vs_tflite",
               "profile_accuracy", "edgetpu_report", "edgetpu_agreement", "monitor_drift_clothing", "monitor_overhead",
               "quickstart_time", "finetune_clothing", "recipe_clothing_small", "fuzz_loaders")
 STEPS = (*BENCHMARKS, "readme_numbers")  # README's table is regenerated from whatever results there are
