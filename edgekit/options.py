@@ -143,8 +143,9 @@ class CompressOptions(StageOptions):
     float16: bool = Field(False, description="float16 weights (half the size, float compute).")
     dynamic: bool = Field(False, description="Dynamic-range: int8 weights, float activations (small, but often "
                                              "slower than float on CPU).")
-    int16x8: bool = Field(False, description="int16 activations, int8 weights (more accurate than int8, slower; "
-                                             "needs calibration).")
+    int16x8: bool = Field(False, description="int16 activations, int8 weights (more accurate than int8; needs "
+                                             "calibration). XNNPACK has no int16x8 kernels, so LiteRT runs it on its "
+                                             "built-in CPU kernels: many times slower than int8 and than float32.")
     io_dtype: Literal[IO_DTYPES] = Field("float32", examples=["int8"],
                                          description="Input/output tensor type of int8 models: float32 (quantize "
                                                      "inside), int8 or uint8 (Edge TPU / MCU style).")
