@@ -1,10 +1,10 @@
 """Where int16x8's time goes: per-op CPU time of compress_variants' float32, int8 and int16x8 MobileNetV2 (160 px).
 
 ai-edge-litert exposes no per-op profiler to Python (edgekit's profile says so for .tflite), so each operator
-is cut out into a one-op model (its own tensors and weights, the model's kernels and XNNPACK as LiteRT picks
-them) and timed alone: 1 thread, pinned, the calling thread's CPU time per invoke (other people's load does not
-inflate it), median over interleaved rounds. The whole model is timed the same way, so the sum of its ops
-shows what cutting it up leaves out. Writes benchmarks/results/op_times.{json,md}.
+is cut out into a one-op model (the model's tensors and weights, only that op using them; kernels and XNNPACK
+as LiteRT picks them) and timed alone: 1 thread, pinned, the calling thread's CPU time per invoke (other
+people's load does not inflate it), median over interleaved rounds. The whole model is timed the same way, so
+the sum of its ops shows what cutting it up leaves out. Writes benchmarks/results/op_times.{json,md}.
 """
 
 from __future__ import annotations
