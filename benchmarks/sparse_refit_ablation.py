@@ -10,6 +10,8 @@ parent: paired top-1 drop with its 95% interval, and agreement.
 
     EDGEKIT_SHARED=/work/shared PYTHONPATH=$PWD .venv/bin/python benchmarks/sparse_refit_ablation.py \
         [--float runs/sparse/float] [--work runs/bench-sparse] [--epochs 4]
+
+Other than 4 epochs, the results go to ``sparse_refit_ablation_e<epochs>.{json,md}``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import harness  # noqa: E402
 from _common import CLOTHING, clothing_float  # noqa: E402
 
+DEFAULT_EPOCHS = 4
 KEPT = ("images", "parent_top1", "top1", "drop_points", "interval95_points", "top1_agreement")
 
 
@@ -134,13 +137,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--float", type=Path, default=None, help="finetuned float artifact (default: finetune one)")
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "bench-sparse")
-    parser.add_argument("--epochs", type=int, default=4, help="pruning fine-tune epochs")
+    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="pruning fine-tune epochs")
     args = parser.parse_args()
     if not CLOTHING.is_dir():
         print(f"skipped: {CLOTHING} is absent (set EDGEKIT_SHARED)")
         return 0
     result = measure(float_dir=args.float, work=args.work, epochs=args.epochs)
-    harness.write_results("sparse_refit_ablation", result, markdown(result))
+    # another epoch count gets its own file, so it sits beside the default's rather than replacing them
+    name = "sparse_refit_ablation" + ("" if args.epochs == DEFAULT_EPOCHS else f"_e{args.epochs}")
+    harness.write_results(name, result, markdown(result))
     return 0
 
 
