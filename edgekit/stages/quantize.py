@@ -1,11 +1,11 @@
 """Quantization: QAT (optionally pruning- or cluster-preserving) and the accuracy-guarded int8 search.
 
 Post-training modes themselves (float16, dynamic, int8, int16x8) are converter settings in
-:mod:`edgekit.targets.tflite_converter`. The guard converts plain int8 first; when top-1 may drop more than
-allowed it asks the TFLite quantization debugger which layers lose most (RMSE / scale of each
-layer's output) per byte that keeping them float costs, and keeps the fewest of them in float with
-which the drop fits on a tuning split; a disjoint certification split then certifies (or refuses)
-the choice.
+:mod:`edgekit.targets.tflite_converter`. The guard scores plain int8 first, then asks the TFLite
+quantization debugger which layers lose most (RMSE / scale of each layer's output) per byte that keeping
+them float costs, and keeps the fewest of them in float (plain int8 being zero) with which the drop fits
+on a tuning split, confirmed by the next longer try; a disjoint certification split then certifies (or
+refuses) the choice.
 """
 
 from __future__ import annotations
