@@ -106,12 +106,13 @@ def _guarded(root: Path, folder: str, parent, *, pool: Path, bound: float, **opt
     a run that failed certification writes no model, so its error is kept in <folder>-failed.json."""
     from edgekit.artifacts import write_json_atomic
     from edgekit.errors import AccuracyError, UsageError
+    from edgekit.stages.quantize import ACCEPTANCE_RULE
 
     failed = root / f"{folder}-failed.json"
     if failed.is_file():
         return json.loads(failed.read_text())
     started, load = time.perf_counter(), _load()
-    measured = {"options": options, "load_at_start": load}
+    measured = {"options": options, "load_at_start": load, "acceptance_rule": ACCEPTANCE_RULE}
     try:
         guarded = _compressed(root / folder, parent, max_accuracy_drop=bound, eval_data=pool, **options)
     except (AccuracyError, UsageError) as exc:
@@ -138,7 +139,7 @@ def _guarded(root: Path, folder: str, parent, *, pool: Path, bound: float, **opt
 def worst_layers(guard: dict, count: int = 5) -> list[dict]:
     """The per-layer numbers behind an agreement below the goal: of the 20 layers the guard's manifest keeps from
     its debugger ranking (error per byte kept float), those with the largest int8 error (RMSE / scale of the op's
-    output). Empty when plain int8 already passed and the guard ran no debugger."""
+    output). Empty when the guard ran no debugger (plain int8 accepted alone, under a rule before session 27's)."""
     return sorted(guard.get("ranked_layers", []), key=lambda layer: -layer["rmse_over_scale"])[:count]
 
 
@@ -149,7 +150,8 @@ def _markdown(rows: list[dict], bound: float) -> str:
              "interval (Bonett-Price). Size vs the float32 TFLite of the same model. Guarded: "
              f"`--max-accuracy-drop {bound:g}`, layers chosen on 40% of the pool, certified (one-sided 95% upper "
              "bound <= the bound, Bonferroni over the guard's looks at that split: at most 2, the choice and one "
-             "fallback) on the other 60%.", "",
+             "fallback, plain int8 included) on the other 60%. A row measured under an earlier acceptance rule "
+             "says so; \"same choice as now\": plain int8 failed tuning, where that rule and this one agree.", "",
              "| backbone | size | method | n | drop (95% CI) | agreement | size vs fp32 TFLite | certified |",
              "|---|---:|---|---:|---|---:|---:|---|"]
     for row in rows:
@@ -170,12 +172,25 @@ def _guarded_line(row: dict, label: str, guarded: dict) -> str:
                 f"no: {guarded['error'].replace('|', '/')} |")
     cert = guarded["certification"]
     low, high = cert["interval95_points"]
-    if "certification_plan" not in guarded:  # measured before the guard's acceptance rule of session 26
-        label += ", previous rule"
+    if rule_note(guarded):
+        label += f", {rule_note(guarded)}"
     return (f"| {row['backbone']} | {row['input_size']} | {label} ({len(guarded['kept_float_layers'])} layers float) | "
             f"{cert['images']} | {cert['drop_points']:+.2f} ({low:+.2f} to {high:+.2f}) | "
             f"{cert['top1_agreement']:.3f} | {guarded['size_vs_float32_tflite']:.3f}x | "
             f"{'yes' if guarded['certified'] else 'no'} (upper {_certified_upper(guarded):.2f}) |")
+
+
+def rule_note(guarded: dict) -> str:
+    """The acceptance rule a guarded row was measured under, when not the current one. Session 26's rule
+    differs from it only where plain int8 passes tuning (accepted then alone, at one look); a run where plain
+    int8 failed tuning made the choice the current rule makes."""
+    from edgekit.stages.quantize import ACCEPTANCE_RULE
+
+    if guarded.get("acceptance_rule") == ACCEPTANCE_RULE:
+        return ""
+    if "certification_plan" in guarded:
+        return "session 26 rule" + ("" if guarded["attempts"][0]["within"] else ", same choice as now")
+    return "an earlier rule" if "error" in guarded else "rule before session 26"
 
 
 def _certified_upper(guarded: dict) -> float:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import REPO, cell  # noqa: E402
+from int8_accuracy import rule_note  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 README = REPO / "README.md"
@@ -173,7 +174,7 @@ def int8_accuracy_rows(r: dict) -> list[Row]:
                 result = (f"upper bound {upper:.2f} pts on {cert['images']} photos (tuned on "
                           f"{guarded['tuning_images']} others); {len(guarded['kept_float_layers'])} layers float; "
                           f"{guarded['size_vs_float32_tflite']:.3f}x size")
-            rule = "" if "certification_plan" in guarded or "error" in guarded else " (previous rule)"
+            rule = f" ({rule_note(guarded)})" if rule_note(guarded) else ""
             rows.append((f"{label}, bound {guarded['bound_points']:g} pts, {name}{rule}", result,
                          "certified; <= 0.40x size",
                          f"{_status(goals[f'{key}_certified'])}, {_status(goals[f'{key}_size_le_0.40x'])}"))

@@ -236,21 +236,25 @@ def test_accuracy_guard_keeps_the_worst_layers_float_until_the_drop_is_certified
 
 
 @pytest.mark.parametrize("passes, tried, certified", [
-    (lambda count: count >= 16, [1, 2, 4, 8, 16, 32, 12, 14, 15], [16, 32]),
+    # plain int8 (0) passes and so does 1 layer float: plain int8 is chosen, 1 layer float is its fallback
+    (lambda count: count <= 1, [0, 1], [0, 1]),
+    # plain int8 passes by chance and 1 does not: plain is not confirmed, so the search goes on as if it had failed
+    (lambda count: count == 0 or count >= 16, [0, 1, 2, 4, 8, 16, 32, 12, 14, 15], [16, 32]),
+    (lambda count: count >= 16, [0, 1, 2, 4, 8, 16, 32, 12, 14, 15], [16, 32]),
     # 16 passes by chance and 32 does not: 16 is not confirmed, so the search goes on past both
-    (lambda count: count == 16 or count >= 60, [1, 2, 4, 8, 16, 32, 64, 70, 48, 56, 60, 58, 59], [60, 64]),
+    (lambda count: count == 16 or count >= 60, [0, 1, 2, 4, 8, 16, 32, 64, 70, 48, 56, 60, 58, 59], [60, 64]),
     # the first pass is every layer float: bisection still looks for less, confirmed by the longer pass
-    (lambda count: count >= 66, [1, 2, 4, 8, 16, 32, 64, 70, 67, 65, 66], [66, 67]),
-    (lambda count: False, [1, 2, 4, 8, 16, 32, 64, 70], [70]),
+    (lambda count: count >= 66, [0, 1, 2, 4, 8, 16, 32, 64, 70, 67, 65, 66], [66, 67]),
+    (lambda count: False, [0, 1, 2, 4, 8, 16, 32, 64, 70], [70]),
 ])
 def test_guard_search_certifies_a_confirmed_prefix_then_its_fallback(passes, tried, certified):
-    """The prefix lengths the guard tries (doubling, one confirmation, bisection) and the at most two it
+    """The prefix lengths the guard tries (plain int8, doubling, one confirmation, bisection) and the at most two it
     certifies: the shortest pass whose next longer try passes too, then that longer one."""
     from edgekit.stages.quantize import _search
 
     seen = []
     assert _search(70, lambda count: seen.append(count) or {"within": passes(count)}) == certified
-    assert seen == tried and len(seen) <= 2 * math.ceil(math.log2(70)) + 1
+    assert seen == tried and len(seen) <= 2 * math.ceil(math.log2(70)) + 2
 
 
 @pytest.fixture(scope="module")
@@ -320,18 +324,22 @@ def test_accuracy_guard_certifies_its_fallback_when_the_choice_fails_at_half_the
 
 
 def test_accuracy_guard_refuses_with_the_smallest_bound_its_certification_looks_support(random_net):
-    """Bound 2.5: plain int8 passes tuning (drop 1.33, predicted 2.00) and, with no fallback, is looked at once at
-    level 0.05; its certification drop is 2.40 (upper 3.22), so compress fails (exit 6) naming 3.22."""
+    """Bound 2.5: plain int8 passes tuning (drop 1.33, predicted 2.12) and so does 1 layer float (its fallback);
+    certification refuses both at level 0.025 (uppers 3.38 and 3.14), so compress fails (exit 6) naming 3.14."""
     from edgekit.errors import AccuracyError
+    from edgekit.metrics import drop_upper_bound
 
     looks: list[dict] = []
     with pytest.raises(AccuracyError) as refused:
         _guard_on_random_net(random_net, 2.5, looks)
-    (look,) = looks
-    assert look["upper95_points"] > 2.5
+    uppers = [drop_upper_bound(look["only_parent_right"], look["only_model_right"], look["images"], looks=2)
+              for look in looks]
+    assert len(uppers) == 2 and min(uppers) > 2.5
     message = refused.value.one_line()
-    assert f"smallest bound these images certify is {look['upper95_points']:.2f}" in message
-    assert f"--max-accuracy-drop {look['upper95_points']:.2f} or more" in message and "over 1 look(s)" in message
+    assert message.startswith("--max-accuracy-drop 2.5 not certified") and "over 2 look(s)" in message
+    assert f"0 float: drop {looks[0]['drop_points']:.2f}, upper {uppers[0]:.2f}; 1 float:" in message
+    assert f"smallest bound these images certify is {min(uppers):.2f}" in message
+    assert f"--max-accuracy-drop {min(uppers):.2f} or more" in message
     assert refused.value.exit_code == 6
 
 
@@ -356,40 +364,26 @@ def test_accuracy_guard_with_bias_correction_scores_every_candidate_bias_correct
     assert guard["certified"] and guard["kept_float_layers"]
 
 
-def test_accuracy_guard_does_not_parse_the_graph_when_plain_int8_is_within_the_bound(cnn_artifact, tmp_path,
-                                                                                   monkeypatch):
-    """The whole-graph parse (bytes each layer costs kept float) is only needed to rank layers."""
-    from edgekit.artifacts import Preprocessing
-    from edgekit.data import load_folder_arrays, normalize, scan_image_folder
-    from edgekit.metrics import accuracy_change
-    from edgekit.runtime import tflite_file
-    from edgekit.stages.compress import compress
-    from edgekit.stages.quantize import guarded_int8
-    from edgekit.targets.tflite_converter import run_tflite
-
-    (plain,) = compress(model=cnn_artifact.path, out_dir=tmp_path / "plain", int8=True)
-    data = plain.path.read_bytes()
-    preprocessing = Preprocessing.from_dict(cnn_artifact.manifest.preprocessing)
-    folder = scan_image_folder(Path(cnn_artifact.manifest.training.folder).parent / "test")
-    pixels, truth = load_folder_arrays(folder, preprocessing)
-    inputs = normalize(pixels, preprocessing)
-    reference = run_tflite(data, inputs)  # the parent is plain int8 itself: a drop of 0, within any bound
-
-    def score(candidate: bytes) -> dict:
-        found = accuracy_change(truth, reference, run_tflite(candidate, inputs), folder.classes)
-        return dict(found, source="digits test/", source_is_training_data=False)
-
-    parses = []
-    real_parse = tflite_file.parse_tflite
-    monkeypatch.setattr(tflite_file, "parse_tflite", lambda *a, **k: parses.append(1) or real_parse(*a, **k))
-    chosen, report = guarded_int8(None, plain=data, io_dtype="float32", tune=score, certify=score,
-                                  certification_images=len(truth), max_drop_points=2.0,
-                                  float32_tflite_bytes=2 * len(data))
-    assert chosen == data and report["certified"] and report["kept_float_layers"] == []
-    assert parses == []
-    # plain int8 is one candidate seen once: no fallback, so certification takes one look at the full 0.05
-    assert report["certification_plan"] == {"candidates_kept_float": [0], "looks_at_most": 1, "alpha_per_look": 0.05,
-                                            "confidence": 0.95}
+@pytest.mark.parametrize("bound", [10.0, 2.2])
+def test_accuracy_guard_chooses_plain_int8_only_when_one_layer_float_confirms_it(random_net, bound):
+    """Plain int8 passing tuning is prefix 0 of the search: chosen only when 1 layer float passes too (bound 10),
+    with that as its fallback and both looks at level 0.025. At bound 2.2 plain int8 passes (predicted 2.12) but 1
+    layer float does not (2.33), so the search goes on and chooses a longer, confirmed prefix."""
+    looks: list[dict] = []
+    chosen, report = _guard_on_random_net(random_net, bound, looks)
+    plain, one = report["attempts"][:2]
+    plan = report["certification_plan"]
+    assert plain["kept_float"] == 0 and plain["within"] and one["kept_float"] == 1
+    assert report["ranked_layers"] and plan["looks_at_most"] == 2 and plan["alpha_per_look"] == 0.025
+    assert report["certified"]
+    if one["within"]:
+        assert plan["candidates_kept_float"] == [0, 1] and report["certification_looks"][0]["kept_float"] == 0
+        assert bound == 10.0 and len(report["attempts"]) == 2
+    else:
+        first, fallback = plan["candidates_kept_float"]
+        assert bound == 2.2 and 1 < first < fallback
+        by_count = {attempt["kept_float"]: attempt for attempt in report["attempts"]}
+        assert by_count[first]["within"] and by_count[fallback]["within"] and not by_count[first - 1]["within"]
 
 
 def test_accuracy_guard_refuses_a_bound_its_images_cannot_certify(cnn_artifact, tmp_path):

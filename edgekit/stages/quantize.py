@@ -1,11 +1,11 @@
 """Quantization: QAT (optionally pruning- or cluster-preserving) and the accuracy-guarded int8 search.
 
 Post-training modes themselves (float16, dynamic, int8, int16x8) are converter settings in
-:mod:`edgekit.targets.tflite_converter`. The guard converts plain int8 first; when top-1 may drop more than
-allowed it asks the TFLite quantization debugger which layers lose most (RMSE / scale of each
-layer's output) per byte that keeping them float costs, and keeps the fewest of them in float with
-which the drop fits on a tuning split; a disjoint certification split then certifies (or refuses)
-the choice.
+:mod:`edgekit.targets.tflite_converter`. The guard scores plain int8 first, then asks the TFLite
+quantization debugger which layers lose most (RMSE / scale of each layer's output) per byte that keeping
+them float costs, and keeps the fewest of them in float (plain int8 being zero) with which the drop fits
+on a tuning split, confirmed by the next longer try; a disjoint certification split then certifies (or
+refuses) the choice.
 """
 
 from __future__ import annotations
@@ -152,8 +152,9 @@ def _median(values: list[float]) -> float | None:
 # The guard's acceptance rule, recorded in the manifest (README: the certified guard).
 ACCEPTANCE_RULE = (
     "a candidate passes when its tuning drop plus the one-sided margin the certification split will need at the "
-    "tuning split's disagreement rates (level 0.05 / certification looks) is within the bound; the shortest "
-    "passing prefix whose next longer try also passes is chosen, and that next try is certified if it fails")
+    "tuning split's disagreement rates (level 0.05 / 2 certification looks) is within the bound; candidates are "
+    "prefixes of the ranked layers, plain int8 being prefix 0; the shortest passing prefix whose next longer try "
+    "also passes is chosen, and that next try is certified if it fails")
 CERTIFICATION_ALPHA = 0.05
 
 
@@ -166,31 +167,32 @@ def guarded_int8(prepared, *, plain: bytes, io_dtype: str, tune: Callable[[bytes
     ``tune`` and ``certify`` score a candidate (:func:`edgekit.metrics.accuracy_change`) on two disjoint
     sets of held-out images (the second has ``certification_images``). The tuning set only chooses; the
     guarantee comes from the certification set alone. Layers: the debugger's, ranked by int8 error per
-    byte kept float (:func:`rank_by_error_per_byte`); candidates: prefixes of that ranking, doubling
-    (1, 2, 4, ...) and then bisecting.
+    byte kept float (:func:`rank_by_error_per_byte`); candidates: prefixes of that ranking, plain int8 (0)
+    first, then doubling (1, 2, 4, ...) and bisecting.
 
     A candidate passes tuning when its tuning drop plus the margin certification will need (the one-sided
     bound at the certification split's size, from the candidate's tuning disagreement rates) is within the
     limit: a prediction that certification passes, not a bound. The Bonferroni-widened tuning bound used
     before (level 0.05 / ~15 looks on 976 images) kept 65 of MobileNetV2's 70 layers float where 16 left a
-    tuning drop of 0.10 points; this rule certifies 10 (0.305x the float32 TFLite). Against chance passes (which prefix passes a 976-image split is partly
-    chance): a prefix is chosen only when the next longer prefix tried passes too, and that longer one is
-    the fallback: if the choice fails certification, the fallback is certified instead. The certification
-    split is looked at at most twice, each look at level 0.05 / looks (Bonferroni; one look, at 0.05, when
-    there is no fallback, decided before certification is seen), so "certified" is a valid one-sided 95%
-    bound over everything that looked at that split. Plain int8 is the search's first candidate, seen
-    once, so it needs no confirmation. The converter can keep layers out of int8 only in float32 (no
-    per-layer int16x8 or float16), so a kept layer costs 3 bytes per weight. Each try is printed (layers,
-    bytes kept float, tuning drop, time left). ``correct`` (``--bias-correction``) bias-corrects each
-    converted candidate, in full, before it is scored (``plain`` comes already corrected), so the layers
-    kept float are those bias correction cannot repair. Raises AccuracyError with every number, and the
-    smallest bound these images certify, otherwise.
+    tuning drop of 0.10 points; this rule certifies 10 (0.305x the float32 TFLite). Against chance passes
+    (which prefix passes a 976-image split is partly chance): a prefix, plain int8 included, is chosen only
+    when the next longer prefix tried passes too, and that longer one is the fallback, certified if the
+    choice fails. The certification split is looked at at most twice, each look at level 0.025 (Bonferroni;
+    one look at 0.05 when every layer float is the only candidate), so "certified" is a valid one-sided 95%
+    bound over everything that looked at that split. Plain int8 passing tuning therefore costs a debugger
+    run, a conversion and a tuning evaluation more than accepting it alone would (EfficientNet-Lite0 224:
+    47 s of the guard's 142 s at load 1.4-2.9). The converter can keep layers out of int8 only in float32 (no
+    per-layer int16x8 or float16), so a kept layer costs 3 bytes per weight. Each try is printed (layers, bytes
+    kept float, tuning drop, time left). ``correct`` (``--bias-correction``) bias-corrects each converted
+    candidate, in full, before it is scored (``plain`` comes already corrected), so the layers kept float are
+    those bias correction cannot repair.
+    Raises AccuracyError with every number, and the smallest bound these images certify, otherwise.
     """
     import time
 
     from edgekit.progress import status, time_left
 
-    search_looks = 2  # certification looks a searched choice may take: itself and its fallback
+    search_looks = 2  # certification looks a choice may take: itself and its fallback
     report: dict = {"max_accuracy_drop_points": max_drop_points, "kept_float_layers": [],
                     "kept_layers_precision": "float32 (the TFLite converter cannot keep single layers in "
                                              "int16x8 or float16 inside an int8 model)",
@@ -204,7 +206,7 @@ def guarded_int8(prepared, *, plain: bytes, io_dtype: str, tune: Callable[[bytes
         found = tune(data)
         report["tuning_images"] = found["images"]
         predicted = drop_upper_bound(found["only_parent_right"], found["only_model_right"], found["images"],
-                                     looks=search_looks if kept else 1, at_images=certification_images)
+                                     looks=search_looks, at_images=certification_images)
         row = {"kept_float": kept, "float_weight_bytes": float_bytes, "tuning_drop_points": found["drop_points"],
                "predicted_certification_upper_points": predicted, "tuning_agreement": found["top1_agreement"],
                "within": predicted <= max_drop_points}
@@ -216,33 +218,32 @@ def guarded_int8(prepared, *, plain: bytes, io_dtype: str, tune: Callable[[bytes
     first = attempt(0, plain)
     status(f"[guarded int8] {'bias-corrected' if correct else 'plain'} int8: tuning drop "
            f"{first['tuning_drop_points']:.2f} points, predicted certification upper bound "
-           f"{first['predicted_certification_upper_points']:.2f} (limit {max_drop_points:g})")
-    candidates = [0]  # to certify, in order: the choice, then its fallback
-    names: list[str] = []
-    if not first["within"]:
-        status("[guarded int8] ranking layers by int8 error per byte kept float (TFLite quantization debugger) ...")
-        ranked = rank_by_error_per_byte(prepared.layer_stats(), float_cost_bytes(plain))
-        report["ranked_layers"] = [{key: (round(row[key], 4) if key == "rmse_over_scale" else row[key])
-                                    for key in ("tensor_name", "rmse_over_scale", "float_cost_bytes")}
-                                   for row in ranked[:20]]
-        names = [row["tensor_name"] for row in ranked]
-        started = time.perf_counter()
-        most_tries = 2 * math.ceil(math.log2(len(names))) + 1  # doubling, one confirmation, bisection
+           f"{first['predicted_certification_upper_points']:.2f} (limit {max_drop_points:g})"
+           + ("; chosen only if 1 layer float passes too" if first["within"] else ""))
+    status("[guarded int8] ranking layers by int8 error per byte kept float (TFLite quantization debugger) ...")
+    ranked = rank_by_error_per_byte(prepared.layer_stats(), float_cost_bytes(plain))
+    report["ranked_layers"] = [{key: (round(row[key], 4) if key == "rmse_over_scale" else row[key])
+                                for key in ("tensor_name", "rmse_over_scale", "float_cost_bytes")}
+                               for row in ranked[:20]]
+    names = [row["tensor_name"] for row in ranked]
+    started = time.perf_counter()
+    most_tries = 2 * math.ceil(math.log2(len(names))) + 1  # doubling, one confirmation, bisection
 
-        def prefix(count: int) -> dict:
-            cost = sum(row["float_cost_bytes"] for row in ranked[:count])
-            row = attempt(count, prepared.convert("int8", io_dtype=io_dtype, denylisted_nodes=tuple(names[:count])),
-                          cost)
-            status(f"[guarded int8] try {len(tried) - 1}: {count}/{len(names)} layers float ({cost / 1e3:,.1f} kB "
-                   f"more than int8; up to {_short(names[count - 1])}): tuning drop {row['tuning_drop_points']:.2f} "
-                   f"points (predicted certification upper {row['predicted_certification_upper_points']:.2f}); "
-                   + ("within the limit, " if row["within"] else "")
-                   + time_left((time.perf_counter() - started) / (len(tried) - 1), most_tries - (len(tried) - 1),
-                               at_most=True))
-            return row
+    def prefix(count: int) -> dict:
+        if not count:  # plain int8, scored above
+            return first
+        cost = sum(row["float_cost_bytes"] for row in ranked[:count])
+        row = attempt(count, prepared.convert("int8", io_dtype=io_dtype, denylisted_nodes=tuple(names[:count])),
+                      cost)
+        status(f"[guarded int8] try {len(tried) - 1}: {count}/{len(names)} layers float ({cost / 1e3:,.1f} kB "
+               f"more than int8; up to {_short(names[count - 1])}): tuning drop {row['tuning_drop_points']:.2f} "
+               f"points (predicted certification upper {row['predicted_certification_upper_points']:.2f}); "
+               + ("within the limit, " if row["within"] else "")
+               + time_left((time.perf_counter() - started) / (len(tried) - 1), most_tries - (len(tried) - 1),
+                           at_most=True))
+        return row
 
-        candidates = _search(len(names), prefix)
-        report["kept_float_layers"] = names[:candidates[0]]
+    candidates = _search(len(names), prefix)
     looks = len(candidates)
     alpha = CERTIFICATION_ALPHA / looks
     report.update(attempts=[row for _, row in tried.values()],
@@ -298,12 +299,12 @@ def _search(layers: int, within: Callable[[int], dict]) -> list[int]:
     longer try passes too, then that longer one (its fallback). Every layer float has nothing longer to confirm
     it and is certified alone; so it is when nothing passes.
 
-    Doubles (1, 2, 4, ...) until two tries in a row pass (or every layer float passes), then bisects between the
-    last failing length and the first of those; each bisection pass has the previous passing length, the next
-    longer try, as its confirmation.
+    Tries 0 (plain int8), then doubles (1, 2, 4, ...) until two tries in a row pass (or every layer float passes),
+    then bisects between the last failing length and the first of those; each bisection pass has the previous
+    passing length, the next longer try, as its confirmation.
     """
     passing: list[int] = []  # passing lengths tried since the last failure
-    failing, count = 0, 1
+    failing, count = -1, 0  # -1: no length failed yet, so a passing 0 needs no bisection below it
     while len(passing) < 2 and (not passing or passing[-1] < layers):
         if within(count)["within"]:
             passing.append(count)
@@ -311,7 +312,7 @@ def _search(layers: int, within: Callable[[int], dict]) -> list[int]:
             failing, passing = count, []
         if count == layers and not passing:
             return [layers]
-        count = min(2 * count, layers)
+        count = min(max(2 * count, 1), layers)
     shortest, confirmation = passing[0], (passing[1:] or [None])[0]
     while shortest - failing > 1:
         middle = (failing + shortest) // 2
