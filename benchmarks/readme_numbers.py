@@ -254,7 +254,8 @@ def render(results: dict[str, dict]) -> str:
             continue
         lines += [f"| {what} | {value} | {goal} | {status} |" for what, value, goal, status in rows_of(result)]
         notes.append(_when(name, result))
-    lines += ["", "Measured on a 2-core machine shared with other work (date, 1-minute load average before -> after: "
+    lines += ["", "Measured on 2-core machines shared with other work, not always the same CPU: int8's speed over "
+              "float32 depends on it (date, CPU, 1-minute load average before -> after: "
               + "; ".join(note for note in notes if note) + "). Latencies: fresh pinned processes, interleaved "
               "rounds; ratios are taken round by round. Top-1 drop: positive = loss, 95% interval for paired answers. "
               "Details: benchmarks/results/*.md.", END]
@@ -262,10 +263,12 @@ def render(results: dict[str, dict]) -> str:
 
 
 def _when(name: str, result: dict) -> str | None:
-    """``name date (load a -> b)`` from what the result recorded (older benchmarks record less)."""
+    """``name date on CPU (load a -> b)`` from what the result recorded (older benchmarks record less)."""
     env = result.get("environment")
     if env:
-        return (f"{name} {env['date'][:10]} (load {env['load_before']['1min']} -> "
+        cpu = env.get("machine", {}).get("cpu", "")
+        cpu = " ".join(word for word in cpu.replace("(R)", "").split() if word not in ("Processor", "CPU"))
+        return (f"{name} {env['date'][:10]}{' on ' + cpu if cpu else ''} (load {env['load_before']['1min']} -> "
                 f"{env.get('load_after', env['load_before'])['1min']})")
     if "load_average_before" in result:
         return f"{name} (load {result['load_average_before'][0]} -> {result['load_average_after'][0]})"
