@@ -239,8 +239,8 @@ def environment_lines(env: dict) -> list[str]:
     versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if k not in ("platform",))
     features = f"features {' '.join(machine['cpu_features'])}, " if machine.get("cpu_features") else ""
     return ["", f"Measured {env['date']} at commit {env['commit']} on {machine['cpu']} ({machine['cores']} cores, "
-            f"{features}pinned to {machine['pinned_cores']}); load average {before['1min']} before, {after['1min']} after "
-            f"({env['note']}).", "", f"Versions: {versions}."]
+            f"{features}pinned to {machine['pinned_cores']}); load average {before['1min']} before, "
+            f"{after['1min']} after ({env['note']}).", "", f"Versions: {versions}."]
 
 
 def relative(path: Path) -> str:

@@ -73,6 +73,8 @@ def test_results_record_the_environment_and_refuse_temporary_paths(tmp_path):
     from edgekit.machine import machine_record
 
     assert "ai-edge-litert" in env["versions"] and env["machine"] == machine_record() | {"pinned_cores": [0]}
+    features = " ".join(env["machine"]["cpu_features"])
+    assert (f"features {features}, pinned to [0]" in harness.environment_lines(env)[1]) is bool(features)
     harness.write_results("ok", {"environment": env, "model": "runs/bench/x.tflite"}, ["# ok"], results=tmp_path)
     assert json.loads((tmp_path / "ok.json").read_text())["environment"]["rounds"] == 5
     with pytest.raises(ValueError, match="temporary folder"):
