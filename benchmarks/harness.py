@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -186,12 +185,6 @@ def load_average() -> dict:
     return {"1min": round(one, 2), "5min": round(five, 2), "15min": round(fifteen, 2), "cores": os.cpu_count()}
 
 
-def _cpu_model() -> str:
-    from edgekit.runtime.latency import cpuinfo
-
-    return cpuinfo().get("model name") or platform.processor() or "?"
-
-
 def git_commit() -> str | None:
     try:
         done = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -204,10 +197,10 @@ def git_commit() -> str | None:
 def environment(*, cores: Sequence[int] | None = None, rounds: int | None = None) -> dict:
     """What a result was measured on: machine, versions, date, commit, load now (call again at the end)."""
     from edgekit.artifacts import library_versions
+    from edgekit.machine import machine_record
 
     return {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
-                        "pinned_cores": list(cores) if cores is not None else None},
+            "machine": machine_record() | {"pinned_cores": list(cores) if cores is not None else None},
             "versions": library_versions(*LIBRARIES), "commit": git_commit(),
             "rounds": rounds, "warmup_rounds": WARMUP_ROUNDS if rounds else None,
             "load_before": load_average(),
@@ -244,9 +237,10 @@ def environment_lines(env: dict) -> list[str]:
     """The Markdown footer every results file carries: when, where, with what, under which load."""
     machine, before, after = env["machine"], env["load_before"], env["load_after"]
     versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if k not in ("platform",))
+    features = f"features {' '.join(machine['cpu_features'])}, " if machine.get("cpu_features") else ""
     return ["", f"Measured {env['date']} at commit {env['commit']} on {machine['cpu']} ({machine['cores']} cores, "
-            f"pinned to {machine['pinned_cores']}); load average {before['1min']} before, {after['1min']} after "
-            f"({env['note']}).", "", f"Versions: {versions}."]
+            f"{features}pinned to {machine['pinned_cores']}); load average {before['1min']} before, "
+            f"{after['1min']} after ({env['note']}).", "", f"Versions: {versions}."]
 
 
 def relative(path: Path) -> str:

@@ -81,13 +81,15 @@ def measure(backbone: str, size: int, *, data: Path, pool: Path, work: Path, bou
         finetune(data=data / "train", out_dir=root / "float", config=FinetuneConfig(backbone=backbone, input_size=size))
     parent = load_artifact(root / "float")
     row["float_validation_top1"] = parent.manifest.metrics["validation"].get("accuracy")
+    row["float_parent_sha256"] = parent.manifest.sha256
     if "int8" in missing:
         plain = _compressed(root / "plain", parent, eval_data=pool)
         accuracy, size_metrics = plain.manifest.metrics["accuracy"], plain.manifest.metrics["size"]
         row["int8"] = {key: accuracy[key] for key in (
             "images", "parent_top1", "top1", "drop_points", "interval95_points", "upper95_points", "top1_agreement",
             "worst_class_recall_drop", "macro_f1_drop_points")}
-        row["int8"] |= {"size_vs_float32_tflite": size_metrics["vs_float32_tflite"], "bytes": size_metrics["bytes"]}
+        row["int8"] |= {"size_vs_float32_tflite": size_metrics["vs_float32_tflite"], "bytes": size_metrics["bytes"],
+                        "parent_sha256": plain.manifest.parent["sha256"]}
     for method in missing:
         if method in GUARDED:
             key, options = GUARDED[method]
@@ -112,7 +114,8 @@ def _guarded(root: Path, folder: str, parent, *, pool: Path, bound: float, **opt
     if failed.is_file():
         return json.loads(failed.read_text())
     started, load = time.perf_counter(), _load()
-    measured = {"options": options, "load_at_start": load, "acceptance_rule": ACCEPTANCE_RULE}
+    measured = {"options": options, "load_at_start": load, "acceptance_rule": ACCEPTANCE_RULE,
+                "parent_sha256": parent.manifest.sha256}
     try:
         guarded = _compressed(root / folder, parent, max_accuracy_drop=bound, eval_data=pool, **options)
     except (AccuracyError, UsageError) as exc:
@@ -128,7 +131,8 @@ def _guarded(root: Path, folder: str, parent, *, pool: Path, bound: float, **opt
         "certification_plan": guard["certification_plan"], "certification_looks": guard["certification_looks"],
         "size_vs_float32_tflite": guarded.manifest.metrics["size"]["vs_float32_tflite"],
         "worst_layers_rmse_over_scale": worst_layers(guard),
-        "wall_s": round(time.perf_counter() - started, 1), "load_at_end": _load()}
+        "wall_s": round(time.perf_counter() - started, 1), "load_at_end": _load(),
+        "parent_sha256": guarded.manifest.parent["sha256"]}  # a cached compress output keeps its own parent
     if "bias_correction" in guarded.manifest.extra:
         correction = guarded.manifest.extra["bias_correction"]
         row["bias_correction"] = {key: correction[key] for key in (
@@ -141,6 +145,21 @@ def worst_layers(guard: dict, count: int = 5) -> list[dict]:
     its debugger ranking (error per byte kept float), those with the largest int8 error (RMSE / scale of the op's
     output). Empty when the guard ran no debugger (plain int8 accepted alone, under a rule before session 27's)."""
     return sorted(guard.get("ranked_layers", []), key=lambda layer: -layer["rmse_over_scale"])[:count]
+
+
+def parents(row: dict) -> dict[str, str | None]:
+    """The float parent (sha256) behind each result of a row: the float's own top-1 and each method's; None
+    where a result was measured before parents were recorded."""
+    found = {"float": row.get("float_parent_sha256")}
+    return found | {key: row[key].get("parent_sha256") for key in ("int8", *(k for k, _ in GUARDED.values()))
+                    if key in row}
+
+
+def mixed_parents(row: dict) -> bool:
+    """A row whose results came from different float parents (e.g. one method re-measured on a re-finetuned
+    parent beside one with no parent recorded): its methods are not comparable with each other. A row that
+    recorded no parent at all (measured before session 27) cannot say."""
+    return len(set(parents(row).values())) > 1
 
 
 def _markdown(rows: list[dict], bound: float) -> str:
@@ -163,6 +182,10 @@ def _markdown(rows: list[dict], bound: float) -> str:
         for key, label in (("guarded", "guarded int8"), ("guarded_bias_correction", "guarded int8 + bias correction")):
             if key in row:
                 lines.append(_guarded_line(row, label, row[key]))
+    for row in filter(mixed_parents, rows):
+        found = ", ".join(f"{key} {sha[:12] if sha else 'not recorded'}" for key, sha in parents(row).items())
+        lines += ["", f"**Not one float parent** in {row['backbone']} {row['input_size']} ({found}): its methods "
+                      "are not comparable with each other; re-measure them on one parent."]
     return "\n".join(lines) + "\n"
 
 
@@ -227,6 +250,7 @@ def main() -> int:
                              "with the methods measured so far); measure nothing")
     args = parser.parse_args()
     from edgekit.artifacts import write_json_atomic, write_text_atomic
+    from edgekit.machine import machine_record
 
     pool = linked_pool(args.work / "pool", [args.data / "test", args.data / "extra"])
     rows = []
@@ -244,7 +268,8 @@ def main() -> int:
         return 0
     goals = {f"{r['backbone']}@{r['input_size']}": _goals(r) for r in rows}
     result = {"pool": "clothing-small test/ + extra/", "bound_points": args.bound, "rows": rows, "goals": goals,
-              "machine": {"cpus": os.cpu_count(), "note": "2 cores shared with other engineers; load per row"}}
+              "mixed_parents": [f"{r['backbone']}@{r['input_size']}" for r in rows if mixed_parents(r)],
+              "machine": machine_record() | {"note": "shared with other engineers; load per row"}}
     out = REPO / "benchmarks" / "results"
     write_json_atomic(out / "int8_accuracy.json", result)
     write_text_atomic(out / "int8_accuracy.md", _markdown(rows, args.bound))

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import os
 import sys
 import time
 from contextlib import ExitStack
@@ -645,6 +644,7 @@ def main() -> int:
                         help="measure nothing: write the results from what is cached, the rest marked not measured")
     args = parser.parse_args()
     from edgekit.artifacts import write_json_atomic, write_text_atomic
+    from edgekit.machine import machine_record
 
     pool = linked_pool(args.work / "pool", [args.data / "test", args.data / "extra"])
     root = args.work / f"{args.backbone}-{args.size}"
@@ -676,7 +676,7 @@ def main() -> int:
                   [] if qat else ["QAT against a float model fine-tuned for the same epochs (time)"]) + (
                   [] if distilled else ["QAT distilled from the parent from tfmot's ranges (time)"]) + (
                   [] if calibrated else ["QAT distilled from the parent from calibrated ranges (time)"]),
-              "machine": {"cpus": os.cpu_count(), "note": "2 cores shared with other engineers; load per variant"}}
+              "machine": machine_record() | {"note": "shared with other engineers; load per variant"}}
     if args.part != "all" and not args.cached_only:
         return 0
     out = REPO / "benchmarks" / "results"

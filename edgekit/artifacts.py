@@ -7,8 +7,8 @@ An artifact is one model file in its own directory with a ``manifest.json`` besi
 
 The manifest holds what the next stage needs without reloading heavy libraries: format, hash,
 size, input/output spec (with quantization), preprocessing, labels, parent, options, seed,
-library versions and metrics. All writes are atomic (temp file in the same directory + rename),
-so an interruption never leaves a half-written model or manifest.
+library versions, the machine (CPU and its numeric ISA features) and metrics. All writes are atomic
+(temp file in the same directory + rename), so an interruption never leaves a half-written model or manifest.
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ import platform
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgekit import __version__
 from edgekit.errors import ManifestError, ModelFileError, OutputError, UsageError
+from edgekit.machine import machine_record
 
 MANIFEST_NAME = "manifest.json"
 # Named input normalisations of common model families: (mean, std) per RGB channel on 0..255 pixels.
@@ -98,6 +99,9 @@ class TrainingData:
     folder: str | None = None  # what finetune trained on (or `edgekit import --train-data`): absolute path
     split: str | None = None  # how finetune got validation images: "folders" or "seeded split" (seed in options)
     eval_folder: str | None = None  # labelled held-out images given to `edgekit import --eval-data`
+    # edgekit.data.images_sha256 of the images trained and validated on (import: of the training folder's
+    # images): the content identity; the folder path alone does not say whether its bytes changed.
+    images_sha256: str | None = None
 
     def folder_path(self) -> Path | None:
         """The recorded training folder if it is still a folder here."""
@@ -145,6 +149,7 @@ class Manifest:
     quantization: Quantization | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    machine: dict[str, Any] = field(default_factory=dict)  # edgekit.machine.machine_record() where it was written
     created: str = ""
     schema: str = MANIFEST_SCHEMA
 
@@ -207,9 +212,16 @@ def sha256_path(path: Path) -> str:
     path = Path(path)
     if not path.is_dir():
         return sha256_file(path)
+    return sha256_named((item.relative_to(path).as_posix(), item)
+                        for item in sorted(p for p in path.rglob("*") if p.is_file()))
+
+
+def sha256_named(files: Iterable[tuple[str, Path]]) -> str:
+    """sha256 over (name, file's sha256) pairs in the order given: identical for the same names and bytes
+    wherever the files lie, whatever their mtimes."""
     digest = hashlib.sha256()
-    for item in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(f"{item.relative_to(path).as_posix()}\0{sha256_file(item)}\n".encode())
+    for name, item in files:
+        digest.update(f"{name}\0{sha256_file(item)}\n".encode())
     return digest.hexdigest()
 
 
@@ -360,6 +372,8 @@ def write_artifact(out_dir: Path, file_name: str, manifest: Manifest, *, writer,
     manifest.created = manifest.created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if not manifest.versions:
         manifest.versions = library_versions()
+    if not manifest.machine:
+        manifest.machine = machine_record()
     write_json_atomic(out_dir / MANIFEST_NAME, manifest.to_dict())
     return Artifact(path=final, manifest=manifest)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.artifacts import Manifest, Preprocessing
+from edgekit.artifacts import Manifest, Preprocessing, sha256_named
 from edgekit.errors import DataError, UsageError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -151,11 +151,16 @@ def find_split(root: Path, split: str) -> Path | None:
     return None
 
 
+def training_images(root: Path) -> Path:
+    """The training images of a folder: its train/ split when it has one, else the folder."""
+    return find_split(root, "train") or root
+
+
 def recorded_training_images(manifest: Manifest) -> Path | None:
-    """The training images a manifest records: its folder's train/ split when it has one, else the folder;
-    None when none is recorded or it is gone."""
+    """The training images a manifest records (:func:`training_images` of its folder); None when none is
+    recorded or it is gone."""
     root = manifest.training.folder_path()
-    return (find_split(root, "train") or root) if root is not None else None
+    return training_images(root) if root is not None else None
 
 
 @dataclass
@@ -331,6 +336,14 @@ def files_fingerprint(paths: list[Path], *, root: Path | None = None) -> str:
         name = path.relative_to(root) if root is not None else path
         digest.update(f"{name}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:20]
+
+
+def images_sha256(folders: dict[str, ImageFolder]) -> str:
+    """Content identity of the images behind a model (recorded in manifests; :func:`files_fingerprint` stays
+    the cheap cache key): sha256 over every image's name, ``<role>/<path below its folder>`` (role e.g.
+    "train", "val"), and bytes. Same photos anywhere, any mtime: same digest; one changed byte: another."""
+    return sha256_named(sorted((f"{role}/{path.relative_to(folder.root).as_posix()}", path)
+                               for role, folder in folders.items() for path in folder.paths))
 
 
 def folder_fingerprint(root: Path) -> str:

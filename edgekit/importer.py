@@ -10,8 +10,8 @@ writes the manifest the other stages need:
 - preprocessing: a named preset (``torch``, ``tf`` for [-1, 1], ``0-1``, ``raw`` 0-255), explicit
   mean/std, or, for a uint8/int8 input, raw pixels through the input's quantization parameters;
 - the training and held-out image folders when given (``training.folder`` /
-  ``training.eval_folder``), which
-  later stages use as their calibration and evaluation defaults.
+  ``training.eval_folder``), which later stages use as their calibration and evaluation defaults,
+  and the training images' content digest (``training.images_sha256``).
 
 Keras files are vetted by :mod:`edgekit.keras_io` (custom layers refused unless ``trust``); .tflite
 and .onnx files by :mod:`edgekit.runtime.safety`. Importing a .tflite/.onnx needs only the
@@ -274,6 +274,11 @@ def import_model(*, model: Path, out_dir: Path, options: ImportOptions = ImportO
         if folder is not None and not Path(folder).expanduser().is_dir():
             raise UsageError(f"{option} {folder} is not a folder", fix="pass an image folder, one sub-folder per class")
     manifest = describe_model(source, options)
+    if options.train_data is not None:
+        from edgekit.data import images_sha256, scan_image_folder, training_images
+
+        images = scan_image_folder(training_images(Path(options.train_data).expanduser()))
+        manifest.training.images_sha256 = images_sha256({"train": images})
     return write_artifact(out, manifest.artifact, manifest, writer=_copy(source, kind), directory=kind == "savedmodel")
 
 

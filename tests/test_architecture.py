@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "edgekit"
 # Lowest first. A unit may import units of its own layer or below, never above. Same list as ARCHITECTURE.md.
 LAYERS: list[tuple[str, set[str]]] = [
     ("foundation", {"edgekit", "errors", "naming", "resources", "progress", "_tf", "tables", "html_report",
-                    "gates", "child_process", "options"}),
+                    "gates", "child_process", "options", "machine"}),
     ("records", {"artifacts", "data", "metrics", "plots", "keras_io"}),
     ("models", {"runtime", "backbones"}),
     ("model tools", {"importer", "evaluation", "monitoring"}),

@@ -70,7 +70,11 @@ def test_ratios_are_taken_within_each_round():
 def test_results_record_the_environment_and_refuse_temporary_paths(tmp_path):
     env = harness.finish(harness.environment(cores=[0], rounds=5))
     assert {"date", "machine", "versions", "load_before", "load_after", "commit"} <= set(env)
-    assert "ai-edge-litert" in env["versions"] and env["machine"]["cores"] == os.cpu_count()
+    from edgekit.machine import machine_record
+
+    assert "ai-edge-litert" in env["versions"] and env["machine"] == machine_record() | {"pinned_cores": [0]}
+    features = " ".join(env["machine"]["cpu_features"])
+    assert (f"features {features}, pinned to [0]" in harness.environment_lines(env)[1]) is bool(features)
     harness.write_results("ok", {"environment": env, "model": "runs/bench/x.tflite"}, ["# ok"], results=tmp_path)
     assert json.loads((tmp_path / "ok.json").read_text())["environment"]["rounds"] == 5
     with pytest.raises(ValueError, match="temporary folder"):

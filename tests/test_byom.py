@@ -12,6 +12,7 @@ from conftest import DIGITS, SIZE, sha256_tree
 
 from edgekit.artifacts import sha256_path
 from edgekit.cli import main
+from edgekit.data import images_sha256, scan_image_folder
 
 
 
@@ -45,14 +46,15 @@ def test_import_reads_the_input_spec_and_records_the_source(capsys, foreign, tmp
 
 
 def test_import_defaults_labels_to_class_numbers_and_refuses_a_float_input_without_normalisation(
-        capsys, foreign, tmp_path):
+        capsys, foreign, digits_dir, tmp_path):
     code, _, err = run_cli(capsys, "import", str(foreign["onnx"]), "--out", str(tmp_path / "a"))
     assert code == 2 and "--preprocess torch|tf|0-1|raw" in err and len(err.strip().splitlines()) == 1
     code, _, err = run_cli(capsys, "import", str(foreign["onnx"]), "--out", str(tmp_path / "a"),
-                           "--mean", "127.5", "--std", "127.5")
+                           "--mean", "127.5", "--std", "127.5", "--train-data", str(digits_dir / "train"))
     assert code == 0, err
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert manifest["labels"] == [f"class_{i}" for i in range(10)] and manifest["preprocessing"]["std"] == [127.5] * 3
+    assert manifest["training"]["images_sha256"] == images_sha256({"train": scan_image_folder(digits_dir / "train")})
     code, _, err = run_cli(capsys, "import", str(foreign["onnx"]), "--out", str(tmp_path / "b"), "--preprocess", "tf",
                            "--labels", str(foreign["labels"].with_name("missing.txt")))
     assert code == 2 and "missing.txt" in err

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from edgekit.artifacts import Preprocessing
-from edgekit.data import (Augmentation, calibration_sample, class_weights, load_folder_arrays, load_image, load_splits,
-                          scan_image_folder, stratified_split)
+from edgekit.data import (Augmentation, calibration_sample, class_weights, folder_fingerprint, images_sha256,
+                          load_folder_arrays, load_image, load_splits, scan_image_folder, stratified_split)
 from edgekit.errors import DataError, UsageError
 
 
@@ -211,3 +214,23 @@ def test_a_truncated_jpeg_is_skipped_at_indexing_so_loading_never_meets_it(tmp_p
     assert pixels.shape == (6, 32, 32, 3) and labels.tolist() == [0, 0, 0, 1, 1, 1]
     with pytest.raises(DataError, match="truncated"):
         scan_image_folder(folder, strict=True)
+
+
+def test_the_images_digest_follows_their_bytes_where_the_cache_key_follows_mtimes(folder, tmp_path):
+    """images_sha256 is what a manifest records; folder_fingerprint (path, size, mtime) only keys caches."""
+    digest, key = images_sha256({"train": scan_image_folder(folder)}), folder_fingerprint(folder)
+    photo = folder / "cat" / "0.jpg"
+    stat = photo.stat()
+    os.utime(photo, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**10))
+    assert folder_fingerprint(folder) != key and images_sha256({"train": scan_image_folder(folder)}) == digest
+    assert images_sha256({"train": scan_image_folder(shutil.copytree(folder, tmp_path / "copy"))}) == digest
+    assert images_sha256({"val": scan_image_folder(folder)}) != digest  # which images validated is part of it
+    key = folder_fingerprint(folder)
+    data = bytearray(photo.read_bytes())
+    assert data[6:11] == b"JFIF\0"
+    data[15] ^= 1  # the JFIF header's X density: same size, same pixels, one byte different
+    photo.write_bytes(bytes(data))
+    os.utime(photo, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**10))
+    images = scan_image_folder(folder)
+    assert len(images.items) == 10 and folder_fingerprint(folder) == key  # still decodes; the cache key misses it
+    assert images_sha256({"train": images}) != digest

@@ -35,6 +35,18 @@ def test_artifact_records_labels_preprocessing_seed_and_metrics(tiny_float_artif
     assert json.loads((folder / "metrics.json").read_text())["validation"]["confusion_matrix"]
 
 
+def test_manifest_records_the_image_bytes_and_the_machine(tiny_float_artifact, digits_dir):
+    """What a re-run must match before its metrics can be compared: the images, byte for byte, and the CPU."""
+    from edgekit.artifacts import load_artifact
+    from edgekit.data import images_sha256, load_splits
+    from edgekit.machine import machine_record
+
+    manifest = load_artifact(tiny_float_artifact.path).manifest
+    splits = load_splits(digits_dir / "train", validation_fraction=manifest.options["validation_fraction"], seed=0)
+    assert manifest.training.images_sha256 == images_sha256({"train": splits.train, "val": splits.val})
+    assert manifest.machine == machine_record()
+
+
 def test_classifier_is_flat_so_tfmot_sees_every_layer(tiny_float_artifact):
     from edgekit._tf import import_tf
     from edgekit.keras_io import load_keras_model

@@ -1,15 +1,11 @@
 """edgekit times a model one way (runtime/latency.py: a fresh runner process pinned to its cores), for
-``edgekit profile`` and for the stages' own checks alike, and reads /proc/cpuinfo in one place."""
+``edgekit profile`` and for the stages' own checks alike."""
 
 from __future__ import annotations
 
 import os
-import re
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -42,24 +38,3 @@ def test_the_sparse_latency_signature_times_in_fresh_processes_and_leaves_reused
     assert len(signature["sparse_p50_ms"]) == len(signature["dense_p50_ms"]) == 2
     assert all(ms > 0 for ms in signature["sparse_p50_ms"] + signature["dense_p50_ms"])
     assert signature["min"] <= signature["speedup"] <= signature["max"]
-
-
-def test_cpuinfo_reads_the_first_processors_fields(tmp_path):
-    from edgekit.runtime.latency import cpuinfo
-
-    x86 = tmp_path / "x86"
-    x86.write_text("processor\t: 0\nmodel name\t: Some CPU @ 2.0GHz\nflags\t\t: fpu sse avx avx2\n\n"
-                   "processor\t: 1\nmodel name\t: Other CPU\nflags\t\t: fpu\n\n")
-    assert cpuinfo(x86)["model name"] == "Some CPU @ 2.0GHz"
-    assert cpuinfo(x86)["flags"].split() == ["fpu", "sse", "avx", "avx2"]
-    arm = tmp_path / "arm"
-    arm.write_text("processor\t: 0\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32\n\n")
-    assert "flags" not in cpuinfo(arm) and cpuinfo(arm)["Features"].startswith("fp asimd")
-    assert cpuinfo(tmp_path / "missing") == {}
-
-
-def test_only_the_runtime_reads_proc_cpuinfo():
-    """One reader: the CPU model in benchmark results and the flags that decide XNNPACK's kernels agree."""
-    readers = [str(path.relative_to(REPO)) for folder in ("edgekit", "benchmarks") for path in (REPO / folder).rglob("*.py")
-               if re.search(r"""["']/proc/cpuinfo["']""", path.read_text(encoding="utf-8"))]
-    assert readers == ["edgekit/runtime/latency.py"]

@@ -76,6 +76,31 @@ def test_drop_sign_convention_is_positive_for_a_loss():
     assert low < 20.0 < high
 
 
+def test_an_int8_accuracy_row_whose_methods_came_from_different_float_parents_is_flagged():
+    # Session 27: MobileNetV2 224's int8 was re-measured on a re-finetuned parent beside guarded rows of the old one.
+    spec = importlib.util.spec_from_file_location("int8_accuracy", REPO / "benchmarks" / "int8_accuracy.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    int8 = {"images": 2440, "drop_points": 1.93, "interval95_points": [0.9, 2.95], "top1_agreement": 0.905,
+            "size_vs_float32_tflite": 0.305, "parent_sha256": "a" * 64}
+    failed = {"bound_points": 1.5, "certified": False, "error": "not certified", "parent_sha256": "a" * 64}
+    row = {"backbone": "mobilenet_v2", "input_size": 224, "float_parent_sha256": "a" * 64, "int8": int8,
+           "guarded": failed}
+    assert not bench.mixed_parents(row) and "Not one float parent" not in bench._markdown([row], 1.5)
+    row["guarded_bias_correction"] = failed | {"parent_sha256": "b" * 64}
+    assert bench.mixed_parents(row)
+    assert bench._markdown([row], 1.5).splitlines()[-1] == (
+        "**Not one float parent** in mobilenet_v2 224 (float aaaaaaaaaaaa, int8 aaaaaaaaaaaa, guarded aaaaaaaaaaaa, "
+        "guarded_bias_correction bbbbbbbbbbbb): its methods are not comparable with each other; re-measure them "
+        "on one parent.")
+    row["guarded_bias_correction"] = {key: value for key, value in failed.items() if key != "parent_sha256"}
+    assert bench.mixed_parents(row) and "guarded_bias_correction not recorded" in bench._markdown([row], 1.5)
+    legacy = {key: value for key, value in row.items() if key != "float_parent_sha256"} | {
+        "int8": {key: value for key, value in int8.items() if key != "parent_sha256"},
+        "guarded": row["guarded_bias_correction"]}
+    assert not bench.mixed_parents(legacy)  # nothing recorded: nothing to compare
+
+
 def test_an_int8_accuracy_row_measured_one_method_at_a_time_shows_only_what_it_has():
     # int8_accuracy.py --only-measured writes rows whose guarded methods are still running (MobileNetV2 160).
     spec = importlib.util.spec_from_file_location("int8_accuracy", REPO / "benchmarks" / "int8_accuracy.py")

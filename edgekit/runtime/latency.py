@@ -32,8 +32,7 @@ from edgekit.errors import DeviceUnavailableError, EdgekitError
 from edgekit.runtime.runner import EXIT_RUNTIME_MISSING, summarize
 
 RUNNER = Path(__file__).resolve().parent / "runner.py"
-CPUINFO = Path("/proc/cpuinfo")
-__all__ = ["RUNNER", "cpuinfo", "interleaved_rounds", "measure_local", "parse_runner_output", "ratios_to_first",
+__all__ = ["RUNNER", "interleaved_rounds", "measure_local", "parse_runner_output", "ratios_to_first",
            "runner_arguments", "summarize"]
 T = TypeVar("T")
 R = TypeVar("R")
@@ -69,24 +68,6 @@ def parse_runner_output(stdout: str, stderr: str, returncode: int, *, where: str
         raise error(f"{where}: the measurement failed: {detail}",
                     fix="run with --debug for the full log; check the model runs with `edgekit predict`")
     return result
-
-
-def cpuinfo(path: Path = CPUINFO) -> dict[str, str]:
-    """The first processor's fields in ``/proc/cpuinfo`` (``model name``, ``flags`` on x86; ``Features`` on ARM):
-    what a timing ran on, and which CPU features decide a runtime's kernels. Empty off Linux."""
-    try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return {}
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        if not line.strip():
-            if fields:
-                break
-            continue
-        name, _, value = line.partition(":")
-        fields.setdefault(name.strip(), value.strip())
-    return fields
 
 
 def _pin(threads: int):

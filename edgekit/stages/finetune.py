@@ -25,7 +25,8 @@ import numpy as np
 
 from edgekit.artifacts import (Artifact, Manifest, Preprocessing, TrainingData, atomic_path, check_output_dir,
                                library_versions, write_artifact, write_json_atomic, write_text_atomic)
-from edgekit.data import Augmentation, class_weights, files_fingerprint, load_folder_arrays, load_splits, normalize
+from edgekit.data import (Augmentation, class_weights, files_fingerprint, images_sha256, load_folder_arrays,
+                          load_splits, normalize)
 from edgekit.evaluation import keras_outputs
 from edgekit.errors import DataError, UsageError
 from edgekit.options import FinetuneOptions
@@ -219,7 +220,8 @@ def finetune(*, data: Path, out_dir: Path, config: FinetuneConfig = FinetuneConf
         backbone=config.backbone, options=config.model_dump() | {"input_size": size, "distribute": distribute},
         seed=config.seed,
         metrics={"validation": _headline(report)},
-        training=TrainingData(folder=str(Path(data).expanduser().resolve()), split=splits.source),
+        training=TrainingData(folder=str(Path(data).expanduser().resolve()), split=splits.source,
+                              images_sha256=images_sha256({"train": splits.train, "val": splits.val})),
         tfmot_wrap=spec.tfmot_wrap,
         extra={"train_images": len(splits.train.items), "validation_images": len(splits.val.items),
                "skipped_files": [f"{p}: {r}" for p, r in splits.train.skipped[:20]],

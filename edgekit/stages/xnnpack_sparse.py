@@ -45,18 +45,15 @@ def policy_violation(model) -> str | None:
     return None
 
 
-def cpu_flags() -> set[str]:
-    from edgekit.runtime.latency import cpuinfo
-
-    return set(cpuinfo().get("flags", "").split())
-
-
 def cpu_sparse_support(machine: str | None = None, flags: set[str] | None = None) -> tuple[bool, str]:
     """(XNNPACK would use its sparse fp32 kernels on this CPU, why)."""
     machine = (machine or platform.machine()).lower()
     if machine not in X86:
         return True, f"{machine}: XNNPACK has sparse fp32 (and on ARMv8.2+ fp16) kernels for this CPU"
-    flags = cpu_flags() if flags is None else flags
+    if flags is None:
+        from edgekit.machine import cpu_flags
+
+        flags = cpu_flags()
     if "avx" in flags:
         return False, ("this x86 CPU has AVX, and XNNPACK switches its sparse kernels off on such CPUs "
                        "(dense is expected to be faster there; xnn_is_chw_compatible_config)")
