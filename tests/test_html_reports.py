@@ -81,3 +81,14 @@ def test_the_reproduce_line_names_paths_from_the_folder_the_run_started_in(tmp_p
     summary = run_summary("clothing-small", project / "runs" / "out")
     markdown = Path(summary["reports"]["report_md"]).read_text()
     assert "--out runs/out" in markdown and str(project) not in markdown.split("## Reproduce")[1]
+
+
+def test_the_recipe_report_names_the_machine_its_numbers_were_measured_on(tmp_path):
+    from edgekit.machine import machine_record
+
+    summary = run_summary("clothing-small", tmp_path / "out")
+    machine = machine_record()
+    environment = Path(summary["reports"]["report_md"]).read_text().split("## Environment")[1].split("## Reproduce")[0]
+    assert f"| CPU | {machine['cpu']} ({machine['cores']} cores, {machine['arch']}) |" in environment
+    assert all(feature in environment for feature in machine["cpu_features"])
+    assert json.loads(Path(summary["reports"]["report_json"]).read_text())["machine"] == machine

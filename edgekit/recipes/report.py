@@ -13,6 +13,7 @@ from typing import Callable
 
 from edgekit import html_report
 from edgekit.artifacts import library_versions, write_json_atomic, write_text_atomic
+from edgekit.machine import machine_record
 from edgekit.recipes.pareto import describe_constraints, pareto_front, pareto_png, pick, violations
 from edgekit.tables import DROP_EXPLAINED, DROP_HEADER, Column, number, one_line, percent, signed
 
@@ -126,7 +127,8 @@ def write_run_report(summary: dict, out_dir: Path) -> dict:
                       constraints=constraints, reference_accuracy=reference)
     summary = dict(summary, pick=chosen, pareto=[f"{r['variant']}@{r['device']}" for r in front],
                    environment=library_versions("tensorflow", "tf-keras", "tensorflow-model-optimization",
-                                                "ai-edge-litert", "onnxruntime", "tf2onnx", "numpy"))
+                                                "ai-edge-litert", "onnxruntime", "tf2onnx", "numpy"),
+                   machine=machine_record())
     reproduce = reproduce_command(summary["recipe"], summary["output"], cwd=Path.cwd())
     facts = [("Pick", pick_text(chosen)), ("Constraints", describe_constraints(constraints)),
              ("Float top-1", f"{percent(reference)} % on the test images"), ("Drop", DROP_EXPLAINED),
@@ -141,7 +143,10 @@ def write_run_report(summary: dict, out_dir: Path) -> dict:
                    ("failed" if s["error"] else "unavailable here" if s.get("unavailable") else "ran"),
                    f"{s['seconds']:.1f}", one_line(s["error"] or s.get("unavailable") or "")]
                   for s in summary["stages"]]
-    environment = [[k, v] for k, v in summary["environment"].items()]
+    machine = summary["machine"]  # latencies and float results depend on the CPU and its ISA features
+    environment = [[k, v] for k, v in summary["environment"].items()] + [
+        ["CPU", f"{machine['cpu']} ({machine['cores']} cores, {machine['arch']})"],
+        ["CPU features", " ".join(machine["cpu_features"]) or "none of those that select kernels"]]
     markdown = "\n".join(
         [f"# edgekit run: {summary['name']}", ""] + [f"- **{label}:** {value}" for label, value in facts] +
         ["", "![Pareto front](pareto.png)", "", "## Measurements", "", html_report.markdown_table(header, cells, numeric=numeric), ""] +
