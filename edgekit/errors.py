@@ -67,7 +67,14 @@ class ValidationError(EdgekitError):
 
 
 class AccuracyError(ValidationError):
-    """Accuracy-guarded compression could not meet the requested limit."""
+    """Accuracy-guarded compression could not meet the requested limit. Where the guard got as far as
+    certifying, ``smallest_certifiable_bound_points`` is the smallest limit its certification images support,
+    so a caller can decide on a looser limit without parsing the message."""
+
+    def __init__(self, message: str, *, fix: str | None = None,
+                 smallest_certifiable_bound_points: float | None = None):
+        super().__init__(message, fix=fix)
+        self.smallest_certifiable_bound_points = smallest_certifiable_bound_points
 
 
 class DeviceUnavailableError(EdgekitError):

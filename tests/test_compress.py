@@ -341,6 +341,7 @@ def test_accuracy_guard_refuses_with_the_smallest_bound_its_certification_looks_
     assert f"smallest bound these images certify is {min(uppers):.2f}" in message
     assert f"--max-accuracy-drop {min(uppers):.2f} or more" in message
     assert refused.value.exit_code == 6
+    assert refused.value.smallest_certifiable_bound_points == pytest.approx(min(uppers))  # for API callers
 
 
 def test_accuracy_guard_with_bias_correction_scores_every_candidate_bias_corrected(digits_dir, tmp_path):

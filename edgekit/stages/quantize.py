@@ -284,7 +284,7 @@ def guarded_int8(prepared, *, plain: bytes, io_dtype: str, tune: Callable[[bytes
             f"images ({looked}; one-sided 95% over {looks} look(s)); the smallest bound these images certify is "
             f"{smallest:.2f} (tuning drops in points: {tries})",
             fix=f"use --max-accuracy-drop {smallest:.2f} or more, give --eval-data more "
-                "held-out images, or try --int16x8 / --qat")
+                "held-out images, or try --int16x8 / --qat", smallest_certifiable_bound_points=smallest)
     if kept:
         from edgekit.runtime.backends import median_latency_ms
 
