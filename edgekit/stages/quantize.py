@@ -174,7 +174,8 @@ def guarded_int8(prepared, *, plain: bytes, io_dtype: str, tune: Callable[[bytes
     bound at the certification split's size, from the candidate's tuning disagreement rates) is within the
     limit: a prediction that certification passes, not a bound. The Bonferroni-widened tuning bound used
     before (level 0.05 / ~15 looks on 976 images) kept 65 of MobileNetV2's 70 layers float where 16 left a
-    tuning drop of 0.10 points; this rule certifies 10 (0.305x the float32 TFLite). Against chance passes
+    tuning drop of 0.10 points; this rule certified 10 (0.305x the float32 TFLite) on that parent, and
+    nothing at 1.5 points on one re-finetuned on another CPU (README). Against chance passes
     (which prefix passes a 976-image split is partly chance): a prefix, plain int8 included, is chosen only
     when the next longer prefix tried passes too, and that longer one is the fallback, certified if the
     choice fails. The certification split is looked at at most twice, each look at level 0.025 (Bonferroni;
