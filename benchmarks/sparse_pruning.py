@@ -43,19 +43,26 @@ def distillation_method() -> str:
     return f"consistent-crop{VIEWS.crop:g}"
 
 
-def _variants(parent, work: Path, pool: Path, epochs: int) -> dict:
-    """The compressed artifacts (compress runs cached in ``work``: an atomically written folder is reused)."""
+def seed_tag(seed: int) -> str:
+    """A cache or result name's suffix for the pruning run's seed: none for seed 0, so its caches stay valid."""
+    return f"-s{seed}" if seed else ""
+
+
+def _variants(parent, work: Path, pool: Path, epochs: int, seed: int = 0) -> dict:
+    """The compressed artifacts (compress runs cached in ``work``: an atomically written folder is reused);
+    ``seed`` is the latency-pruning compress run's (int8 stays at seed 0: nothing here compares its seeds)."""
     from edgekit.artifacts import load_artifact
     from edgekit.stages.compress import compress
 
-    def built(folder: Path, names: tuple[str, ...], **options) -> list:
+    def built(folder: Path, names: tuple[str, ...], seed: int = 0, **options) -> list:
         if all((folder / name / "manifest.json").is_file() for name in names):
             return [load_artifact(folder / name) for name in names]
-        return compress(model=parent.path, out_dir=folder, eval_data=pool, seed=0, **options)
+        return compress(model=parent.path, out_dir=folder, eval_data=pool, seed=seed, **options)
 
     level = round(SPARSITY * 100)
     # the folder names the method, so a cache built with other distillation targets or views is not reused
-    sparse32, sparse8 = built(work / f"sparse-{distillation_method()}-distill-e{epochs}", (f"sparse{level}-float32", f"sparse{level}-int8"),
+    sparse32, sparse8 = built(work / f"sparse-{distillation_method()}-distill-e{epochs}{seed_tag(seed)}",
+                              (f"sparse{level}-float32", f"sparse{level}-int8"), seed,
                               prune=SPARSITY, prune_for="latency", int8=True, fine_tune_epochs=epochs)
     (int8,) = built(work / "int8", ("int8",), int8=True)
     return {"sparse float32": sparse32, "int8": int8, "pruned + int8": sparse8}

@@ -9,9 +9,10 @@ as Keras float32 outputs on clothing-small test/ + extra/ (never used for fine-t
 parent: paired top-1 drop with its 95% interval, and agreement.
 
     EDGEKIT_SHARED=/work/shared PYTHONPATH=$PWD .venv/bin/python benchmarks/sparse_refit_ablation.py \
-        [--float runs/sparse/float] [--work runs/bench-sparse] [--epochs 4]
+        [--float runs/sparse/float] [--work runs/bench-sparse] [--epochs 4] [--seed 0]
 
-Other than 4 epochs, the results go to ``sparse_refit_ablation_e<epochs>.{json,md}``.
+Other than 4 epochs, the results go to ``sparse_refit_ablation_e<epochs>.{json,md}``, and other than seed 0
+(the pruning compress run's seed; the float parent is the same) to ``..._e<epochs>_s<seed>.{json,md}``.
 """
 
 from __future__ import annotations
@@ -34,16 +35,16 @@ DEFAULT_EPOCHS = 4
 KEPT = ("images", "parent_top1", "top1", "drop_points", "interval95_points", "top1_agreement")
 
 
-def _saved_before_refit(parent, work: Path, pool: Path, epochs: int) -> tuple[Path, Path]:
+def _saved_before_refit(parent, work: Path, pool: Path, epochs: int, seed: int) -> tuple[Path, Path]:
     """The pruned model and teacher targets as compress had them just before the refit (built once)."""
     import sparse_pruning
 
     from edgekit.stages import prune
 
     # named for the method (consistent distillation and its views), so no other method's model is reused
-    method = sparse_pruning.distillation_method()
-    model_path = work / f"before-refit-{method}-e{epochs}.keras"
-    targets_path = work / f"teacher-targets-{method}-e{epochs}.npy"
+    run = f"{sparse_pruning.distillation_method()}-e{epochs}{sparse_pruning.seed_tag(seed)}"
+    model_path = work / f"before-refit-{run}.keras"
+    targets_path = work / f"teacher-targets-{run}.npy"
     if model_path.is_file() and targets_path.is_file():
         return model_path, targets_path
     refit = prune.refit_classifier
@@ -55,7 +56,7 @@ def _saved_before_refit(parent, work: Path, pool: Path, epochs: int) -> tuple[Pa
 
     prune.refit_classifier = saving_first
     try:
-        sparse_pruning._variants(parent, work, pool, epochs)
+        sparse_pruning._variants(parent, work, pool, epochs, seed)
     finally:
         prune.refit_classifier = refit
     if not model_path.is_file():
@@ -64,7 +65,7 @@ def _saved_before_refit(parent, work: Path, pool: Path, epochs: int) -> tuple[Pa
     return model_path, targets_path
 
 
-def measure(*, float_dir: Path | None, work: Path, epochs: int) -> dict:
+def measure(*, float_dir: Path | None, work: Path, epochs: int, seed: int) -> dict:
     import sparse_pruning
     from int8_accuracy import linked_pool
 
@@ -83,8 +84,8 @@ def measure(*, float_dir: Path | None, work: Path, epochs: int) -> dict:
     parent = load_artifact(float_dir) if float_dir else clothing_float(224)
     labels, preprocessing = parent.manifest.labels, parent.manifest.preprocessing_spec()
     pool_dir = linked_pool(work / "pool", [CLOTHING / "test", CLOTHING / "extra"])
-    model_path, targets_path = _saved_before_refit(parent, work, pool_dir, epochs)
-    taught = sparse_pruning._variants(parent, work, pool_dir, epochs)["sparse float32"]  # cached by now
+    model_path, targets_path = _saved_before_refit(parent, work, pool_dir, epochs, seed)
+    taught = sparse_pruning._variants(parent, work, pool_dir, epochs, seed)["sparse float32"]  # cached by now
     pixels, truth = load_folder_arrays(scan_image_folder(pool_dir, classes=labels), preprocessing)
     pool = TrainingImages(pixels, truth, preprocessing, pool_dir)
     parent_outputs = _cached_features(work, f"parent-pool-outputs-{parent.manifest.sha256[:16]}",  # once per parent
@@ -101,14 +102,14 @@ def measure(*, float_dir: Path | None, work: Path, epochs: int) -> dict:
     add(f"sparse float32, {epochs} epochs, classifier as fine-tuned")
     train = load_training_images(CLOTHING / "train", labels, preprocessing)
     record = refit_classifier(model, replace(train, labels=np.load(targets_path)),
-                              distillation_loss(DISTILLATION_TEMPERATURE), seed=0)
+                              distillation_loss(DISTILLATION_TEMPERATURE), seed=seed)  # as compress refits
     add(f"sparse float32, {epochs} epochs, classifier refit", record)
     pruning = taught.manifest.extra["pruning"]
     return {"what": f"the classifier refit after BatchNormalization re-estimation, alone: MobileNetV2 224 px, 1x1 "
-                    f"convolutions pruned to 70% for latency, {epochs} fine-tune epochs"
+                    f"convolutions pruned to 70% for latency, {epochs} fine-tune epochs, seed {seed}"
                     f"{sparse_pruning._distilled(pruning)}",
             "distillation": pruning["distillation"], "fine_tune": pruning["fine_tune"],
-            "float_parent": harness.relative(parent.path), "fine_tune_epochs": epochs, "rows": rows,
+            "float_parent": harness.relative(parent.path), "fine_tune_epochs": epochs, "seed": seed, "rows": rows,
             "accuracy_method": "Keras float32 outputs (the sparse float32 .tflite computes the same function) on "
                                "clothing-small test/ + extra/, never used for fine-tuning; paired top-1 drop vs the "
                                "float parent (positive = loss), 95% interval from edgekit.metrics.accuracy_change",
@@ -138,13 +139,15 @@ def main() -> int:
     parser.add_argument("--float", type=Path, default=None, help="finetuned float artifact (default: finetune one)")
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "bench-sparse")
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="pruning fine-tune epochs")
+    parser.add_argument("--seed", type=int, default=0, help="the pruning compress run's seed (the parent stays)")
     args = parser.parse_args()
     if not CLOTHING.is_dir():
         print(f"skipped: {CLOTHING} is absent (set EDGEKIT_SHARED)")
         return 0
-    result = measure(float_dir=args.float, work=args.work, epochs=args.epochs)
-    # another epoch count gets its own file, so it sits beside the default's rather than replacing them
-    name = "sparse_refit_ablation" + ("" if args.epochs == DEFAULT_EPOCHS else f"_e{args.epochs}")
+    result = measure(float_dir=args.float, work=args.work, epochs=args.epochs, seed=args.seed)
+    # another epoch count or seed gets its own file, so it sits beside the default's rather than replacing them
+    name = "sparse_refit_ablation" + ("" if (args.epochs, args.seed) == (DEFAULT_EPOCHS, 0)
+                                      else f"_e{args.epochs}" + (f"_s{args.seed}" if args.seed else ""))
     harness.write_results(name, result, markdown(result))
     return 0
 
