@@ -159,7 +159,7 @@ class CompressOptions(StageOptions):
         "size", examples=["latency"],
         description="What --prune should buy: size (every Conv2D/Dense; smaller gzip, same speed) or latency "
                     "(1x1 convolutions only, tfmot's XNNPACK policy, --prune >= 0.67, fine-tuned to match the parent's "
-                    "outputs (distillation); float32 stored sparse, "
+                    "outputs (distillation; give it --fine-tune-epochs 8 or more, README: pruning); float32 stored sparse, "
                     "checked that XNNPACK's sparse kernels run here, else says why).")
     cluster: int | None = Field(None, ge=2, le=MAX_CLUSTERS, examples=[16],
                                 description="Cluster each kernel into N shared values (k-means++, 2 <= N <= "
