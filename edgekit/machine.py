@@ -43,7 +43,10 @@ def cpuinfo(path: Path = CPUINFO) -> dict[str, str]:
 
 def cpu_flags(path: Path = CPUINFO) -> set[str]:
     """Every feature the CPU reports (x86 ``flags`` or ARM ``Features``)."""
-    fields = cpuinfo(path)
+    return _features(cpuinfo(path))
+
+
+def _features(fields: dict[str, str]) -> set[str]:
     return set((fields.get("flags") or fields.get("Features") or "").split())
 
 
@@ -53,4 +56,4 @@ def machine_record(path: Path = CPUINFO) -> dict[str, Any]:
     arm_part = " ".join(f"{key} {fields[key]}" for key in ("CPU implementer", "CPU part") if key in fields)
     return {"cpu": fields.get("model name") or arm_part or platform.processor() or "?",
             "arch": platform.machine(), "cores": os.cpu_count(), "platform": platform.platform(),
-            "cpu_features": sorted(cpu_flags(path) & NUMERIC_FEATURES)}
+            "cpu_features": sorted(_features(fields) & NUMERIC_FEATURES)}
