@@ -7,7 +7,7 @@ import os
 import re
 from pathlib import Path
 
-from edgekit.machine import cpuinfo, machine_record
+from edgekit.machine import cpu_flags, cpuinfo, machine_record
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,7 +42,7 @@ def test_this_machines_record_names_its_cpu_and_features():
     record = machine_record()
     assert set(record) == {"cpu", "arch", "cores", "platform", "cpu_features"}
     assert record["cpu"] != "?" and record["arch"]
-    flags = set((cpuinfo().get("flags") or cpuinfo().get("Features") or "").split())
+    flags = cpu_flags()
     assert set(record["cpu_features"]) <= flags
     if "avx2" in flags:
         assert "avx2" in record["cpu_features"]
