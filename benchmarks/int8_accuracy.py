@@ -29,8 +29,10 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("EDGEKIT_SHARED", REPO.parent / "shared")) / "datasets" / "clothing-small"
 GOALS = {"drop_points": 1.0, "agreement": 0.95, "int8_size": 0.31, "guarded_size": 0.40}
 METHODS = ("int8", "guarded", "guarded-bias-correction")
-GUARDED = {"guarded": ("guarded", {}),  # method: (row key and folder under the row's work folder, compress options)
-           "guarded-bias-correction": ("guarded_bias_correction", {"bias_correction": True})}
+# method: (row key and folder under the row's work folder, compress options, label in the table)
+GUARDED = {"guarded": ("guarded", {}, "guarded int8"),
+           "guarded-bias-correction": ("guarded_bias_correction", {"bias_correction": True},
+                                       "guarded int8 + bias correction")}
 
 
 def linked_pool(out: Path, folders: list[Path]) -> Path:
@@ -92,7 +94,7 @@ def measure(backbone: str, size: int, *, data: Path, pool: Path, work: Path, bou
                         "parent_sha256": plain.manifest.parent["sha256"]}
     for method in missing:
         if method in GUARDED:
-            key, options = GUARDED[method]
+            key, options, _ = GUARDED[method]
             row[key] = _guarded(root, key.replace("_", "-"), parent, pool=pool, bound=bound, **options)
     if "wall_s" not in row:  # the first measurement of the row (later ones record their own in their method)
         row.update(wall_s=round(time.perf_counter() - started, 1), load_at_start=load, load_at_end=_load())
@@ -120,6 +122,7 @@ def _guarded(root: Path, folder: str, parent, *, pool: Path, bound: float, **opt
         guarded = _compressed(root / folder, parent, max_accuracy_drop=bound, eval_data=pool, **options)
     except (AccuracyError, UsageError) as exc:
         row = {"bound_points": bound, "certified": False, "error": exc.one_line(),
+               "smallest_certifiable_bound_points": getattr(exc, "smallest_certifiable_bound_points", None),
                "wall_s": round(time.perf_counter() - started, 1)} | measured
         write_json_atomic(failed, row)
         return row
@@ -151,7 +154,7 @@ def parents(row: dict) -> dict[str, str | None]:
     """The float parent (sha256) behind each result of a row: the float's own top-1 and each method's; None
     where a result was measured before parents were recorded."""
     found = {"float": row.get("float_parent_sha256")}
-    return found | {key: row[key].get("parent_sha256") for key in ("int8", *(k for k, _ in GUARDED.values()))
+    return found | {key: row[key].get("parent_sha256") for key in ("int8", *(k for k, *_ in GUARDED.values()))
                     if key in row}
 
 
@@ -179,9 +182,14 @@ def _markdown(rows: list[dict], bound: float) -> str:
         lines.append(f"| {row['backbone']} | {row['input_size']} | int8 | {int8['images']} | "
                      f"{int8['drop_points']:+.2f} ({low:+.2f} to {high:+.2f}) | {int8['top1_agreement']:.3f} | "
                      f"{int8['size_vs_float32_tflite']:.3f}x | - |")
-        for key, label in (("guarded", "guarded int8"), ("guarded_bias_correction", "guarded int8 + bias correction")):
+        for key, _, label in GUARDED.values():
             if key in row:
                 lines.append(_guarded_line(row, label, row[key]))
+    refusals = [(row, label, row[key]["error"]) for row in rows for key, _, label in GUARDED.values()
+                if "error" in row.get(key, {})]
+    if refusals:
+        lines += ["", "Refused (compress exit 6 or 2; its one-line error):", ""]
+        lines += [f"- {row['backbone']} {row['input_size']} {label}: {error}" for row, label, error in refusals]
     for row in filter(mixed_parents, rows):
         found = ", ".join(f"{key} {sha[:12] if sha else 'not recorded'}" for key, sha in parents(row).items())
         lines += ["", f"**Not one float parent** in {row['backbone']} {row['input_size']} ({found}): its methods "
@@ -190,9 +198,11 @@ def _markdown(rows: list[dict], bound: float) -> str:
 
 
 def _guarded_line(row: dict, label: str, guarded: dict) -> str:
-    if "error" in guarded:
-        return (f"| {row['backbone']} | {row['input_size']} | {label} | - | - | - | - | "
-                f"no: {guarded['error'].replace('|', '/')} |")
+    if "error" in guarded:  # the whole message goes below the table, where it doesn't stretch the column
+        smallest = guarded.get("smallest_certifiable_bound_points")
+        return (f"| {row['backbone']} | {row['input_size']} | {label} | - | - | - | - | no: refused"
+                + (f", smallest certifiable bound {smallest:.2f}" if smallest is not None else "")
+                + " (below the table) |")
     cert = guarded["certification"]
     low, high = cert["interval95_points"]
     if rule_note(guarded):
@@ -228,7 +238,7 @@ def _goals(row: dict) -> dict[str, bool]:
     goals = {"int8_drop_le_1.0": int8["drop_points"] <= GOALS["drop_points"],
              "agreement_ge_0.95": int8["top1_agreement"] >= GOALS["agreement"],
              "int8_size_le_0.31x": int8["size_vs_float32_tflite"] <= GOALS["int8_size"]}
-    for key, _ in GUARDED.values():
+    for key, *_ in GUARDED.values():
         if key in row:
             goals[f"{key}_certified"] = bool(row[key].get("certified"))
             goals[f"{key}_size_le_0.40x"] = row[key].get("size_vs_float32_tflite", 1.0) <= GOALS["guarded_size"]

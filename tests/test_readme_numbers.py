@@ -8,11 +8,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _readme_numbers():
-    spec = importlib.util.spec_from_file_location("readme_numbers", REPO / "benchmarks" / "readme_numbers.py")
+def _benchmark(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _readme_numbers():
+    return _benchmark("readme_numbers")
 
 
 def test_readme_table_matches_the_results_files():
@@ -78,9 +82,7 @@ def test_drop_sign_convention_is_positive_for_a_loss():
 
 def test_an_int8_accuracy_row_whose_methods_came_from_different_float_parents_is_flagged():
     # Session 27: MobileNetV2 224's int8 was re-measured on a re-finetuned parent beside guarded rows of the old one.
-    spec = importlib.util.spec_from_file_location("int8_accuracy", REPO / "benchmarks" / "int8_accuracy.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _benchmark("int8_accuracy")
     int8 = {"images": 2440, "drop_points": 1.93, "interval95_points": [0.9, 2.95], "top1_agreement": 0.905,
             "size_vs_float32_tflite": 0.305, "parent_sha256": "a" * 64}
     failed = {"bound_points": 1.5, "certified": False, "error": "not certified", "parent_sha256": "a" * 64}
@@ -103,9 +105,7 @@ def test_an_int8_accuracy_row_whose_methods_came_from_different_float_parents_is
 
 def test_an_int8_accuracy_row_measured_one_method_at_a_time_shows_only_what_it_has():
     # int8_accuracy.py --only-measured writes rows whose guarded methods are still running (MobileNetV2 160).
-    spec = importlib.util.spec_from_file_location("int8_accuracy", REPO / "benchmarks" / "int8_accuracy.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _benchmark("int8_accuracy")
     int8 = {"images": 2440, "drop_points": 2.951, "interval95_points": [1.814, 4.083], "top1_agreement": 0.88975,
             "size_vs_float32_tflite": 0.3052}
     row = {"backbone": "mobilenet_v2", "input_size": 160, "int8": int8}
@@ -115,3 +115,23 @@ def test_an_int8_accuracy_row_measured_one_method_at_a_time_shows_only_what_it_h
     assert table[-1] == "| mobilenet_v2 | 160 | int8 | 2440 | +2.95 (+1.81 to +4.08) | 0.890 | 0.305x | - |"
     [(what, _, _, status)] = _readme_numbers().int8_accuracy_rows({"rows": [row], "goals": {"mobilenet_v2@160": goals}})
     assert what.startswith("int8 vs float32 TFLite, mobilenet_v2 160 px") and status == "**MISSED**, **MISSED**, met"
+
+
+def test_a_refused_guard_keeps_its_table_cell_short_and_its_whole_error_below_the_table():
+    # A refusal's one-line error runs to ~600 characters; in the cell it stretched the README's table.
+    bench = _benchmark("int8_accuracy")
+    int8 = {"images": 2440, "drop_points": 1.93, "interval95_points": [0.9, 2.95], "top1_agreement": 0.905,
+            "size_vs_float32_tflite": 0.305}
+    error = "--max-accuracy-drop 1.5 not certified on 1464 certification images (...) | fix: use 1.70"
+    row = {"backbone": "mobilenet_v2", "input_size": 224, "int8": int8,
+           "guarded": {"bound_points": 1.5, "certified": False, "error": error,
+                       "smallest_certifiable_bound_points": 1.7012},
+           "guarded_bias_correction": {"bound_points": 1.5, "certified": False, "error": "set too small"}}
+    table = bench._markdown([row], 1.5).splitlines()
+    assert table[table.index("| mobilenet_v2 | 224 | int8 | 2440 | +1.93 (+0.90 to +2.95) | 0.905 | 0.305x | - |")
+                 + 1:][:2] == [
+        "| mobilenet_v2 | 224 | guarded int8 | - | - | - | - | no: refused, smallest certifiable bound 1.70 "
+        "(below the table) |",
+        "| mobilenet_v2 | 224 | guarded int8 + bias correction | - | - | - | - | no: refused (below the table) |"]
+    assert table[-2:] == [f"- mobilenet_v2 224 guarded int8: {error}",
+                          "- mobilenet_v2 224 guarded int8 + bias correction: set too small"]
