@@ -249,7 +249,7 @@ SOURCES: dict[str, Callable[[dict], list[Row]]] = {
     "profile_accuracy": memory_rows, "monitor_drift_clothing": drift_rows, "monitor_overhead": overhead_rows,
     "int8_accuracy": int8_accuracy_rows, "int8_recovery": int8_recovery_rows,
     # the sections not re-measured on this parent, from the earlier one (its results kept as they were written)
-    "int8_recovery_epyc": partial(int8_recovery_rows, sections=("distilled", "int16x8"),
+    "int8_recovery_epyc": partial(int8_recovery_rows, sections=("distilled",),
                                   parent="earlier parent finetuned and measured on an AMD EPYC, sha256 not recorded"),
     "gpu_h200": gpu_rows,
 }

@@ -68,11 +68,13 @@ def test_each_int8_recovery_row_names_its_float_parent_and_the_earlier_parent_gi
            "size_vs_float32_tflite": 0.308}
     result = {"backbone": "mobilenet_v2", "input_size": 224, "float_parent": {"sha256": "464a871bdd59" + "0" * 52},
               "machine": {"cpu": "Intel(R) Xeon(R) Processor"}, "combined": {"depthwise convs float": row},
-              "recovery": {"int16x8 (whole model), 200 images": row}}
+              "recovery": {"int16x8 (whole model), 200 images": row},
+              "distilled_qat": {"epochs": 1, "comparisons": {"parent": row}}}
     combined_what = numbers.int8_recovery_rows(result)[-1][0]
     assert "(464a871bdd59, measured on Intel Xeon)" in combined_what and "depthwise convs float" in combined_what
-    [(earlier_what, *_)] = numbers.SOURCES["int8_recovery_epyc"](result)  # int16x8 only: combined was re-measured
-    assert "whole-model int16x8" in earlier_what and "AMD EPYC" in earlier_what and "464a871bdd59" not in earlier_what
+    # distilled QAT only: int16x8 and the combinations were re-measured on the Intel Xeon parent
+    [(earlier_what, *_)] = numbers.SOURCES["int8_recovery_epyc"](result)
+    assert "QAT distilled" in earlier_what and "AMD EPYC" in earlier_what and "464a871bdd59" not in earlier_what
     assert "(not recorded)" in numbers.int8_recovery_rows({"combined": {"adds float": row}})[0][0]
 
 
