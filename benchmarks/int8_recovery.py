@@ -29,6 +29,7 @@ Writes benchmarks/results/int8_recovery.{json,md}; each variant's result is cach
 
     python benchmarks/int8_recovery.py [--backbone mobilenet_v2 --size 224]
     python benchmarks/int8_recovery.py --part equalize     # only those rows; then --cached-only writes the files
+    python benchmarks/int8_recovery.py --part locate --part recover   # two parts in one process
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from int8_accuracy import DATA, REPO, _load, linked_pool  # noqa: E402
 
 CALIBRATION_SEED = 0
+EARLIER_PARENT_RESULTS = "int8_recovery_epyc.md"  # this benchmark's results on the parent before session 27's
 KEPT_FLOAT_GROUPS = {  # kind of layer -> test on the debugger's tensor name; the likeliest culprits first
     "stem conv (first layer, quantized input)": lambda name: "/stem_" in name,
     "softmax output (quantized probabilities)": lambda name: name.startswith("StatefulPartitionedCall"),
@@ -176,6 +178,24 @@ def _bias_corrected(int8_bytes: bytes, float32_bytes: bytes, calibration: np.nda
 
     data, report = correct_int8_biases(int8_bytes, float32_bytes, calibration)
     return data, {"bias_correction": {key: value for key, value in report.items() if key != "per_layer"}}
+
+
+def float_parent(root: Path, cache: Path) -> dict:
+    """The float parent under ``root`` (sha256, validation top-1, where it was finetuned), stamped into ``cache`` on
+    first use; a cache stamped for another parent is refused, since its rows would mix parents in one table."""
+    from edgekit.artifacts import load_artifact, write_json_atomic
+
+    manifest = load_artifact(root / "float").manifest
+    parent = {"sha256": manifest.sha256, "validation_top1": manifest.metrics.get("validation", {}).get("accuracy"),
+              "finetuned": manifest.created, "machine": manifest.machine or None}
+    stamp = cache / "parent.json"
+    if not stamp.is_file():
+        write_json_atomic(stamp, parent)
+    stamped = json.loads(stamp.read_text())
+    if stamped["sha256"] != parent["sha256"]:
+        sys.exit(f"{stamp}: the results cached there are of float parent {stamped['sha256'][:12]}, not "
+                 f"{parent['sha256'][:12]} (now in {root / 'float'}): move {cache} away to measure this parent")
+    return parent
 
 
 def _cached(path: Path, compute, cached_only: bool) -> dict | None:
@@ -566,10 +586,24 @@ def _distilled_markdown(distilled: dict | None) -> list[str]:
     return lines
 
 
+def _parent_line(result: dict) -> str:
+    """Which float parent every table below comes from, and the CPU it was measured on (parents finetuned on
+    different CPUs differ by points, so tables of different parents must not be mixed)."""
+    parent, machine = result.get("float_parent"), result.get("machine") or {}
+    if parent is None:
+        return "Float parent: not recorded (measured before the parent was stamped into the cache).\n"
+    where = (parent["machine"] or {}).get("cpu", "a CPU its manifest does not record")
+    return (f"Float parent (every table): {result['backbone']} {result['input_size']} px finetuned at defaults on "
+            f"train/ by int8_accuracy.py, sha256 `{parent['sha256']}`, validation top-1 {parent['validation_top1']}, "
+            f"finetuned {parent['finetuned']} on {where}; variants measured on {machine.get('cpu', 'an unrecorded CPU')} "
+            f"({', '.join(machine.get('cpu_features', []))}).\n")
+
+
 def _markdown(result: dict) -> str:
     header = ["| variant | n | drop (95% CI) | agreement | size vs fp32 TFLite |", "|---|---:|---|---:|---:|"]
     lines = [f"# int8 accuracy recovery: {result['backbone']} at {result['input_size']} px", "",
-             "Same float parent and 2,440-photo pool (clothing-small test/ + extra/) as int8_accuracy.md. Drop = "
+             _parent_line(result),
+             "Same 2,440-photo pool (clothing-small test/ + extra/) as int8_accuracy.md. Drop = "
              "float top-1 minus variant top-1 in points (positive = loss), paired 95% interval; agreement = top-1 "
              "agreement with float. Every variant is converted from the same parent; calibration images come "
              "from train/ (class-stratified, seed 0).", "",
@@ -606,7 +640,9 @@ def _markdown(result: dict) -> str:
               "inference type for the whole model and a deny-list that can only leave ops in float:", "",
               f"    {result['mixed_int16x8_evidence']}", ""]
     if result["not_measured"]:
-        lines += [f"Not measured here: {'; '.join(result['not_measured'])}.", ""]
+        lines += [f"Not measured on this parent: {'; '.join(result['not_measured'])}. What of it was measured on "
+                  f"the earlier parent (AMD EPYC) is in {EARLIER_PARENT_RESULTS}, not to be mixed with these tables.",
+                  ""]
     return "\n".join(lines)
 
 
@@ -618,8 +654,9 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--part", choices=("all", "recover", "locate", "combine", "equalize", "int16x8", "qat",
                                            "qat-distill"),
-                        default="all",
-                        help="measure only this part (the rest is read from the cache where it is there)")
+                        action="append",
+                        help="measure only this part (repeatable: one process loads the pool and the parent's outputs "
+                             "once for all; the rest is read from the cache where it is there)")
     parser.add_argument("--method", action="append",
                         help="with --part recover or combine: only the rows whose name contains this (e.g. bias; "
                              "repeatable)")
@@ -650,23 +687,30 @@ def main() -> int:
     root = args.work / f"{args.backbone}-{args.size}"
     cache = root / "recovery"
     cache.mkdir(parents=True, exist_ok=True)
+    parent = float_parent(root, cache)
+    parts = set(args.part or ["all"])
+
+    def measuring(part: str) -> bool:
+        return not args.cached_only and bool(parts & {"all", part})
+
     with ExitStack() as stack:
         tools = Tools(root, args.data, pool, stack)
-        recovered = recover(tools, cache, args.cached_only or args.part not in ("all", "recover"), args.method)
-        located = locate(tools, cache, args.cached_only or args.part not in ("all", "locate"), args.kept_float)
-        combined = combine(tools, cache, args.cached_only or args.part not in ("all", "combine"), args.method)
-        equalized = equalization(tools, cache, args.cached_only or args.part not in ("all", "equalize"))
-        recovered |= int16x8(tools, cache, args.cached_only or args.part not in ("all", "int16x8"), args.int16x8_every)
-        qat = qat_against_extra_training(tools, cache, args.qat_epochs, () if args.cached_only or args.part not in (
-            "all", "qat") else tuple(args.arm or ARMS))
-        train = not args.cached_only and args.part == "qat-distill"
+        recovered = recover(tools, cache, not measuring("recover"), args.method)
+        located = locate(tools, cache, not measuring("locate"), args.kept_float)
+        combined = combine(tools, cache, not measuring("combine"), args.method)
+        equalized = equalization(tools, cache, not measuring("equalize"))
+        recovered |= int16x8(tools, cache, not measuring("int16x8"), args.int16x8_every)
+        qat = qat_against_extra_training(tools, cache, args.qat_epochs,
+                                          tuple(args.arm or ARMS) if measuring("qat") else ())
+        train = not args.cached_only and "qat-distill" in parts
         distilled = distilled_qat(tools, cache, DISTILLED, args.distill_epochs if args.ranges == "tfmot" else 1,
                                   args.qat_epochs, train=train and args.ranges == "tfmot")
         cached = {int(path.stem.split("-")[-2]) for path in cache.glob(f"fine-tune-{CALIBRATED}-*-epochs.json")}
         training = {args.distill_epochs} if train and args.ranges == "calibrated" else set()
         calibrated = [distilled_qat(tools, cache, CALIBRATED, epochs, args.qat_epochs, train=epochs in training)
                       for epochs in sorted(cached | training)]
-    result = {"backbone": args.backbone, "input_size": args.size, "pool": "clothing-small test/ + extra/",
+    result = {"backbone": args.backbone, "input_size": args.size, "float_parent": parent,
+              "pool": "clothing-small test/ + extra/",
               "locate": located, "recovery": recovered, "combined": combined, "qat_against_extra_training": qat,
               "distilled_qat": distilled,
               "distilled_qat_calibrated_ranges": calibrated,
@@ -677,7 +721,7 @@ def main() -> int:
                   [] if distilled else ["QAT distilled from the parent from tfmot's ranges (time)"]) + (
                   [] if calibrated else ["QAT distilled from the parent from calibrated ranges (time)"]),
               "machine": machine_record() | {"note": "shared with other engineers; load per variant"}}
-    if args.part != "all" and not args.cached_only:
+    if "all" not in parts and not args.cached_only:
         return 0
     out = REPO / "benchmarks" / "results"
     write_json_atomic(out / "int8_recovery.json", result)

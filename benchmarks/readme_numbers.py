@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -181,19 +182,27 @@ def int8_accuracy_rows(r: dict) -> list[Row]:
     return rows
 
 
-def int8_recovery_rows(r: dict) -> list[Row]:
+RECOVERY_SECTIONS = ("distilled", "int16x8", "combined")
+
+
+def int8_recovery_rows(r: dict, sections: tuple[str, ...] = RECOVERY_SECTIONS, parent: str | None = None) -> list[Row]:
     """Issue 13's recoveries against the same int8 goals: QAT distilled from the parent (from tfmot's starting
     activation ranges, and from ranges calibrated on images, as `compress` now starts them), whole-model
-    int16x8, and the recoveries that cost ~no size measured together."""
-    where = f"vs the float parent, {r.get('backbone')} {r.get('input_size')} px (clothing-small)"
-    sections = [(found, "tfmot's [-6, 6] starting ranges") for found in [r.get("distilled_qat")] if found] + [
-        (found, "ranges from 200 calibration images") for found in r.get("distilled_qat_calibrated_ranges") or []]
+    int16x8, and the recoveries that cost ~no size measured together; each row names its float parent
+    (``parent``, else the one the result recorded), since parents finetuned on different CPUs differ."""
+    where = (f"vs the float parent ({parent or _recovery_parent(r)}), {r.get('backbone')} {r.get('input_size')} px "
+             "(clothing-small)")
+    found = {"distilled": [(found, "tfmot's [-6, 6] starting ranges") for found in [r.get("distilled_qat")] if found] + [
+        (found, "ranges from 200 calibration images") for found in r.get("distilled_qat_calibrated_ranges") or []]}
     measured = [(f"int8 after QAT distilled from the parent ({distilled['epochs']} epoch"
                  f"{'s' if distilled['epochs'] != 1 else ''}, {ranges}, `--qat --qat-distill`) {where}",
-                 distilled["comparisons"]["parent"]) for distilled, ranges in sections]
+                 distilled["comparisons"]["parent"]) for distilled, ranges in found["distilled"]
+                if "distilled" in sections]
     measured += [(f"whole-model int16x8 (`--int16x8`) {where}", row)
-                 for name, row in (r.get("recovery") or {}).items() if row and name.startswith("int16x8")]
-    measured += [(f"int8 with {name} {where}", row) for name, row in (r.get("combined") or {}).items() if row]
+                 for name, row in (r.get("recovery") or {}).items()
+                 if row and name.startswith("int16x8") and "int16x8" in sections]
+    measured += [(f"int8 with {name} {where}", row) for name, row in (r.get("combined") or {}).items()
+                 if row and "combined" in sections]
     rows = []
     for what, row in measured:
         low, high = row["interval95_points"]
@@ -207,6 +216,14 @@ def int8_recovery_rows(r: dict) -> list[Row]:
             status += f", {_status(row['size_vs_float32_tflite'] <= 0.31)}"
         rows.append((what, text, goal, status))
     return rows
+
+
+def _recovery_parent(r: dict) -> str:
+    """``sha256 prefix, CPU`` of the float parent an int8_recovery result recorded."""
+    parent = r.get("float_parent")
+    if parent is None:
+        return "not recorded"
+    return f"{parent['sha256'][:12]}, measured on {_cpu_name((r.get('machine') or {}).get('cpu', '')) or 'a CPU not recorded'}"
 
 
 def gpu_rows(r: dict) -> list[Row]:
@@ -230,11 +247,15 @@ SOURCES: dict[str, Callable[[dict], list[Row]]] = {
     "runtime_coldstart": coldstart_rows,
     "profiler_vs_litert": profiler_rows, "quickstart_time": quickstart_rows, "edgetpu_agreement": edgetpu_rows,
     "profile_accuracy": memory_rows, "monitor_drift_clothing": drift_rows, "monitor_overhead": overhead_rows,
-    "int8_accuracy": int8_accuracy_rows, "int8_recovery": int8_recovery_rows, "gpu_h200": gpu_rows,
+    "int8_accuracy": int8_accuracy_rows, "int8_recovery": int8_recovery_rows,
+    # the sections not re-measured on this parent, from the earlier one (its results kept as they were written)
+    "int8_recovery_epyc": partial(int8_recovery_rows, sections=("distilled",),
+                                  parent="earlier parent finetuned and measured on an AMD EPYC, sha256 not recorded"),
+    "gpu_h200": gpu_rows,
 }
 # Measured outside the harness (no latency ratio, or their own interleaved rounds): listed with what they record.
 OWN_METHOD = {"edgetpu_agreement", "monitor_drift_clothing", "monitor_overhead", "int8_accuracy", "int8_recovery",
-              "gpu_h200"}
+              "int8_recovery_epyc", "gpu_h200"}
 
 
 def load_results(results: Path = RESULTS) -> dict[str, dict]:
@@ -266,13 +287,17 @@ def _when(name: str, result: dict) -> str | None:
     """``name date on CPU (load a -> b)`` from what the result recorded (older benchmarks record less)."""
     env = result.get("environment")
     if env:
-        cpu = env.get("machine", {}).get("cpu", "")
-        cpu = " ".join(word for word in cpu.replace("(R)", "").split() if word not in ("Processor", "CPU"))
+        cpu = _cpu_name(env.get("machine", {}).get("cpu", ""))
         return (f"{name} {env['date'][:10]}{' on ' + cpu if cpu else ''} (load {env['load_before']['1min']} -> "
                 f"{env.get('load_after', env['load_before'])['1min']})")
     if "load_average_before" in result:
         return f"{name} (load {result['load_average_before'][0]} -> {result['load_average_after'][0]})"
     return None
+
+
+def _cpu_name(cpu: str) -> str:
+    """/proc/cpuinfo's model name without its trademarks and filler words (``Intel Xeon``)."""
+    return " ".join(word for word in cpu.replace("(R)", "").split() if word not in ("Processor", "CPU"))
 
 
 def current_block(text: str) -> str | None:

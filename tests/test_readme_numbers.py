@@ -66,6 +66,22 @@ def test_a_missed_goal_is_marked_and_a_met_one_is_not():
     assert "residual adds float + bias correction" in combined_what and combined_status == "**MISSED**, **MISSED**"
 
 
+def test_each_int8_recovery_row_names_its_float_parent_and_the_earlier_parent_gives_only_its_own_sections():
+    numbers = _readme_numbers()
+    row = {"drop_points": 0.5, "interval95_points": [-0.4, 1.4], "images": 2440, "top1_agreement": 0.93,
+           "size_vs_float32_tflite": 0.308}
+    result = {"backbone": "mobilenet_v2", "input_size": 224, "float_parent": {"sha256": "464a871bdd59" + "0" * 52},
+              "machine": {"cpu": "Intel(R) Xeon(R) Processor"}, "combined": {"depthwise convs float": row},
+              "recovery": {"int16x8 (whole model), 200 images": row},
+              "distilled_qat": {"epochs": 1, "comparisons": {"parent": row}}}
+    combined_what = numbers.int8_recovery_rows(result)[-1][0]
+    assert "(464a871bdd59, measured on Intel Xeon)" in combined_what and "depthwise convs float" in combined_what
+    # distilled QAT only: int16x8 and the combinations were re-measured on the Intel Xeon parent
+    [(earlier_what, *_)] = numbers.SOURCES["int8_recovery_epyc"](result)
+    assert "QAT distilled" in earlier_what and "AMD EPYC" in earlier_what and "464a871bdd59" not in earlier_what
+    assert "(not recorded)" in numbers.int8_recovery_rows({"combined": {"adds float": row}})[0][0]
+
+
 def test_drop_sign_convention_is_positive_for_a_loss():
     import sys
 
