@@ -22,6 +22,7 @@ from edgekit.artifacts import Artifact, load_artifact, sha256_file, write_json_a
 from edgekit.child_process import reusing_children
 from edgekit.data import folder_fingerprint
 from edgekit.errors import DeviceUnavailableError, EdgekitError, GateFailedError, RecipeError, RunFailedError
+from edgekit.options import CompressOptions
 from edgekit.progress import status
 from edgekit.recipes.measure import measure_all, outcome_status
 from edgekit.resources import shipped_dir
@@ -283,8 +284,11 @@ def _compress_stage(variant: dict, parent: Artifact, paths: RecipePaths, out_dir
         final = produced[-1]
         return [final.path, final.directory / "manifest.json"], {"artifact": str(final.path)}
 
+    resolved = CompressOptions(**options)
+    # a training variant's key holds the epochs it trains, defaulted ones too (latency pruning's default changed)
+    keyed = options | {"fine_tune_epochs": resolved.epochs} if resolved.needs_training() else options
     outcome = run_stage(f"compress:{variant['name']}", stage_dir,
-                        {"options": options, "parent": parent.manifest.sha256, "seed": seed,
+                        {"options": keyed, "parent": parent.manifest.sha256, "seed": seed,
                          "calibration": folder_fingerprint(calibration)}, work, force=force)
     return load_artifact(Path(outcome.outputs[0])), outcome
 
