@@ -115,3 +115,17 @@ def test_an_int8_accuracy_row_measured_one_method_at_a_time_shows_only_what_it_h
     assert table[-1] == "| mobilenet_v2 | 160 | int8 | 2440 | +2.95 (+1.81 to +4.08) | 0.890 | 0.305x | - |"
     [(what, _, _, status)] = _readme_numbers().int8_accuracy_rows({"rows": [row], "goals": {"mobilenet_v2@160": goals}})
     assert what.startswith("int8 vs float32 TFLite, mobilenet_v2 160 px") and status == "**MISSED**, **MISSED**, met"
+
+
+def test_latency_pruning_drops_are_gathered_per_seed_at_the_epochs_asked(tmp_path):
+    import json
+
+    numbers = _readme_numbers()
+    for name, epochs, seed, drop in (("e8", 8, 0, -0.1), ("e8_s2", 8, 2, 1.2), ("", 4, None, 3.6)):
+        result = {"fine_tune_epochs": epochs, "rows": [{"model": "x, classifier as fine-tuned", "drop_points": 9.0},
+                                                       {"model": "x, classifier refit", "drop_points": drop}]}
+        if seed is not None:
+            result["seed"] = seed
+        (tmp_path / f"sparse_refit_ablation{'_' + name if name else ''}.json").write_text(json.dumps(result))
+    assert numbers.refit_drops_by_seed(8, tmp_path) == {0: -0.1, 2: 1.2}
+    assert numbers.refit_drops_by_seed(4, tmp_path) == {0: 3.6}
