@@ -50,6 +50,17 @@ def test_latency_pruning_fine_tunes_longer_unless_epochs_are_given():
         CompressOptions(prune=0.7, prune_for="latency", fine_tune_epochs=0)
 
 
+def test_a_recipe_stage_key_holds_the_epochs_a_training_variant_trains():
+    """A cached sweep built before the default changed must rebuild its latency-pruned variant, not reuse it."""
+    from edgekit.recipes.pipeline import keyed_options
+
+    latency = {"prune": 0.7, "prune_for": "latency"}
+    assert keyed_options(latency) == keyed_options(latency | {"fine_tune_epochs": 8}) == latency | {"fine_tune_epochs": 8}
+    assert keyed_options(latency) != keyed_options(latency | {"fine_tune_epochs": 2})
+    assert keyed_options({"cluster": 16, "int8": True})["fine_tune_epochs"] == 2
+    assert keyed_options({"int8": True}) == {"int8": True}  # post-training stages keep their cached keys
+
+
 def test_cli_refuses_a_too_low_sparsity_in_one_line_with_exit_2(tmp_path):
     done = subprocess.run([sys.executable, "-m", "edgekit", "compress", str(tmp_path / "absent.keras"), "--prune", "0.5",
                            "--prune-for", "latency", "--out", str(tmp_path / "out")], capture_output=True, text=True)
