@@ -30,6 +30,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import harness  # noqa: E402
 from _common import CLOTHING, clothing_float  # noqa: E402
 
+from edgekit.options import LATENCY_PRUNE_FINE_TUNE_EPOCHS  # noqa: E402
+
 SPARSITY = 0.7
 CURVE_LEVELS = (0.5, 0.8, 0.9)
 GOAL_SPEEDUP = 1.3
@@ -239,7 +241,8 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "bench-sparse")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--epochs", type=int, default=4, help="pruning fine-tune epochs (the committed results: 4)")
+    parser.add_argument("--epochs", type=int, default=LATENCY_PRUNE_FINE_TUNE_EPOCHS,
+                        help="pruning fine-tune epochs (default: compress's for --prune-for latency)")
     args = parser.parse_args()
     if not CLOTHING.is_dir():
         print(f"skipped: {CLOTHING} is absent (set EDGEKIT_SHARED)")

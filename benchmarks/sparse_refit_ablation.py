@@ -9,10 +9,13 @@ as Keras float32 outputs on clothing-small test/ + extra/ (never used for fine-t
 parent: paired top-1 drop with its 95% interval, and agreement.
 
     EDGEKIT_SHARED=/work/shared PYTHONPATH=$PWD .venv/bin/python benchmarks/sparse_refit_ablation.py \
-        [--float runs/sparse/float] [--work runs/bench-sparse] [--epochs 4] [--seed 0]
+        [--float runs/sparse/float] [--work runs/bench-sparse] [--epochs 8] [--seed 0]
 
-Other than 4 epochs, the results go to ``sparse_refit_ablation_e<epochs>.{json,md}``, and other than seed 0
-(the pruning compress run's seed; the float parent is the same) to ``..._e<epochs>_s<seed>.{json,md}``.
+The epochs default to compress's for latency pruning (8). Other than 4 epochs (the first measurement, in
+``sparse_refit_ablation.{json,md}``), the results go to ``sparse_refit_ablation_e<epochs>.{json,md}``, and other
+than seed 0 (the pruning compress run's seed; the float parent is the same) to ``..._e<epochs>_s<seed>.{json,md}``.
+The same compress run's int8 twin (``sparse70-int8``, what ``--prune-for latency --int8`` ships beside it) is a
+row too, as compress measured it: the .tflite on the same photos against the same parent.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import harness  # noqa: E402
 from _common import CLOTHING, clothing_float  # noqa: E402
 
-DEFAULT_EPOCHS = 4
+from edgekit.options import LATENCY_PRUNE_FINE_TUNE_EPOCHS  # noqa: E402
+
+FIRST_EPOCHS = 4  # the first measurement's epochs: its results kept the unsuffixed file name
 KEPT = ("images", "parent_top1", "top1", "drop_points", "interval95_points", "top1_agreement")
 
 
@@ -85,7 +90,8 @@ def measure(*, float_dir: Path | None, work: Path, epochs: int, seed: int) -> di
     labels, preprocessing = parent.manifest.labels, parent.manifest.preprocessing_spec()
     pool_dir = linked_pool(work / "pool", [CLOTHING / "test", CLOTHING / "extra"])
     model_path, targets_path = _saved_before_refit(parent, work, pool_dir, epochs, seed)
-    taught = sparse_pruning._variants(parent, work, pool_dir, epochs, seed)["sparse float32"]  # cached by now
+    compressed = sparse_pruning._variants(parent, work, pool_dir, epochs, seed)  # cached by now
+    taught = compressed["sparse float32"]
     pixels, truth = load_folder_arrays(scan_image_folder(pool_dir, classes=labels), preprocessing)
     pool = TrainingImages(pixels, truth, preprocessing, pool_dir)
     parent_outputs = _cached_features(work, f"parent-pool-outputs-{parent.manifest.sha256[:16]}",  # once per parent
@@ -104,6 +110,9 @@ def measure(*, float_dir: Path | None, work: Path, epochs: int, seed: int) -> di
     record = refit_classifier(model, replace(train, labels=np.load(targets_path)),
                               distillation_loss(DISTILLATION_TEMPERATURE), seed=seed)  # as compress refits
     add(f"sparse float32, {epochs} epochs, classifier refit", record)
+    twin = compressed["pruned + int8"].manifest.metrics["accuracy"]
+    rows.append({"model": f"pruned + int8 ({epochs} epochs, refit; the .tflite as compress measured it)",
+                 **{key: twin[key] for key in KEPT}, "refit": None})
     pruning = taught.manifest.extra["pruning"]
     return {"what": f"the classifier refit after BatchNormalization re-estimation, alone: MobileNetV2 224 px, 1x1 "
                     f"convolutions pruned to 70% for latency, {epochs} fine-tune epochs, seed {seed}"
@@ -138,7 +147,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--float", type=Path, default=None, help="finetuned float artifact (default: finetune one)")
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "bench-sparse")
-    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="pruning fine-tune epochs")
+    parser.add_argument("--epochs", type=int, default=LATENCY_PRUNE_FINE_TUNE_EPOCHS,
+                        help="pruning fine-tune epochs (default: compress's for --prune-for latency)")
     parser.add_argument("--seed", type=int, default=0, help="the pruning compress run's seed (the parent stays)")
     args = parser.parse_args()
     if not CLOTHING.is_dir():
@@ -146,7 +156,7 @@ def main() -> int:
         return 0
     result = measure(float_dir=args.float, work=args.work, epochs=args.epochs, seed=args.seed)
     # another epoch count or seed gets its own file, so it sits beside the default's rather than replacing them
-    name = "sparse_refit_ablation" + ("" if (args.epochs, args.seed) == (DEFAULT_EPOCHS, 0)
+    name = "sparse_refit_ablation" + ("" if (args.epochs, args.seed) == (FIRST_EPOCHS, 0)
                                       else f"_e{args.epochs}" + (f"_s{args.seed}" if args.seed else ""))
     harness.write_results(name, result, markdown(result))
     return 0

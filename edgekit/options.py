@@ -22,6 +22,12 @@ CALIBRATE_METHODS = ("minmax", "entropy", "percentile")
 PRUNE_TARGETS = ("size", "latency")
 # XNNPACK runs a 1x1 convolution sparse only when at least this share of its weights is zero (its README).
 MIN_SPARSE_ZERO_FRACTION = 2 / 3
+# Fine-tune epochs of --prune/--cluster/--qat when none are given: 2 for size pruning, clustering and QAT. Latency
+# pruning prunes 70% of every 1x1 convolution and needs longer: MobileNetV2 224 px on the 2,440 clothing-small
+# test/extra photos lost +3.6 points at 4 epochs and -0.1/+0.1/+1.2 at 8 (seeds 0/1/2;
+# benchmarks/results/sparse_refit_ablation_e8*.md).
+DEFAULT_FINE_TUNE_EPOCHS = 2
+LATENCY_PRUNE_FINE_TUNE_EPOCHS = 8
 MIN_OPSET, MAX_OPSET = 13, 18  # tf2onnx 1.17 writes opsets up to 18; QDQ per-channel needs >= 13
 
 # An existing folder; ``~`` is expanded first, as everywhere else a path is given.
@@ -159,7 +165,7 @@ class CompressOptions(StageOptions):
         "size", examples=["latency"],
         description="What --prune should buy: size (every Conv2D/Dense; smaller gzip, same speed) or latency "
                     "(1x1 convolutions only, tfmot's XNNPACK policy, --prune >= 0.67, fine-tuned to match the parent's "
-                    "outputs (distillation; give it --fine-tune-epochs 8 or more, README: pruning); float32 stored sparse, "
+                    "outputs (distillation, 8 fine-tune epochs unless given, README: pruning); float32 stored sparse, "
                     "checked that XNNPACK's sparse kernels run here, else says why).")
     cluster: int | None = Field(None, ge=2, le=MAX_CLUSTERS, examples=[16],
                                 description="Cluster each kernel into N shared values (k-means++, 2 <= N <= "
@@ -173,8 +179,11 @@ class CompressOptions(StageOptions):
                            "the reported drop and agreement measure (the manifest's qat.distillation records it). "
                            "On MobileNetV2 one epoch agreed 0.918 with the parent, plain int8 0.910 (README: int8 "
                            "recovery).")
-    fine_tune_epochs: int = Field(2, ge=0, examples=[2],
-                                  description="Epochs of fine-tuning for --prune/--cluster/--qat.")
+    fine_tune_epochs: int | None = Field(
+        None, ge=0, examples=[2],
+        description=f"Epochs of fine-tuning for --prune/--cluster/--qat (default {DEFAULT_FINE_TUNE_EPOCHS}; "
+                    f"{LATENCY_PRUNE_FINE_TUNE_EPOCHS} with --prune-for latency, which lost 3.6 points at 4 on "
+                    "MobileNetV2; the manifest records the epochs used and whether they were defaulted).")
     max_accuracy_drop: float | None = Field(
         None, ge=0, examples=[1.0],
         description="With --int8: the largest top-1 drop (points) allowed. Layers to keep float are chosen on 40% "
@@ -226,7 +235,7 @@ class CompressOptions(StageOptions):
             _combination("--equalize changes the float model that post-training --int8/--int16x8 quantizes",
                          "use it with --int8 and/or --int16x8 only (no --float16/--dynamic/--prune/--cluster/--qat); "
                          "run compress again for the other variants")
-        if self.needs_training() and self.fine_tune_epochs < 1:
+        if self.needs_training() and self.epochs < 1:
             _combination("--fine-tune-epochs must be >= 1 with --prune/--cluster/--qat", "use e.g. --fine-tune-epochs 2")
         return self
 
@@ -265,6 +274,14 @@ class CompressOptions(StageOptions):
             return [(self.prefix + "float32", "sparse_float32")] + [(self.prefix + mode, mode) for mode in chosen
                                                                     if mode != "float32"]
         return [(self.prefix + mode, mode) for mode in chosen]
+
+    @property
+    def epochs(self) -> int:
+        """The fine-tune epochs this run trains: as given, else the default of its mode (latency pruning's is
+        longer, see LATENCY_PRUNE_FINE_TUNE_EPOCHS)."""
+        if self.fine_tune_epochs is not None:
+            return self.fine_tune_epochs
+        return LATENCY_PRUNE_FINE_TUNE_EPOCHS if self.prune_for == "latency" else DEFAULT_FINE_TUNE_EPOCHS
 
     def needs_calibration(self) -> bool:
         return self.int8 or self.int16x8 or self.qat

@@ -151,3 +151,17 @@ def test_a_refused_guard_keeps_its_table_cell_short_and_its_whole_error_below_th
         "| mobilenet_v2 | 224 | guarded int8 + bias correction | - | - | - | - | no: refused (below the table) |"]
     assert table[-2:] == [f"- mobilenet_v2 224 guarded int8: {error}",
                           "- mobilenet_v2 224 guarded int8 + bias correction: set too small"]
+
+
+def test_latency_pruning_drops_are_gathered_per_seed_at_the_epochs_asked(tmp_path):
+    import json
+
+    numbers = _readme_numbers()
+    for name, epochs, seed, drop in (("e8", 8, 0, -0.1), ("e8_s2", 8, 2, 1.2), ("", 4, None, 3.6)):
+        result = {"fine_tune_epochs": epochs, "rows": [{"model": "x, classifier as fine-tuned", "drop_points": 9.0},
+                                                       {"model": "x, classifier refit", "drop_points": drop}]}
+        if seed is not None:
+            result["seed"] = seed
+        (tmp_path / f"sparse_refit_ablation{'_' + name if name else ''}.json").write_text(json.dumps(result))
+    assert numbers.refit_drops_by_seed(8, tmp_path) == {0: -0.1, 2: 1.2}
+    assert numbers.refit_drops_by_seed(4, tmp_path) == {0: 3.6}

@@ -31,7 +31,7 @@ def compress_command(
     qat: bool = stage_option(C, "qat"),
     qat_distill: bool = stage_option(C, "qat_distill"),
     train_data: Annotated[Path | None, typer.Option("--train-data", help="Training images for --prune/--cluster/--qat fine-tuning (default: the manifest's).")] = None,
-    fine_tune_epochs: int = stage_option(C, "fine_tune_epochs"),
+    fine_tune_epochs: int | None = stage_option(C, "fine_tune_epochs"),
     max_accuracy_drop: float | None = stage_option(C, "max_accuracy_drop"),
     bias_correction: bool = stage_option(C, "bias_correction"),
     equalize: bool = stage_option(C, "equalize"),

@@ -22,6 +22,7 @@ from edgekit.artifacts import Artifact, load_artifact, sha256_file, write_json_a
 from edgekit.child_process import reusing_children
 from edgekit.data import folder_fingerprint
 from edgekit.errors import DeviceUnavailableError, EdgekitError, GateFailedError, RecipeError, RunFailedError
+from edgekit.options import CompressOptions
 from edgekit.progress import status
 from edgekit.recipes.measure import measure_all, outcome_status
 from edgekit.resources import shipped_dir
@@ -269,6 +270,13 @@ def _finetune_stage(recipe: dict, paths: RecipePaths, out_dir: Path, seed: int,
     return load_artifact(stage_dir), outcome
 
 
+def keyed_options(options: dict) -> dict:
+    """A compress variant's options as its stage key holds them: a training variant's with the epochs it trains,
+    defaulted ones too, so a changed default (latency pruning's) rebuilds it; post-training keys stay as they were."""
+    resolved = CompressOptions(**options)
+    return options | {"fine_tune_epochs": resolved.epochs} if resolved.needs_training() else options
+
+
 def _compress_stage(variant: dict, parent: Artifact, paths: RecipePaths, out_dir: Path, seed: int,
                     force: bool) -> tuple[Artifact, StageOutcome]:
     from edgekit.stages.compress import compress
@@ -284,7 +292,7 @@ def _compress_stage(variant: dict, parent: Artifact, paths: RecipePaths, out_dir
         return [final.path, final.directory / "manifest.json"], {"artifact": str(final.path)}
 
     outcome = run_stage(f"compress:{variant['name']}", stage_dir,
-                        {"options": options, "parent": parent.manifest.sha256, "seed": seed,
+                        {"options": keyed_options(options), "parent": parent.manifest.sha256, "seed": seed,
                          "calibration": folder_fingerprint(calibration)}, work, force=force)
     return load_artifact(Path(outcome.outputs[0])), outcome
 

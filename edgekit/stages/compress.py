@@ -157,7 +157,7 @@ def _optimise(keras_model, plan: Plan, calibration: np.ndarray | None) -> tuple[
         return keras_model, reports
     images = load_training_images(plan.train_data, plan.parent.manifest.labels, plan.preprocessing)
     wrap = plan.parent.manifest.tfmot_wrap or "whole"
-    common = {"epochs": options.fine_tune_epochs, "tfmot_wrap": wrap, "seed": options.seed}
+    common = {"epochs": options.epochs, "tfmot_wrap": wrap, "seed": options.seed}
     if options.prune is not None:
         from edgekit.stages.prune import prune_model
 
@@ -185,7 +185,7 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
              int16x8: bool = False, io_dtype: str = "float32", calibration: Path | None = None,
              calibration_samples: int = 200, prune: float | None = None, prune_for: str = "size",
              cluster: int | None = None, qat: bool = False, qat_distill: bool = False, train_data: Path | None = None,
-             fine_tune_epochs: int = 2,
+             fine_tune_epochs: int | None = None,
              max_accuracy_drop: float | None = None, eval_data: Path | None = None, bias_correction: bool = False,
              equalize: bool = False, seed: int = 0, trust: bool = False, import_options: ImportOptions | None = None) -> list[Artifact]:
     """Write one validated .tflite artifact per variant under ``out_dir``; see the module docstring.
@@ -346,10 +346,12 @@ def _write_variant(plan: Plan, name: str, mode: str, data: bytes, metrics: dict,
         preprocessing=plan.preprocessing.to_dict(), input=input_spec,
         output=output_spec | {"activation": parent.manifest.output.get("activation", "softmax")},
         parent=parent_record(parent, directory), backbone=parent.manifest.backbone,
-        options=plan.options.model_dump() | {"variant": name, "mode": mode,
-                                        "calibration": str(plan.calibration) if plan.calibration else None,
-                                        "train_data": str(plan.train_data) if plan.train_data else None,
-                                        "eval_data": str(plan.eval_data) if plan.eval_data else plan.eval_description or None},
+        options=plan.options.model_dump() | {"variant": name, "mode": mode, "fine_tune_epochs": plan.options.epochs,
+                                             "fine_tune_epochs_defaulted": plan.options.fine_tune_epochs is None,
+                                             "calibration": str(plan.calibration) if plan.calibration else None,
+                                             "train_data": str(plan.train_data) if plan.train_data else None,
+                                             "eval_data": str(plan.eval_data) if plan.eval_data
+                                             else plan.eval_description or None},
         seed=plan.options.seed, metrics=metrics, extra=extra | {"parent_format": parent.manifest.format},
         versions=library_versions("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert", "numpy"))
     return write_artifact(directory, MODEL_FILE, manifest, writer=lambda tmp: tmp.write_bytes(data))
