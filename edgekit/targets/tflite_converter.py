@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import ConversionError, ModelFileError, UsageError, ValidationError
+from edgekit.targets.activation_ranges import DEFAULT_PERCENTILE, ESTIMATORS
 
 # sparse_float32: float32 with pruned weights stored sparse (+ DENSIFY ops), which XNNPACK may run with sparse kernels.
 MODES = ("float32", "sparse_float32", "float16", "dynamic", "int8", "int16x8")
@@ -107,8 +108,10 @@ def _converter(tf, saved_model: str, representative: np.ndarray | None, job: dic
     return converter
 
 
-def _child_convert(saved_model: str, representative: np.ndarray | None, jobs: list[dict[str, Any]]) -> list[bytes]:
-    """Child entry point: the bytes of each conversion job (one TF import for all).
+def _child_convert(saved_model: str, representative: np.ndarray | None,
+                   jobs: list[dict[str, Any]]) -> list[tuple[bytes, dict | None]]:
+    """Child entry point: the bytes of each conversion job (one TF import for all), with the activation range
+    report of a job whose ranges another estimator chose (else None).
 
     A job with ``denylisted_nodes`` is quantized selectively: those tensors' ops stay float.
     """
@@ -118,21 +121,29 @@ def _child_convert(saved_model: str, representative: np.ndarray | None, jobs: li
     results = []
     for job in jobs:
         converter = _converter(tf, saved_model, representative, job)
-        results.append(_selective_int8(converter, job) if job.get("denylisted_nodes") else converter.convert())
+        if job.get("denylisted_nodes") or job.get("activation_ranges", "minmax") != "minmax":
+            results.append(_calibrated_int8(converter, job, representative))
+        else:
+            results.append((converter.convert(), None))
     return results
 
 
-def _selective_int8(converter, job: dict[str, Any]) -> bytes:
-    """Calibrate, then quantize all but the denylisted tensors' ops: what the quantization debugger's
-    ``get_nondebug_quantized_model`` does, minus its constructor, which insists on leaving layers to verify."""
+def _calibrated_int8(converter, job: dict[str, Any], representative: np.ndarray) -> tuple[bytes, dict | None]:
+    """Calibrate, narrow the activation ranges when the job asks (:mod:`edgekit.targets.activation_ranges`), then
+    quantize all but the denylisted tensors' ops: what the quantization debugger's ``get_nondebug_quantized_model``
+    does, minus its constructor, which insists on leaving layers to verify."""
     from tensorflow.lite.python import convert as tflite_convert
+
+    from edgekit.targets.activation_ranges import narrowed_ranges
 
     converter.experimental_mlir_quantizer = True
     converter._experimental_calibrate_only = True
-    calibrated = converter.convert()
+    calibrated, report = converter.convert(), None
+    if job.get("activation_ranges", "minmax") != "minmax":
+        calibrated, report = narrowed_ranges(calibrated, representative, job["activation_ranges"], job["percentile"])
     return tflite_convert.mlir_quantize(
         calibrated, disable_per_channel=converter._experimental_disable_per_channel,
-        fully_quantize=job["io_dtype"] != "float32", denylisted_nodes=list(job["denylisted_nodes"]))
+        fully_quantize=job["io_dtype"] != "float32", denylisted_nodes=list(job["denylisted_nodes"])), report
 
 
 def _child_layer_stats(saved_model: str, representative: np.ndarray) -> list[dict[str, Any]]:
@@ -221,6 +232,7 @@ class PreparedModel:
         self._tmp = tempfile.TemporaryDirectory(prefix="edgekit-tflite-")
         self.root = Path(self._tmp.name)
         self.representative = None if representative is None else np.asarray(representative, dtype=np.float32)
+        self.range_reports: list[dict] = []
 
     def _saved_model(self) -> str:
         """The SavedModel folder, exported on first use."""
@@ -245,7 +257,14 @@ class PreparedModel:
     def __exit__(self, *exc) -> None:
         self._tmp.cleanup()
 
-    def _job(self, mode: str, io_dtype: str, denylisted_nodes: tuple[str, ...] = ()) -> dict[str, Any]:
+    def _job(self, mode: str, io_dtype: str, denylisted_nodes: tuple[str, ...] = (), activation_ranges: str = "minmax",
+             percentile: float = DEFAULT_PERCENTILE) -> dict[str, Any]:
+        if activation_ranges not in ESTIMATORS:
+            raise UsageError(f"unknown activation range estimator {activation_ranges!r}",
+                             fix=f"use one of {', '.join(ESTIMATORS)}")
+        if activation_ranges != "minmax" and mode != "int8":
+            raise UsageError(f"activation ranges {activation_ranges!r} apply to int8 only, not {mode}",
+                             fix="leave the activation ranges at minmax, or convert to int8")
         if mode not in MODES:
             raise UsageError(f"unknown TFLite mode {mode!r}", fix=f"use one of {', '.join(MODES)}")
         if io_dtype not in IO_DTYPES:
@@ -253,11 +272,13 @@ class PreparedModel:
         if mode in ("int8", "int16x8") and self.representative is None:
             raise UsageError(f"{mode} conversion needs representative (calibration) images",
                              fix="pass --calibration DIR")
-        return {"mode": mode, "io_dtype": io_dtype, "denylisted_nodes": list(denylisted_nodes)}
+        return {"mode": mode, "io_dtype": io_dtype, "denylisted_nodes": list(denylisted_nodes),
+                "activation_ranges": activation_ranges, "percentile": percentile}
 
-    def convert_many(self, jobs: list[tuple[str, str, tuple[str, ...]]]) -> list[bytes]:
-        """Bytes for each ``(mode, io_dtype, denylisted_nodes)``, all converted in one child process."""
-        requests = [self._job(mode, io_dtype, deny) for mode, io_dtype, deny in jobs]
+    def convert_many(self, jobs: list[tuple]) -> list[bytes]:
+        """Bytes for each ``(mode, io_dtype, denylisted_nodes[, activation_ranges[, percentile]])``, all converted
+        in one child process; the range report of each narrowed conversion is kept in ``range_reports``."""
+        requests = [self._job(*job) for job in jobs]
         keys = [self._shared_key(request) for request in requests]
         results: list[bytes | None] = [_shared.by_key.get(key) if key else None for key in keys]
         missing = [i for i, data in enumerate(results) if data is None]
@@ -267,15 +288,19 @@ class PreparedModel:
             modes = ", ".join(jobs[i][0] for i in missing)
             converted = _run_child(_child_convert, self._saved_model(), self.representative,
                                    [requests[i] for i in missing], what=f"TFLite {modes} conversion of {self.what}")
-            for i, data in zip(missing, converted):
+            for i, (data, report) in zip(missing, converted):
                 results[i] = data
+                if report is not None:
+                    self.range_reports.append(report)
                 if keys[i] and _shared is not None:
                     _shared.by_key[keys[i]] = data
         return results
 
-    def convert(self, mode: str, *, io_dtype: str = "float32", denylisted_nodes: tuple[str, ...] = ()) -> bytes:
-        """TFLite flatbuffer bytes for ``mode``; ``denylisted_nodes`` (tensor names) stay float in int8."""
-        return self.convert_many([(mode, io_dtype, tuple(denylisted_nodes))])[0]
+    def convert(self, mode: str, *, io_dtype: str = "float32", denylisted_nodes: tuple[str, ...] = (),
+                activation_ranges: str = "minmax", percentile: float = DEFAULT_PERCENTILE) -> bytes:
+        """TFLite flatbuffer bytes for ``mode``; ``denylisted_nodes`` (tensor names) stay float in int8, whose
+        activation ranges ``activation_ranges`` chooses (:mod:`edgekit.targets.activation_ranges`)."""
+        return self.convert_many([(mode, io_dtype, tuple(denylisted_nodes), activation_ranges, percentile)])[0]
 
     def layer_stats(self) -> list[dict[str, Any]]:
         """Per-layer int8 quantization error (RMSE / scale), worst first."""
