@@ -225,8 +225,15 @@ class PreparedModel:
     """A Keras model exported once to a static batch-1 SavedModel (when a conversion needs it), ready for several
     conversions; inside :func:`sharing_conversions` a conversion done before on the same content is reused."""
 
-    def __init__(self, model, *, what: str, representative: np.ndarray | None = None):
+    def __init__(self, model, *, what: str, representative: np.ndarray | None = None,
+                 activation_ranges: str = "minmax", percentile: float = DEFAULT_PERCENTILE):
+        """``activation_ranges``: how every int8 conversion sets its activation ranges from the representative
+        images (:mod:`edgekit.targets.activation_ranges`; ``percentile`` for its percentile estimator)."""
+        if activation_ranges not in ESTIMATORS:
+            raise UsageError(f"unknown activation range estimator {activation_ranges!r}",
+                             fix=f"use one of {', '.join(ESTIMATORS)}")
         check_finite_weights(model, what=what)
+        self.activation_ranges, self.percentile = activation_ranges, percentile
         self.what = what
         self.model = model
         self._tmp = tempfile.TemporaryDirectory(prefix="edgekit-tflite-")
@@ -257,14 +264,7 @@ class PreparedModel:
     def __exit__(self, *exc) -> None:
         self._tmp.cleanup()
 
-    def _job(self, mode: str, io_dtype: str, denylisted_nodes: tuple[str, ...] = (), activation_ranges: str = "minmax",
-             percentile: float = DEFAULT_PERCENTILE) -> dict[str, Any]:
-        if activation_ranges not in ESTIMATORS:
-            raise UsageError(f"unknown activation range estimator {activation_ranges!r}",
-                             fix=f"use one of {', '.join(ESTIMATORS)}")
-        if activation_ranges != "minmax" and mode != "int8":
-            raise UsageError(f"activation ranges {activation_ranges!r} apply to int8 only, not {mode}",
-                             fix="leave the activation ranges at minmax, or convert to int8")
+    def _job(self, mode: str, io_dtype: str, denylisted_nodes: tuple[str, ...] = ()) -> dict[str, Any]:
         if mode not in MODES:
             raise UsageError(f"unknown TFLite mode {mode!r}", fix=f"use one of {', '.join(MODES)}")
         if io_dtype not in IO_DTYPES:
@@ -273,12 +273,13 @@ class PreparedModel:
             raise UsageError(f"{mode} conversion needs representative (calibration) images",
                              fix="pass --calibration DIR")
         return {"mode": mode, "io_dtype": io_dtype, "denylisted_nodes": list(denylisted_nodes),
-                "activation_ranges": activation_ranges, "percentile": percentile}
+                "activation_ranges": self.activation_ranges if mode == "int8" else "minmax",
+                "percentile": self.percentile}
 
-    def convert_many(self, jobs: list[tuple]) -> list[bytes]:
-        """Bytes for each ``(mode, io_dtype, denylisted_nodes[, activation_ranges[, percentile]])``, all converted
-        in one child process; the range report of each narrowed conversion is kept in ``range_reports``."""
-        requests = [self._job(*job) for job in jobs]
+    def convert_many(self, jobs: list[tuple[str, str, tuple[str, ...]]]) -> list[bytes]:
+        """Bytes for each ``(mode, io_dtype, denylisted_nodes)``, all converted in one child process; the range
+        report of each int8 conversion whose activation ranges were narrowed is appended to ``range_reports``."""
+        requests = [self._job(mode, io_dtype, deny) for mode, io_dtype, deny in jobs]
         keys = [self._shared_key(request) for request in requests]
         results: list[bytes | None] = [_shared.by_key.get(key) if key else None for key in keys]
         missing = [i for i, data in enumerate(results) if data is None]
@@ -296,11 +297,9 @@ class PreparedModel:
                     _shared.by_key[keys[i]] = data
         return results
 
-    def convert(self, mode: str, *, io_dtype: str = "float32", denylisted_nodes: tuple[str, ...] = (),
-                activation_ranges: str = "minmax", percentile: float = DEFAULT_PERCENTILE) -> bytes:
-        """TFLite flatbuffer bytes for ``mode``; ``denylisted_nodes`` (tensor names) stay float in int8, whose
-        activation ranges ``activation_ranges`` chooses (:mod:`edgekit.targets.activation_ranges`)."""
-        return self.convert_many([(mode, io_dtype, tuple(denylisted_nodes), activation_ranges, percentile)])[0]
+    def convert(self, mode: str, *, io_dtype: str = "float32", denylisted_nodes: tuple[str, ...] = ()) -> bytes:
+        """TFLite flatbuffer bytes for ``mode``; ``denylisted_nodes`` (tensor names) stay float in int8."""
+        return self.convert_many([(mode, io_dtype, tuple(denylisted_nodes))])[0]
 
     def layer_stats(self) -> list[dict[str, Any]]:
         """Per-layer int8 quantization error (RMSE / scale), worst first."""
