@@ -36,6 +36,7 @@ from int8_recovery import Tools, _cached  # noqa: E402
 
 WEIGHT_OPS = {"Conv2D": "Conv2D", "DepthwiseConv2D": "depthwise", "Dense": "MatMul"}  # layer -> TFLite tensor tail
 ESTIMATES = {  # row -> (activation range estimator, percentile)
+    "int8, percentile 99.9 ranges": ("percentile", 99.9),
     "int8, percentile 99.99 ranges": ("percentile", 99.99),
     "int8, percentile 99.999 ranges": ("percentile", 99.999),
     "int8, MSE-optimal clip ranges": ("mse", 99.99),
@@ -43,8 +44,9 @@ ESTIMATES = {  # row -> (activation range estimator, percentile)
 PLAIN, WEIGHTS = "int8 (calibration min/max ranges, plain)", "weights only (int8 kernels, float activations)"
 
 
-def int8_kernels(int8_bytes: bytes) -> dict[str, np.ndarray]:
-    """The dequantized int8 kernel of every conv/depthwise/dense weight tensor of a .tflite, by tensor name."""
+def int8_kernels(int8_bytes: bytes) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The dequantized int8 kernel of every conv/depthwise/dense weight tensor of a .tflite and its per-channel
+    step (broadcastable to it), by tensor name."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=int8_bytes)
@@ -59,7 +61,8 @@ def int8_kernels(int8_bytes: bytes) -> dict[str, np.ndarray]:
             continue
         shape = [1] * values.ndim
         shape[quant["quantized_dimension"]] = -1
-        found[detail["name"]] = values * quant["scales"].reshape(shape)
+        steps = quant["scales"].reshape(shape)
+        found[detail["name"]] = values * steps, np.broadcast_to(steps, values.shape)
     return found
 
 
@@ -75,7 +78,8 @@ def _keras_layout(kernel: np.ndarray, kind: str, shape: tuple[int, ...]) -> np.n
 def weights_only(model, int8_bytes: bytes) -> tuple[object, dict]:
     """``model`` (changed in place) with each kernel replaced by the int8 model's dequantized one, BatchNorm
     scale divided back out; and a record: layers replaced, and the largest distance between the float folded
-    kernel and the int8 one in int8 steps (<= 0.5 when the int8 kernel is the converter's rounding of it)."""
+    kernel and the int8 one in the converter's int8 steps (<= 0.5 when the int8 kernel is its rounding of it;
+    the converter widens a channel's step where its int32 bias would overflow, so not every step is max/127)."""
     from edgekit.stages.equalization import _graph, batchnorm_scale
 
     layers, consumers = _graph(model)
@@ -89,15 +93,13 @@ def weights_only(model, int8_bytes: bytes) -> tuple[object, dict]:
         if len(matches) != 1:
             raise RuntimeError(f"{name}: {len(matches)} int8 kernels named for it in the .tflite")
         weights = layer.get_weights()
-        quantized = _keras_layout(kernels[matches[0]], kind, weights[0].shape)
+        quantized, step = (_keras_layout(array, kind, weights[0].shape) for array in kernels[matches[0]])
         follower = consumers[name]
         scale = np.ones(weights[0].shape[-1])
         if len(follower) == 1 and type(layers[follower[0]]).__name__ == "BatchNormalization":
             scale = batchnorm_scale(layers[follower[0]])
         scale = scale.reshape(weights[0].shape[2:]) if kind == "DepthwiseConv2D" else scale
         folded = weights[0].astype(np.float64) * scale
-        channel_axes = tuple(range(quantized.ndim - (2 if kind == "DepthwiseConv2D" else 1)))
-        step = np.abs(quantized).max(axis=channel_axes, keepdims=True) / 127
         worst_steps = max(worst_steps, float(np.max(np.abs(folded - quantized) / np.maximum(step, 1e-30))))
         layer.set_weights([(quantized / scale).astype(weights[0].dtype)] + weights[1:])
         replaced += 1
@@ -129,8 +131,12 @@ def measure(tools: Tools, cache: Path, cached_only: bool) -> dict:
 
     def estimated(estimator: str, percentile: float):
         def run() -> dict:
-            data = tools.prepared.convert("int8", activation_ranges=estimator, percentile=percentile)
-            return tools.score(data) | {"activation_ranges": tools.prepared.range_reports[-1]}
+            from edgekit.targets.tflite_converter import PreparedModel
+
+            with PreparedModel(tools.bench.model, what=str(tools.root), representative=tools.prepared.representative,
+                               activation_ranges=estimator, percentile=percentile) as prepared:
+                data = prepared.convert("int8")
+                return tools.score(data) | {"activation_ranges": prepared.range_reports[-1]}
         return run
 
     rows = {PLAIN: _cached(cache / "plain.json", plain, cached_only),
@@ -156,8 +162,9 @@ def markdown(results: dict) -> str:
              "model's own int8 kernel (per-channel, BatchNorm folded), activations float. *Activations "
              "(estimate)*: plain int8 minus weights only. Range rows: the calibrated model's activation ranges "
              "replaced before quantization (`edgekit.targets.activation_ranges`; inputs and softmax logits kept).",
-             "", "| parent | variant | n | drop (95% CI) | agreement | tensors narrowed (median width kept) |",
-             "|---|---|---:|---|---:|---|"]
+             "", "| parent | variant | n | drop (95% CI) | agreement | size vs fp32 TFLite | tensors narrowed (median "
+                 "width kept) |",
+             "|---|---|---:|---|---:|---:|---|"]
     for key, entry in results["parents"].items():
         rows = entry["rows"]
         for name, row in rows.items():
@@ -166,11 +173,12 @@ def markdown(results: dict) -> str:
             ranges = row.get("activation_ranges")
             narrowed = (f"{ranges['narrowed']}/{ranges['tensors']} ({ranges['median_width_share']:.2f})"
                         if ranges else "-")
+            size = f"{row['size_vs_float32_tflite']:.3f}x" if "size_vs_float32_tflite" in row else "- (float)"
             lines.append(f"| {key} | {name} | {row['images']} | {_interval(row)} | {row['top1_agreement']:.3f} | "
-                         f"{narrowed} |")
+                         f"{size} | {narrowed} |")
         if rows.get(PLAIN) and rows.get(WEIGHTS):
             share = rows[PLAIN]["drop_points"] - rows[WEIGHTS]["drop_points"]
-            lines.append(f"| {key} | activations (estimate: int8 minus weights only) | - | {share:+.2f} | - | - |")
+            lines.append(f"| {key} | activations (estimate: int8 minus weights only) | - | {share:+.2f} | - | - | - |")
     lines += ["", "Parents: " + ", ".join(f"{key} {entry['parent_sha256'][:12]}"
                                          for key, entry in results["parents"].items())]
     return "\n".join(lines) + "\n"
