@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import REPO, cell  # noqa: E402
 from int8_accuracy import rule_note  # noqa: E402
+from int8_loss_sources import ESTIMATES  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 README = REPO / "README.md"
@@ -194,19 +195,29 @@ def int8_recovery_rows(r: dict) -> list[Row]:
     measured += [(f"whole-model int16x8 (`--int16x8`) {where}", row)
                  for name, row in (r.get("recovery") or {}).items() if row and name.startswith("int16x8")]
     measured += [(f"int8 with {name} {where}", row) for name, row in (r.get("combined") or {}).items() if row]
-    rows = []
-    for what, row in measured:
-        low, high = row["interval95_points"]
-        text = (f"top-1 drop {row['drop_points']:+.2f} pts [{low:+.2f}, {high:+.2f}] on {row['images']} unseen photos; "
-                f"agreement {row['top1_agreement']:.3f}")
-        goal, status = "drop <= 1.0 pt; agreement >= 0.95", (f"{_status(row['drop_points'] <= 1.0)}, "
-                                                              f"{_status(row['top1_agreement'] >= 0.95)}")
-        if "size_vs_float32_tflite" in row:  # the model's own size is known: int8's size goal too
-            text += f"; {row['size_vs_float32_tflite']:.3f}x the float32 TFLite"
-            goal += "; <= 0.31x size"
-            status += f", {_status(row['size_vs_float32_tflite'] <= 0.31)}"
-        rows.append((what, text, goal, status))
-    return rows
+    return [_int8_goal_row(what, row) for what, row in measured]
+
+
+def _int8_goal_row(what: str, row: dict) -> Row:
+    """An int8 variant's drop and agreement against issue 13's goals (and its size goal when its size is known)."""
+    low, high = row["interval95_points"]
+    text = (f"top-1 drop {row['drop_points']:+.2f} pts [{low:+.2f}, {high:+.2f}] on {row['images']} unseen photos; "
+            f"agreement {row['top1_agreement']:.3f}")
+    goal, status = "drop <= 1.0 pt; agreement >= 0.95", (f"{_status(row['drop_points'] <= 1.0)}, "
+                                                          f"{_status(row['top1_agreement'] >= 0.95)}")
+    if "size_vs_float32_tflite" in row:  # the model's own size is known: int8's size goal too
+        text += f"; {row['size_vs_float32_tflite']:.3f}x the float32 TFLite"
+        goal += "; <= 0.31x size"
+        status += f", {_status(row['size_vs_float32_tflite'] <= 0.31)}"
+    return what, text, goal, status
+
+
+def int8_loss_sources_rows(r: dict) -> list[Row]:
+    """Plain int8 with the activation ranges `compress --activation-ranges percentile` sets, per float parent."""
+    name = next(name for name, chosen in ESTIMATES.items() if chosen == ("percentile", 99.99))
+    return [_int8_goal_row(f"int8 with `--activation-ranges percentile` (99.99) vs the float parent, "
+                           f"{key.replace('-', ' ')} px (clothing-small)", entry["rows"][name])
+            for key, entry in r["parents"].items() if entry["rows"].get(name)]
 
 
 def gpu_rows(r: dict) -> list[Row]:
@@ -230,11 +241,12 @@ SOURCES: dict[str, Callable[[dict], list[Row]]] = {
     "runtime_coldstart": coldstart_rows,
     "profiler_vs_litert": profiler_rows, "quickstart_time": quickstart_rows, "edgetpu_agreement": edgetpu_rows,
     "profile_accuracy": memory_rows, "monitor_drift_clothing": drift_rows, "monitor_overhead": overhead_rows,
-    "int8_accuracy": int8_accuracy_rows, "int8_recovery": int8_recovery_rows, "gpu_h200": gpu_rows,
+    "int8_accuracy": int8_accuracy_rows, "int8_recovery": int8_recovery_rows,
+    "int8_loss_sources": int8_loss_sources_rows, "gpu_h200": gpu_rows,
 }
 # Measured outside the harness (no latency ratio, or their own interleaved rounds): listed with what they record.
 OWN_METHOD = {"edgetpu_agreement", "monitor_drift_clothing", "monitor_overhead", "int8_accuracy", "int8_recovery",
-              "gpu_h200"}
+              "int8_loss_sources", "gpu_h200"}
 
 
 def load_results(results: Path = RESULTS) -> dict[str, dict]:

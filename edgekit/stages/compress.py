@@ -249,7 +249,9 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
                                           ([] if baseline else [("float32", "float32", ())]))
         baseline = baseline or converted.pop()
         for (name, mode, io), data in zip(jobs, converted):
-            extra: dict = {"activation_ranges": prepared.range_reports[0]} if mode == "int8" and prepared.range_reports else {}
+            extra: dict = {}
+            if mode == "int8" and prepared.range_reports:  # what --activation-ranges narrowed
+                extra["activation_ranges"] = prepared.range_reports[0]
             correct = None
             if mode == "int8" and options.bias_correction:  # on calibration images only, never the scored ones
                 from edgekit.stages.bias_correction import correct_int8_biases

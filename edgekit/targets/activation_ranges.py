@@ -83,7 +83,8 @@ def quantization_mse(counts: np.ndarray, low: float, high: float, clip_low: floa
     step = (clip_high - clip_low) / LEVELS
     inside = (centres >= clip_low) & (centres <= clip_high)
     clipped = np.where(centres > clip_high, centres - clip_high, np.where(centres < clip_low, clip_low - centres, 0.0))
-    return float((counts[inside].sum() * step * step / 12.0 + (counts * clipped * clipped).sum()) / max(counts.sum(), 1))
+    squared = counts[inside].sum() * step * step / 12.0 + (counts * clipped * clipped).sum()
+    return float(squared / max(counts.sum(), 1))
 
 
 def _mse_range(counts: np.ndarray, low: float, high: float) -> tuple[float, float]:
