@@ -28,9 +28,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("EDGEKIT_SHARED", REPO.parent / "shared")) / "datasets" / "clothing-small"
 GOALS = {"drop_points": 1.0, "agreement": 0.95, "int8_size": 0.31, "guarded_size": 0.40}
-METHODS = ("int8", "guarded", "guarded-bias-correction")
+METHODS = ("int8", "guarded", "guarded-bias-correction", "guarded-percentile")
 GUARDED = {"guarded": ("guarded", {}),  # method: (row key and folder under the row's work folder, compress options)
-           "guarded-bias-correction": ("guarded_bias_correction", {"bias_correction": True})}
+           "guarded-bias-correction": ("guarded_bias_correction", {"bias_correction": True}),
+           "guarded-percentile": ("guarded_percentile", {"activation_ranges": "percentile"})}
+GUARDED_LABELS = {"guarded": "guarded int8", "guarded_bias_correction": "guarded int8 + bias correction",
+                  "guarded_percentile": "guarded int8, percentile activation ranges"}  # row key -> table label
 
 
 def linked_pool(out: Path, folders: list[Path]) -> Path:
@@ -179,7 +182,7 @@ def _markdown(rows: list[dict], bound: float) -> str:
         lines.append(f"| {row['backbone']} | {row['input_size']} | int8 | {int8['images']} | "
                      f"{int8['drop_points']:+.2f} ({low:+.2f} to {high:+.2f}) | {int8['top1_agreement']:.3f} | "
                      f"{int8['size_vs_float32_tflite']:.3f}x | - |")
-        for key, label in (("guarded", "guarded int8"), ("guarded_bias_correction", "guarded int8 + bias correction")):
+        for key, label in GUARDED_LABELS.items():
             if key in row:
                 lines.append(_guarded_line(row, label, row[key]))
     for row in filter(mixed_parents, rows):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import REPO, cell  # noqa: E402
-from int8_accuracy import rule_note  # noqa: E402
+from int8_accuracy import GUARDED_LABELS, rule_note  # noqa: E402
 from int8_loss_sources import ESTIMATES  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
@@ -163,7 +163,7 @@ def int8_accuracy_rows(r: dict) -> list[Row]:
                      "drop <= 1.0 pt; agreement >= 0.95; <= 0.31x size",
                      ", ".join(_status(goals[key]) for key in ("int8_drop_le_1.0", "agreement_ge_0.95",
                                                                "int8_size_le_0.31x"))))
-        for key, label in (("guarded", "guarded int8"), ("guarded_bias_correction", "guarded int8 + bias correction")):
+        for key, label in GUARDED_LABELS.items():
             guarded = row.get(key)
             if guarded is None:
                 continue
