@@ -168,7 +168,8 @@ def mixed_parents(row: dict) -> bool:
 def _markdown(rows: list[dict], bound: float) -> str:
     lines = ["# int8 accuracy loss on photos never used in training", "",
              "clothing-small test/ + extra/ (the number of images is n); float parent finetuned at defaults on "
-             "train/. Drop = float top-1 minus int8 top-1 in points (positive = loss), with the paired 95% "
+             "train/; int8 at compress's defaults, activation ranges included (percentile 99.99; min/max before "
+             "session 28: int8_accuracy_minmax.md). Drop = float top-1 minus int8 top-1 in points (positive = loss), with the paired 95% "
              "interval (Bonett-Price). Size vs the float32 TFLite of the same model. Guarded: "
              f"`--max-accuracy-drop {bound:g}`, layers chosen on 40% of the pool, certified (one-sided 95% upper "
              "bound <= the bound, Bonferroni over the guard's looks at that split: at most 2, the choice and one "

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import REPO, cell  # noqa: E402
-from int8_accuracy import rule_note  # noqa: E402
+from int8_accuracy import GUARDED, rule_note  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 README = REPO / "README.md"
@@ -179,7 +179,7 @@ def int8_accuracy_rows(r: dict) -> list[Row]:
                      "drop <= 1.0 pt; agreement >= 0.95; <= 0.31x size",
                      ", ".join(_status(goals[key]) for key in ("int8_drop_le_1.0", "agreement_ge_0.95",
                                                                "int8_size_le_0.31x"))))
-        for key, label in (("guarded", "guarded int8"), ("guarded_bias_correction", "guarded int8 + bias correction")):
+        for key, _, label in GUARDED.values():
             guarded = row.get(key)
             if guarded is None:
                 continue
@@ -219,19 +219,21 @@ def int8_recovery_rows(r: dict, sections: tuple[str, ...] = RECOVERY_SECTIONS, p
                  if row and name.startswith("int16x8") and "int16x8" in sections]
     measured += [(f"int8 with {name} {where}", row) for name, row in (r.get("combined") or {}).items()
                  if row and "combined" in sections]
-    rows = []
-    for what, row in measured:
-        low, high = row["interval95_points"]
-        text = (f"top-1 drop {row['drop_points']:+.2f} pts [{low:+.2f}, {high:+.2f}] on {row['images']} unseen photos; "
-                f"agreement {row['top1_agreement']:.3f}")
-        goal, status = "drop <= 1.0 pt; agreement >= 0.95", (f"{_status(row['drop_points'] <= 1.0)}, "
-                                                              f"{_status(row['top1_agreement'] >= 0.95)}")
-        if "size_vs_float32_tflite" in row:  # the model's own size is known: int8's size goal too
-            text += f"; {row['size_vs_float32_tflite']:.3f}x the float32 TFLite"
-            goal += "; <= 0.31x size"
-            status += f", {_status(row['size_vs_float32_tflite'] <= 0.31)}"
-        rows.append((what, text, goal, status))
-    return rows
+    return [_int8_goal_row(what, row) for what, row in measured]
+
+
+def _int8_goal_row(what: str, row: dict) -> Row:
+    """An int8 variant's drop and agreement against issue 13's goals (and its size goal when its size is known)."""
+    low, high = row["interval95_points"]
+    text = (f"top-1 drop {row['drop_points']:+.2f} pts [{low:+.2f}, {high:+.2f}] on {row['images']} unseen photos; "
+            f"agreement {row['top1_agreement']:.3f}")
+    goal, status = "drop <= 1.0 pt; agreement >= 0.95", (f"{_status(row['drop_points'] <= 1.0)}, "
+                                                          f"{_status(row['top1_agreement'] >= 0.95)}")
+    if "size_vs_float32_tflite" in row:  # the model's own size is known: int8's size goal too
+        text += f"; {row['size_vs_float32_tflite']:.3f}x the float32 TFLite"
+        goal += "; <= 0.31x size"
+        status += f", {_status(row['size_vs_float32_tflite'] <= 0.31)}"
+    return what, text, goal, status
 
 
 def _recovery_parent(r: dict) -> str:

@@ -20,6 +20,10 @@ MIN_CALIBRATION_IMAGES = 10
 MAX_CLUSTERS = 256  # TFLite/tfmot clustering keeps at most 256 shared values per kernel
 CALIBRATE_METHODS = ("minmax", "entropy", "percentile")
 PRUNE_TARGETS = ("size", "latency")
+ACTIVATION_RANGES = ("minmax", "percentile", "mse")  # edgekit.targets.activation_ranges.ESTIMATORS
+# Post-training int8's activation ranges: percentile took MobileNetV2's int8 drop from +1.93 to +0.00 points (224 px)
+# and +2.17 to +0.33 (160), n=2,440, and left EfficientNet-Lite0 within noise (benchmarks/results/int8_loss_sources.md).
+DEFAULT_ACTIVATION_RANGES = "percentile"
 # XNNPACK runs a 1x1 convolution sparse only when at least this share of its weights is zero (its README).
 MIN_SPARSE_ZERO_FRACTION = 2 / 3
 # Fine-tune epochs of --prune/--cluster/--qat when none are given: 2 for size pruning, clustering and QAT. Latency
@@ -203,7 +207,22 @@ class CompressOptions(StageOptions):
                            "between them becomes ReLU (a small change to the float model, inside the reported drop). For "
                            "per-tensor weights; with this converter's per-channel int8 it made MobileNetV2 worse "
                            "(README: int8 recovery), so measure before you ship it.")
+    activation_ranges: Literal[ACTIVATION_RANGES] = Field(
+        DEFAULT_ACTIVATION_RANGES, examples=["minmax"],
+        description="With --int8: how each activation tensor's int8 range is set from the calibration images: "
+                    "percentile (the default: clip the 0.01% most extreme values at each end), minmax (the "
+                    "converter's own, every value kept: one outlier coarsens the whole tensor's grid) or "
+                    "mse (the clip with the smallest expected quantization error). "
+                    "Inputs and softmax logits keep min/max; QAT models keep the ranges they learned. Percentile took "
+                    "MobileNetV2's int8 drop from +1.93 to +0.00 points at 224 px and from +2.17 to +0.33 at 160 "
+                    "(n=2,440) and left EfficientNet-Lite0 where it was (README: int8 recovery). Costs one more pass "
+                    "over the calibration images.")
     seed: int = Field(0, ge=0, description="Random seed (recorded in the manifest; same seed, same metrics).")
+
+    @property
+    def int8_activation_ranges(self) -> str:
+        """The estimator post-training int8 conversions use: QAT's int8 keeps the ranges it learned."""
+        return "minmax" if self.qat else self.activation_ranges
 
     @model_validator(mode="after")
     def _sound_combination(self) -> CompressOptions:
@@ -235,6 +254,9 @@ class CompressOptions(StageOptions):
             _combination("--equalize changes the float model that post-training --int8/--int16x8 quantizes",
                          "use it with --int8 and/or --int16x8 only (no --float16/--dynamic/--prune/--cluster/--qat); "
                          "run compress again for the other variants")
+        if self.activation_ranges != DEFAULT_ACTIVATION_RANGES and (not self.int8 or self.qat):
+            _combination(f"--activation-ranges {self.activation_ranges} sets the ranges of a post-training --int8 "
+                         "model (QAT learns its own)", "add --int8 (without --qat), or drop --activation-ranges")
         if self.needs_training() and self.epochs < 1:
             _combination("--fine-tune-epochs must be >= 1 with --prune/--cluster/--qat", "use e.g. --fine-tune-epochs 2")
         return self

@@ -407,6 +407,9 @@ def test_accuracy_guard_refuses_a_bound_its_images_cannot_certify(cnn_artifact, 
     ({"int8": True, "qat_distill": True}, UsageError, "--qat-distill"),
     ({"float16": True, "io_dtype": "int8"}, UsageError, "--io-dtype"),
     ({"float16": True, "max_accuracy_drop": 1.0}, UsageError, "--max-accuracy-drop"),
+    ({"float16": True, "activation_ranges": "mse"}, UsageError, "--activation-ranges"),
+    ({"int8": True, "qat": True, "activation_ranges": "minmax"}, UsageError, "--activation-ranges"),
+    ({"int8": True, "activation_ranges": "entropy"}, UsageError, "--activation-ranges"),
     ({}, UsageError, "nothing to do"),
 ])
 def test_nonsense_options_fail_before_any_work(cnn_artifact, tmp_path, kwargs, error, words):
@@ -453,6 +456,25 @@ def test_cli_compress_prints_json_summary(cnn_artifact, tmp_path, capsys):
     assert row["variant"] == "dynamic" and Path(row["path"]).is_file() and row["top1_agreement"] >= 0.9
     low, high = row["top1_drop_interval95"]
     assert low <= row["top1_drop_points"] <= high and row["images"] > 400 and not row["on_training_data"]
+
+
+def test_cli_compress_int8_defaults_to_percentile_ranges_and_records_what_they_narrowed(cnn_artifact, tmp_path,
+                                                                                         capsys):
+    from edgekit.artifacts import load_artifact
+    from edgekit.cli.entry import main
+
+    main(["compress", str(cnn_artifact.path), "--int8", "--out", str(tmp_path / "out"), "--json"])
+    (row,) = json.loads(capsys.readouterr().out)
+    manifest = load_artifact(Path(row["path"]).parent).manifest
+    ranges = manifest.extra["activation_ranges"]
+    assert manifest.options["activation_ranges"] == "percentile"
+    assert ranges["estimator"] == "percentile" and ranges["narrowed"] > 0 and ranges["images"] >= 10
+    assert row["top1_agreement"] >= 0.9
+    main(["compress", str(cnn_artifact.path), "--int8", "--activation-ranges", "minmax", "--out",
+          str(tmp_path / "minmax"), "--json"])  # the converter's own ranges, as before session 28
+    (row,) = json.loads(capsys.readouterr().out)
+    manifest = load_artifact(Path(row["path"]).parent).manifest
+    assert manifest.options["activation_ranges"] == "minmax" and "activation_ranges" not in manifest.extra
 
 
 def test_without_held_out_images_the_drop_is_labelled_as_from_training_data(cnn_artifact, digits_dir, tmp_path):

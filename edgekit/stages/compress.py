@@ -19,7 +19,7 @@ import numpy as np
 from edgekit.artifacts import Artifact, Manifest, Preprocessing, library_versions, parent_record, write_artifact
 from edgekit.child_process import reusing_children
 from edgekit.errors import DataError, OutputError, UsageError
-from edgekit.options import MIN_CALIBRATION_IMAGES, CompressOptions
+from edgekit.options import DEFAULT_ACTIVATION_RANGES, MIN_CALIBRATION_IMAGES, CompressOptions
 from edgekit.progress import status
 
 if TYPE_CHECKING:
@@ -187,7 +187,8 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
              cluster: int | None = None, qat: bool = False, qat_distill: bool = False, train_data: Path | None = None,
              fine_tune_epochs: int | None = None,
              max_accuracy_drop: float | None = None, eval_data: Path | None = None, bias_correction: bool = False,
-             equalize: bool = False, seed: int = 0, trust: bool = False, import_options: ImportOptions | None = None) -> list[Artifact]:
+             equalize: bool = False, activation_ranges: str = DEFAULT_ACTIVATION_RANGES, seed: int = 0, trust: bool = False,
+             import_options: ImportOptions | None = None) -> list[Artifact]:
     """Write one validated .tflite artifact per variant under ``out_dir``; see the module docstring.
 
     A model without a manifest is imported first (``import_options`` say its labels/preprocessing).
@@ -202,7 +203,7 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
                               calibration_samples=calibration_samples, prune=prune, prune_for=prune_for,
                               cluster=cluster, qat=qat, qat_distill=qat_distill, fine_tune_epochs=fine_tune_epochs,
                               max_accuracy_drop=max_accuracy_drop, bias_correction=bias_correction, equalize=equalize,
-                              seed=seed)
+                              activation_ranges=activation_ranges, seed=seed)
     plan = plan_compression(model=model, out_dir=out_dir, options=options, calibration=calibration,
                             train_data=train_data, eval_data=eval_data,
                             import_options=_with_trust(import_options, trust))
@@ -242,12 +243,15 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
     variants: list[tuple[str, str, bytes, dict]] = []
     # The guard converts once per try; reusing_children() runs every try in one child (one TensorFlow import).
     with (reusing_children(),
-          PreparedModel(optimised, what=str(parent.path), representative=calibration_inputs) as prepared):
+          PreparedModel(optimised, what=str(parent.path), representative=calibration_inputs,
+                        activation_ranges=options.int8_activation_ranges) as prepared):
         converted = prepared.convert_many([(mode, io, ()) for _, mode, io in jobs] +
                                           ([] if baseline else [("float32", "float32", ())]))
         baseline = baseline or converted.pop()
         for (name, mode, io), data in zip(jobs, converted):
             extra: dict = {}
+            if mode == "int8" and prepared.range_reports:  # what --activation-ranges narrowed
+                extra["activation_ranges"] = prepared.range_reports[0]
             correct = None
             if mode == "int8" and options.bias_correction:  # on calibration images only, never the scored ones
                 from edgekit.stages.bias_correction import correct_int8_biases

@@ -33,6 +33,16 @@ def _graph(model) -> tuple[dict[str, object], dict[str, list[str]]]:
     return layers, consumers
 
 
+def batchnorm_scale(layer) -> np.ndarray:
+    """The per-channel factor a BatchNormalization layer multiplies its input by, as the converter folds it."""
+    gamma, _, _, variance = (w.astype(np.float64) for w in layer.get_weights())
+    return _folded(gamma, variance, layer.epsilon)
+
+
+def _folded(gamma: np.ndarray, variance: np.ndarray, epsilon: float) -> np.ndarray:
+    return gamma / np.sqrt(variance + epsilon)
+
+
 def _is_relu(layer, *, relu6_too: bool) -> bool:
     if type(layer).__name__ != "ReLU" or float(layer.negative_slope) != 0.0 or float(layer.threshold) != 0.0:
         return False
@@ -104,7 +114,7 @@ class _Weights:
     def folded_scale(self, norm: str) -> np.ndarray:
         """The per-channel factor a BatchNorm multiplies its input by (what the converter folds into the conv)."""
         gamma, _, _, variance = self.norms[norm]
-        return gamma / np.sqrt(variance + self.layers[norm].epsilon)
+        return _folded(gamma, variance, self.layers[norm].epsilon)
 
     def output_ranges(self, conv: str) -> np.ndarray:
         """Largest |weight| per output channel of ``conv``, its BatchNorm folded in."""

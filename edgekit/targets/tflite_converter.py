@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import ConversionError, ModelFileError, UsageError, ValidationError
+from edgekit.targets.activation_ranges import DEFAULT_PERCENTILE, ESTIMATORS
 
 # sparse_float32: float32 with pruned weights stored sparse (+ DENSIFY ops), which XNNPACK may run with sparse kernels.
 MODES = ("float32", "sparse_float32", "float16", "dynamic", "int8", "int16x8")
@@ -107,8 +108,10 @@ def _converter(tf, saved_model: str, representative: np.ndarray | None, job: dic
     return converter
 
 
-def _child_convert(saved_model: str, representative: np.ndarray | None, jobs: list[dict[str, Any]]) -> list[bytes]:
-    """Child entry point: the bytes of each conversion job (one TF import for all).
+def _child_convert(saved_model: str, representative: np.ndarray | None,
+                   jobs: list[dict[str, Any]]) -> list[tuple[bytes, dict | None]]:
+    """Child entry point: the bytes of each conversion job (one TF import for all), with the activation range
+    report of a job whose ranges another estimator chose (else None).
 
     A job with ``denylisted_nodes`` is quantized selectively: those tensors' ops stay float.
     """
@@ -118,21 +121,29 @@ def _child_convert(saved_model: str, representative: np.ndarray | None, jobs: li
     results = []
     for job in jobs:
         converter = _converter(tf, saved_model, representative, job)
-        results.append(_selective_int8(converter, job) if job.get("denylisted_nodes") else converter.convert())
+        if job.get("denylisted_nodes") or job.get("activation_ranges", "minmax") != "minmax":
+            results.append(_calibrated_int8(converter, job, representative))
+        else:
+            results.append((converter.convert(), None))
     return results
 
 
-def _selective_int8(converter, job: dict[str, Any]) -> bytes:
-    """Calibrate, then quantize all but the denylisted tensors' ops: what the quantization debugger's
-    ``get_nondebug_quantized_model`` does, minus its constructor, which insists on leaving layers to verify."""
+def _calibrated_int8(converter, job: dict[str, Any], representative: np.ndarray) -> tuple[bytes, dict | None]:
+    """Calibrate, narrow the activation ranges when the job asks (:mod:`edgekit.targets.activation_ranges`), then
+    quantize all but the denylisted tensors' ops: what the quantization debugger's ``get_nondebug_quantized_model``
+    does, minus its constructor, which insists on leaving layers to verify."""
     from tensorflow.lite.python import convert as tflite_convert
+
+    from edgekit.targets.activation_ranges import narrowed_ranges
 
     converter.experimental_mlir_quantizer = True
     converter._experimental_calibrate_only = True
-    calibrated = converter.convert()
+    calibrated, report = converter.convert(), None
+    if job.get("activation_ranges", "minmax") != "minmax":
+        calibrated, report = narrowed_ranges(calibrated, representative, job["activation_ranges"], job["percentile"])
     return tflite_convert.mlir_quantize(
         calibrated, disable_per_channel=converter._experimental_disable_per_channel,
-        fully_quantize=job["io_dtype"] != "float32", denylisted_nodes=list(job["denylisted_nodes"]))
+        fully_quantize=job["io_dtype"] != "float32", denylisted_nodes=list(job["denylisted_nodes"])), report
 
 
 def _child_layer_stats(saved_model: str, representative: np.ndarray) -> list[dict[str, Any]]:
@@ -214,13 +225,21 @@ class PreparedModel:
     """A Keras model exported once to a static batch-1 SavedModel (when a conversion needs it), ready for several
     conversions; inside :func:`sharing_conversions` a conversion done before on the same content is reused."""
 
-    def __init__(self, model, *, what: str, representative: np.ndarray | None = None):
+    def __init__(self, model, *, what: str, representative: np.ndarray | None = None,
+                 activation_ranges: str = "minmax", percentile: float = DEFAULT_PERCENTILE):
+        """``activation_ranges``: how every int8 conversion sets its activation ranges from the representative
+        images (:mod:`edgekit.targets.activation_ranges`; ``percentile`` for its percentile estimator)."""
+        if activation_ranges not in ESTIMATORS:
+            raise UsageError(f"unknown activation range estimator {activation_ranges!r}",
+                             fix=f"use one of {', '.join(ESTIMATORS)}")
         check_finite_weights(model, what=what)
+        self.activation_ranges, self.percentile = activation_ranges, percentile
         self.what = what
         self.model = model
         self._tmp = tempfile.TemporaryDirectory(prefix="edgekit-tflite-")
         self.root = Path(self._tmp.name)
         self.representative = None if representative is None else np.asarray(representative, dtype=np.float32)
+        self.range_reports: list[dict] = []
 
     def _saved_model(self) -> str:
         """The SavedModel folder, exported on first use."""
@@ -253,10 +272,13 @@ class PreparedModel:
         if mode in ("int8", "int16x8") and self.representative is None:
             raise UsageError(f"{mode} conversion needs representative (calibration) images",
                              fix="pass --calibration DIR")
-        return {"mode": mode, "io_dtype": io_dtype, "denylisted_nodes": list(denylisted_nodes)}
+        return {"mode": mode, "io_dtype": io_dtype, "denylisted_nodes": list(denylisted_nodes),
+                "activation_ranges": self.activation_ranges if mode == "int8" else "minmax",
+                "percentile": self.percentile}
 
     def convert_many(self, jobs: list[tuple[str, str, tuple[str, ...]]]) -> list[bytes]:
-        """Bytes for each ``(mode, io_dtype, denylisted_nodes)``, all converted in one child process."""
+        """Bytes for each ``(mode, io_dtype, denylisted_nodes)``, all converted in one child process; the range
+        report of each int8 conversion whose activation ranges were narrowed is appended to ``range_reports``."""
         requests = [self._job(mode, io_dtype, deny) for mode, io_dtype, deny in jobs]
         keys = [self._shared_key(request) for request in requests]
         results: list[bytes | None] = [_shared.by_key.get(key) if key else None for key in keys]
@@ -267,8 +289,10 @@ class PreparedModel:
             modes = ", ".join(jobs[i][0] for i in missing)
             converted = _run_child(_child_convert, self._saved_model(), self.representative,
                                    [requests[i] for i in missing], what=f"TFLite {modes} conversion of {self.what}")
-            for i, data in zip(missing, converted):
+            for i, (data, report) in zip(missing, converted):
                 results[i] = data
+                if report is not None:
+                    self.range_reports.append(report)
                 if keys[i] and _shared is not None:
                     _shared.by_key[keys[i]] = data
         return results

@@ -1,0 +1,95 @@
+"""Activation ranges by percentile or MSE-optimal clip instead of the calibration min/max: one outlier
+calibration image must no longer stretch a tensor's int8 grid, while the model inputs and softmax logits keep
+their calibrated ranges. What that buys in accuracy is measured on real photos by
+benchmarks/int8_loss_sources.py (a random small net's outputs are too insensitive to show it)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def _small_net(head_activation: str | None):
+    """A small conv / depthwise / 1x1 conv / dense net; ``head_activation`` on the dense (None: logits out)."""
+    from edgekit._tf import import_tf, set_seed
+
+    _, tf_keras = import_tf()
+    set_seed(0)
+    inputs = tf_keras.Input((24, 24, 3))
+    x = tf_keras.layers.Conv2D(16, 3, strides=2, activation="relu")(inputs)
+    x = tf_keras.layers.DepthwiseConv2D(3, activation="relu")(x)
+    x = tf_keras.layers.Conv2D(8, 1)(x)
+    x = tf_keras.layers.GlobalAveragePooling2D()(x)
+    return tf_keras.Model(inputs, tf_keras.layers.Dense(6, activation=head_activation)(x))
+
+
+def _int8_by_estimator(model, calibration: np.ndarray) -> tuple[dict[str, bytes], dict[str, dict | None]]:
+    from edgekit.child_process import reusing_children
+    from edgekit.targets.tflite_converter import PreparedModel
+
+    converted, reports = {}, {}
+    with reusing_children():
+        for estimator in ("minmax", "percentile", "mse"):
+            with PreparedModel(model, what="small net", representative=calibration, activation_ranges=estimator,
+                               percentile=99.0) as prepared:
+                converted[estimator] = prepared.convert("int8")
+                reports[estimator] = prepared.range_reports[0] if prepared.range_reports else None
+    return converted, reports
+
+
+@pytest.fixture(scope="module")
+def calibration() -> np.ndarray:
+    """64 ordinary calibration images, one of them with a 30-sigma pixel (the outlier min/max keeps)."""
+    images = np.random.default_rng(0).normal(size=(64, 24, 24, 3)).astype(np.float32)
+    images[0, 12, 12] = 30.0
+    return images
+
+
+def _steps(model_bytes: bytes) -> dict[str, float]:
+    """Each int8 activation tensor's quantization step (scale), by the op kind that writes it."""
+    from edgekit.runtime.tflite_file import parse_tflite
+
+    graph = parse_tflite(model_bytes).main
+    return {op.op: graph.tensors[op.outputs[0]].scale[0] for op in graph.operators
+            if graph.tensors[op.outputs[0]].dtype == "INT8" and op.op not in ("QUANTIZE", "DEQUANTIZE")}
+
+
+def test_percentile_and_mse_narrow_the_ranges_an_outlier_stretched_and_leave_minmax_to_the_converter(calibration):
+    converted, reports = _int8_by_estimator(_small_net(None), calibration)
+    assert reports["minmax"] is None  # the converter's own path, untouched
+    plain, clipped, fitted = _steps(converted["minmax"]), _steps(converted["percentile"]), _steps(converted["mse"])
+    assert reports["percentile"]["narrowed"] >= 2 and reports["percentile"]["smallest_width_share"] < 0.5, reports
+    assert clipped["DEPTHWISE_CONV_2D"] < 0.5 * plain["DEPTHWISE_CONV_2D"], (clipped, plain)
+    # MSE clips only where the rounding it saves outweighs the clipped values' error: never wider than min/max
+    assert reports["mse"]["narrowed"] >= 1 and all(fitted[op] <= plain[op] * 1.0001 for op in plain), (fitted, plain)
+    assert converted["percentile"] != converted["minmax"] and converted["mse"] != converted["minmax"]
+
+
+def test_the_logits_a_softmax_reads_keep_their_calibrated_range(calibration):
+    converted, reports = _int8_by_estimator(_small_net("softmax"), calibration)
+    plain = _steps(converted["minmax"])
+    assert _steps(converted["percentile"])["DEPTHWISE_CONV_2D"] < 0.5 * plain["DEPTHWISE_CONV_2D"]
+    for estimator in ("percentile", "mse"):
+        assert reports[estimator]["narrowed"] >= 1
+        assert _steps(converted[estimator])["FULLY_CONNECTED"] == plain["FULLY_CONNECTED"], estimator
+
+
+def test_mse_clip_minimizes_expected_quantization_error_of_a_heavy_tailed_histogram():
+    from edgekit.targets.activation_ranges import BINS, _mse_range, quantization_mse
+
+    counts = np.zeros(BINS, dtype=np.int64)
+    counts[: BINS // 10] = 100_000  # the bulk of the values in the lowest tenth of [0, 10]
+    counts[-1] = 1  # one outlier at the calibration max
+    low, high = _mse_range(counts, 0.0, 10.0)
+    assert low == 0.0 and high < 5.0
+    assert quantization_mse(counts, 0.0, 10.0, low, high) < quantization_mse(counts, 0.0, 10.0, 0.0, 10.0) / 4
+
+
+def test_an_unknown_estimator_is_a_usage_error_naming_the_choices():
+    from types import SimpleNamespace
+
+    from edgekit.errors import UsageError
+    from edgekit.targets.tflite_converter import PreparedModel
+
+    with pytest.raises(UsageError, match="minmax, percentile, mse"):
+        PreparedModel(SimpleNamespace(weights=[]), what="m", activation_ranges="entropy")
