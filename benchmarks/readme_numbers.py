@@ -314,7 +314,7 @@ def _when(name: str, result: dict) -> str | None:
 
 
 def _cpu_name(cpu: str) -> str:
-    """/proc/cpuinfo's model name without its trademarks and filler words (``Intel Xeon``)."""
+    """The CPU's model name (as edgekit.machine records it) without its trademarks and filler words (``Intel Xeon``)."""
     return " ".join(word for word in cpu.replace("(R)", "").split() if word not in ("Processor", "CPU"))
 
 

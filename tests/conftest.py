@@ -128,6 +128,21 @@ def tiny_float_artifact(tmp_path_factory, digits_dir):
     return result.artifact
 
 
+def small_depthwise_net(activation: str, head_activation: str | None = None):
+    """A small conv / depthwise / 1x1 conv / dense net (seed 0) for int8 conversion tests: the layer kinds whose
+    ranges and biases the quantization stages edit; ``head_activation`` on the dense (None: logits out)."""
+    from edgekit._tf import import_tf, set_seed
+
+    _, tf_keras = import_tf()
+    set_seed(0)
+    inputs = tf_keras.Input((24, 24, 3))
+    x = tf_keras.layers.Conv2D(16, 3, strides=2, activation=activation)(inputs)
+    x = tf_keras.layers.DepthwiseConv2D(3, activation=activation)(x)
+    x = tf_keras.layers.Conv2D(8, 1)(x)
+    x = tf_keras.layers.GlobalAveragePooling2D()(x)
+    return tf_keras.Model(inputs, tf_keras.layers.Dense(6, activation=head_activation)(x))
+
+
 def sha256_tree(folder: Path) -> dict[str, str]:
     """Hashes of every file below ``folder``: compare before/after to prove nothing was overwritten."""
     from edgekit.artifacts import sha256_file

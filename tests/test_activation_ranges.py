@@ -7,20 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-
-def _small_net(head_activation: str | None):
-    """A small conv / depthwise / 1x1 conv / dense net; ``head_activation`` on the dense (None: logits out)."""
-    from edgekit._tf import import_tf, set_seed
-
-    _, tf_keras = import_tf()
-    set_seed(0)
-    inputs = tf_keras.Input((24, 24, 3))
-    x = tf_keras.layers.Conv2D(16, 3, strides=2, activation="relu")(inputs)
-    x = tf_keras.layers.DepthwiseConv2D(3, activation="relu")(x)
-    x = tf_keras.layers.Conv2D(8, 1)(x)
-    x = tf_keras.layers.GlobalAveragePooling2D()(x)
-    return tf_keras.Model(inputs, tf_keras.layers.Dense(6, activation=head_activation)(x))
+from conftest import small_depthwise_net
 
 
 def _int8_by_estimator(model, calibration: np.ndarray) -> tuple[dict[str, bytes], dict[str, dict | None]]:
@@ -55,7 +42,7 @@ def _steps(model_bytes: bytes) -> dict[str, float]:
 
 
 def test_percentile_and_mse_narrow_the_ranges_an_outlier_stretched_and_leave_minmax_to_the_converter(calibration):
-    converted, reports = _int8_by_estimator(_small_net(None), calibration)
+    converted, reports = _int8_by_estimator(small_depthwise_net("relu"), calibration)
     assert reports["minmax"] is None  # the converter's own path, untouched
     plain, clipped, fitted = _steps(converted["minmax"]), _steps(converted["percentile"]), _steps(converted["mse"])
     assert reports["percentile"]["narrowed"] >= 2 and reports["percentile"]["smallest_width_share"] < 0.5, reports
@@ -66,7 +53,7 @@ def test_percentile_and_mse_narrow_the_ranges_an_outlier_stretched_and_leave_min
 
 
 def test_the_logits_a_softmax_reads_keep_their_calibrated_range(calibration):
-    converted, reports = _int8_by_estimator(_small_net("softmax"), calibration)
+    converted, reports = _int8_by_estimator(small_depthwise_net("relu", "softmax"), calibration)
     plain = _steps(converted["minmax"])
     assert _steps(converted["percentile"])["DEPTHWISE_CONV_2D"] < 0.5 * plain["DEPTHWISE_CONV_2D"]
     for estimator in ("percentile", "mse"):

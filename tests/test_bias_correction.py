@@ -5,25 +5,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import small_depthwise_net
 
 
 @pytest.fixture(scope="module")
 def converted():
     """A small conv / depthwise / dense net (logits out) as float32 and plain int8 .tflite bytes, the
     calibration inputs, and int8 with the depthwise layer kept float (a guard's candidate)."""
-    from edgekit._tf import import_tf, set_seed
     from edgekit.child_process import reusing_children
     from edgekit.runtime.tflite_file import parse_tflite
     from edgekit.targets.tflite_converter import PreparedModel
 
-    _, tf_keras = import_tf()
-    set_seed(0)
-    inputs = tf_keras.Input((24, 24, 3))
-    x = tf_keras.layers.Conv2D(16, 3, strides=2, activation="relu6")(inputs)
-    x = tf_keras.layers.DepthwiseConv2D(3, activation="relu6")(x)
-    x = tf_keras.layers.Conv2D(8, 1)(x)
-    x = tf_keras.layers.GlobalAveragePooling2D()(x)
-    model = tf_keras.Model(inputs, tf_keras.layers.Dense(6)(x))
+    model = small_depthwise_net("relu6")
     rng = np.random.default_rng(0)
     for layer in model.layers[1:]:  # trained-looking biases (all-zero ones would share one buffer)
         if getattr(layer, "bias", None) is not None:

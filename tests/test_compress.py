@@ -190,6 +190,8 @@ def test_qat_produces_an_int8_model(cnn_artifact, tmp_path, distill):
     assert qat["preserve"] == "none"
     ranges = qat["activation_ranges"]  # started from the calibration images (tests/test_qat_distill.py: how)
     assert ranges["initialised"] > 0 and ranges["left_at_tfmot_start"] == 0 and ranges["from_images"] > 0
+    # QAT's int8 keeps the ranges it learned: no estimator is recorded, none narrowed them after training
+    assert artifact.manifest.options["activation_ranges"] is None and "activation_ranges" not in artifact.manifest.extra
     if distill:  # the manifest says what QAT learnt from (tests/test_qat_distill.py: that it does)
         assert qat["distillation"]["temperature"] == 2.0 and qat["distillation"]["labels_used"] is False
     else:

@@ -58,7 +58,17 @@ def test_a_recipe_stage_key_holds_the_epochs_a_training_variant_trains():
     assert keyed_options(latency) == keyed_options(latency | {"fine_tune_epochs": 8}) == latency | {"fine_tune_epochs": 8}
     assert keyed_options(latency) != keyed_options(latency | {"fine_tune_epochs": 2})
     assert keyed_options({"cluster": 16, "int8": True})["fine_tune_epochs"] == 2
-    assert keyed_options({"int8": True}) == {"int8": True}  # post-training stages keep their cached keys
+    assert keyed_options({"float16": True}) == {"float16": True}  # post-training stages keep their cached keys
+
+
+def test_a_recipe_stage_key_holds_the_activation_ranges_an_int8_variant_uses():
+    """A sweep cached when min/max ranges were the default must rebuild its int8 variants at percentile."""
+    from edgekit.recipes.pipeline import keyed_options
+
+    assert keyed_options({"int8": True}) == keyed_options({"int8": True, "activation_ranges": "percentile"}) == {
+        "int8": True, "activation_ranges": "percentile"}
+    assert keyed_options({"int8": True}) != keyed_options({"int8": True, "activation_ranges": "minmax"})
+    assert "activation_ranges" not in keyed_options({"int8": True, "qat": True})  # QAT keeps its learned ranges
 
 
 def test_cli_refuses_a_too_low_sparsity_in_one_line_with_exit_2(tmp_path):

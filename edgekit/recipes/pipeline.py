@@ -271,10 +271,17 @@ def _finetune_stage(recipe: dict, paths: RecipePaths, out_dir: Path, seed: int,
 
 
 def keyed_options(options: dict) -> dict:
-    """A compress variant's options as its stage key holds them: a training variant's with the epochs it trains,
-    defaulted ones too, so a changed default (latency pruning's) rebuilds it; post-training keys stay as they were."""
+    """A compress variant's options as its stage key holds them, with what a changed default would change filled
+    in, defaulted or not: a training variant's epochs (latency pruning's became 8) and a post-training int8
+    variant's activation ranges (percentile since session 28). So a cache built under an old default rebuilds
+    that variant instead of reusing it; float16/dynamic keys stay as they were."""
     resolved = CompressOptions(**options)
-    return options | {"fine_tune_epochs": resolved.epochs} if resolved.needs_training() else options
+    keyed = dict(options)
+    if resolved.needs_training():
+        keyed["fine_tune_epochs"] = resolved.epochs
+    if resolved.int8 and not resolved.qat:
+        keyed["activation_ranges"] = resolved.activation_ranges
+    return keyed
 
 
 def _compress_stage(variant: dict, parent: Artifact, paths: RecipePaths, out_dir: Path, seed: int,

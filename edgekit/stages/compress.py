@@ -352,6 +352,9 @@ def _write_variant(plan: Plan, name: str, mode: str, data: bytes, metrics: dict,
         parent=parent_record(parent, directory), backbone=parent.manifest.backbone,
         options=plan.options.model_dump() | {"variant": name, "mode": mode, "fine_tune_epochs": plan.options.epochs,
                                              "fine_tune_epochs_defaulted": plan.options.fine_tune_epochs is None,
+                                             # only a post-training int8 model's ranges come from the estimator
+                                             "activation_ranges": plan.options.activation_ranges
+                                             if mode == "int8" and not plan.options.qat else None,
                                              "calibration": str(plan.calibration) if plan.calibration else None,
                                              "train_data": str(plan.train_data) if plan.train_data else None,
                                              "eval_data": str(plan.eval_data) if plan.eval_data
