@@ -220,9 +220,10 @@ class CompressOptions(StageOptions):
     seed: int = Field(0, ge=0, description="Random seed (recorded in the manifest; same seed, same metrics).")
 
     @property
-    def int8_activation_ranges(self) -> str:
-        """The estimator post-training int8 conversions use: QAT's int8 keeps the ranges it learned."""
-        return "minmax" if self.qat else self.activation_ranges
+    def int8_activation_ranges(self) -> str | None:
+        """The estimator a post-training int8 model's ranges come from; None where none is made (no --int8, or
+        QAT, whose int8 keeps the ranges it learned)."""
+        return self.activation_ranges if self.int8 and not self.qat else None
 
     @model_validator(mode="after")
     def _sound_combination(self) -> CompressOptions:
@@ -254,7 +255,7 @@ class CompressOptions(StageOptions):
             _combination("--equalize changes the float model that post-training --int8/--int16x8 quantizes",
                          "use it with --int8 and/or --int16x8 only (no --float16/--dynamic/--prune/--cluster/--qat); "
                          "run compress again for the other variants")
-        if self.activation_ranges != DEFAULT_ACTIVATION_RANGES and (not self.int8 or self.qat):
+        if self.activation_ranges != DEFAULT_ACTIVATION_RANGES and self.int8_activation_ranges is None:
             _combination(f"--activation-ranges {self.activation_ranges} sets the ranges of a post-training --int8 "
                          "model (QAT learns its own)", "add --int8 (without --qat), or drop --activation-ranges")
         if self.needs_training() and self.epochs < 1:

@@ -279,8 +279,8 @@ def keyed_options(options: dict) -> dict:
     keyed = dict(options)
     if resolved.needs_training():
         keyed["fine_tune_epochs"] = resolved.epochs
-    if resolved.int8 and not resolved.qat:
-        keyed["activation_ranges"] = resolved.activation_ranges
+    if resolved.int8_activation_ranges:
+        keyed["activation_ranges"] = resolved.int8_activation_ranges
     return keyed
 
 

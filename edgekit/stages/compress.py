@@ -244,7 +244,7 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
     # The guard converts once per try; reusing_children() runs every try in one child (one TensorFlow import).
     with (reusing_children(),
           PreparedModel(optimised, what=str(parent.path), representative=calibration_inputs,
-                        activation_ranges=options.int8_activation_ranges) as prepared):
+                        activation_ranges=options.int8_activation_ranges or "minmax") as prepared):
         converted = prepared.convert_many([(mode, io, ()) for _, mode, io in jobs] +
                                           ([] if baseline else [("float32", "float32", ())]))
         baseline = baseline or converted.pop()
@@ -352,9 +352,8 @@ def _write_variant(plan: Plan, name: str, mode: str, data: bytes, metrics: dict,
         parent=parent_record(parent, directory), backbone=parent.manifest.backbone,
         options=plan.options.model_dump() | {"variant": name, "mode": mode, "fine_tune_epochs": plan.options.epochs,
                                              "fine_tune_epochs_defaulted": plan.options.fine_tune_epochs is None,
-                                             # only a post-training int8 model's ranges come from the estimator
-                                             "activation_ranges": plan.options.activation_ranges
-                                             if mode == "int8" and not plan.options.qat else None,
+                                             "activation_ranges": plan.options.int8_activation_ranges
+                                             if mode == "int8" else None,
                                              "calibration": str(plan.calibration) if plan.calibration else None,
                                              "train_data": str(plan.train_data) if plan.train_data else None,
                                              "eval_data": str(plan.eval_data) if plan.eval_data
