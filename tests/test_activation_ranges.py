@@ -80,3 +80,28 @@ def test_an_unknown_estimator_is_a_usage_error_naming_the_choices():
 
     with pytest.raises(UsageError, match="minmax, percentile, mse"):
         PreparedModel(SimpleNamespace(weights=[]), what="m", activation_ranges="entropy")
+
+
+def test_the_guards_layer_ranking_scores_the_narrowed_ranges_its_candidates_get(calibration):
+    """The debugger, given a converter, would calibrate min/max itself: each layer it scores must carry the int8
+    step of the same tensor in the model the guard then converts (percentile here, min/max as the control)."""
+    from edgekit.child_process import reusing_children
+    from edgekit.runtime.tflite_file import parse_tflite
+    from edgekit.targets.tflite_converter import PreparedModel
+
+    model, debugger_steps, candidate_steps = small_depthwise_net("relu"), {}, {}
+    with reusing_children():
+        for estimator in ("minmax", "percentile"):
+            with PreparedModel(model, what="small net", representative=calibration, activation_ranges=estimator,
+                               percentile=99.0) as prepared:
+                debugger_steps[estimator] = {row["tensor_name"]: row["scale"] for row in prepared.layer_stats()}
+                graph = parse_tflite(prepared.convert("int8")).main
+                candidate_steps[estimator] = {t.name: t.scale[0] for t in graph.tensors if t.dtype == "INT8"}
+    for estimator, steps in debugger_steps.items():
+        shared = steps.keys() & candidate_steps[estimator].keys()  # the int8 logits are renamed where io is float
+        assert len(shared) >= 4, (steps, candidate_steps[estimator])
+        for name in shared:
+            assert steps[name] == pytest.approx(candidate_steps[estimator][name], rel=1e-6), (estimator, name)
+    narrowed = [name for name in debugger_steps["percentile"]
+                if debugger_steps["percentile"][name] < 0.5 * debugger_steps["minmax"][name]]
+    assert narrowed, (debugger_steps, "percentile ranking saw no narrowed range")

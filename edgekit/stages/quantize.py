@@ -167,8 +167,8 @@ def guarded_int8(prepared, *, plain: bytes, io_dtype: str, tune: Callable[[bytes
     ``tune`` and ``certify`` score a candidate (:func:`edgekit.metrics.accuracy_change`) on two disjoint
     sets of held-out images (the second has ``certification_images``). The tuning set only chooses; the
     guarantee comes from the certification set alone. Layers: the debugger's, ranked by int8 error per
-    byte kept float (:func:`rank_by_error_per_byte`); candidates: prefixes of that ranking, plain int8 (0)
-    first, then doubling (1, 2, 4, ...) and bisecting.
+    byte kept float (:func:`rank_by_error_per_byte`) under the activation ranges the candidates get;
+    candidates: prefixes of that ranking, plain int8 (0) first, then doubling (1, 2, 4, ...) and bisecting.
 
     A candidate passes tuning when its tuning drop plus the margin certification will need (the one-sided
     bound at the certification split's size, from the candidate's tuning disagreement rates) is within the

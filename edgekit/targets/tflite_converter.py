@@ -128,36 +128,54 @@ def _child_convert(saved_model: str, representative: np.ndarray | None,
     return results
 
 
-def _calibrated_int8(converter, job: dict[str, Any], representative: np.ndarray) -> tuple[bytes, dict | None]:
-    """Calibrate, narrow the activation ranges when the job asks (:mod:`edgekit.targets.activation_ranges`), then
-    quantize all but the denylisted tensors' ops: what the quantization debugger's ``get_nondebug_quantized_model``
-    does, minus its constructor, which insists on leaving layers to verify."""
-    from tensorflow.lite.python import convert as tflite_convert
-
+def _calibrated(converter, job: dict[str, Any], representative: np.ndarray) -> tuple[bytes, dict | None]:
+    """The calibrated float model (each tensor carrying its min/max), its activation ranges narrowed when the job
+    asks (:mod:`edgekit.targets.activation_ranges`), and the range report (None for min/max)."""
     from edgekit.targets.activation_ranges import narrowed_ranges
 
     converter.experimental_mlir_quantizer = True
     converter._experimental_calibrate_only = True
-    calibrated, report = converter.convert(), None
-    if job.get("activation_ranges", "minmax") != "minmax":
-        calibrated, report = narrowed_ranges(calibrated, representative, job["activation_ranges"], job["percentile"])
+    calibrated = converter.convert()
+    if job.get("activation_ranges", "minmax") == "minmax":
+        return calibrated, None
+    return narrowed_ranges(calibrated, representative, job["activation_ranges"], job["percentile"])
+
+
+def _calibrated_int8(converter, job: dict[str, Any], representative: np.ndarray) -> tuple[bytes, dict | None]:
+    """Calibrate (:func:`_calibrated`), then quantize all but the denylisted tensors' ops: what the quantization
+    debugger's ``get_nondebug_quantized_model`` does, minus its constructor, which insists on leaving layers to
+    verify."""
+    from tensorflow.lite.python import convert as tflite_convert
+
+    calibrated, report = _calibrated(converter, job, representative)
     return tflite_convert.mlir_quantize(
         calibrated, disable_per_channel=converter._experimental_disable_per_channel,
         fully_quantize=job["io_dtype"] != "float32", denylisted_nodes=list(job["denylisted_nodes"])), report
 
 
-def _child_layer_stats(saved_model: str, representative: np.ndarray) -> list[dict[str, Any]]:
-    """Child entry point: per-layer quantization error from the TFLite quantization debugger."""
+def _child_layer_stats(saved_model: str, representative: np.ndarray, job: dict[str, Any]) -> list[dict[str, Any]]:
+    """Child entry point: per-layer quantization error from the TFLite quantization debugger, on the job's
+    activation ranges.
+
+    The debugger calibrates with min/max when given a converter; given the debug model instead (quantized with
+    NumericVerify ops, as its constructor would build it), it scores the ranges the guard's candidates will have.
+    """
     import csv
     import io
+
+    from tensorflow.lite.python import convert as tflite_convert
 
     from edgekit._tf import import_tf
 
     tf, _ = import_tf()
-    converter = _converter(tf, saved_model, representative, {"mode": "int8"})
+    converter = _converter(tf, saved_model, representative, job)
+    calibrated, _ = _calibrated(converter, job, representative)
+    debug_model = tflite_convert.mlir_quantize(
+        calibrated, disable_per_channel=converter._experimental_disable_per_channel, fully_quantize=False,
+        enable_numeric_verify=True)
     samples = representative[:DEBUGGER_SAMPLES]
     debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter, debug_dataset=lambda: ([sample[None]] for sample in samples))
+        quant_debug_model_content=debug_model, debug_dataset=lambda: ([sample[None]] for sample in samples))
     debugger.run()
     buffer = io.StringIO()
     debugger.layer_statistics_dump(buffer)
@@ -302,9 +320,8 @@ class PreparedModel:
         return self.convert_many([(mode, io_dtype, tuple(denylisted_nodes))])[0]
 
     def layer_stats(self) -> list[dict[str, Any]]:
-        """Per-layer int8 quantization error (RMSE / scale), worst first."""
-        self._job("int8", "float32")
-        rows = _run_child(_child_layer_stats, self._saved_model(), self.representative,
+        """Per-layer int8 quantization error (RMSE / scale) under this model's activation ranges, worst first."""
+        rows = _run_child(_child_layer_stats, self._saved_model(), self.representative, self._job("int8", "float32"),
                           what=f"quantization debugger on {self.what}")
         return sorted(rows, key=lambda row: -row["rmse_over_scale"])
 
