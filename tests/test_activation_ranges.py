@@ -105,3 +105,41 @@ def test_the_guards_layer_ranking_scores_the_narrowed_ranges_its_candidates_get(
     narrowed = [name for name in debugger_steps["percentile"]
                 if debugger_steps["percentile"][name] < 0.5 * debugger_steps["minmax"][name]]
     assert narrowed, (debugger_steps, "percentile ranking saw no narrowed range")
+
+
+@pytest.mark.parametrize("estimator, carried", [("percentile", [[False], [False, True], [True], [False, False]]),
+                                                ("minmax", [[False], [False, False], [True], [False, False]])])
+def test_int8_candidates_of_one_model_share_one_calibration_and_equal_a_freshly_calibrated_one(
+        calibration, estimator, carried, monkeypatch):
+    # The guard converts up to a dozen candidates (layers kept float) from one model: each reuses the calibrated
+    # (and narrowed) model of the first conversion that made one, instead of running the images through the
+    # model twice more, and must come out byte-identical to a conversion that calibrated on its own. Plain
+    # min/max int8 is the converter's own one-step conversion, so there the first candidate calibrates. Jobs
+    # sent to one child together share the calibration there (the last, fresh model's two candidates).
+    from edgekit.child_process import reusing_children
+    from edgekit.runtime.tflite_file import parse_tflite
+    from edgekit.targets import tflite_converter
+    from edgekit.targets.tflite_converter import PreparedModel
+
+    model = small_depthwise_net("relu6")
+    sent, run_child = [], tflite_converter._run_child
+    monkeypatch.setattr(tflite_converter, "_run_child",
+                        lambda function, *args, what: sent.append(args[-1]) or run_child(function, *args, what=what))
+    with reusing_children():
+        with PreparedModel(model, what="small net", representative=calibration, activation_ranges=estimator) as one:
+            graph = parse_tflite(one.convert("int8")).main
+            names = {op.op: graph.tensors[op.outputs[0]].name for op in graph.operators}
+            _, depthwise_float = one.convert_many([("float16", "float32", ()),
+                                                   ("int8", "float32", (names["DEPTHWISE_CONV_2D"],))])
+            conv_float = one.convert("int8", denylisted_nodes=(names["CONV_2D"],))
+        with PreparedModel(model, what="small net", representative=calibration, activation_ranges=estimator) as fresh:
+            alone = fresh.convert_many([("int8", "float32", (names["DEPTHWISE_CONV_2D"],)),
+                                        ("int8", "float32", (names["CONV_2D"],))])
+
+    assert [["calibration" in job for job in jobs] for jobs in sent] == carried
+    assert [depthwise_float, conv_float] == alone
+    kept_dtype = {op.op: parse_tflite(depthwise_float).main.tensors[op.outputs[0]].dtype
+                  for op in parse_tflite(depthwise_float).main.operators}
+    assert kept_dtype["DEPTHWISE_CONV_2D"] == "FLOAT32" and kept_dtype["FULLY_CONNECTED"] == "INT8"
+    assert len(one.range_reports) == (3 if estimator == "percentile" else 0)
+    assert all(report == one.range_reports[0] for report in one.range_reports)
