@@ -85,6 +85,16 @@ def test_pick_prefers_smallest_variant_within_constraints():
     assert pick(ROWS, {"max_latency_ms": 1.0}, reference_accuracy=0.90) is None
 
 
+def test_pick_treats_sizes_and_latencies_within_noise_as_ties_and_takes_the_more_accurate():
+    # recipe_clothing_small (session 29): pruned+int8 and int8, the same file size, 0.01 ms apart on one device
+    pruned = {"variant": "prune50-int8", "device": "cpu-1t", "accuracy": 0.7650, "p50_ms": 1.718, "size_mb": 2.7199}
+    plain = {"variant": "int8", "device": "cpu-1t", "accuracy": 0.7669, "p50_ms": 1.724, "size_mb": 2.7200}
+    assert pick([pruned, plain], {}, reference_accuracy=0.77) is plain
+    # a clearly smaller or clearly faster variant still wins over a more accurate one
+    assert pick([pruned | {"size_mb": 2.0}, plain], {}, reference_accuracy=0.77)["variant"] == "prune50-int8"
+    assert pick([pruned | {"p50_ms": 1.5}, plain], {}, reference_accuracy=0.77)["variant"] == "prune50-int8"
+
+
 def test_violations_are_readable():
     broken = violations(ROWS[0], {"max_size_mb": 5, "max_latency_ms": 8}, reference_accuracy=0.9)
     assert broken == ["p50 10.00 ms > 8", "size 9.00 MB > 5"]
