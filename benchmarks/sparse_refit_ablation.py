@@ -9,9 +9,9 @@ as Keras float32 outputs on clothing-small test/ + extra/ (never used for fine-t
 parent: paired top-1 drop with its 95% interval, and agreement.
 
     EDGEKIT_SHARED=/work/shared PYTHONPATH=$PWD .venv/bin/python benchmarks/sparse_refit_ablation.py \
-        [--float runs/sparse/float] [--work runs/bench-sparse] [--epochs 8] [--seed 0]
+        [--float runs/sparse/float] [--work runs/bench-sparse] [--epochs 12] [--seed 0]
 
-The epochs default to compress's for latency pruning (8). Other than 4 epochs (the first measurement, in
+The epochs default to compress's for latency pruning (12). Other than 4 epochs (the first measurement, in
 ``sparse_refit_ablation.{json,md}``), the results go to ``sparse_refit_ablation_e<epochs>.{json,md}``, and other
 than seed 0 (the pruning compress run's seed; the float parent is the same) to ``..._e<epochs>_s<seed>.{json,md}``.
 The int8 twin (``sparse70-int8``, what ``--prune-for latency --int8`` ships beside it) is two rows: the refit model
