@@ -216,7 +216,8 @@ def markdown(result: dict) -> list[str]:
         drop = (f"{row['drop_points']:+.1f} ({row['drop_interval95'][0]:+.1f} to {row['drop_interval95'][1]:+.1f})"
                 if "drop_points" in row else "–")
         ranges = row.get("activation_ranges")  # int8 rows: a cached build may predate the percentile default
-        lines.append(f"| {row['model']}{f' (--activation-ranges {ranges})' if ranges else ''} | {row['size_bytes'] / 1e6:.2f} | {row['size_bytes'] / dense['size_bytes']:.3f} "
+        name = f"{row['model']} (--activation-ranges {ranges})" if ranges else row["model"]
+        lines.append(f"| {name} | {row['size_bytes'] / 1e6:.2f} | {row['size_bytes'] / dense['size_bytes']:.3f} "
                      f"| {row['gzip_bytes'] / 1e6:.2f} | {row['gzip_bytes'] / dense['gzip_bytes']:.3f} "
                      f"| {harness.cell(row['cpu_p50_ms'], unit='')} "
                      f"| {harness.cell(row['cpu_speedup_vs_dense']) if speed else '1 (baseline)'} "
