@@ -56,15 +56,16 @@ def compress_rows(r: dict) -> list[Row]:
              "gzip <= 0.20x", _status(goals["pruned 50% + int8 gzip <= 0.20x float"]))]
 
 
-def refit_drops_by_seed(epochs: int, results: Path = RESULTS) -> dict[int, float]:
-    """Latency pruning's drop (the shipped method: classifier refit) per pruning seed at ``epochs``, from
-    sparse_refit_ablation's files: one seed's number alone would hide how much the seed moves it."""
+def refit_drops_by_seed(epochs: int, results: Path = RESULTS) -> dict[int, tuple[float, float]]:
+    """Latency pruning's drop and the upper end of its 95% interval (the shipped method: classifier refit) per
+    pruning seed at ``epochs``, from sparse_refit_ablation's files: one seed's number alone would hide how much
+    the seed moves it."""
     drops = {}
     for path in sorted(results.glob("sparse_refit_ablation*.json")):
         result = json.loads(path.read_text())
         if result["fine_tune_epochs"] == epochs:
             (refit,) = [row for row in result["rows"] if row["model"].endswith("classifier refit")]
-            drops[result.get("seed", 0)] = refit["drop_points"]
+            drops[result.get("seed", 0)] = (refit["drop_points"], refit["interval95_points"][1])
     return dict(sorted(drops.items()))
 
 
@@ -73,15 +74,16 @@ def sparse_rows(r: dict) -> list[Row]:
     sparse, int8 = rows["sparse float32"], rows["int8"]
     low, high = sparse["drop_interval95"]
     seeds = refit_drops_by_seed(r["fine_tune_epochs"])
-    over_seeds = (f"; over pruning seeds {', '.join(map(str, seeds))}: {', '.join(f'{d:+.2f}' for d in seeds.values())}"
-                  f" (mean {sum(seeds.values()) / len(seeds):+.2f})" if len(seeds) > 1 else "")
-    drop_met = goals["sparse_fp32_drop_le_1pt"] and all(drop <= 1.0 for drop in seeds.values())
+    over_seeds = (f"; over pruning seeds {', '.join(map(str, seeds))}: "
+                  f"{', '.join(f'{drop:+.2f} (up to {upper:+.2f})' for drop, upper in seeds.values())}"
+                  f" (mean {sum(drop for drop, _ in seeds.values()) / len(seeds):+.2f})" if len(seeds) > 1 else "")
+    drop_met = goals["sparse_fp32_drop_le_1pt"] and all(drop <= 1.0 for drop, _ in seeds.values())
     return [(f"sparse float32 (1x1 convs pruned {r['sparsity']:.0%} for latency, {r['fine_tune_epochs']} fine-tune "
              "epochs) vs dense float32, MobileNetV2 224 px, 1 thread",
              f"{cell(sparse['cpu_speedup_vs_dense'])} faster in CPU time (int8: {cell(int8['cpu_speedup_vs_dense'])}); "
              f"{sparse['size_bytes'] / rows['dense float32']['size_bytes']:.2f}x size; top-1 drop "
              f"{sparse['drop_points']:+.2f} pts [{low:+.2f}, {high:+.2f}] on {sparse['images']} unseen photos{over_seeds}",
-             ">= 1.3x faster; drop <= 1.0 pt (every seed)",
+             ">= 1.3x faster; drop <= 1.0 pt (every seed's point estimate)",
              f"{_status(goals['sparse_fp32_speedup_ge_1.3'])}, {_status(drop_met)}")]
 
 

@@ -142,6 +142,7 @@ def measure(*, float_dir: Path | None, work: Path, rounds: int, runs: int, epoch
     from int8_accuracy import linked_pool
 
     from edgekit.artifacts import load_artifact
+    from edgekit.stages.compress import recorded_activation_ranges
     from edgekit.stages.xnnpack_sparse import cpu_sparse_support
     from edgekit.targets.tflite_converter import gzip_size
 
@@ -169,7 +170,8 @@ def measure(*, float_dir: Path | None, work: Path, rounds: int, runs: int, epoch
         artifact = variants.get(name)
         if artifact is not None:
             accuracy = artifact.manifest.metrics["accuracy"]
-            row |= {"drop_points": accuracy["drop_points"], "drop_interval95": accuracy["interval95_points"],
+            row |= {"activation_ranges": recorded_activation_ranges(artifact.manifest),
+                    "drop_points": accuracy["drop_points"], "drop_interval95": accuracy["interval95_points"],
                     "images": accuracy["images"], "agreement": accuracy["top1_agreement"],
                     "parent_top1": accuracy["parent_top1"], "top1": accuracy["top1"]}
         rows.append(row)
@@ -213,7 +215,9 @@ def markdown(result: dict) -> list[str]:
         speed = row["speedup_vs_dense"]
         drop = (f"{row['drop_points']:+.1f} ({row['drop_interval95'][0]:+.1f} to {row['drop_interval95'][1]:+.1f})"
                 if "drop_points" in row else "–")
-        lines.append(f"| {row['model']} | {row['size_bytes'] / 1e6:.2f} | {row['size_bytes'] / dense['size_bytes']:.3f} "
+        ranges = row.get("activation_ranges")  # int8 rows: a cached build may predate the percentile default
+        name = f"{row['model']} (--activation-ranges {ranges})" if ranges else row["model"]
+        lines.append(f"| {name} | {row['size_bytes'] / 1e6:.2f} | {row['size_bytes'] / dense['size_bytes']:.3f} "
                      f"| {row['gzip_bytes'] / 1e6:.2f} | {row['gzip_bytes'] / dense['gzip_bytes']:.3f} "
                      f"| {harness.cell(row['cpu_p50_ms'], unit='')} "
                      f"| {harness.cell(row['cpu_speedup_vs_dense']) if speed else '1 (baseline)'} "

@@ -9,13 +9,16 @@ as Keras float32 outputs on clothing-small test/ + extra/ (never used for fine-t
 parent: paired top-1 drop with its 95% interval, and agreement.
 
     EDGEKIT_SHARED=/work/shared PYTHONPATH=$PWD .venv/bin/python benchmarks/sparse_refit_ablation.py \
-        [--float runs/sparse/float] [--work runs/bench-sparse] [--epochs 8] [--seed 0]
+        [--float runs/sparse/float] [--work runs/bench-sparse] [--epochs 12] [--seed 0]
 
-The epochs default to compress's for latency pruning (8). Other than 4 epochs (the first measurement, in
+The epochs default to compress's for latency pruning (12). Other than 4 epochs (the first measurement, in
 ``sparse_refit_ablation.{json,md}``), the results go to ``sparse_refit_ablation_e<epochs>.{json,md}``, and other
 than seed 0 (the pruning compress run's seed; the float parent is the same) to ``..._e<epochs>_s<seed>.{json,md}``.
-The same compress run's int8 twin (``sparse70-int8``, what ``--prune-for latency --int8`` ships beside it) is a
-row too, as compress measured it: the .tflite on the same photos against the same parent.
+The int8 twin (``sparse70-int8``, what ``--prune-for latency --int8`` ships beside it) is two rows: the refit model
+converted to int8 as compress converts it (same calibration images), once with min/max activation ranges and once
+with percentile ranges (the default since session 28), each .tflite scored on the same photos against the same
+parent. The conversion with the ranges compress built its twin with must score what compress recorded; the
+results say whether it did, so a cached build of either kind is re-measured, not retrained.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from _common import CLOTHING, clothing_float  # noqa: E402
 from edgekit.options import LATENCY_PRUNE_FINE_TUNE_EPOCHS  # noqa: E402
 
 FIRST_EPOCHS = 4  # the first measurement's epochs: its results kept the unsuffixed file name
+RANGES_NAMES = {"minmax": "min/max activation ranges (before session 28)",
+                "percentile": "percentile activation ranges (the default)"}
 KEPT = ("images", "parent_top1", "top1", "drop_points", "interval95_points", "top1_agreement")
 
 
@@ -70,15 +75,34 @@ def _saved_before_refit(parent, work: Path, pool: Path, epochs: int, seed: int) 
     return model_path, targets_path
 
 
+def _int8_twins(model, twin, preprocessing, pool_inputs: np.ndarray) -> dict[str, np.ndarray]:
+    """The refit model (what compress converts) as int8 under each activation-range estimator, calibrated on
+    the images compress calibrated its twin on (``twin``'s manifest: folder, samples, seed), run on the pool."""
+    from edgekit.data import scan_image_folder
+    from edgekit.stages.compress import calibration_inputs
+    from edgekit.targets.tflite_converter import PreparedModel, run_tflite
+
+    calibration = calibration_inputs(scan_image_folder(Path(twin.options["calibration"]), classes=twin.labels),
+                                     preprocessing,
+                                     twin.options["calibration_samples"], twin.options["seed"])
+    outputs = {}
+    for ranges in RANGES_NAMES:
+        with PreparedModel(model, what=f"refit pruned model ({ranges})", representative=calibration,
+                           activation_ranges=ranges) as prepared:
+            outputs[ranges] = run_tflite(prepared.convert("int8"), pool_inputs)
+    return outputs
+
+
 def measure(*, float_dir: Path | None, work: Path, epochs: int, seed: int) -> dict:
     import sparse_pruning
     from int8_accuracy import linked_pool
 
     from edgekit._tf import import_tf
     from edgekit.artifacts import load_artifact
-    from edgekit.data import load_folder_arrays, scan_image_folder
+    from edgekit.data import load_folder_arrays, normalize, scan_image_folder
     from edgekit.keras_io import load_float_model
     from edgekit.metrics import accuracy_change
+    from edgekit.stages.compress import recorded_activation_ranges
     from edgekit.stages.finetune import _cached_features
     from edgekit.stages.tfmot_wrappers import (DISTILLATION_TEMPERATURE, TrainingImages, distillation_loss,
                                                load_training_images, outputs_in_order, refit_classifier)
@@ -110,17 +134,28 @@ def measure(*, float_dir: Path | None, work: Path, epochs: int, seed: int) -> di
     record = refit_classifier(model, replace(train, labels=np.load(targets_path)),
                               distillation_loss(DISTILLATION_TEMPERATURE), seed=seed)  # as compress refits
     add(f"sparse float32, {epochs} epochs, classifier refit", record)
-    twin = compressed["pruned + int8"].manifest.metrics["accuracy"]
-    rows.append({"model": f"pruned + int8 ({epochs} epochs, refit; the .tflite as compress measured it)",
-                 **{key: twin[key] for key in KEPT}, "refit": None})
+    twin = compressed["pruned + int8"].manifest
+    converted = _int8_twins(model, twin, preprocessing, normalize(pixels, preprocessing))
+    for ranges, outputs in converted.items():
+        change = accuracy_change(truth, parent_outputs, outputs, labels)
+        rows.append({"model": f"pruned + int8, {RANGES_NAMES[ranges]} ({epochs} epochs, refit)",
+                     **{key: change[key] for key in KEPT}, "refit": None, "activation_ranges": ranges})
+    # compress's own twin: the re-conversion with its ranges must score what compress recorded
+    built_with = recorded_activation_ranges(twin)
+    (same,) = [row for row in rows if row.get("activation_ranges") == built_with]
+    recorded = twin.metrics["accuracy"]
+    compress_twin = {"activation_ranges": built_with, "drop_points": recorded["drop_points"],
+                     "reproduced": all(same[key] == recorded[key] for key in ("images", "top1", "top1_agreement"))}
     pruning = taught.manifest.extra["pruning"]
     return {"what": f"the classifier refit after BatchNormalization re-estimation, alone: MobileNetV2 224 px, 1x1 "
                     f"convolutions pruned to 70% for latency, {epochs} fine-tune epochs, seed {seed}"
                     f"{sparse_pruning._distilled(pruning)}",
             "distillation": pruning["distillation"], "fine_tune": pruning["fine_tune"],
             "float_parent": harness.relative(parent.path), "fine_tune_epochs": epochs, "seed": seed, "rows": rows,
-            "accuracy_method": "Keras float32 outputs (the sparse float32 .tflite computes the same function) on "
-                               "clothing-small test/ + extra/, never used for fine-tuning; paired top-1 drop vs the "
+            "compress_int8_twin": compress_twin,
+            "accuracy_method": "sparse float32: Keras float32 outputs (the sparse float32 .tflite computes the same "
+                               "function); int8: the .tflite's outputs; on clothing-small test/ + extra/, never used "
+                               "for fine-tuning; paired top-1 drop vs the "
                                "float parent (positive = loss), 95% interval from edgekit.metrics.accuracy_change",
             "elapsed_s": round(time.perf_counter() - started, 1), "environment": harness.finish(env)}
 
@@ -136,6 +171,10 @@ def markdown(result: dict) -> list[str]:
         train = f"{refit['train_agreement_before']} -> {refit['train_agreement_after']}" if refit else "–"
         lines.append(f"| {row['model']} | {row['drop_points']:+.2f} ({low:+.2f} to {high:+.2f}) | {row['images']} "
                      f"| {row['top1_agreement']} | {train} |")
+    twin = result["compress_int8_twin"]
+    lines += ["", f"compress's own int8 twin was built with {RANGES_NAMES[twin['activation_ranges']]} and recorded "
+              f"{twin['drop_points']:+.2f}; the re-conversion with those ranges "
+              f"{'reproduces it exactly' if twin['reproduced'] else 'does NOT reproduce it'}."]
     history = result["fine_tune"]
     lines += ["", "Fine-tune, per epoch: agreement with the parent on the batches trained on "
               f"{', '.join(f'{v:.3f}' for v in history['accuracy'])}; loss "

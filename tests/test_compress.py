@@ -7,6 +7,7 @@ MobileNetV2 fixture. Runtime ~3-4 minutes on 2 cores (each conversion is a child
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -179,7 +180,7 @@ def test_cluster_leaves_at_most_n_values_per_clustered_layer(cnn_artifact, tmp_p
 
 @pytest.mark.parametrize("distill", [False, True])
 def test_qat_produces_an_int8_model(cnn_artifact, tmp_path, distill):
-    from edgekit.stages.compress import compress
+    from edgekit.stages.compress import compress, recorded_activation_ranges
 
     (artifact,) = compress(model=cnn_artifact.path, out_dir=tmp_path / "out", qat=True, io_dtype="int8",
                            fine_tune_epochs=1, qat_distill=distill)
@@ -192,6 +193,7 @@ def test_qat_produces_an_int8_model(cnn_artifact, tmp_path, distill):
     assert ranges["initialised"] > 0 and ranges["left_at_tfmot_start"] == 0 and ranges["from_images"] > 0
     # QAT's int8 keeps the ranges it learned: no estimator is recorded, none narrowed them after training
     assert artifact.manifest.options["activation_ranges"] is None and "activation_ranges" not in artifact.manifest.extra
+    assert recorded_activation_ranges(artifact.manifest) is None  # not "minmax", as an older manifest would read
     if distill:  # the manifest says what QAT learnt from (tests/test_qat_distill.py: that it does)
         assert qat["distillation"]["temperature"] == 2.0 and qat["distillation"]["labels_used"] is False
     else:
@@ -464,12 +466,17 @@ def test_cli_compress_int8_defaults_to_percentile_ranges_and_records_what_they_n
                                                                                          capsys):
     from edgekit.artifacts import load_artifact
     from edgekit.cli.entry import main
+    from edgekit.stages.compress import recorded_activation_ranges
 
     main(["compress", str(cnn_artifact.path), "--int8", "--out", str(tmp_path / "out"), "--json"])
     (row,) = json.loads(capsys.readouterr().out)
     manifest = load_artifact(Path(row["path"]).parent).manifest
     ranges = manifest.extra["activation_ranges"]
-    assert manifest.options["activation_ranges"] == "percentile"
+    assert manifest.options["activation_ranges"] == "percentile" == recorded_activation_ranges(manifest)
+    # a manifest written before the option existed records no estimator: its int8 used the converter's min/max
+    older = dataclasses.replace(manifest, options={key: value for key, value in manifest.options.items()
+                                                   if key != "activation_ranges"})
+    assert recorded_activation_ranges(older) == "minmax"
     assert ranges["estimator"] == "percentile" and ranges["narrowed"] > 0 and ranges["images"] >= 10
     assert row["top1_agreement"] >= 0.9
     main(["compress", str(cnn_artifact.path), "--int8", "--activation-ranges", "minmax", "--out",

@@ -159,9 +159,10 @@ def test_latency_pruning_drops_are_gathered_per_seed_at_the_epochs_asked(tmp_pat
     numbers = _readme_numbers()
     for name, epochs, seed, drop in (("e8", 8, 0, -0.1), ("e8_s2", 8, 2, 1.2), ("", 4, None, 3.6)):
         result = {"fine_tune_epochs": epochs, "rows": [{"model": "x, classifier as fine-tuned", "drop_points": 9.0},
-                                                       {"model": "x, classifier refit", "drop_points": drop}]}
+                                                       {"model": "x, classifier refit", "drop_points": drop,
+                                                        "interval95_points": [drop - 1.6, drop + 1.6]}]}
         if seed is not None:
             result["seed"] = seed
         (tmp_path / f"sparse_refit_ablation{'_' + name if name else ''}.json").write_text(json.dumps(result))
-    assert numbers.refit_drops_by_seed(8, tmp_path) == {0: -0.1, 2: 1.2}
-    assert numbers.refit_drops_by_seed(4, tmp_path) == {0: 3.6}
+    assert numbers.refit_drops_by_seed(8, tmp_path) == {0: (-0.1, -0.1 + 1.6), 2: (1.2, 1.2 + 1.6)}
+    assert numbers.refit_drops_by_seed(4, tmp_path) == {0: (3.6, 3.6 + 1.6)}

@@ -272,7 +272,7 @@ def _finetune_stage(recipe: dict, paths: RecipePaths, out_dir: Path, seed: int,
 
 def keyed_options(options: dict) -> dict:
     """A compress variant's options as its stage key holds them, with what a changed default would change filled
-    in, defaulted or not: a training variant's epochs (latency pruning's became 8) and a post-training int8
+    in, defaulted or not: a training variant's epochs (latency pruning's became 8, then 12) and a post-training int8
     variant's activation ranges (percentile since session 28). So a cache built under an old default rebuilds
     that variant instead of reusing it; float16/dynamic keys stay as they were."""
     resolved = CompressOptions(**options)

@@ -135,9 +135,7 @@ def _calibration_and_eval(plan: Plan) -> tuple[np.ndarray | None, EvalSet]:
         elif eval_folder is not None:  # never calibrate on the images that are scored
             scored = {path.resolve() for path in eval_folder.paths}
             folder = folder.subset([i for i, path in enumerate(folder.paths) if path.resolve() not in scored])
-        pixels, _ = load_folder_arrays(calibration_sample(folder, plan.options.calibration_samples, seed=seed),
-                                       plan.preprocessing)
-        calibration = normalize(pixels, plan.preprocessing)
+        calibration = calibration_inputs(folder, plan.preprocessing, plan.options.calibration_samples, seed)
     if eval_folder is None:
         checks = validation_set(plan.parent, plan.preprocessing, seed=seed)
         return calibration, EvalSet(checks.inputs, checks.labels, checks.source, checks.training_data)
@@ -145,6 +143,24 @@ def _calibration_and_eval(plan: Plan) -> tuple[np.ndarray | None, EvalSet]:
     pixels, truth = load_folder_arrays(eval_folder, plan.preprocessing)
     return calibration, EvalSet(normalize(pixels, plan.preprocessing), truth, description,
                                 training_data=plan.eval_from_calibration)
+
+
+def calibration_inputs(folder, preprocessing: Preprocessing, samples: int, seed: int) -> np.ndarray:
+    """``samples`` class-stratified, seeded images of ``folder`` as normalised inputs: what an int8 conversion
+    calibrates on (public so a benchmark can re-convert a model compress built on the same images)."""
+    from edgekit.data import calibration_sample, load_folder_arrays, normalize
+
+    pixels, _ = load_folder_arrays(calibration_sample(folder, samples, seed=seed), preprocessing)
+    return normalize(pixels, preprocessing)
+
+
+def recorded_activation_ranges(manifest: Manifest) -> str | None:
+    """The activation ranges a compress variant's post-training int8 conversion used, None for any other variant.
+    A manifest written before ``--activation-ranges`` existed records none: its ranges were the converter's min/max."""
+    options = manifest.options
+    if options.get("mode") != "int8" or options.get("qat"):
+        return None
+    return options.get("activation_ranges") or "minmax"
 
 
 def _optimise(keras_model, plan: Plan, calibration: np.ndarray | None) -> tuple[object, dict]:
