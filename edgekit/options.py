@@ -223,8 +223,9 @@ class CompressOptions(StageOptions):
         DEFAULT_WEIGHT_ROUNDING, examples=["adaround"],
         description="With --int8: how weights are rounded to int8: nearest (the converter's own) or adaround (as "
                     "AIMET/NNCF: each weight rounded up or down so that each layer's output on 64 calibration images "
-                    "moves least, layer by layer; the converter then writes exactly those integers). Same size; "
-                    "a few minutes on a CPU for MobileNetV2 (the manifest's weight_rounding records time and layers).")
+                    "moves least, layer by layer; the converter then writes exactly those integers). Same size. "
+                    "MobileNetV2's agreement with float went from 0.949 to 0.956 at 224 px and 0.941 to 0.954 at 160 "
+                    "(n=2,440); the rounding took 10 and 3.5 minutes on a busy 2-core CPU (README: int8 accuracy).")
     seed: int = Field(0, ge=0, description="Random seed (recorded in the manifest; same seed, same metrics).")
 
     @property
