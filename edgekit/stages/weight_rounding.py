@@ -273,7 +273,9 @@ def adaround(model, grids: list[Grid], calibration: np.ndarray, *, images: int =
 
 def grid_mismatches(model, grids: list[Grid], int8_bytes: bytes) -> dict:
     """Where the conversion ``int8_bytes`` of ``model`` (its layers rounded through ``grids``) wrote other
-    integers than the chosen ones, or another step: both 0 when the converter's rounding lands on the choice."""
+    integers than the chosen ones, or put them on another step (both counted in weights): 0 integers when the
+    converter's rounding lands on the choice. A step moves where the converter widens it so that an int32 bias
+    fits: that width depends on the input's activation range, which the rounding shifts a little."""
     written = {grid.layer.name: grid for grid in converter_grids(model, int8_bytes)}
     chosen = [(grid, written[grid.layer.name]) for grid in grids if grid.chosen is not None]
     return {"weights": sum(int(grid.chosen.size) for grid, _ in chosen),
