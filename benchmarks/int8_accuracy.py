@@ -3,7 +3,8 @@ used in training (test/ + extra/), with paired 95% intervals; and the accuracy-g
 split disjoint from its tuning split.
 
 Per backbone (catalog name) x input size: finetune on train/ at defaults (head only, cached features),
-then `compress --int8` (calibrated on train/) scored on the whole pool, and `compress --int8
+then `compress --int8` (calibrated on train/) scored on the whole pool, plain, with `--bias-correction` and
+with `--weight-rounding adaround`, and `compress --int8
 --max-accuracy-drop BOUND` with the same pool as --eval-data (tuned on 40%, certified on the other
 60%), plain and with `--bias-correction` (every candidate the guard tries bias-corrected on the
 calibration images). Every number is the compress stage's own manifest (edgekit.metrics.accuracy_change;
@@ -28,7 +29,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("EDGEKIT_SHARED", REPO.parent / "shared")) / "datasets" / "clothing-small"
 GOALS = {"drop_points": 1.0, "agreement": 0.95, "int8_size": 0.31, "guarded_size": 0.40}
-METHODS = ("int8", "guarded", "guarded-bias-correction")
+METHODS = ("int8", "int8-bias-correction", "int8-adaround", "guarded", "guarded-bias-correction")
+# method: (row key, folder under the row's work folder, compress options, label in the table); "int8" is the
+# plain conversion every other method is compared with, and every row has it
+PLAIN = {"int8": ("int8", "plain", {}, "int8"),
+         "int8-bias-correction": ("int8_bias_correction", "bias-correction", {"bias_correction": True},
+                                  "int8 + bias correction"),
+         "int8-adaround": ("int8_adaround", "adaround", {"weight_rounding": "adaround"}, "int8 + AdaRound rounding")}
 # method: (row key and folder under the row's work folder, compress options, label in the table)
 GUARDED = {"guarded": ("guarded", {}, "guarded int8"),
            "guarded-bias-correction": ("guarded_bias_correction", {"bias_correction": True},
@@ -75,7 +82,7 @@ def measure(backbone: str, size: int, *, data: Path, pool: Path, work: Path, bou
     root = work / f"{backbone}-{size}"
     cached = root / "row.json"
     row: dict = json.loads(cached.read_text()) if cached.is_file() else {"backbone": backbone, "input_size": size}
-    missing = [method for method in methods if GUARDED.get(method, (method,))[0] not in row]
+    missing = [method for method in methods if (PLAIN.get(method) or GUARDED[method])[0] not in row]
     if not missing:
         return row
     started, load = time.perf_counter(), _load()
@@ -84,14 +91,9 @@ def measure(backbone: str, size: int, *, data: Path, pool: Path, work: Path, bou
     parent = load_artifact(root / "float")
     row["float_validation_top1"] = parent.manifest.metrics["validation"].get("accuracy")
     row["float_parent_sha256"] = parent.manifest.sha256
-    if "int8" in missing:
-        plain = _compressed(root / "plain", parent, eval_data=pool)
-        accuracy, size_metrics = plain.manifest.metrics["accuracy"], plain.manifest.metrics["size"]
-        row["int8"] = {key: accuracy[key] for key in (
-            "images", "parent_top1", "top1", "drop_points", "interval95_points", "upper95_points", "top1_agreement",
-            "worst_class_recall_drop", "macro_f1_drop_points")}
-        row["int8"] |= {"size_vs_float32_tflite": size_metrics["vs_float32_tflite"], "bytes": size_metrics["bytes"],
-                        "parent_sha256": plain.manifest.parent["sha256"]}
+    for method in (method for method in missing if method in PLAIN):
+        key, folder, options, _ = PLAIN[method]
+        row[key] = _plain(root / folder, parent, pool=pool, **options)
     for method in missing:
         if method in GUARDED:
             key, options, _ = GUARDED[method]
@@ -103,6 +105,26 @@ def measure(backbone: str, size: int, *, data: Path, pool: Path, work: Path, bou
     on_disk = json.loads(cached.read_text()) if cached.is_file() else {}
     write_json_atomic(cached, on_disk | row)
     return on_disk | row
+
+
+def _plain(out: Path, parent, *, pool: Path, **options) -> dict:
+    """The row of ``compress --int8`` (plus ``options``) scored on the whole pool, from its manifest."""
+    started, load = time.perf_counter(), _load()
+    compressed = _compressed(out, parent, eval_data=pool, **options)
+    accuracy, size_metrics = compressed.manifest.metrics["accuracy"], compressed.manifest.metrics["size"]
+    measured = {key: accuracy[key] for key in (
+        "images", "parent_top1", "top1", "drop_points", "interval95_points", "upper95_points", "top1_agreement",
+        "worst_class_recall_drop", "macro_f1_drop_points")}
+    measured |= {"size_vs_float32_tflite": size_metrics["vs_float32_tflite"], "bytes": size_metrics["bytes"],
+                 "parent_sha256": compressed.manifest.parent["sha256"]}
+    for report in ("bias_correction", "weight_rounding"):  # what the method did, without its per-layer lists
+        if report in compressed.manifest.extra:
+            measured[report] = {key: value for key, value in compressed.manifest.extra[report].items()
+                                if key != "per_layer"}
+    if options:  # the plain row's time is the row's own wall_s
+        measured |= {"options": options, "wall_s": round(time.perf_counter() - started, 1), "load_at_start": load,
+                     "load_at_end": _load()}
+    return measured
 
 
 def _guarded(root: Path, folder: str, parent, *, pool: Path, bound: float, **options) -> dict:
@@ -154,7 +176,8 @@ def parents(row: dict) -> dict[str, str | None]:
     """The float parent (sha256) behind each result of a row: the float's own top-1 and each method's; None
     where a result was measured before parents were recorded."""
     found = {"float": row.get("float_parent_sha256")}
-    return found | {key: row[key].get("parent_sha256") for key in ("int8", *(k for k, *_ in GUARDED.values()))
+    return found | {key: row[key].get("parent_sha256") for key in (*(k for k, *_ in PLAIN.values()),
+                                                                    *(k for k, *_ in GUARDED.values()))
                     if key in row}
 
 
@@ -170,7 +193,9 @@ def _markdown(rows: list[dict], bound: float) -> str:
              "clothing-small test/ + extra/ (the number of images is n); float parent finetuned at defaults on "
              "train/; int8 at compress's defaults, activation ranges included (percentile 99.99; min/max before "
              "session 28: int8_accuracy_minmax.md). Drop = float top-1 minus int8 top-1 in points (positive = loss), with the paired 95% "
-             "interval (Bonett-Price). Size vs the float32 TFLite of the same model. Guarded: "
+             "interval (Bonett-Price). Size vs the float32 TFLite of the same model. \"+ bias correction\": "
+             "`--bias-correction`; \"+ AdaRound rounding\": `--weight-rounding adaround` (each weight rounded up or "
+             "down to reconstruct each layer's output on 64 of the calibration images). Guarded: "
              f"`--max-accuracy-drop {bound:g}`, layers chosen on 40% of the pool, certified (one-sided 95% upper "
              "bound <= the bound, Bonferroni over the guard's looks at that split: at most 2, the choice and one "
              "fallback, plain int8 included) on the other 60%. A row measured under an earlier acceptance rule "
@@ -178,11 +203,13 @@ def _markdown(rows: list[dict], bound: float) -> str:
              "| backbone | size | method | n | drop (95% CI) | agreement | size vs fp32 TFLite | certified |",
              "|---|---:|---|---:|---|---:|---:|---|"]
     for row in rows:
-        int8 = row["int8"]
-        low, high = int8["interval95_points"]
-        lines.append(f"| {row['backbone']} | {row['input_size']} | int8 | {int8['images']} | "
-                     f"{int8['drop_points']:+.2f} ({low:+.2f} to {high:+.2f}) | {int8['top1_agreement']:.3f} | "
-                     f"{int8['size_vs_float32_tflite']:.3f}x | - |")
+        for key, _, _, label in PLAIN.values():
+            if key in row:
+                measured = row[key]
+                low, high = measured["interval95_points"]
+                lines.append(f"| {row['backbone']} | {row['input_size']} | {label} | {measured['images']} | "
+                             f"{measured['drop_points']:+.2f} ({low:+.2f} to {high:+.2f}) | "
+                             f"{measured['top1_agreement']:.3f} | {measured['size_vs_float32_tflite']:.3f}x | - |")
         for key, _, label in GUARDED.values():
             if key in row:
                 lines.append(_guarded_line(row, label, row[key]))
@@ -234,11 +261,14 @@ def _certified_upper(guarded: dict) -> float:
 
 
 def _goals(row: dict) -> dict[str, bool]:
-    """Issue 13's goals for one row; each guarded method is judged on its own."""
-    int8 = row["int8"]
-    goals = {"int8_drop_le_1.0": int8["drop_points"] <= GOALS["drop_points"],
-             "agreement_ge_0.95": int8["top1_agreement"] >= GOALS["agreement"],
-             "int8_size_le_0.31x": int8["size_vs_float32_tflite"] <= GOALS["int8_size"]}
+    """Issue 13's goals for one row; each method is judged on its own."""
+    goals = {}
+    for key, *_ in PLAIN.values():
+        if key in row:
+            measured = row[key]
+            goals |= {f"{key}_drop_le_1.0": measured["drop_points"] <= GOALS["drop_points"],
+                      f"{key}_agreement_ge_0.95": measured["top1_agreement"] >= GOALS["agreement"],
+                      f"{key}_size_le_0.31x": measured["size_vs_float32_tflite"] <= GOALS["int8_size"]}
     for key, *_ in GUARDED.values():
         if key in row:
             goals[f"{key}_certified"] = bool(row[key].get("certified"))

@@ -12,7 +12,9 @@ edgekit.metrics.accuracy_change (positive drop = loss, paired 95% interval, top-
   wrote), the BatchNorm scale divided back out; activations and biases stay float. The activation share is then
   estimated as int8 minus weights only (the two interact, so it is an estimate);
 - int8 with activation ranges by percentile (99.99, 99.999) or by the per-tensor MSE-optimal clip
-  (edgekit.targets.activation_ranges), edited into the calibrated model before quantization.
+  (edgekit.targets.activation_ranges), edited into the calibrated model before quantization;
+- AdaRound: the kernels rounded per weight to reconstruct each layer's output (edgekit.stages.weight_rounding),
+  scored weights only (float activations) and as int8 with percentile 99.99 ranges.
 
 Writes benchmarks/results/int8_loss_sources.{json,md}; each variant's result is cached under
 --work/<backbone>-<size>/loss-sources/ so an interrupted run resumes.
@@ -34,7 +36,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from int8_accuracy import DATA, REPO, linked_pool  # noqa: E402
 from int8_recovery import Tools, _cached  # noqa: E402
 
-WEIGHT_OPS = {"Conv2D": "Conv2D", "DepthwiseConv2D": "depthwise", "Dense": "MatMul"}  # layer -> TFLite tensor tail
 ESTIMATES = {  # row -> (activation range estimator, percentile)
     "int8, percentile 99.9 ranges": ("percentile", 99.9),
     "int8, percentile 99.99 ranges": ("percentile", 99.99),
@@ -42,37 +43,8 @@ ESTIMATES = {  # row -> (activation range estimator, percentile)
     "int8, MSE-optimal clip ranges": ("mse", 99.99),
 }
 PLAIN, WEIGHTS = "int8 (calibration min/max ranges, plain)", "weights only (int8 kernels, float activations)"
-
-
-def int8_kernels(int8_bytes: bytes) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The dequantized int8 kernel of every conv/depthwise/dense weight tensor of a .tflite and its per-channel
-    step (broadcastable to it), by tensor name."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_content=int8_bytes)
-    found = {}
-    for detail in interpreter.get_tensor_details():
-        quant = detail["quantization_parameters"]
-        if detail["dtype"] != np.int8 or len(detail["shape"]) not in (2, 4) or len(quant["scales"]) < 2:
-            continue
-        try:
-            values = interpreter.get_tensor(detail["index"]).astype(np.float64)
-        except ValueError:  # an activation (no data before a run)
-            continue
-        shape = [1] * values.ndim
-        shape[quant["quantized_dimension"]] = -1
-        steps = quant["scales"].reshape(shape)
-        found[detail["name"]] = values * steps, np.broadcast_to(steps, values.shape)
-    return found
-
-
-def _keras_layout(kernel: np.ndarray, kind: str, shape: tuple[int, ...]) -> np.ndarray:
-    """A TFLite kernel in the Keras layer's layout."""
-    if kind == "Conv2D":  # (out, h, w, in) -> (h, w, in, out)
-        return kernel.transpose(1, 2, 3, 0)
-    if kind == "DepthwiseConv2D":  # (1, h, w, in * multiplier) -> (h, w, in, multiplier)
-        return kernel.reshape(shape)
-    return kernel.T  # Dense: (out, in) -> (in, out)
+ADAROUND = {"weights_only": "weights only, AdaRound rounding (float activations)",
+            "int8": "int8, AdaRound rounding, percentile 99.99 ranges"}
 
 
 def weights_only(model, int8_bytes: bytes) -> tuple[object, dict]:
@@ -80,30 +52,13 @@ def weights_only(model, int8_bytes: bytes) -> tuple[object, dict]:
     scale divided back out; and a record: layers replaced, and the largest distance between the float folded
     kernel and the int8 one in the converter's int8 steps (<= 0.5 when the int8 kernel is its rounding of it;
     the converter widens a channel's step where its int32 bias would overflow, so not every step is max/127)."""
-    from edgekit.stages.equalization import _graph, batchnorm_scale
+    from edgekit.stages.weight_rounding import converter_grids
 
-    layers, consumers = _graph(model)
-    kernels = int8_kernels(int8_bytes)
-    replaced, worst_steps = 0, 0.0
-    for name, layer in layers.items():
-        kind = type(layer).__name__
-        if kind not in WEIGHT_OPS:
-            continue
-        matches = [tensor for tensor in kernels if f"/{name}/{WEIGHT_OPS[kind]}" in tensor]
-        if len(matches) != 1:
-            raise RuntimeError(f"{name}: {len(matches)} int8 kernels named for it in the .tflite")
-        weights = layer.get_weights()
-        quantized, step = (_keras_layout(array, kind, weights[0].shape) for array in kernels[matches[0]])
-        follower = consumers[name]
-        scale = np.ones(weights[0].shape[-1])
-        if len(follower) == 1 and type(layers[follower[0]]).__name__ == "BatchNormalization":
-            scale = batchnorm_scale(layers[follower[0]])
-        scale = scale.reshape(weights[0].shape[2:]) if kind == "DepthwiseConv2D" else scale
-        folded = weights[0].astype(np.float64) * scale
-        worst_steps = max(worst_steps, float(np.max(np.abs(folded - quantized) / np.maximum(step, 1e-30))))
-        layer.set_weights([(quantized / scale).astype(weights[0].dtype)] + weights[1:])
-        replaced += 1
-    return model, {"layers_replaced": replaced, "largest_error_in_int8_steps": round(worst_steps, 3)}
+    grids = converter_grids(model, int8_bytes)
+    worst_steps = max(float(np.max(np.abs(grid.folded / grid.step - grid.integers))) for grid in grids)
+    for grid in grids:
+        grid.write(grid.integers)
+    return model, {"layers_replaced": len(grids), "largest_error_in_int8_steps": round(worst_steps, 3)}
 
 
 def keras_score(tools: Tools, model) -> dict:
@@ -139,11 +94,30 @@ def measure(tools: Tools, cache: Path, cached_only: bool) -> dict:
                 return tools.score(data) | {"activation_ranges": prepared.range_reports[-1]}
         return run
 
+    def rounded() -> dict:
+        from edgekit.stages.weight_rounding import adaround, converter_grids, grid_mismatches
+        from edgekit.targets.tflite_converter import PreparedModel
+
+        model = load_float_model(tools.bench.parent.path)
+        grids = converter_grids(model, tools.prepared.convert("int8"))
+        report = adaround(model, grids, tools.prepared.representative)
+        with PreparedModel(model, what=str(tools.root), representative=tools.prepared.representative,
+                           activation_ranges="percentile") as prepared:
+            data = prepared.convert("int8")
+        return {"weights_only": keras_score(tools, model), "int8": tools.score(data),
+                "converter_vs_chosen": grid_mismatches(model, grids, data),
+                "adaround": {key: value for key, value in report.items() if key != "per_layer"},
+                "adaround_per_layer": report["per_layer"]}
+
     rows = {PLAIN: _cached(cache / "plain.json", plain, cached_only),
             WEIGHTS: _cached(cache / "weights-only.json", weights, cached_only)}
     for name, (estimator, percentile) in ESTIMATES.items():
         slug = f"{estimator}-{percentile:g}" if estimator == "percentile" else estimator
         rows[name] = _cached(cache / f"ranges-{slug}.json", estimated(estimator, percentile), cached_only)
+    found = _cached(cache / "adaround.json", rounded, cached_only)
+    for key, name in ADAROUND.items():
+        rows[name] = found and found[key] | {"adaround": found["adaround"],
+                                             "converter_vs_chosen": found["converter_vs_chosen"]}
     return rows
 
 
@@ -161,7 +135,11 @@ def markdown(results: dict) -> str:
              "*Weights only*: the float model with each conv/depthwise/dense kernel replaced by the plain int8 "
              "model's own int8 kernel (per-channel, BatchNorm folded), activations float. *Activations "
              "(estimate)*: plain int8 minus weights only. Range rows: the calibrated model's activation ranges "
-             "replaced before quantization (`edgekit.targets.activation_ranges`; inputs and softmax logits kept).",
+             "replaced before quantization (`edgekit.targets.activation_ranges`; inputs and softmax logits kept). "
+             "*AdaRound* rows: every kernel's rounding chosen per weight to reconstruct each layer's output "
+             "(`edgekit.stages.weight_rounding`, 64 of the calibration images, layers in order) and written back on "
+             "the converter's own grid; weights only scores that float model, int8 converts it (converter vs "
+             "chosen integers in the JSON).",
              "", "| parent | variant | n | drop (95% CI) | agreement | size vs fp32 TFLite | tensors narrowed (median "
                  "width kept) |",
              "|---|---|---:|---|---:|---:|---|"]

@@ -414,6 +414,10 @@ def test_accuracy_guard_refuses_a_bound_its_images_cannot_certify(cnn_artifact, 
     ({"float16": True, "activation_ranges": "mse"}, UsageError, "--activation-ranges"),
     ({"int8": True, "qat": True, "activation_ranges": "minmax"}, UsageError, "--activation-ranges"),
     ({"int8": True, "activation_ranges": "entropy"}, UsageError, "--activation-ranges"),
+    ({"float16": True, "weight_rounding": "adaround"}, UsageError, "--weight-rounding"),
+    ({"int8": True, "float16": True, "weight_rounding": "adaround"}, UsageError, "--weight-rounding"),
+    ({"int8": True, "qat": True, "weight_rounding": "adaround"}, UsageError, "--weight-rounding"),
+    ({"int8": True, "weight_rounding": "up"}, UsageError, "--weight-rounding"),
     ({}, UsageError, "nothing to do"),
 ])
 def test_nonsense_options_fail_before_any_work(cnn_artifact, tmp_path, kwargs, error, words):
@@ -484,6 +488,20 @@ def test_cli_compress_int8_defaults_to_percentile_ranges_and_records_what_they_n
     (row,) = json.loads(capsys.readouterr().out)
     manifest = load_artifact(Path(row["path"]).parent).manifest
     assert manifest.options["activation_ranges"] == "minmax" and "activation_ranges" not in manifest.extra
+
+
+def test_cli_compress_int8_with_adaround_writes_the_chosen_integers(cnn_artifact, tmp_path, capsys):
+    from edgekit.artifacts import load_artifact
+    from edgekit.cli.entry import main
+
+    main(["compress", str(cnn_artifact.path), "--int8", "--weight-rounding", "adaround", "--out",
+          str(tmp_path / "out"), "--json"])
+    (row,) = json.loads(capsys.readouterr().out)
+    manifest = load_artifact(Path(row["path"]).parent).manifest
+    rounding = manifest.extra["weight_rounding"]
+    assert manifest.options["weight_rounding"] == "adaround" and rounding["layers"] == 4
+    assert rounding["weights_rounded_other_way"] > 0 and rounding["converter_vs_chosen"]["integers_differing"] == 0
+    assert row["top1_agreement"] >= 0.9
 
 
 def test_without_held_out_images_the_drop_is_labelled_as_from_training_data(cnn_artifact, digits_dir, tmp_path):

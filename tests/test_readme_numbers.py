@@ -126,7 +126,7 @@ def test_an_int8_accuracy_row_measured_one_method_at_a_time_shows_only_what_it_h
             "size_vs_float32_tflite": 0.3052}
     row = {"backbone": "mobilenet_v2", "input_size": 160, "int8": int8}
     goals = bench._goals(row)
-    assert goals == {"int8_drop_le_1.0": False, "agreement_ge_0.95": False, "int8_size_le_0.31x": True}
+    assert goals == {"int8_drop_le_1.0": False, "int8_agreement_ge_0.95": False, "int8_size_le_0.31x": True}
     table = bench._markdown([row], 1.5).splitlines()
     assert table[-1] == "| mobilenet_v2 | 160 | int8 | 2440 | +2.95 (+1.81 to +4.08) | 0.890 | 0.305x | - |"
     [(what, _, _, status)] = _readme_numbers().int8_accuracy_rows({"rows": [row], "goals": {"mobilenet_v2@160": goals}})

@@ -36,6 +36,7 @@ def compress_command(
     bias_correction: bool = stage_option(C, "bias_correction"),
     equalize: bool = stage_option(C, "equalize"),
     activation_ranges: str = stage_option(C, "activation_ranges"),
+    weight_rounding: str = stage_option(C, "weight_rounding"),
     eval_data: Annotated[Path | None, typer.Option("--eval-data", help="Labelled held-out images for accuracy (default: test/ or val/ beside the training folder, else the finetune's validation split, else part of the calibration images, reported as training data).")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: one sub-folder (model.tflite + manifest.json) per variant.")] = Path("runs/compress"),
     trust_model: Annotated[bool, typer.Option("--trust-model", help="Allow Keras models with Lambda/custom layers (runs their code).")] = False,
@@ -63,7 +64,7 @@ def compress_command(
                          train_data=train_data,
                          fine_tune_epochs=fine_tune_epochs, max_accuracy_drop=max_accuracy_drop, eval_data=eval_data,
                          bias_correction=bias_correction, equalize=equalize, activation_ranges=activation_ranges,
-                         seed=seed, trust=trust_model,
+                         weight_rounding=weight_rounding, seed=seed, trust=trust_model,
                          import_options=import_options(labels=labels, preprocess=preprocess, mean=mean, std=std,
                                                        trust=trust_model))
     rows = [_summary(artifact) for artifact in artifacts]

@@ -19,7 +19,8 @@ import numpy as np
 from edgekit.artifacts import Artifact, Manifest, Preprocessing, library_versions, parent_record, write_artifact
 from edgekit.child_process import reusing_children
 from edgekit.errors import DataError, OutputError, UsageError
-from edgekit.options import DEFAULT_ACTIVATION_RANGES, MIN_CALIBRATION_IMAGES, CompressOptions
+from edgekit.options import (DEFAULT_ACTIVATION_RANGES, DEFAULT_WEIGHT_ROUNDING, MIN_CALIBRATION_IMAGES,
+                             CompressOptions)
 from edgekit.progress import status
 
 if TYPE_CHECKING:
@@ -203,7 +204,8 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
              cluster: int | None = None, qat: bool = False, qat_distill: bool = False, train_data: Path | None = None,
              fine_tune_epochs: int | None = None,
              max_accuracy_drop: float | None = None, eval_data: Path | None = None, bias_correction: bool = False,
-             equalize: bool = False, activation_ranges: str = DEFAULT_ACTIVATION_RANGES, seed: int = 0, trust: bool = False,
+             equalize: bool = False, activation_ranges: str = DEFAULT_ACTIVATION_RANGES,
+             weight_rounding: str = DEFAULT_WEIGHT_ROUNDING, seed: int = 0, trust: bool = False,
              import_options: ImportOptions | None = None) -> list[Artifact]:
     """Write one validated .tflite artifact per variant under ``out_dir``; see the module docstring.
 
@@ -219,7 +221,7 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
                               calibration_samples=calibration_samples, prune=prune, prune_for=prune_for,
                               cluster=cluster, qat=qat, qat_distill=qat_distill, fine_tune_epochs=fine_tune_epochs,
                               max_accuracy_drop=max_accuracy_drop, bias_correction=bias_correction, equalize=equalize,
-                              activation_ranges=activation_ranges, seed=seed)
+                              activation_ranges=activation_ranges, weight_rounding=weight_rounding, seed=seed)
     plan = plan_compression(model=model, out_dir=out_dir, options=options, calibration=calibration,
                             train_data=train_data, eval_data=eval_data,
                             import_options=_with_trust(import_options, trust))
@@ -255,6 +257,8 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
         status(f"equalized {found['pairs']} pairs of layers ({found['relu6_made_relu']} ReLU6 made ReLU): median "
                f"channel range ratio {found['median_channel_range_ratio_before']} -> "
                f"{found['median_channel_range_ratio_after']}")
+    if options.weight_rounding == "adaround":  # the baseline stays the float model, not its rounded copy
+        baseline, reports["weight_rounding"] = _adaround(optimised, parent, calibration_inputs, options)
     jobs = [(name, mode, options.io_dtype if mode == "int8" else "float32") for name, mode in options.modes()]
     variants: list[tuple[str, str, bytes, dict]] = []
     # The guard converts once per try; reusing_children() runs every try in one child (one TensorFlow import).
@@ -316,6 +320,32 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
         write_reference_profile(artifact.directory, seed=seed)
     status(f"compress: wrote {len(artifacts)} variant(s) under {plan.out_dir} in {time.perf_counter() - started:.1f} s")
     return artifacts
+
+
+def _adaround(model, parent: Artifact, calibration_inputs: np.ndarray, options: CompressOptions) -> tuple[bytes, dict]:
+    """Round ``model``'s kernels (in place) AdaRound's way on the grid a plain int8 conversion of it uses; return
+    the float32 .tflite of the model as it was and the rounding's report (with how many integers the converter
+    then writes differently from the chosen ones: 0 when it lands on them)."""
+    from edgekit.stages.weight_rounding import adaround, converter_grids, grid_mismatches
+    from edgekit.targets.tflite_converter import PreparedModel
+
+    def convert(modes: list[str]) -> list[bytes]:
+        with PreparedModel(model, what=str(parent.path), representative=calibration_inputs,
+                           activation_ranges=options.int8_activation_ranges or "minmax") as prepared:
+            return prepared.convert_many([(mode, "float32", ()) for mode in modes])
+
+    if not hasattr(model, "layers"):
+        raise UsageError(f"--weight-rounding adaround rounds a Keras model's layers; {parent.path} is a SavedModel",
+                         fix="compress the .keras/.h5 model, or drop --weight-rounding")
+    plain, baseline = convert(["int8", "float32"])
+    grids = converter_grids(model, plain)
+    status(f"rounding {len(grids)} layers' int8 weights AdaRound's way on calibration images ...")
+    report = adaround(model, grids, calibration_inputs)
+    report["converter_vs_chosen"] = grid_mismatches(model, grids, *convert(["int8"]))
+    status(f"AdaRound: {report['weights_rounded_other_way']} weights rounded the other way than nearest in "
+           f"{report['wall_s']:.0f} s; the converter wrote {report['converter_vs_chosen']['integers_differing']} "
+           "integers other than the chosen ones")
+    return baseline, report
 
 
 def _sparse_check(data: bytes, dense: bytes, pruning: dict, name: str) -> dict:
