@@ -167,11 +167,16 @@ def test_int8_and_float16_from_a_foreign_model_measure_loss_against_it(capsys, f
 
 
 @pytest.mark.slow
-def test_prune_from_a_foreign_keras_model_and_refused_for_a_savedmodel(capsys, foreign, digits_dir, tmp_path):
+def test_prune_from_a_foreign_keras_model_and_prune_or_adaround_refused_for_a_savedmodel(capsys, foreign, digits_dir, tmp_path):
     code, _, err = run_cli(capsys, "compress", str(foreign["savedmodel"]), "--prune", "0.5", "--out",
                            str(tmp_path / "sm"), "--train-data", str(digits_dir / "train"),
                            "--labels", str(foreign["labels"]), "--preprocess", "tf")
     assert code == 2 and "SavedModel" in err and ".keras" in err
+    code, _, err = run_cli(capsys, "compress", str(foreign["savedmodel"]), "--int8", "--weight-rounding", "adaround",
+                           "--out", str(tmp_path / "sm-int8"), "--calibration", str(digits_dir / "train"),
+                           "--labels", str(foreign["labels"]), "--preprocess", "tf")
+    assert code == 2 and "--weight-rounding adaround" in err and ".keras" in err
+    assert not (tmp_path / "sm-int8" / "int8").exists()
     code, _, err = run_cli(capsys, "compress", str(foreign["h5"]), "--prune", "0.5", "--fine-tune-epochs", "1",
                            "--out", str(tmp_path / "pruned"), "--train-data", str(digits_dir / "train"),
                            "--labels", str(foreign["labels"]), "--preprocess", "tf")

@@ -61,6 +61,10 @@ def plan_compression(*, model: Path, out_dir: Path, options: CompressOptions, ca
         raise UsageError(f"--prune/--cluster/--qat retrain Keras layers; {parent.path} is a SavedModel",
                          fix="pass the model as .keras or .h5 (model.save('model.keras')), or use post-training "
                              "--int8/--float16/--dynamic/--int16x8")
+    if parent.manifest.format == "savedmodel" and options.weight_rounding != DEFAULT_WEIGHT_ROUNDING:
+        raise UsageError(f"--weight-rounding {options.weight_rounding} rounds Keras layers' kernels; {parent.path} is "
+                         "a SavedModel", fix="pass the model as .keras or .h5 (model.save('model.keras')), or drop "
+                                             "--weight-rounding")
     out_dir = check_out_dir(out_dir, parent)
     for name, _ in options.modes():
         if (out_dir / name).resolve() == parent.directory.resolve():
@@ -334,9 +338,6 @@ def _adaround(model, parent: Artifact, calibration_inputs: np.ndarray, options: 
                            activation_ranges=options.int8_activation_ranges or "minmax") as prepared:
             return prepared.convert_many([(mode, "float32", ()) for mode in modes])
 
-    if not hasattr(model, "layers"):
-        raise UsageError(f"--weight-rounding adaround rounds a Keras model's layers; {parent.path} is a SavedModel",
-                         fix="compress the .keras/.h5 model, or drop --weight-rounding")
     plain, baseline = convert(["int8", "float32"])
     grids = converter_grids(model, plain)
     status(f"rounding {len(grids)} layers' int8 weights AdaRound's way on calibration images ...")
