@@ -5,6 +5,7 @@ round-to-nearest on the images they were chosen on."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from conftest import small_depthwise_net
 
 
@@ -41,3 +42,15 @@ def test_adaround_choices_are_what_the_converter_writes_and_beat_nearest_roundin
                           "steps_differing": 0}
     rounded_logits = model.predict(calibration, verbose=0)
     assert np.mean((rounded_logits - float_logits) ** 2) < np.mean((nearest_logits - float_logits) ** 2)
+
+
+def test_a_layer_whose_int8_kernel_cannot_be_found_is_a_conversion_error_naming_the_fix():
+    from edgekit.errors import ConversionError
+    from edgekit.stages.weight_rounding import converter_grids
+
+    calibration = np.random.default_rng(0).normal(size=(16, 24, 24, 3)).astype(np.float32)
+    converted = _converted_int8(small_depthwise_net("relu6"), calibration)
+    other = small_depthwise_net("relu6")  # the same net under Keras' next layer names: none of its kernels match
+    with pytest.raises(ConversionError, match="matches 0 int8 kernels") as error:
+        converter_grids(other, converted)
+    assert "--weight-rounding" in error.value.fix

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgekit.errors import ConversionError
+
 TFLITE_TAIL = {"Conv2D": "Conv2D", "DepthwiseConv2D": "depthwise", "Dense": "MatMul"}  # layer -> its kernel's name
 IMAGES = 64
 STEPS = 400
@@ -104,8 +106,11 @@ def converter_grids(model, int8_bytes: bytes) -> list[Grid]:
         if kind not in TFLITE_TAIL:
             continue
         matches = [tensor for tensor in kernels if f"/{name}/{TFLITE_TAIL[kind]}" in tensor]
-        if len(matches) != 1:
-            raise RuntimeError(f"{name}: {len(matches)} int8 kernels named for it in the .tflite")
+        if len(matches) != 1:  # AdaRound needs each layer's own grid; a renamed or shared kernel hides it
+            raise ConversionError(f"--weight-rounding adaround: layer {name!r} matches {len(matches)} int8 kernels "
+                                  "in the converted model, so its converter grid is unknown",
+                                  fix="drop --weight-rounding (round-to-nearest), or give each conv/dense layer a "
+                                      "unique name")
         kernel = layer.get_weights()[0]
         integers, step = (_keras_layout(array, kind, kernel.shape) for array in kernels[matches[0]])
         follower = consumers[name]
