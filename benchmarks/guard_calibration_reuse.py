@@ -26,15 +26,15 @@ def main() -> int:
     args = parser.parse_args()
     from edgekit.artifacts import load_artifact, sha256_file, write_json_atomic
     from edgekit.child_process import reusing_children
-    from edgekit.data import calibration_sample, load_folder_arrays, scan_image_folder
+    from edgekit.data import scan_image_folder
     from edgekit.keras_io import load_float_model
     from edgekit.machine import machine_record
     from edgekit.runtime.tflite_file import parse_tflite
+    from edgekit.stages.compress import calibration_inputs
     from edgekit.targets.tflite_converter import PreparedModel
 
     parent = load_artifact(args.parent)
-    inputs, _ = load_folder_arrays(calibration_sample(scan_image_folder(DATA / "train"), 200, seed=0),
-                                   parent.manifest.preprocessing_spec())
+    inputs = calibration_inputs(scan_image_folder(DATA / "train"), parent.manifest.preprocessing_spec(), 200, 0)
     model = load_float_model(parent.path)
     load_before, rows = [round(value, 2) for value in os.getloadavg()], []
     with reusing_children():

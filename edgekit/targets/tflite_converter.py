@@ -140,7 +140,7 @@ def _calibration(tf, saved_model: str, job: dict[str, Any],
 
     The calibrated model depends only on the model, the images and the range estimator, not on which layers stay
     float, so a job carrying ``calibration`` skips the two passes over the images (the guard converts up to a
-    dozen candidates from one). MobileNetV2 160, 200 images: a candidate in 0.8 s instead of 42-46 s,
+    dozen candidates from one). MobileNetV2 160, 200 images: a candidate in 0.4 s instead of 18 s (quiet CPU),
     byte-identical (benchmarks/guard_calibration_reuse.py).
     """
     from edgekit.targets.activation_ranges import narrowed_ranges
