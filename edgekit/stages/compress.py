@@ -261,8 +261,10 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
         status(f"equalized {found['pairs']} pairs of layers ({found['relu6_made_relu']} ReLU6 made ReLU): median "
                f"channel range ratio {found['median_channel_range_ratio_before']} -> "
                f"{found['median_channel_range_ratio_after']}")
+    rounded_grids = None
     if options.weight_rounding == "adaround":  # the baseline stays the float model, not its rounded copy
-        baseline, reports["weight_rounding"] = _adaround(optimised, parent, calibration_inputs, options)
+        baseline, reports["weight_rounding"], rounded_grids = _adaround(optimised, parent, calibration_inputs,
+                                                                        options)
     jobs = [(name, mode, options.io_dtype if mode == "int8" else "float32") for name, mode in options.modes()]
     variants: list[tuple[str, str, bytes, dict]] = []
     # The guard converts once per try; reusing_children() runs every try in one child (one TensorFlow import).
@@ -276,6 +278,8 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
             extra: dict = {}
             if mode == "int8" and prepared.range_reports:  # what --activation-ranges narrowed
                 extra["activation_ranges"] = prepared.range_reports[0]
+            if mode == "int8" and rounded_grids is not None:
+                _check_rounding(optimised, rounded_grids, data, reports["weight_rounding"])
             correct = None
             if mode == "int8" and options.bias_correction:  # on calibration images only, never the scored ones
                 from edgekit.stages.bias_correction import correct_int8_biases
@@ -326,27 +330,31 @@ def compress(*, model: Path, out_dir: Path, int8: bool = False, float16: bool = 
     return artifacts
 
 
-def _adaround(model, parent: Artifact, calibration_inputs: np.ndarray, options: CompressOptions) -> tuple[bytes, dict]:
+def _adaround(model, parent: Artifact, calibration_inputs: np.ndarray,
+              options: CompressOptions) -> tuple[bytes, dict, list]:
     """Round ``model``'s kernels (in place) AdaRound's way on the grid a plain int8 conversion of it uses; return
-    the float32 .tflite of the model as it was and the rounding's report (with how many integers the converter
-    then writes differently from the chosen ones: 0 when it lands on them)."""
-    from edgekit.stages.weight_rounding import adaround, converter_grids, grid_mismatches
+    the float32 .tflite of the model as it was, the rounding's report and the layers' grids (for
+    :func:`_check_rounding` on the int8 conversion compress then makes of the rounded model)."""
+    from edgekit.stages.weight_rounding import adaround, converter_grids
     from edgekit.targets.tflite_converter import PreparedModel
 
-    def convert(modes: list[str]) -> list[bytes]:
-        with PreparedModel(model, what=str(parent.path), representative=calibration_inputs,
-                           activation_ranges=options.int8_activation_ranges or "minmax") as prepared:
-            return prepared.convert_many([(mode, "float32", ()) for mode in modes])
-
-    plain, baseline = convert(["int8", "float32"])
+    with PreparedModel(model, what=str(parent.path), representative=calibration_inputs,
+                       activation_ranges=options.int8_activation_ranges or "minmax") as prepared:
+        plain, baseline = prepared.convert_many([("int8", "float32", ()), ("float32", "float32", ())])
     grids = converter_grids(model, plain)
     status(f"rounding {len(grids)} layers' int8 weights AdaRound's way on calibration images ...")
-    report = adaround(model, grids, calibration_inputs)
-    report["converter_vs_chosen"] = grid_mismatches(model, grids, *convert(["int8"]))
+    return baseline, adaround(model, grids, calibration_inputs), grids
+
+
+def _check_rounding(model, grids: list, int8_bytes: bytes, report: dict) -> None:
+    """Record in ``report`` how many integers the int8 conversion of the rounded ``model`` wrote other than the
+    chosen ones (0 when the converter lands on them)."""
+    from edgekit.stages.weight_rounding import grid_mismatches
+
+    report["converter_vs_chosen"] = grid_mismatches(model, grids, int8_bytes)
     status(f"AdaRound: {report['weights_rounded_other_way']} weights rounded the other way than nearest in "
            f"{report['wall_s']:.0f} s; the converter wrote {report['converter_vs_chosen']['integers_differing']} "
            "integers other than the chosen ones")
-    return baseline, report
 
 
 def _sparse_check(data: bytes, dense: bytes, pruning: dict, name: str) -> dict:
