@@ -128,10 +128,34 @@ def _h5_config(path: Path):
         raise ModelFileError(f"{path} has a corrupt model_config: {exc}", fix="re-save the model") from exc
 
 
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hold: a fixed stamp, not the save time
+
+
 def save_keras_model(model, path: Path) -> None:
-    """Save ``model`` to ``path`` in the Keras v3 format (callers wrap this in ``atomic_path``)."""
+    """Save ``model`` to ``path`` in the Keras v3 format (callers wrap this in ``atomic_path``).
+
+    Keras stamps the save time into the archive (metadata.json's ``date_saved`` and each member's zip time),
+    so the same weights saved twice gave two sha256s, and manifests naming a parent by its hash told one
+    model apart from itself. The archive is rewritten without them: same model, same bytes.
+    """
     # tf-keras infers the format from the suffix; the temp path from atomic_path keeps ".keras".
     model.save(str(path), save_format="keras")
+    _strip_save_time(Path(path))
+
+
+def _strip_save_time(path: Path) -> None:
+    with zipfile.ZipFile(path) as archive:
+        members = [(info, archive.read(info)) for info in archive.infolist()]
+    with zipfile.ZipFile(path, "w") as archive:
+        for info, data in members:
+            if info.filename == "metadata.json":
+                metadata = json.loads(data)
+                metadata.pop("date_saved", None)
+                data = json.dumps(metadata, sort_keys=True).encode()
+            stamped = zipfile.ZipInfo(info.filename, date_time=ZIP_EPOCH)
+            stamped.compress_type = info.compress_type
+            stamped.external_attr = info.external_attr
+            archive.writestr(stamped, data)
 
 
 class SavedModelFunction:

@@ -40,6 +40,9 @@ def test_same_seed_finetune_twice_gives_identical_metrics_and_weights(digits_dir
     for report in metrics:
         report.pop("timings_s")  # wall-clock durations, the only field allowed to differ
     assert metrics[0] == metrics[1]
+    # the saved files themselves: no save time in the archive, so one model has one sha256
+    assert first.path.read_bytes() == second.path.read_bytes()
+    assert first.manifest.sha256 == second.manifest.sha256
     weights_a, weights_b = _weights(first.path), _weights(second.path)
     assert len(weights_a) == len(weights_b) > 0
     for a, b in zip(weights_a, weights_b, strict=True):

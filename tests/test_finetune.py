@@ -156,3 +156,24 @@ def test_cli_json_reports_accuracy(digits_dir, tmp_path):
     manifest = json.loads((Path(summary["model"]).parent / "manifest.json").read_text())
     assert manifest["metrics"]["validation"]["accuracy"] == summary["validation_accuracy"]
     assert np.isfinite(summary["timings_s"]["total_s"])
+
+
+def test_saving_the_same_model_twice_gives_the_same_bytes(tiny_float_artifact, tmp_path):
+    """Keras stamps the save time into a .keras archive; edgekit drops it so that one model has one sha256."""
+    import zipfile
+
+    from edgekit.keras_io import ZIP_EPOCH, load_keras_model, save_keras_model
+
+    model = load_keras_model(tiny_float_artifact.path)
+    first, second = tmp_path / "a.keras", tmp_path / "b.keras"
+    save_keras_model(model, first)
+    time.sleep(2.1)  # a zip time has 2-second steps, metadata.json's date_saved 1-second ones
+    save_keras_model(model, second)
+    assert first.read_bytes() == second.read_bytes()
+    with zipfile.ZipFile(first) as archive:
+        assert {info.date_time for info in archive.infolist()} == {ZIP_EPOCH}
+        metadata = json.loads(archive.read("metadata.json"))
+    assert "date_saved" not in metadata and metadata["keras_version"]
+    reloaded = load_keras_model(first)  # still a valid archive for Keras' safe loader
+    for a, b in zip(model.get_weights(), reloaded.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
