@@ -15,7 +15,9 @@ RecipeArg = Annotated[Path, typer.Argument(metavar="RECIPE", help="Recipe YAML (
                                                                   "`edgekit recipe-schema`).")]
 RecipeOut = Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default: the recipe's `output`, "
                                                                     "else runs/<name>).")]
-Force = Annotated[bool, typer.Option("--force", help="Rerun every stage even when its inputs and options are unchanged.")]
+Force = Annotated[bool, typer.Option("--force", help="Rerun every stage even when its inputs and options are "
+                                                     "unchanged (without it, a guarded variant refused before is "
+                                                     "refused again at once).")]
 Devices = Annotated[list[str] | None, typer.Option("--device", "-d", help="Measure on these devices instead of the "
                                                                          "recipe's (repeatable; `edgekit devices`).")]
 AllowFailures = Annotated[bool, typer.Option("--allow-failures", help="Exit 0 even when a requested variant failed "

@@ -5,7 +5,9 @@ edgekit version) in ``<stage dir>/.edgekit-stage.json``. A rerun skips a stage w
 unchanged and whose outputs still match their recorded sha256, so an interrupted or lightly
 edited recipe resumes instead of starting over, and an unchanged recipe reruns in seconds with
 identical metrics. One failing variant or unavailable device is recorded as a row with its reason;
-the other variants are still built and measured.
+the other variants are still built and measured. A stage that ended in an :class:`AccuracyError` (a guard
+that could not certify its bound) records that verdict under its key: an unchanged rerun gives the same
+refusal at once instead of spending minutes reaching it again; ``--force`` tries again.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from edgekit import __version__
 from edgekit.artifacts import Artifact, load_artifact, sha256_file, write_json_atomic
 from edgekit.child_process import reusing_children
 from edgekit.data import folder_fingerprint
-from edgekit.errors import DeviceUnavailableError, EdgekitError, GateFailedError, RecipeError, RunFailedError
+from edgekit.errors import (AccuracyError, DeviceUnavailableError, EdgekitError, GateFailedError, RecipeError,
+                            RunFailedError)
 from edgekit.options import CompressOptions
 from edgekit.progress import status
 from edgekit.recipes.measure import measure_all, outcome_status
@@ -88,17 +91,29 @@ def run_stage(name: str, stage_dir: Path, key_payload: Any, work: Callable[[], t
     if not force and state_path.is_file():
         try:
             state = json.loads(state_path.read_text())
+            if state.get("key") == key and "accuracy_failure" in state:
+                refusal = state["accuracy_failure"]
+                status(f"[{name}] unchanged, refused as before (--force tries again)")
+                raise AccuracyError(refusal["message"], fix=refusal["fix"],
+                                    smallest_certifiable_bound_points=refusal["smallest_certifiable_bound_points"])
             if state.get("key") == key and all(
                     (stage_dir / rel).is_file() and sha256_file(stage_dir / rel) == digest
                     for rel, digest in state["outputs"].items()):
                 status(f"[{name}] unchanged, skipped")
                 return StageOutcome(name, key, True, 0.0, [str(stage_dir / r) for r in state["outputs"]],
                                     state.get("result", {}))
-        except (json.JSONDecodeError, KeyError, OSError):
+        except (json.JSONDecodeError, KeyError, TypeError, OSError):
             pass  # unreadable state: run the stage again
     status(f"[{name}] running")
     started = time.perf_counter()
-    outputs, result = work()
+    try:
+        outputs, result = work()
+    except AccuracyError as exc:  # a verdict on these exact inputs, not a fault: the same inputs give it again
+        write_json_atomic(state_path, {"key": key, "seconds": round(time.perf_counter() - started, 3),
+                                       "accuracy_failure": {"message": exc.message, "fix": exc.fix,
+                                                            "smallest_certifiable_bound_points":
+                                                                exc.smallest_certifiable_bound_points}})
+        raise
     seconds = time.perf_counter() - started
     recorded = {str(Path(p).resolve().relative_to(stage_dir.resolve())): sha256_file(Path(p)) for p in outputs}
     write_json_atomic(state_path, {"key": key, "outputs": recorded, "result": result, "seconds": round(seconds, 3)})
@@ -300,7 +315,8 @@ def _compress_stage(variant: dict, parent: Artifact, paths: RecipePaths, out_dir
 
     outcome = run_stage(f"compress:{variant['name']}", stage_dir,
                         {"options": keyed_options(options), "parent": parent.manifest.sha256, "seed": seed,
-                         "calibration": folder_fingerprint(calibration)}, work, force=force)
+                         "calibration": folder_fingerprint(calibration),
+                         "eval": folder_fingerprint(paths.test) if paths.test else None}, work, force=force)
     return load_artifact(Path(outcome.outputs[0])), outcome
 
 
