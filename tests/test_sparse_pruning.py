@@ -66,9 +66,19 @@ def test_a_recipe_stage_key_holds_the_activation_ranges_an_int8_variant_uses():
     from edgekit.recipes.pipeline import keyed_options
 
     assert keyed_options({"int8": True}) == keyed_options({"int8": True, "activation_ranges": "percentile"}) == {
-        "int8": True, "activation_ranges": "percentile"}
+        "int8": True, "activation_ranges": "percentile", "weight_rounding": "nearest"}
     assert keyed_options({"int8": True}) != keyed_options({"int8": True, "activation_ranges": "minmax"})
     assert "activation_ranges" not in keyed_options({"int8": True, "qat": True})  # QAT keeps its learned ranges
+
+
+def test_a_recipe_stage_key_holds_the_weight_rounding_where_it_applies():
+    """Should AdaRound become the default, a cache of round-to-nearest int8 variants must rebuild."""
+    from edgekit.recipes.pipeline import keyed_options
+
+    assert keyed_options({"int8": True})["weight_rounding"] == "nearest"
+    assert keyed_options({"int8": True}) != keyed_options({"int8": True, "weight_rounding": "adaround"})
+    for trained_or_mixed in ({"int8": True, "qat": True}, {"int8": True, "prune": 0.5}, {"int8": True, "float16": True}):
+        assert "weight_rounding" not in keyed_options(trained_or_mixed)
 
 
 def test_cli_refuses_a_too_low_sparsity_in_one_line_with_exit_2(tmp_path):

@@ -288,14 +288,17 @@ def _finetune_stage(recipe: dict, paths: RecipePaths, out_dir: Path, seed: int,
 def keyed_options(options: dict) -> dict:
     """A compress variant's options as its stage key holds them, with what a changed default would change filled
     in, defaulted or not: a training variant's epochs (latency pruning's became 8, then 12) and a post-training int8
-    variant's activation ranges (percentile since session 28). So a cache built under an old default rebuilds
-    that variant instead of reusing it; float16/dynamic keys stay as they were."""
+    variant's activation ranges (percentile since session 28) and weight rounding (nearest, while AdaRound's cost
+    keeps it opt-in). So a cache built under an old default rebuilds that variant instead of reusing it;
+    float16/dynamic keys stay as they were."""
     resolved = CompressOptions(**options)
     keyed = dict(options)
     if resolved.needs_training():
         keyed["fine_tune_epochs"] = resolved.epochs
     if resolved.int8_activation_ranges:
         keyed["activation_ranges"] = resolved.int8_activation_ranges
+    if resolved.int8_weight_rounding:
+        keyed["weight_rounding"] = resolved.int8_weight_rounding
     return keyed
 
 
