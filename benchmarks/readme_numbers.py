@@ -69,12 +69,35 @@ def refit_drops_by_seed(epochs: int, results: Path = RESULTS) -> dict[int, tuple
     return dict(sorted(drops.items()))
 
 
+def refit_machines_by_seed(epochs: int, results: Path = RESULTS) -> dict[int, str]:
+    """The CPU each of ``refit_drops_by_seed``'s seeds was measured on (``_cpu_label``; "" where not recorded)."""
+    machines = {}
+    for path in sorted(results.glob("sparse_refit_ablation*.json")):
+        result = json.loads(path.read_text())
+        if result["fine_tune_epochs"] == epochs:
+            machines[result.get("seed", 0)] = _cpu_label((result.get("environment") or {}).get("machine", {}))
+    return dict(sorted(machines.items()))
+
+
+def _seed_machines(machines: dict[int, str]) -> str:
+    """`` (seed 0 on an AMD EPYC ..., seeds 1, 2 on an Intel Xeon)`` where the seeds ran on different CPUs."""
+    if len(set(machines.values())) < 2:
+        return ""
+    by_cpu: dict[str, list[int]] = {}
+    for seed, cpu in machines.items():
+        by_cpu.setdefault(cpu or "a CPU not recorded", []).append(seed)
+    return " (" + ", ".join(f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))} on "
+                            f"{cpu if cpu.startswith('a CPU') else ('an ' if cpu[0] in 'AEIOU' else 'a ') + cpu}"
+                            for cpu, seeds in by_cpu.items()) + ")"
+
+
 def sparse_rows(r: dict) -> list[Row]:
     rows, goals = {row["model"]: row for row in r["rows"]}, r["goals"]
     sparse, int8 = rows["sparse float32"], rows["int8"]
     low, high = sparse["drop_interval95"]
     seeds = refit_drops_by_seed(r["fine_tune_epochs"])
-    over_seeds = (f"; over pruning seeds {', '.join(map(str, seeds))}: "
+    over_seeds = (f"; over pruning seeds {', '.join(map(str, seeds))}"
+                  f"{_seed_machines(refit_machines_by_seed(r['fine_tune_epochs']))}: "
                   f"{', '.join(f'{drop:+.2f} (up to {upper:+.2f})' for drop, upper in seeds.values())}"
                   f" (mean {sum(drop for drop, _ in seeds.values()) / len(seeds):+.2f})" if len(seeds) > 1 else "")
     drop_met = goals["sparse_fp32_drop_le_1pt"] and all(drop <= 1.0 for drop, _ in seeds.values())
@@ -248,7 +271,7 @@ def _recovery_parent(r: dict) -> str:
     parent = r.get("float_parent")
     if parent is None:
         return "not recorded"
-    return f"{parent['sha256'][:12]}, measured on {_cpu_name((r.get('machine') or {}).get('cpu', '')) or 'a CPU not recorded'}"
+    return f"{parent['sha256'][:12]}, measured on {_cpu_label(r.get('machine') or {}) or 'a CPU not recorded'}"
 
 
 def gpu_rows(r: dict) -> list[Row]:
@@ -312,12 +335,21 @@ def _when(name: str, result: dict) -> str | None:
     """``name date on CPU (load a -> b)`` from what the result recorded (older benchmarks record less)."""
     env = result.get("environment")
     if env:
-        cpu = _cpu_name(env.get("machine", {}).get("cpu", ""))
+        cpu = _cpu_label(env.get("machine", {}))
         return (f"{name} {env['date'][:10]}{' on ' + cpu if cpu else ''} (load {env['load_before']['1min']} -> "
                 f"{env.get('load_after', env['load_before'])['1min']})")
     if "load_average_before" in result:
         return f"{name} (load {result['load_average_before'][0]} -> {result['load_average_after'][0]})"
     return None
+
+
+def _cpu_label(machine: dict) -> str:
+    """The CPU's name (``_cpu_name``), and for the two machines that both report a bare ``AMD EPYC`` which one:
+    ``AMD EPYC with AVX-512/VNNI`` where the record lists avx512_vnni (older records list no features: AVX2)."""
+    name = _cpu_name(machine.get("cpu", ""))
+    if name == "AMD EPYC" and "avx512_vnni" in machine.get("cpu_features", ()):
+        return f"{name} with AVX-512/VNNI"
+    return name
 
 
 def _cpu_name(cpu: str) -> str:

@@ -166,3 +166,26 @@ def test_latency_pruning_drops_are_gathered_per_seed_at_the_epochs_asked(tmp_pat
         (tmp_path / f"sparse_refit_ablation{'_' + name if name else ''}.json").write_text(json.dumps(result))
     assert numbers.refit_drops_by_seed(8, tmp_path) == {0: (-0.1, -0.1 + 1.6), 2: (1.2, 1.2 + 1.6)}
     assert numbers.refit_drops_by_seed(4, tmp_path) == {0: (3.6, 3.6 + 1.6)}
+
+
+def test_the_two_amd_epyc_machines_are_told_apart_by_their_recorded_features():
+    label = _readme_numbers()._cpu_label
+    assert label({"cpu": "AMD EPYC", "cpu_features": ["avx2", "avx512_vnni", "avx512f"]}) == "AMD EPYC with AVX-512/VNNI"
+    assert label({"cpu": "AMD EPYC"}) == "AMD EPYC"  # the older one recorded no features (AVX2)
+    assert label({"cpu": "Intel(R) Xeon(R) Processor", "cpu_features": ["avx512_vnni"]}) == "Intel Xeon"
+    assert label({}) == ""
+
+
+def test_latency_pruning_seeds_name_their_machines_only_where_they_differ(tmp_path):
+    import json
+
+    numbers = _readme_numbers()
+    epyc = {"cpu": "AMD EPYC", "cpu_features": ["avx512_vnni"]}
+    xeon = {"cpu": "Intel(R) Xeon(R) Processor"}
+    for name, seed, machine in (("e12", 0, epyc), ("e12_s1", 1, xeon), ("e12_s2", 2, xeon)):
+        result = {"fine_tune_epochs": 12, "seed": seed, "environment": {"machine": machine}, "rows": []}
+        (tmp_path / f"sparse_refit_ablation_{name}.json").write_text(json.dumps(result))
+    machines = numbers.refit_machines_by_seed(12, tmp_path)
+    assert machines == {0: "AMD EPYC with AVX-512/VNNI", 1: "Intel Xeon", 2: "Intel Xeon"}
+    assert numbers._seed_machines(machines) == " (seed 0 on an AMD EPYC with AVX-512/VNNI, seeds 1, 2 on an Intel Xeon)"
+    assert numbers._seed_machines({1: "Intel Xeon", 2: "Intel Xeon"}) == ""
