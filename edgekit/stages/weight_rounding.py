@@ -8,7 +8,9 @@ continuous relaxation h(V) in [0, 1] of "round up", pushed to 0 or 1 by an annea
 rounded (AdaRound's asymmetric reconstruction: it also absorbs the error those layers left behind).
 Here the loss goes through the input's Gram matrices (X_rounded' X_rounded and X_rounded' X_float, summed over
 every image and spatial position), so each of the few hundred full-batch steps costs one cin x cin product,
-not a pass over the images. The target is the layer's output before its activation.
+not a pass over the images. The target is the layer's output before its activation. Both inputs come from one
+pass per model through the network (each layer runs once per batch, the rounded model's layers after they are
+rounded), not from a sub-model per layer that re-ran the network from its input (quadratic in depth).
 
 The converter is left alone: it folds BatchNorm into the kernel and rounds to nearest on a per-channel step.
 So the chosen integers are written back as float weights that sit exactly on the converter's own grid (the
