@@ -54,3 +54,33 @@ def test_a_layer_whose_int8_kernel_cannot_be_found_is_a_conversion_error_naming_
     with pytest.raises(ConversionError, match="matches 0 int8 kernels") as error:
         converter_grids(other, converted)
     assert "--weight-rounding" in error.value.fix
+
+
+def test_layer_inputs_are_the_sub_models_values_byte_for_byte_with_weights_changed_on_the_way():
+    """_LayerInputs runs each layer once instead of a sub-model per layer; the values must not change, also
+    across a residual add and after an earlier layer's weights were rewritten (as rounding does)."""
+    from edgekit._tf import import_tf, set_seed
+    from edgekit.stages.weight_rounding import BATCH, _LayerInputs
+
+    _, tf_keras = import_tf()
+    set_seed(0)
+    inputs = tf_keras.Input((16, 16, 3))
+    x = tf_keras.layers.ReLU(6.0)(tf_keras.layers.BatchNormalization()(
+        tf_keras.layers.Conv2D(8, 3, padding="same")(inputs)))
+    y = tf_keras.layers.Conv2D(8, 1)(tf_keras.layers.DepthwiseConv2D(3, padding="same")(x))
+    x = tf_keras.layers.GlobalAveragePooling2D()(tf_keras.layers.Dropout(0.5)(tf_keras.layers.Add()([x, y])))
+    model = tf_keras.Model(inputs, tf_keras.layers.Dense(4)(x))
+    images = np.random.default_rng(1).normal(size=(20, 16, 16, 3)).astype(np.float32)
+    walker = _LayerInputs(model, images)
+    single_input = [layer for layer in model.layers[1:] if not isinstance(layer.input, list)]
+    for layer in single_input:
+        expected = [np.asarray(tf_keras.Model(model.inputs, layer.input)(images[start:start + BATCH], training=False))
+                    for start in range(0, len(images), BATCH)]
+        assert np.concatenate(walker.of(layer)).tobytes() == np.concatenate(expected).tobytes(), layer.name
+        if layer.get_weights():
+            layer.set_weights([weights * 1.1 for weights in layer.get_weights()])
+
+    held = _LayerInputs(model, images)
+    held.held = {id(model.layers[1])}  # a layer not yet rounded must not run
+    with pytest.raises(RuntimeError, match="before it is rounded"):
+        held.of(model.layers[2])

@@ -8,7 +8,9 @@ continuous relaxation h(V) in [0, 1] of "round up", pushed to 0 or 1 by an annea
 rounded (AdaRound's asymmetric reconstruction: it also absorbs the error those layers left behind).
 Here the loss goes through the input's Gram matrices (X_rounded' X_rounded and X_rounded' X_float, summed over
 every image and spatial position), so each of the few hundred full-batch steps costs one cin x cin product,
-not a pass over the images. The target is the layer's output before its activation.
+not a pass over the images. The target is the layer's output before its activation. Both inputs come from one
+pass per model through the network (each layer runs once per batch, the rounded model's layers after they are
+rounded), not from a sub-model per layer that re-ran the network from its input (quadratic in depth).
 
 The converter is left alone: it folds BatchNorm into the kernel and rounds to nearest on a per-channel step.
 So the chosen integers are written back as float weights that sit exactly on the converter's own grid (the
@@ -139,15 +141,82 @@ def _rows(grid: Grid, inputs: np.ndarray) -> np.ndarray:
     return patches.reshape(len(patches), height * width, -1) if grid.kind == "DepthwiseConv2D" else patches
 
 
-def _grams(grid: Grid, rounded_in, float_in, images: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
-    """The number of input rows, and sums over ``images`` of X_rounded' X_rounded, X_rounded' X_float and
-    X_float' X_float (per channel for a depthwise)."""
+class _LayerInputs:
+    """The inputs of a functional model's layers on ``images``, in batches of ``BATCH``, computed once each: every
+    layer runs once per batch, with the weights it has when a later layer first needs its output (so a layer
+    rounded before that sees the rounded weights). Each batch goes through the same layer calls as
+    ``tf_keras.Model(model.inputs, layer.input)(batch, training=False)`` would make, so the values are the same,
+    but the network is not re-run from its input for every layer (that was quadratic in depth). A value is
+    dropped once every layer that reads it has run."""
+
+    def __init__(self, model, images: np.ndarray):
+        from edgekit._tf import import_tf
+
+        tf, _ = import_tf()
+        self.model = model
+        self.order = [node for depth in sorted(model._nodes_by_depth, reverse=True)
+                      for node in model._nodes_by_depth[depth] if not node.is_input]
+        self.producer = {tensor: node for node in self.order for tensor in node.flat_output_ids}
+        self.readers: dict[str, int] = {}
+        for node in self.order:
+            for tensor in node.flat_input_ids:
+                self.readers[tensor] = self.readers.get(tensor, 0) + 1
+        (source,) = model.inputs
+        self.values = {str(id(source)): [tf.convert_to_tensor(images[start:start + BATCH])
+                                         for start in range(0, len(images), BATCH)]}
+        self.batches = len(self.values[str(id(source))])
+        self.done: set[int] = set()
+        self.held: set[int] = set()  # ids of the layers that must not run yet (not yet rounded)
+
+    def of(self, layer) -> list[np.ndarray]:
+        """``layer``'s input, per batch, running the layers it depends on that have not run yet."""
+        (node,) = [node for node in self.order if node.layer is layer]
+        (tensor,) = node.flat_input_ids
+        needed, stack = set(), [tensor]
+        while stack:  # the nodes whose outputs ``tensor`` depends on and that have not run
+            producer = self.producer.get(stack.pop())
+            if producer is not None and id(producer) not in self.done and id(producer) not in needed:
+                needed.add(id(producer))
+                stack.extend(producer.flat_input_ids)
+        for step in self.order:
+            if id(step) in needed:
+                self._run(step)
+        return [np.asarray(value, dtype=np.float32) for value in self.values[tensor]]
+
+    def _run(self, node) -> None:
+        if id(node.layer) in self.held:
+            raise RuntimeError(f"layer {node.layer.name!r} would run before it is rounded")
+        outputs = []
+        for batch in range(self.batches):
+            arguments = {}
+            for tensor in node.flat_input_ids:
+                arguments.setdefault(tensor, []).append(self.values[tensor][batch])
+            args, kwargs = node.map_arguments(arguments)
+            outputs.append(node.layer(*args, **kwargs, training=False))
+        for tensor in node.flat_input_ids:
+            self.readers[tensor] -= 1
+            if not self.readers[tensor]:
+                del self.values[tensor]
+        for position, tensor in enumerate(node.flat_output_ids):
+            self.values[tensor] = [_flat(output)[position] for output in outputs]
+        self.done.add(id(node))
+
+
+def _flat(outputs) -> list:
+    from edgekit._tf import import_tf
+
+    tf, _ = import_tf()
+    return tf.nest.flatten(outputs)
+
+
+def _grams(grid: Grid, rounded_in: list[np.ndarray], float_in: list[np.ndarray]
+           ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """The number of input rows, and sums over the batches of the layer's input (rounded, float) of
+    X_rounded' X_rounded, X_rounded' X_float and X_float' X_float (per channel for a depthwise)."""
     rows = 0
     own = cross = floating_own = 0.0
-    for start in range(0, len(images), BATCH):
-        batch = images[start:start + BATCH]
-        rounded, floating = (_rows(grid, np.asarray(model(batch, training=False), dtype=np.float32))
-                             for model in (rounded_in, float_in))
+    for rounded_batch, float_batch in zip(rounded_in, float_in):
+        rounded, floating = (_rows(grid, batch) for batch in (rounded_batch, float_batch))
         if grid.kind == "DepthwiseConv2D":  # (positions, taps, channels) -> (channels, taps, positions)
             rounded, floating = (rows.astype(np.float64).transpose(2, 1, 0) for rows in (rounded, floating))
         else:
@@ -251,10 +320,10 @@ def adaround(model, grids: list[Grid], calibration: np.ndarray, *, images: int =
     spread = np.unique(np.linspace(0, len(calibration) - 1, min(images, len(calibration))).round().astype(int))
     inputs = np.asarray(calibration, dtype=np.float32)[spread]  # evenly over the sample (it may be in class order)
     layers = []
+    rounded_in, float_in = _LayerInputs(model, inputs), _LayerInputs(reference, inputs)
+    rounded_in.held = {id(grid.layer) for grid in grids}
     for grid in grids:
-        rounded_in = tf_keras.Model(model.inputs, grid.layer.input)
-        float_in = tf_keras.Model(reference.inputs, reference.get_layer(grid.layer.name).input)
-        rows, *grams = _grams(grid, rounded_in, float_in, inputs)
+        rows, *grams = _grams(grid, rounded_in.of(grid.layer), float_in.of(reference.get_layer(grid.layer.name)))
         problem = _Problem(grid, *grams)
         nearest = np.clip(np.round(grid.folded / grid.step), -127, 127)
         enough = rows >= MIN_ROWS_PER_INPUT * problem.own.shape[-1]
@@ -263,6 +332,7 @@ def adaround(model, grids: list[Grid], calibration: np.ndarray, *, images: int =
                   for name, kernel in (("nearest", nearest), ("adaround", chosen))}
         kept = errors["adaround"] < errors["nearest"]
         grid.write(chosen if kept else nearest)
+        rounded_in.held.discard(id(grid.layer))
         layers.append({"layer": grid.layer.name, "weights": int(chosen.size), "input_rows": rows,
                        "rounded_other_way": int(np.sum(chosen != nearest)) if kept else 0,
                        "error_vs_nearest": round(errors["adaround"] / max(errors["nearest"], 1e-30), 4),
