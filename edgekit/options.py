@@ -228,7 +228,9 @@ class CompressOptions(StageOptions):
                     "AIMET/NNCF: each weight rounded up or down so that each layer's output on 64 calibration images "
                     "moves least, layer by layer; the converter then writes exactly those integers). Same size. "
                     "MobileNetV2's agreement with float went from 0.949 to 0.956 at 224 px and 0.941 to 0.954 at 160 "
-                    "(n=2,440); the rounding took 10 and 3.5 minutes on a busy 2-core CPU (README: int8 accuracy).")
+                    "(n=2,440). Adds about a minute: MobileNetV2 160 px took 97-103 s in all instead of 31-38 s "
+                    "(the rounding 43-46 s; AMD EPYC with AVX-512/VNNI, 2 cores, normal priority; README: int8 "
+                    "accuracy).")
     seed: int = Field(0, ge=0, description="Random seed (recorded in the manifest; same seed, same metrics).")
 
     @property
