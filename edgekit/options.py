@@ -228,8 +228,9 @@ class CompressOptions(StageOptions):
                     "AIMET/NNCF: each weight rounded up or down so that each layer's output on 64 calibration images "
                     "moves least, layer by layer; the converter then writes exactly those integers). Same size. "
                     "MobileNetV2's agreement with float went from 0.949 to 0.956 at 224 px and 0.941 to 0.954 at 160 "
-                    "(n=2,440). Costs about a minute more per compress for MobileNetV2 at 160 px on 2 cores (97-103 s against "
-                    "38 s for plain --int8; README: int8 accuracy).")
+                    "(n=2,440). Adds about a minute: MobileNetV2 160 px took 97-103 s in all instead of 31-38 s "
+                    "(the rounding 43-46 s; AMD EPYC with AVX-512/VNNI, 2 cores, normal priority; README: int8 "
+                    "accuracy).")
     seed: int = Field(0, ge=0, description="Random seed (recorded in the manifest; same seed, same metrics).")
 
     @property
@@ -237,14 +238,6 @@ class CompressOptions(StageOptions):
         """The estimator a post-training int8 model's ranges come from; None where none is made (no --int8, or
         QAT, whose int8 keeps the ranges it learned)."""
         return self.activation_ranges if self.int8 and not self.qat else None
-
-    @property
-    def int8_weight_rounding(self) -> str | None:
-        """How a post-training int8 model of the parent itself rounds its weights; None where --weight-rounding
-        cannot apply (no --int8, a trained variant, or float16/dynamic/int16x8 beside it)."""
-        if not self.int8 or self.needs_training() or self.float16 or self.dynamic or self.int16x8:
-            return None
-        return self.weight_rounding
 
     @model_validator(mode="after")
     def _sound_combination(self) -> CompressOptions:
@@ -279,7 +272,8 @@ class CompressOptions(StageOptions):
         if self.activation_ranges != DEFAULT_ACTIVATION_RANGES and self.int8_activation_ranges is None:
             _combination(f"--activation-ranges {self.activation_ranges} sets the ranges of a post-training --int8 "
                          "model (QAT learns its own)", "add --int8 (without --qat), or drop --activation-ranges")
-        if self.weight_rounding != DEFAULT_WEIGHT_ROUNDING and self.int8_weight_rounding is None:
+        if self.weight_rounding != DEFAULT_WEIGHT_ROUNDING and (
+                not self.int8 or self.needs_training() or self.float16 or self.dynamic or self.int16x8):
             _combination(f"--weight-rounding {self.weight_rounding} changes the float model that post-training --int8 "
                          "quantizes", "use it with --int8 only (no --float16/--dynamic/--int16x8/--prune/--cluster/"
                          "--qat); run compress again for the other variants")
