@@ -239,6 +239,14 @@ class CompressOptions(StageOptions):
         QAT, whose int8 keeps the ranges it learned)."""
         return self.activation_ranges if self.int8 and not self.qat else None
 
+    @property
+    def int8_weight_rounding(self) -> str | None:
+        """How a post-training int8 model of the parent itself rounds its weights; None where --weight-rounding
+        cannot apply (no --int8, a trained variant, or float16/dynamic/int16x8 beside it)."""
+        if not self.int8 or self.needs_training() or self.float16 or self.dynamic or self.int16x8:
+            return None
+        return self.weight_rounding
+
     @model_validator(mode="after")
     def _sound_combination(self) -> CompressOptions:
         """Combinations that make no sense, before any folder is read."""
@@ -272,8 +280,7 @@ class CompressOptions(StageOptions):
         if self.activation_ranges != DEFAULT_ACTIVATION_RANGES and self.int8_activation_ranges is None:
             _combination(f"--activation-ranges {self.activation_ranges} sets the ranges of a post-training --int8 "
                          "model (QAT learns its own)", "add --int8 (without --qat), or drop --activation-ranges")
-        if self.weight_rounding != DEFAULT_WEIGHT_ROUNDING and (
-                not self.int8 or self.needs_training() or self.float16 or self.dynamic or self.int16x8):
+        if self.weight_rounding != DEFAULT_WEIGHT_ROUNDING and self.int8_weight_rounding is None:
             _combination(f"--weight-rounding {self.weight_rounding} changes the float model that post-training --int8 "
                          "quantizes", "use it with --int8 only (no --float16/--dynamic/--int16x8/--prune/--cluster/"
                          "--qat); run compress again for the other variants")
