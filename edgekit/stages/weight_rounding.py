@@ -153,7 +153,6 @@ class _LayerInputs:
         from edgekit._tf import import_tf
 
         tf, _ = import_tf()
-        self.model = model
         self.order = [node for depth in sorted(model._nodes_by_depth, reverse=True)
                       for node in model._nodes_by_depth[depth] if not node.is_input]
         self.producer = {tensor: node for node in self.order for tensor in node.flat_output_ids}
