@@ -56,27 +56,31 @@ def compress_rows(r: dict) -> list[Row]:
              "gzip <= 0.20x", _status(goals["pruned 50% + int8 gzip <= 0.20x float"]))]
 
 
+def _refit_results_by_seed(epochs: int, results: Path) -> dict[int, dict]:
+    """sparse_refit_ablation's results at ``epochs``, by pruning seed."""
+    by_seed = {}
+    for path in sorted(results.glob("sparse_refit_ablation*.json")):
+        result = json.loads(path.read_text())
+        if result["fine_tune_epochs"] == epochs:
+            by_seed[result.get("seed", 0)] = result
+    return dict(sorted(by_seed.items()))
+
+
 def refit_drops_by_seed(epochs: int, results: Path = RESULTS) -> dict[int, tuple[float, float]]:
     """Latency pruning's drop and the upper end of its 95% interval (the shipped method: classifier refit) per
     pruning seed at ``epochs``, from sparse_refit_ablation's files: one seed's number alone would hide how much
     the seed moves it."""
     drops = {}
-    for path in sorted(results.glob("sparse_refit_ablation*.json")):
-        result = json.loads(path.read_text())
-        if result["fine_tune_epochs"] == epochs:
-            (refit,) = [row for row in result["rows"] if row["model"].endswith("classifier refit")]
-            drops[result.get("seed", 0)] = (refit["drop_points"], refit["interval95_points"][1])
-    return dict(sorted(drops.items()))
+    for seed, result in _refit_results_by_seed(epochs, results).items():
+        (refit,) = [row for row in result["rows"] if row["model"].endswith("classifier refit")]
+        drops[seed] = (refit["drop_points"], refit["interval95_points"][1])
+    return drops
 
 
 def refit_machines_by_seed(epochs: int, results: Path = RESULTS) -> dict[int, str]:
     """The CPU each of ``refit_drops_by_seed``'s seeds was measured on (``_cpu_label``; "" where not recorded)."""
-    machines = {}
-    for path in sorted(results.glob("sparse_refit_ablation*.json")):
-        result = json.loads(path.read_text())
-        if result["fine_tune_epochs"] == epochs:
-            machines[result.get("seed", 0)] = _cpu_label((result.get("environment") or {}).get("machine", {}))
-    return dict(sorted(machines.items()))
+    return {seed: _cpu_label((result.get("environment") or {}).get("machine", {}))
+            for seed, result in _refit_results_by_seed(epochs, results).items()}
 
 
 def _seed_machines(machines: dict[int, str]) -> str:
