@@ -21,6 +21,7 @@ scale divided back out; the converter's round-to-nearest then lands on the chose
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -156,10 +157,8 @@ class _LayerInputs:
         self.order = [node for depth in sorted(model._nodes_by_depth, reverse=True)
                       for node in model._nodes_by_depth[depth] if not node.is_input]
         self.producer = {tensor: node for node in self.order for tensor in node.flat_output_ids}
-        self.readers: dict[str, int] = {}
-        for node in self.order:
-            for tensor in node.flat_input_ids:
-                self.readers[tensor] = self.readers.get(tensor, 0) + 1
+        self.readers = Counter(tensor for node in self.order for tensor in node.flat_input_ids)
+        self.flatten = tf.nest.flatten
         (source,) = model.inputs
         self.values = {str(id(source)): [tf.convert_to_tensor(images[start:start + BATCH])
                                          for start in range(0, len(images), BATCH)]}
@@ -185,27 +184,20 @@ class _LayerInputs:
     def _run(self, node) -> None:
         if id(node.layer) in self.held:
             raise RuntimeError(f"layer {node.layer.name!r} would run before it is rounded")
-        outputs = []
+        outputs = []  # per batch, the node's outputs flattened
         for batch in range(self.batches):
             arguments = {}
             for tensor in node.flat_input_ids:
                 arguments.setdefault(tensor, []).append(self.values[tensor][batch])
             args, kwargs = node.map_arguments(arguments)
-            outputs.append(node.layer(*args, **kwargs, training=False))
+            outputs.append(self.flatten(node.layer(*args, **kwargs, training=False)))
         for tensor in node.flat_input_ids:
             self.readers[tensor] -= 1
             if not self.readers[tensor]:
                 del self.values[tensor]
         for position, tensor in enumerate(node.flat_output_ids):
-            self.values[tensor] = [_flat(output)[position] for output in outputs]
+            self.values[tensor] = [flat[position] for flat in outputs]
         self.done.add(id(node))
-
-
-def _flat(outputs) -> list:
-    from edgekit._tf import import_tf
-
-    tf, _ = import_tf()
-    return tf.nest.flatten(outputs)
 
 
 def _grams(grid: Grid, rounded_in: list[np.ndarray], float_in: list[np.ndarray]
